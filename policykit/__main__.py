@@ -1,0 +1,5 @@
+"""``python -m policykit``."""
+
+from .cli import main
+
+raise SystemExit(main())

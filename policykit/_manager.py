@@ -1,0 +1,192 @@
+"""Plugin manager set-up: hookspecs, the built-in plugins, entry points, the policy."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .engine import builtin
+from .engine.specs import Registry
+from .errors import PluginError, PolicyLoadError, did_you_mean
+
+#: entry-point group third-party plugins register under
+ENTRY_POINT_GROUP = "policykit"
+#: set to a non-empty value to load only the built-in plugins and those named explicitly
+DISABLE_AUTOLOAD_ENV = "POLICYKIT_DISABLE_PLUGIN_AUTOLOAD"
+
+
+class _PluginManager(pluggy.PluginManager):
+    """Accepts undecorated ``policykit_*`` functions as hookimpls, as pytest does for
+    ``pytest_*``, so a policy module can be plain functions."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith("policykit_"):
+            method = getattr(plugin, name, None)
+            if inspect.isroutine(method):
+                return {}
+        return opts
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded policy: its name, the plugin object implementing the decision hooks, and
+    where it came from."""
+
+    name: str
+    plugin: Any
+    source: str
+    summary: str = ""
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(str(exc), plugin=name) from None
+    except ValueError as exc:
+        raise PluginError(str(exc), plugin=name) from None
+
+
+def get_plugin_manager(policy: Policy | None = None, plugins: list[Any] = (),  # type: ignore[assignment]
+                       autoload: bool | None = None) -> pluggy.PluginManager:
+    """Build a plugin manager: hookspecs, built-in plugins, entry-point plugins (unless
+    disabled), extra ``plugins``, then the ``policy``.  Every hookimpl is checked against
+    its spec; a bad one raises :class:`PluginError` naming the plugin."""
+    pm = _PluginManager("policykit")
+    pm.add_hookspecs(hookspecs)
+    _register(pm, builtin, "policykit.builtin")
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc), plugin=getattr(exc, "plugin", None) and str(exc.plugin)) from None
+        except Exception as exc:  # an entry point that fails to import
+            raise PluginError(f"could not load an entry-point plugin: {exc}") from None
+    for i, plugin in enumerate(plugins):
+        _register(pm, plugin, getattr(plugin, "__name__", f"plugin-{i}"))
+    if policy is not None:
+        _register(pm, policy.plugin, f"policy:{policy.name}")
+    _check_unknown_hooks(pm)
+    return pm
+
+
+def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
+    """Like ``check_pending``, with the plugin's name and a did-you-mean."""
+    known = [n for n in vars(pm.hook) if getattr(pm.hook, n).spec is not None]
+    for name in list(vars(pm.hook)):
+        caller = getattr(pm.hook, name)
+        if caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.hookimpl_opts.get("optionalhook"):
+                continue
+            hint = did_you_mean(name, known)
+            raise PluginError(f"unknown hook {name!r}" + (f"; {hint}" if hint else ""),
+                              plugin=impl.plugin_name, hook=name)
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """Merge what every plugin declared; a name declared twice is an error."""
+    reg = Registry()
+
+    def merge(hook_name: str, target: dict, key: Any) -> None:
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            plugin_name = impl.plugin_name
+            try:
+                specs = impl.function() or []
+            except Exception as exc:
+                raise PluginError(f"{type(exc).__name__}: {exc}", plugin=plugin_name,
+                                  hook=hook_name) from None
+            for spec in specs:
+                k = key(spec)
+                if k in target:
+                    raise PluginError(f"{k!r} is declared by both {target[k].provider!r} and "
+                                      f"{plugin_name!r}", plugin=plugin_name, hook=hook_name)
+                if spec.provider == "policykit" and plugin_name != "policykit.builtin":
+                    spec = type(spec)(**{**_fields(spec), "provider": plugin_name})
+                target[k] = spec
+
+    merge("policykit_add_attributes", reg.attributes, lambda s: (s.owner, s.name))
+    merge("policykit_add_decision_points", reg.decision_points, lambda s: s.name)
+    merge("policykit_add_operations", reg.operations, lambda s: s.name)
+    merge("policykit_add_metrics", reg.metrics, lambda s: s.name)
+    merge("policykit_add_violation_classes", reg.violation_classes, lambda s: s.name)
+    for name, point in reg.decision_points.items():
+        hook = getattr(pm.hook, point.hook_name, None)
+        if hook is None or hook.spec is None or not (hook.spec.opts.get("firstresult")):
+            raise PluginError(f"decision point {name!r} has no firstresult hookspec "
+                              f"{point.hook_name}; add one in policykit_addhooks",
+                              plugin=point.provider)
+    return reg
+
+
+def _fields(spec: Any) -> dict[str, Any]:
+    return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+
+
+def check_policy_complete(pm: pluggy.PluginManager, registry: Registry, policy: Policy) -> None:
+    """Every decision point needs an answer: a missing one is a load error."""
+    missing = [name for name, point in registry.decision_points.items()
+               if not getattr(pm.hook, point.hook_name).get_hookimpls()]
+    if missing:
+        raise PolicyLoadError(
+            f"policy {policy.name!r} ({policy.source}) decides nothing at: {', '.join(missing)}; "
+            "every decision point needs an answer")
+
+
+def load_policy(spec: str) -> Policy:
+    """Load a policy from a ``.py`` file or an importable module name.
+
+    The module implements decision hooks (``policykit_wp_fault`` ...), decorated with
+    :data:`policykit.hookimpl` or not; ``POLICY_NAME`` and ``POLICY_SUMMARY`` name it
+    (the file stem by default).
+    """
+    path = Path(spec)
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise PolicyLoadError(f"{spec}: no such policy file")
+        if path.suffix != ".py":
+            raise PolicyLoadError(f"{spec}: not a policy (expected a Python module, *.py)")
+        modname = f"policykit_policy_{abs(hash(str(path.resolve())))}"
+        mod_spec = importlib.util.spec_from_file_location(modname, path)
+        assert mod_spec is not None and mod_spec.loader is not None
+        module = importlib.util.module_from_spec(mod_spec)
+        try:
+            mod_spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise PolicyLoadError(f"{spec}:{exc.lineno}:{exc.offset}: syntax error in policy: {exc.msg}") from None
+        except Exception as exc:
+            raise PolicyLoadError(f"{spec}: importing the policy failed: {type(exc).__name__}: {exc}") from None
+        default_name = path.stem.replace("_", "-")
+        source = str(path)
+    else:
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise PolicyLoadError(f"{spec}: not a policy file, and no module of that name ({exc})") from None
+        default_name = spec.rsplit(".", 1)[-1].replace("_", "-")
+        source = getattr(module, "__file__", spec) or spec
+    return _policy_from_module(module, default_name, source)
+
+
+def _policy_from_module(module: ModuleType, default_name: str, source: str) -> Policy:
+    name = getattr(module, "POLICY_NAME", default_name)
+    summary = getattr(module, "POLICY_SUMMARY", (module.__doc__ or "").strip().split("\n")[0])
+    if not any(n.startswith("policykit_") for n in vars(module)):
+        raise PolicyLoadError(f"{source}: defines no policykit_* hooks, so it is not a policy")
+    sys.modules.setdefault(module.__name__, module)
+    return Policy(name, module, source, summary)

@@ -1,0 +1,66 @@
+"""Engine invariants: reference and map counts balance, whatever the policy decided."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .model import GUP_PIN_COUNTING_BIAS, Machine
+
+
+def check_invariants(m: Machine) -> list[str]:
+    """Return a description of every broken invariant (empty when all hold).
+
+    * every PTE maps an existing page, and a page's ``mapcount`` is the number of PTEs
+      mapping it (the zero page is not counted);
+    * ``refcount`` = mapcount + page-cache reference (shmem) + FOLL_GET refs
+      + GUP_PIN_COUNTING_BIAS per FOLL_PIN, and ``pins``/``gets`` match the live references;
+    * no page with a zero refcount is kept, and no page is kept that nothing references;
+    * a writable PTE lies in a VMA with VM_WRITE, and never maps the zero page;
+    * only live processes have mappings or references.
+    """
+    problems: list[str] = []
+    maps: Counter[int] = Counter()
+    pins: Counter[int] = Counter()
+    gets: Counter[int] = Counter()
+    cached: Counter[int] = Counter()
+    for p in m.processes.values():
+        if not p.alive and (p.mm.ptes or p.mm.vmas):
+            problems.append(f"pid {p.pid} exited but still has mappings")
+        for vpn, pte in p.mm.ptes.items():
+            if pte.pfn not in m.pages:
+                problems.append(f"pid {p.pid} page {vpn:#x} maps freed pfn {pte.pfn}")
+                continue
+            vma = p.mm.find_vma(vpn)
+            if vma is None:
+                problems.append(f"pid {p.pid} has a PTE at {vpn:#x} outside any VMA")
+            elif pte.writable and not vma.write:
+                problems.append(f"pid {p.pid} page {vpn:#x} is writable in a VMA without VM_WRITE")
+            if pte.pfn == m.zero_pfn:
+                if pte.writable:
+                    problems.append(f"pid {p.pid} maps the zero page writable at {vpn:#x}")
+            elif pte.present:
+                maps[pte.pfn] += 1
+    for r in m.refs.values():
+        if not m.processes[r.owner].alive:
+            problems.append(f"reference {r.rid} outlives its owner pid {r.owner}")
+        for pfn in r.pfns:
+            (pins if r.pin else gets)[pfn] += 1
+    for obj in m.shmem.values():
+        for pfn in obj.values():
+            cached[pfn] += 1
+    for pfn, page in m.pages.items():
+        if page.zero:
+            continue
+        if page.mapcount != maps[pfn]:
+            problems.append(f"pfn {pfn}: mapcount {page.mapcount}, but {maps[pfn]} PTEs map it")
+        if page.pins != pins[pfn] or page.gets != gets[pfn]:
+            problems.append(f"pfn {pfn}: pins/gets {page.pins}/{page.gets}, "
+                            f"live references {pins[pfn]}/{gets[pfn]}")
+        want = maps[pfn] + cached[pfn] + gets[pfn] + GUP_PIN_COUNTING_BIAS * pins[pfn]
+        if page.refcount != want:
+            problems.append(f"pfn {pfn}: refcount {page.refcount}, expected {want} "
+                            f"(maps {maps[pfn]} + cache {cached[pfn]} + gets {gets[pfn]} + "
+                            f"{GUP_PIN_COUNTING_BIAS}*pins {pins[pfn]})")
+        if page.refcount <= 0:
+            problems.append(f"pfn {pfn}: kept with refcount {page.refcount}")
+    return problems

@@ -1,0 +1,638 @@
+"""The mm engine: the mechanism of faults, fork, GUP and unmapping, with no policy in it.
+
+Every COW or pin decision is asked of the policy through a decision hook
+(:meth:`Engine.decide`); the engine only carries the answer out.  Function names follow
+``mm/memory.c`` and ``mm/gup.c`` where there is a counterpart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from ..errors import PolicyDecisionError
+from .context import FollFlags, make_context
+from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, GupRef, Machine, Mm, Page, Process, Pte, Vma
+from .specs import OWNERS, Decision, Registry
+
+#: gap left between two mmap()ed regions, so VMAs never touch
+_MMAP_GAP = 16
+#: faults GUP may trigger on one page before it gives up
+_GUP_MAX_FAULTS = 3
+
+
+@dataclass(slots=True)
+class Event:
+    """One thing the engine did.  ``kind`` is e.g. ``decision``, ``copy``, ``fault``,
+    ``alloc``, ``alloc-fail``, ``free``, ``gup``, ``unpin``, ``fork``, ``exit``, ``warn``."""
+
+    kind: str
+    pid: int | None = None
+    vpn: int | None = None
+    pfn: int | None = None
+    info: str = ""
+    decision: Decision | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an operation did.  ``tokens`` are the values written or observed, one per
+    page in argument order; ``result`` is a new pid, reference id or region base."""
+
+    ok: bool = True
+    errno: str | None = None
+    message: str = ""
+    tokens: list[int] = field(default_factory=list)
+    result: int | None = None
+
+
+class OperationFailed(Exception):
+    """An operation failed the way the kernel would fail it (-ENOMEM, -EFAULT, ...)."""
+
+    def __init__(self, errno: str, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
+
+
+class Engine:
+    """Applies operations to a :class:`Machine`, asking the policy at decision points."""
+
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry,
+                 machine: Machine | None = None) -> None:
+        self.pm = pm
+        self.registry = registry
+        self.machine = machine if machine is not None else Machine.boot()
+        self.metrics: dict[str, int] = dict.fromkeys(registry.metrics, 0)
+        self.defaults: dict[str, dict[str, Any]] = {
+            owner: {a.name: a.default for a in registry.attributes_of(owner).values()}
+            for owner in OWNERS
+        }
+        self._flags = {(a.owner, a.name) for a in registry.attributes.values() if a.flag}
+        self._hooks = {name: getattr(pm.hook, spec.hook_name)
+                       for name, spec in registry.decision_points.items()}
+        self._actions = {name: frozenset(spec.actions)
+                         for name, spec in registry.decision_points.items()}
+        self.listeners: list[Callable[[Event], None]] = []
+        hook = pm.hook.policykit_engine_event
+        self._event_hook = hook if hook.get_hookimpls() else None
+        self.nr_pages = len(self.machine.pages)
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    @property
+    def observed(self) -> bool:
+        return bool(self.listeners) or self._event_hook is not None
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+        if self._event_hook is not None:
+            self._event_hook(engine=self, event=event)
+
+    def count(self, metric: str, n: int = 1) -> None:
+        """Add ``n`` to a declared metric."""
+        self.metrics[metric] += n
+
+    def process(self, pid: int) -> Process:
+        return self.machine.processes[pid]
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def decide(self, point: str, page: Page | None, pte: Pte | None, vma: Vma | None,
+               mm: Mm | None, foll: FollFlags | None = None, pid: int | None = None,
+               vpn: int | None = None) -> Decision:
+        """Ask the policy at ``point`` and apply the effects of its decision."""
+        ctx = make_context(point, self.defaults, page, pte, vma, mm, foll)
+        res = self._hooks[point](ctx=ctx)
+        if res is None:
+            raise PolicyDecisionError(
+                f"no policy answered decision point {point!r} "
+                f"(legal actions: {', '.join(sorted(self._actions[point]))})",
+                hook=f"policykit_{point}")
+        d = Decision(res) if isinstance(res, str) else res
+        if not isinstance(d, Decision) or d.action not in self._actions[point]:
+            got = d.action if isinstance(d, Decision) else d
+            raise PolicyDecisionError(
+                f"decision point {point!r} answered {got!r}; legal actions: "
+                f"{', '.join(self.registry.decision_points[point].actions)}",
+                hook=f"policykit_{point}")
+        for eff in d.effects:
+            target = page if eff.target == "page" else mm if eff.target == "mm" else None
+            if target is None or (eff.target, eff.name) not in self._flags:
+                raise PolicyDecisionError(
+                    f"decision at {point!r} sets {eff.target}.{eff.name}, which is not a "
+                    f"declared {eff.target} flag", hook=f"policykit_{point}")
+            if eff.value == self.defaults[eff.target][eff.name]:
+                target.attrs.pop(eff.name, None)
+            else:
+                target.attrs[eff.name] = eff.value
+        self.metrics["decisions"] += 1
+        if d.warn is not None:
+            self.metrics["warnings"] += 1
+        if self.observed:
+            self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d))
+        return d
+
+    # -- pages -------------------------------------------------------------------------
+
+    def alloc_page(self, anon: bool = True) -> Page | None:
+        """Allocate a page holding one reference for its caller; None on (injected) failure."""
+        m = self.machine
+        if m.fail_allocs:
+            m.fail_allocs -= 1
+            if self.observed:
+                self.emit(Event("alloc-fail"))
+            return None
+        pfn = m.next_pfn
+        m.next_pfn += 1
+        page = Page(pfn, refcount=1, anon=anon)
+        m.pages[pfn] = page
+        self.nr_pages += 1
+        if self.nr_pages - 1 > self.metrics["peak_pages"]:
+            self.metrics["peak_pages"] = self.nr_pages - 1
+        if self.observed:
+            self.emit(Event("alloc", pfn=pfn))
+        return page
+
+    def put_page(self, page: Page, n: int = 1) -> None:
+        if page.zero:
+            return
+        page.refcount -= n
+        if page.refcount == 0:
+            del self.machine.pages[page.pfn]
+            self.nr_pages -= 1
+            if self.observed:
+                self.emit(Event("free", pfn=page.pfn))
+
+    def copy_page(self, src: Page, metric: str) -> Page | None:
+        """Allocate a page and copy ``src`` into it (``copy_user_highpage``)."""
+        new = self.alloc_page()
+        if new is None:
+            return None
+        new.content = src.content
+        self.metrics[metric] += 1
+        self.metrics["bytes_copied"] += PAGE_SIZE
+        return new
+
+    def next_token(self) -> int:
+        m = self.machine
+        tok = m.next_token
+        m.next_token += 1
+        return tok
+
+    # -- page table --------------------------------------------------------------------
+
+    def zap_pte(self, mm: Mm, vpn: int) -> None:
+        pte = mm.ptes.pop(vpn, None)
+        if pte is None or not pte.present:
+            return
+        page = self.machine.pages[pte.pfn]
+        if self.observed:
+            self.emit(Event("unmap", vpn=vpn, pfn=page.pfn))
+        if not page.zero:
+            page.mapcount -= 1
+            self.put_page(page)
+
+    def zap_range(self, mm: Mm, start: int, end: int) -> None:
+        ptes = mm.ptes
+        if end - start > len(ptes):
+            vpns = [v for v in ptes if start <= v < end]
+        else:
+            vpns = [v for v in range(start, end) if v in ptes]
+        for vpn in vpns:
+            self.zap_pte(mm, vpn)
+
+    @staticmethod
+    def split_vmas(mm: Mm, start: int, end: int) -> list[Vma]:
+        """Split VMAs at ``start`` and ``end`` (``split_vma``); return those inside."""
+        out: list[Vma] = []
+        new_list: list[Vma] = []
+        for vma in mm.vmas:
+            pieces = [vma]
+            for cut in (start, end):
+                last = pieces[-1]
+                if last.start < cut < last.end:
+                    right = last.copy()
+                    right.start = cut
+                    right.pgoff = last.pgoff + (cut - last.start)
+                    last.end = cut
+                    pieces.append(right)
+            for piece in pieces:
+                new_list.append(piece)
+                if start <= piece.start and piece.end <= end:
+                    out.append(piece)
+        mm.vmas[:] = new_list
+        return out
+
+    # -- faults ------------------------------------------------------------------------
+
+    def handle_mm_fault(self, proc: Process, vpn: int, write: bool, unshare: bool = False,
+                        force: bool = False) -> Pte:
+        """Fault in ``vpn`` for reading, writing, or unsharing; return the resulting PTE.
+
+        A write to a VMA without VM_WRITE is refused (SIGSEGV) unless ``force``
+        (FOLL_FORCE on a COW mapping), which breaks COW but maps the result read-only.
+        """
+        mm = proc.mm
+        vma = mm.find_vma(vpn)
+        if vma is None:
+            raise OperationFailed("EFAULT", f"no VMA at page {vpn:#x}")
+        if write and not vma.write and not (force and vma.is_cow_mapping):
+            raise OperationFailed("EFAULT", f"write to read-only VMA at page {vpn:#x}")
+        pte = mm.ptes.get(vpn)
+        if pte is None:
+            return self.do_pte_missing(proc, vma, vpn, write)
+        if (write and not pte.writable) or unshare:
+            return self.do_wp_page(proc, vma, vpn, pte, unshare)
+        return pte
+
+    def do_pte_missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Pte:
+        """Fault on an empty PTE: ``do_anonymous_page`` or a shmem fault."""
+        mm = proc.mm
+        if vma.shared:
+            self.metrics["faults_shared"] += 1
+            obj = self.machine.shmem[vma.shmem]  # type: ignore[index]
+            off = vpn - vma.start + vma.pgoff
+            pfn = obj.get(off)
+            if pfn is None:
+                page = self.alloc_page(anon=False)
+                if page is None:
+                    raise OperationFailed("ENOMEM", "shmem page allocation failed")
+                obj[off] = page.pfn        # the page cache holds this reference
+            else:
+                page = self.machine.pages[pfn]
+            page.refcount += 1
+            page.mapcount += 1
+            pte = Pte(page.pfn, writable=vma.write, dirty=write)
+        elif not write:
+            self.metrics["faults_read"] += 1
+            pte = Pte(self.machine.zero_pfn)          # the shared zero page, read-only
+        else:
+            self.metrics["faults_write"] += 1
+            page = self.alloc_page()
+            if page is None:
+                raise OperationFailed("ENOMEM", "anonymous page allocation failed")
+            page.mapcount = 1
+            pte = Pte(page.pfn, writable=vma.write, dirty=True)
+        mm.ptes[vpn] = pte
+        if self.observed:
+            self.emit(Event("fault", proc.pid, vpn, pte.pfn, "write" if write else "read"))
+        return pte
+
+    def do_wp_page(self, proc: Process, vma: Vma, vpn: int, pte: Pte, unshare: bool) -> Pte:
+        """Write (or unshare) fault on a present PTE: reuse the page or copy it."""
+        mm = proc.mm
+        page = self.machine.pages[pte.pfn]
+        self.metrics["faults_unshare" if unshare else "faults_wp"] += 1
+        if self.observed:
+            self.emit(Event("fault", proc.pid, vpn, page.pfn, "unshare" if unshare else "wp"))
+        if vma.shared:                                  # wp_page_shared
+            if not unshare:
+                pte.writable = vma.write
+                pte.dirty = True
+            return pte
+        if page.zero:                                   # a fresh zeroed page, not a copy
+            new = self.alloc_page()
+            if new is None:
+                raise OperationFailed("ENOMEM", "page allocation failed replacing the zero page")
+            new.mapcount = 1
+            pte.pfn = new.pfn
+            pte.writable = vma.write and not unshare
+            pte.dirty = not unshare
+            return pte
+        if unshare and pte.writable:                    # nothing to unshare
+            return pte
+        point = "unshare_fault" if unshare else "wp_fault"
+        d = self.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn)
+        if d.action == "reuse":                         # wp_page_reuse
+            if not unshare:
+                pte.writable = vma.write                # maybe_mkwrite()
+                pte.dirty = True
+            return pte
+        new = self.copy_page(page, "unshare_copies" if unshare else "wp_copies")  # wp_page_copy
+        if new is None:
+            raise OperationFailed("ENOMEM", "page allocation failed in COW")
+        if self.observed:
+            self.emit(Event("copy", proc.pid, vpn, new.pfn, f"{point}: {page.pfn} -> {new.pfn}"))
+        new.mapcount = 1
+        pte.pfn = new.pfn
+        pte.writable = vma.write and not unshare
+        pte.dirty = not unshare
+        page.mapcount -= 1
+        self.put_page(page)
+        return pte
+
+    # -- operations --------------------------------------------------------------------
+
+    def spawn(self, name: str) -> int:
+        m = self.machine
+        pid = m.next_pid
+        m.next_pid += 1
+        m.processes[pid] = Process(pid, name, Mm())
+        return pid
+
+    def mmap(self, pid: int, npages: int, shared: bool = False, write: bool = True) -> int:
+        """Map ``npages`` of anonymous memory; return the first page number."""
+        m = self.machine
+        start = m.next_vpn
+        m.next_vpn += npages + _MMAP_GAP
+        shmem = None
+        if shared:
+            shmem = len(m.shmem) + 1
+            while shmem in m.shmem:
+                shmem += 1
+            m.shmem[shmem] = {}
+        mm = self.process(pid).mm
+        mm.vmas.append(Vma(start, start + npages, shared=shared, write=write, shmem=shmem))
+        mm.vmas.sort(key=lambda v: v.start)
+        return start
+
+    def write(self, pid: int, vpns: Iterable[int]) -> list[int]:
+        """The process writes a fresh token to each page; returns the tokens."""
+        proc = self.process(pid)
+        ptes = proc.mm.ptes
+        pages = self.machine.pages
+        out = []
+        for vpn in vpns:
+            pte = ptes.get(vpn)
+            if pte is None or not pte.writable:
+                pte = self.handle_mm_fault(proc, vpn, write=True)
+            tok = self.next_token()
+            pages[pte.pfn].content = tok
+            out.append(tok)
+            if self.observed:
+                self.emit(Event("write", pid, vpn, pte.pfn))
+        return out
+
+    def read(self, pid: int, vpns: Iterable[int]) -> list[int]:
+        """The process reads each page; returns the tokens it saw."""
+        proc = self.process(pid)
+        ptes = proc.mm.ptes
+        pages = self.machine.pages
+        out = []
+        for vpn in vpns:
+            pte = ptes.get(vpn)
+            if pte is None:
+                pte = self.handle_mm_fault(proc, vpn, write=False)
+            out.append(pages[pte.pfn].content)
+            if self.observed:
+                self.emit(Event("read", pid, vpn, pte.pfn))
+        return out
+
+    def peek(self, pid: int, vpn: int) -> int:
+        """What the process would read at ``vpn``, without faulting anything in."""
+        proc = self.process(pid)
+        pte = proc.mm.ptes.get(vpn)
+        if pte is not None:
+            return self.machine.pages[pte.pfn].content
+        vma = proc.mm.find_vma(vpn)
+        if vma is not None and vma.shared:
+            pfn = self.machine.shmem[vma.shmem].get(vpn - vma.start + vma.pgoff)  # type: ignore[index]
+            if pfn is not None:
+                return self.machine.pages[pfn].content
+        return ZERO_TOKEN
+
+    def fork(self, pid: int, name: str) -> int:
+        """fork(): ``dup_mmap`` + ``copy_page_range``; returns the child's pid."""
+        m = self.machine
+        parent = self.process(pid)
+        src_mm = parent.mm
+        dst_mm = Mm()
+        pages = m.pages
+        zero_pfn = m.zero_pfn
+        try:
+            for src_vma in src_mm.vmas:
+                if src_vma.dontcopy:
+                    continue
+                dst_vma = src_vma.copy()
+                dst_mm.vmas.append(dst_vma)
+                if src_vma.wipeonfork or src_vma.shared:
+                    # No PTEs to copy: the child faults in fresh zero pages (wipe) or the
+                    # shmem pages (shared) -- "a page fault will fill them correctly".
+                    continue
+                self.copy_pte_range(dst_mm, src_mm, dst_vma, src_vma, pages, zero_pfn, pid)
+        except OperationFailed:
+            for vpn in list(dst_mm.ptes):
+                self.zap_pte(dst_mm, vpn)
+            raise
+        child = m.next_pid
+        m.next_pid += 1
+        m.processes[child] = Process(child, name, dst_mm)
+        if self.observed:
+            self.emit(Event("fork", pid, info=f"child {child}"))
+        return child
+
+    def copy_pte_range(self, dst_mm: Mm, src_mm: Mm, dst_vma: Vma, src_vma: Vma,
+                       pages: dict[int, Page], zero_pfn: int, pid: int) -> None:
+        src_ptes = src_mm.ptes
+        dst_ptes = dst_mm.ptes
+        cow = src_vma.is_cow_mapping
+        if src_vma.end - src_vma.start > len(src_ptes):
+            vpns: Iterable[int] = sorted(v for v in src_ptes if src_vma.start <= v < src_vma.end)
+        else:
+            vpns = range(src_vma.start, src_vma.end)
+        for vpn in vpns:
+            pte = src_ptes.get(vpn)
+            if pte is None:
+                continue
+            if pte.pfn == zero_pfn:
+                dst_ptes[vpn] = Pte(zero_pfn)
+                continue
+            page = pages[pte.pfn]
+            action = self.decide("fork_pte", page, pte, src_vma, src_mm, pid=pid, vpn=vpn).action
+            if action == "share":
+                if cow and pte.writable:
+                    pte.writable = False                # ptep_set_wrprotect
+                page.refcount += 1
+                page.mapcount += 1
+                dst_ptes[vpn] = Pte(pte.pfn, writable=pte.writable, dirty=pte.dirty)
+            elif action == "copy":                      # copy_present_page
+                new = self.copy_page(page, "fork_copies")
+                if new is None:
+                    raise OperationFailed("ENOMEM", f"fork: no page to copy {vpn:#x} into")
+                new.mapcount = 1
+                dst_ptes[vpn] = Pte(new.pfn, writable=dst_vma.write, dirty=True)
+                if self.observed:
+                    self.emit(Event("copy", pid, vpn, new.pfn, f"fork_pte: {page.pfn} -> {new.pfn}"))
+            else:
+                raise OperationFailed("ENOMEM", f"fork_pte refused to copy {vpn:#x}")
+
+    def exit(self, pid: int) -> None:
+        """The process exits: its references are dropped, its address space torn down."""
+        proc = self.process(pid)
+        for ref in [r for r in self.machine.refs.values() if r.owner == pid]:
+            self.release(ref.rid)
+        mm = proc.mm
+        for vpn in list(mm.ptes):
+            self.zap_pte(mm, vpn)
+        mm.vmas.clear()
+        proc.alive = False
+        if self.observed:
+            self.emit(Event("exit", pid))
+
+    def munmap(self, pid: int, start: int, end: int) -> None:
+        mm = self.process(pid).mm
+        gone = self.split_vmas(mm, start, end)
+        self.zap_range(mm, start, end)
+        mm.vmas[:] = [v for v in mm.vmas if v not in gone]
+
+    def mprotect(self, pid: int, start: int, end: int, write: bool) -> None:
+        proc = self.process(pid)
+        mm = proc.mm
+        pages = self.machine.pages
+        for vma in self.split_vmas(mm, start, end):
+            if not write:
+                vma.write = False
+                for vpn in range(vma.start, vma.end):
+                    pte = mm.ptes.get(vpn)
+                    if pte is not None:
+                        pte.writable = False
+                continue
+            if not vma.may_write:
+                raise OperationFailed("EACCES", "mprotect(PROT_WRITE) on a VMA without VM_MAYWRITE")
+            vma.write = True
+            for vpn in range(vma.start, vma.end):
+                pte = mm.ptes.get(vpn)
+                if pte is None or pte.writable or not pte.present:
+                    continue
+                page = pages[pte.pfn]
+                if vma.shared:
+                    pte.writable = True
+                elif not page.zero and page.anon:
+                    d = self.decide("mprotect_pte", page, pte, vma, mm, pid=pid, vpn=vpn)
+                    if d.action == "make_writable":
+                        pte.writable = True
+
+    def madvise(self, pid: int, start: int, end: int, advice: str) -> None:
+        mm = self.process(pid).mm
+        if advice == "dontneed":
+            self.zap_range(mm, start, end)
+            return
+        for vma in self.split_vmas(mm, start, end):
+            if advice in ("dontfork", "dofork"):
+                vma.dontcopy = advice == "dontfork"
+            elif advice in ("wipeonfork", "keeponfork"):
+                if vma.shared:
+                    raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared mapping")
+                vma.wipeonfork = advice == "wipeonfork"
+            else:
+                raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")
+
+    def clear_refs(self, pid: int) -> None:
+        """``echo 4 > /proc/pid/clear_refs``: start soft-dirty tracking."""
+        mm = self.process(pid).mm
+        pages = self.machine.pages
+        for vma in mm.vmas:
+            vma.softdirty = False
+            if vma.shared:
+                continue
+            for vpn in range(vma.start, vma.end):
+                pte = mm.ptes.get(vpn)
+                if pte is None or not pte.writable:
+                    continue
+                page = pages[pte.pfn]
+                if self.decide("clear_refs_pte", page, pte, vma, mm, pid=pid, vpn=vpn).action == "wrprotect":
+                    pte.writable = False
+
+    def gup(self, pid: int, vpns: Iterable[int], pin: bool, write: bool = False,
+            longterm: bool = False, force: bool = False, fast: bool = False) -> int:
+        """get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN); returns a reference id."""
+        proc = self.process(pid)
+        mm = proc.mm
+        m = self.machine
+        foll = FollFlags(pin, write, longterm, force, fast)
+        if pin:
+            mm.has_pinned = True                        # mm_set_has_pinned_flag(): sticky
+        taken: list[Page] = []
+        vpns = tuple(vpns)
+        try:
+            for vpn in vpns:
+                vma = mm.find_vma(vpn)
+                if vma is None:
+                    raise OperationFailed("EFAULT", f"gup: no VMA at page {vpn:#x}")
+                if write and not vma.write and not (force and vma.is_cow_mapping):
+                    raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
+                for _ in range(_GUP_MAX_FAULTS + 1):
+                    pte = mm.ptes.get(vpn)
+                    if pte is None:                     # faultin_page()
+                        pte = self.handle_mm_fault(proc, vpn, write=write, force=force)
+                    page = m.pages[pte.pfn]
+                    action = self.decide("gup", page, pte, vma, mm, foll, pid, vpn).action
+                    if action == "grab":
+                        break
+                    if action == "fail":
+                        raise OperationFailed("EFAULT", f"gup refused page {vpn:#x}")
+                    if action == "write_fault":
+                        if pte.writable:
+                            self.metrics["faults_wp"] += 1      # spurious: nothing to do
+                        else:
+                            self.handle_mm_fault(proc, vpn, write=True, force=force)
+                    else:
+                        self.do_wp_page(proc, vma, vpn, pte, unshare=True)
+                else:
+                    raise PolicyDecisionError(
+                        f"gup at page {vpn:#x}: the policy asked for more than "
+                        f"{_GUP_MAX_FAULTS} faults without grabbing the page", hook="policykit_gup")
+                if pin:
+                    page.refcount += GUP_PIN_COUNTING_BIAS
+                    page.pins += 1
+                else:
+                    page.refcount += 1
+                    page.gets += 1
+                taken.append(page)
+        except OperationFailed:
+            for page in taken:
+                self._drop_ref(page, pin)
+            raise
+        rid = m.next_rid
+        m.next_rid += 1
+        m.refs[rid] = GupRef(rid, pid, vpns, [p.pfn for p in taken], pin, write, longterm)
+        if self.observed:
+            self.emit(Event("gup", pid, vpns[0] if vpns else None, taken[0].pfn if taken else None,
+                            f"ref {rid}: {foll!r}"))
+        return rid
+
+    def _drop_ref(self, page: Page, pin: bool) -> None:
+        if pin:
+            page.pins -= 1
+            self.put_page(page, GUP_PIN_COUNTING_BIAS)
+        else:
+            page.gets -= 1
+            self.put_page(page)
+
+    def release(self, rid: int) -> None:
+        """unpin_user_pages() or put_page() on every page of a reference."""
+        ref = self.machine.refs.pop(rid)
+        ref.live = False
+        pages = self.machine.pages
+        for pfn in ref.pfns:
+            self._drop_ref(pages[pfn], ref.pin)
+        if self.observed:
+            for pfn in ref.pfns:
+                self.emit(Event("unpin" if ref.pin else "put", ref.owner, pfn=pfn, info=f"ref {rid}"))
+
+    def dma_write(self, rid: int, index: Iterable[int]) -> list[int]:
+        """A device writes a fresh token through the reference into each indexed page."""
+        ref = self.machine.refs[rid]
+        pages = self.machine.pages
+        out = []
+        for i in index:
+            tok = self.next_token()
+            pages[ref.pfns[i]].content = tok
+            out.append(tok)
+            if self.observed:
+                self.emit(Event("dma_write", ref.owner, ref.vpns[i], ref.pfns[i]))
+        return out
+
+    def dma_read(self, rid: int, index: Iterable[int]) -> list[int]:
+        """A device reads each indexed page through the reference."""
+        ref = self.machine.refs[rid]
+        pages = self.machine.pages
+        if self.observed:
+            for i in index:
+                self.emit(Event("dma_read", ref.owner, ref.vpns[i], ref.pfns[i]))
+        return [pages[ref.pfns[i]].content for i in index]

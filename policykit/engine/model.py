@@ -1,0 +1,221 @@
+"""Machine state as plain data: pages, PTEs, VMAs, mms, processes and GUP references.
+
+Everything here is data with no behaviour beyond copying and a canonical form, so a
+state can be snapshotted, restored, compared and hashed.  The mechanism that changes
+it lives in :mod:`policykit.engine.mm`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PAGE_SIZE = 4096
+#: what one FOLL_PIN adds to the refcount of a small page (include/linux/mm.h)
+GUP_PIN_COUNTING_BIAS = 1024
+#: content of a page nobody wrote: zero-fill
+ZERO_TOKEN = 0
+
+
+@dataclass(slots=True)
+class Page:
+    """A physical page (struct page / small folio).
+
+    ``pins`` and ``gets`` are the exact numbers of FOLL_PIN and FOLL_GET references:
+    engine-private truth for the oracle, which a realizable policy never reads (the
+    kernel only has the fuzzy ``refcount >= GUP_PIN_COUNTING_BIAS`` test).
+    ``attrs`` holds policy flags and plugin attributes that differ from their default.
+    """
+
+    pfn: int
+    content: int = ZERO_TOKEN
+    refcount: int = 0
+    mapcount: int = 0
+    anon: bool = True
+    zero: bool = False
+    pins: int = 0
+    gets: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> Page:
+        return Page(self.pfn, self.content, self.refcount, self.mapcount, self.anon,
+                    self.zero, self.pins, self.gets, dict(self.attrs))
+
+
+@dataclass(slots=True)
+class Pte:
+    """A page table entry.  Non-present entries (swap, migration) carry plugin attrs."""
+
+    pfn: int
+    present: bool = True
+    writable: bool = False
+    dirty: bool = False
+    attrs: dict[str, Any] | None = None
+
+    def copy(self) -> Pte:
+        return Pte(self.pfn, self.present, self.writable, self.dirty,
+                   None if self.attrs is None else dict(self.attrs))
+
+
+@dataclass(slots=True)
+class Vma:
+    """A virtual memory area over page numbers ``[start, end)``.
+
+    ``shmem`` names the shared-memory object backing a MAP_SHARED anonymous VMA
+    (its pages are not PageAnon); private anonymous VMAs have ``shmem is None``.
+    """
+
+    start: int
+    end: int
+    shared: bool = False
+    write: bool = True          # VM_WRITE
+    may_write: bool = True      # VM_MAYWRITE
+    dontcopy: bool = False      # VM_DONTCOPY (MADV_DONTFORK)
+    wipeonfork: bool = False    # VM_WIPEONFORK
+    softdirty: bool = True      # VM_SOFTDIRTY: cleared by clear_refs
+    shmem: int | None = None
+    pgoff: int = 0              # page offset of ``start`` in the shmem object
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_cow_mapping(self) -> bool:
+        """``(flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE``."""
+        return not self.shared and self.may_write
+
+    @property
+    def npages(self) -> int:
+        return self.end - self.start
+
+    def copy(self) -> Vma:
+        return Vma(self.start, self.end, self.shared, self.write, self.may_write,
+                   self.dontcopy, self.wipeonfork, self.softdirty, self.shmem, self.pgoff,
+                   dict(self.attrs))
+
+
+@dataclass(slots=True)
+class Mm:
+    """An address space: VMAs sorted by start, a flat page table, sticky has_pinned."""
+
+    vmas: list[Vma] = field(default_factory=list)
+    ptes: dict[int, Pte] = field(default_factory=dict)
+    has_pinned: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def find_vma(self, vpn: int) -> Vma | None:
+        for vma in self.vmas:
+            if vma.start <= vpn < vma.end:
+                return vma
+        return None
+
+    def copy(self) -> Mm:
+        return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
+                  self.has_pinned, dict(self.attrs))
+
+
+@dataclass(slots=True)
+class Process:
+    pid: int
+    name: str
+    mm: Mm
+    alive: bool = True
+
+    def copy(self) -> Process:
+        return Process(self.pid, self.name, self.mm.copy(), self.alive)
+
+
+@dataclass(slots=True)
+class GupRef:
+    """A reference taken by get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN).
+
+    One entry of ``pfns`` per page of ``vpns``: the page the reference holds.
+    """
+
+    rid: int
+    owner: int
+    vpns: tuple[int, ...]
+    pfns: list[int]
+    pin: bool
+    write: bool = False
+    longterm: bool = False
+    live: bool = True
+
+    def copy(self) -> GupRef:
+        return GupRef(self.rid, self.owner, self.vpns, list(self.pfns), self.pin,
+                      self.write, self.longterm, self.live)
+
+
+@dataclass(slots=True)
+class Machine:
+    """The whole simulated machine.  ``copy()`` is a snapshot; assignment restores it."""
+
+    pages: dict[int, Page] = field(default_factory=dict)
+    processes: dict[int, Process] = field(default_factory=dict)
+    refs: dict[int, GupRef] = field(default_factory=dict)
+    shmem: dict[int, dict[int, int]] = field(default_factory=dict)
+    zero_pfn: int = 0
+    next_pfn: int = 1
+    next_pid: int = 1
+    next_rid: int = 1
+    next_vpn: int = 0x100
+    next_token: int = 1
+    fail_allocs: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def boot(cls) -> Machine:
+        m = cls()
+        m.pages[0] = Page(0, anon=False, zero=True, refcount=1)
+        return m
+
+    def copy(self) -> Machine:
+        return Machine(
+            {k: p.copy() for k, p in self.pages.items()},
+            {k: p.copy() for k, p in self.processes.items()},
+            {k: r.copy() for k, r in self.refs.items()},
+            {k: dict(v) for k, v in self.shmem.items()},
+            self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
+            self.next_token, self.fail_allocs, dict(self.attrs),
+        )
+
+    def canonical(self, rename_tokens: bool = True) -> tuple:
+        """State as nested tuples, with pfns, pids, reference ids (and tokens) renamed in
+        order of first appearance, so equal machines give equal values regardless of the
+        order in which ids were handed out."""
+        pfns: dict[int, int] = {self.zero_pfn: 0}
+        tokens: dict[int, int] = {ZERO_TOKEN: 0}
+
+        def pfn(x: int) -> int:
+            return pfns.setdefault(x, len(pfns))
+
+        def tok(x: int) -> int:
+            return tokens.setdefault(x, len(tokens)) if rename_tokens else x
+
+        procs = []
+        pids = {}
+        for i, p in enumerate(sorted(self.processes.values(), key=lambda p: p.pid)):
+            pids[p.pid] = i
+            mm = p.mm
+            vmas = tuple((v.start, v.end, v.shared, v.write, v.may_write, v.dontcopy,
+                          v.wipeonfork, v.softdirty, v.shmem, v.pgoff,
+                          tuple(sorted(v.attrs.items())))
+                         for v in mm.vmas)
+            ptes = tuple((vpn, pfn(e.pfn), e.present, e.writable, e.dirty,
+                          tuple(sorted(e.attrs.items())) if e.attrs else ())
+                         for vpn, e in sorted(mm.ptes.items()))
+            procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
+                          tuple(sorted(mm.attrs.items()))))
+        refs = tuple((pids.get(r.owner, -1), r.vpns, tuple(pfn(x) for x in r.pfns), r.pin,
+                      r.write, r.longterm, r.live)
+                     for r in sorted(self.refs.values(), key=lambda r: r.rid))
+        shm = tuple((k, tuple((off, pfn(x)) for off, x in sorted(v.items())))
+                    for k, v in sorted(self.shmem.items()))
+        pages = tuple(sorted(
+            (pfns[p.pfn], tok(p.content), p.refcount, p.mapcount, p.anon, p.zero, p.pins,
+             p.gets, tuple(sorted(p.attrs.items())))
+            for p in self.pages.values() if p.pfn in pfns))
+        orphans = len(self.pages) - len(pages)
+        return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs,
+                tuple(sorted(self.attrs.items())))
+
+    def state_hash(self) -> int:
+        return hash(self.canonical())

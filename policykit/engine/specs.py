@@ -1,0 +1,153 @@
+"""What plugins declare to the engine: attributes, decision points, operations, metrics,
+violation classes; and the :class:`Decision` a decision hook returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, final
+
+if TYPE_CHECKING:
+    from .mm import Engine, Outcome
+
+#: the objects a context attribute can live on
+OWNERS = ("page", "pte", "vma", "mm", "foll")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AttributeSpec:
+    """An attribute readable by policies as ``<owner>.<name>``.
+
+    ``flag=True`` marks policy-owned state that decisions may set or clear (e.g.
+    ``page.anon_exclusive``); ``oracle_only=True`` marks engine-private truth that only
+    policies declaring themselves unrealizable may read.
+    """
+
+    owner: str
+    name: str
+    type: type
+    default: Any = None
+    doc: str = ""
+    flag: bool = False
+    oracle_only: bool = False
+    provider: str = "policykit"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DecisionPointSpec:
+    """A place where the engine asks the policy.  The hook is ``policykit_<name>``.
+
+    :param actions: legal return actions, in the order documentation lists them.
+    :param context: owner names available in the context (``page``, ``pte``, ...).
+    """
+
+    name: str
+    actions: tuple[str, ...]
+    context: tuple[str, ...]
+    doc: str = ""
+    provider: str = "policykit"
+
+    @property
+    def hook_name(self) -> str:
+        return f"policykit_{self.name}"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One positional parameter of a scenario operation.
+
+    ``kind`` is one of ``process``, ``region`` (a region of the preceding process, with an
+    optional ``[i]`` or ``[i:j]`` slice), ``ref`` (with an optional slice), ``int``,
+    ``word`` (one of ``choices``, or ``default`` when absent) or ``flags`` (any subset of
+    ``choices``).
+    """
+
+    name: str
+    kind: str
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    doc: str = ""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """A scenario operation ``name ARG... [-> RESULT]``.
+
+    ``apply(engine, args)`` carries it out on resolved arguments (pids, vpn lists, reference
+    ids) and returns an :class:`~policykit.engine.mm.Outcome`.  ``result`` says what the
+    ``-> NAME`` after the arguments binds: ``process``, ``ref``, or None for no result.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    apply: Callable[[Engine, dict[str, Any]], Outcome]
+    doc: str = ""
+    result: str | None = None
+    provider: str = "policykit"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """A per-run counter.  ``unit`` is ``pages``, ``bytes``, ``faults`` or ``count``."""
+
+    name: str
+    doc: str = ""
+    unit: str = "count"
+    provider: str = "policykit"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ViolationClassSpec:
+    """A class of violation the oracle (or an oracle plugin) can report."""
+
+    name: str
+    doc: str = ""
+    provider: str = "policykit"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Set policy flag ``name`` on ``target`` (``page`` or ``mm``) to ``value``."""
+
+    target: str
+    name: str
+    value: Any
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a decision hook returns: an action, the effects on policy flags, an optional
+    warning (counted in reports) and the rule that fired (``file:line``), for explanations.
+
+    A hook may also return a bare action string.
+    """
+
+    action: str
+    effects: tuple[Effect, ...] = ()
+    warn: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins declared, indexed by name."""
+
+    attributes: dict[tuple[str, str], AttributeSpec] = field(default_factory=dict)
+    decision_points: dict[str, DecisionPointSpec] = field(default_factory=dict)
+    operations: dict[str, OperationSpec] = field(default_factory=dict)
+    metrics: dict[str, MetricSpec] = field(default_factory=dict)
+    violation_classes: dict[str, ViolationClassSpec] = field(default_factory=dict)
+
+    def attributes_of(self, owner: str) -> dict[str, AttributeSpec]:
+        return {n: a for (o, n), a in self.attributes.items() if o == owner}
+
+    def defaults(self, owner: str) -> dict[str, Any]:
+        return {n: a.default for (o, n), a in self.attributes.items() if o == owner and a.flag}

@@ -1,0 +1,95 @@
+"""Error types: every user-facing failure carries enough context to print without a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class PolicyKitError(Exception):
+    """Base of every error policykit reports to a user."""
+
+    #: exit code the CLI uses for this error (see :class:`policykit.cli.ExitCode`)
+    exit_code: int = 2
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place in a source file: 1-based line and column, end column exclusive."""
+
+    filename: str
+    line: int
+    column: int
+    end_column: int | None = None
+
+
+class SourceError(PolicyKitError):
+    """An error at a place in a `.scn` or `.pol` file, rendered with the line and a caret."""
+
+    def __init__(self, message: str, span: Span, source: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.source = source
+        self.hint = hint
+
+    def render(self) -> str:
+        s = self.span
+        lines = self.source.splitlines()
+        text = lines[s.line - 1] if 0 < s.line <= len(lines) else ""
+        width = max(1, (s.end_column or s.column + 1) - s.column)
+        gutter = f"{s.line:>4} | "
+        out = [
+            f"{s.filename}:{s.line}:{s.column}: error: {self.message}",
+            f"{gutter}{text}",
+            " " * (len(gutter) - 2) + "| " + " " * (s.column - 1) + "^" * width,
+        ]
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        s = self.span
+        return f"{s.filename}:{s.line}:{s.column}: {self.message}"
+
+
+class ScenarioError(SourceError):
+    """A malformed scenario file: syntax, unknown names, misuse of references."""
+
+
+class PolicyLoadError(PolicyKitError):
+    """A policy could not be loaded (missing file, import failure, no decision hooks)."""
+
+
+class PluginError(PolicyKitError):
+    """A plugin broke the hook contract: bad hook name or signature, bad return value, exception."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, plugin: str | None = None, hook: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+    def render(self) -> str:
+        where = []
+        if self.plugin:
+            where.append(f"plugin {self.plugin!r}")
+        if self.hook:
+            where.append(f"hook {self.hook}")
+        prefix = f" ({', '.join(where)})" if where else ""
+        return f"error{prefix}: {self}"
+
+
+class PolicyDecisionError(PluginError):
+    """A decision hook returned nothing, or something that is not a legal action."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """Return "did you mean 'x'?" for the closest candidate, or None."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None

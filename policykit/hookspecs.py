@@ -1,0 +1,240 @@
+"""The hook contract between the mm engine, policies and plugins.
+
+Every hook is named ``policykit_*``.  Three families:
+
+* **registration** hooks, called once when a run is set up, through which plugins add
+  attributes, decision points, operations, metrics and violation classes;
+* **decision** hooks (``firstresult``), one per decision point, answered by the policy;
+* **observer** hooks, where every implementation is called: engine events, oracle checks,
+  the end of a run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .engine.context import Context
+    from .engine.mm import Engine, Event, Outcome
+    from .engine.specs import (
+        AttributeSpec,
+        Decision,
+        DecisionPointSpec,
+        MetricSpec,
+        OperationSpec,
+        ViolationClassSpec,
+    )
+    from .oracle import Oracle, Violation
+    from .run import RunResult
+    from .scenario.model import Step
+
+hookspec = pluggy.HookspecMarker("policykit")
+hookimpl = pluggy.HookimplMarker("policykit")
+
+
+# -------------------------------------------------------------------------------------
+# Registration hooks: called once per run set-up, every implementation is called.
+# -------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def policykit_addhooks(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hookspecs of a plugin's own, e.g. the hook of a new decision point.
+
+    :param pluginmanager: the policykit plugin manager; call ``add_hookspecs`` on it.
+
+    Called when the plugin is registered (historic: plugins registered later still get
+    the call).  A plugin adding a decision point ``foo`` must add a firstresult hookspec
+    ``policykit_foo(ctx)`` here and declare the point in
+    :func:`policykit_add_decision_points`.
+    """
+
+
+@hookspec
+def policykit_add_attributes() -> list[AttributeSpec]:
+    """Declare attributes of pages, PTEs, VMAs and mms that policies may read.
+
+    :returns: a list of :class:`~policykit.engine.specs.AttributeSpec`.
+
+    Called once per run set-up; the lists of all plugins are merged (a name declared
+    twice for the same owner is an error naming both providers).  Attributes with
+    ``flag=True`` are policy-owned state that decisions set and clear; their ``default``
+    is the value every new page (or mm) starts with.
+    """
+
+
+@hookspec
+def policykit_add_decision_points() -> list[DecisionPointSpec]:
+    """Declare decision points: where the engine asks the policy, and the legal actions.
+
+    :returns: a list of :class:`~policykit.engine.specs.DecisionPointSpec`.
+
+    Called once per run set-up.  The engine's own points (``fork_pte``, ``wp_fault``,
+    ``unshare_fault``, ``gup``, ``mprotect_pte``, ``clear_refs_pte``) are declared through
+    this hook by the engine itself.
+    """
+
+
+@hookspec
+def policykit_add_operations() -> list[OperationSpec]:
+    """Declare scenario operations (``mmap``, ``fork``, ``gup``, ...).
+
+    :returns: a list of :class:`~policykit.engine.specs.OperationSpec`.
+
+    Called once per run set-up; scenario files are checked against the merged set, so a
+    plugin's operation is usable in a scenario without touching the scenario grammar.
+    """
+
+
+@hookspec
+def policykit_add_metrics() -> list[MetricSpec]:
+    """Declare per-run counters (copies, bytes copied, faults, ...).
+
+    :returns: a list of :class:`~policykit.engine.specs.MetricSpec`.
+
+    Called once per run set-up.  Increment them with ``engine.count(name, n)``.
+    """
+
+
+@hookspec
+def policykit_add_violation_classes() -> list[ViolationClassSpec]:
+    """Declare violation classes an oracle check may report (``leak``, ``lost-write``...).
+
+    :returns: a list of :class:`~policykit.engine.specs.ViolationClassSpec`.
+
+    Called once per run set-up.  Scenario expectations may only name declared classes.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Decision hooks: firstresult, answered by the policy.
+# -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def policykit_fork_pte(ctx: Context) -> Decision | str | None:
+    """Decide what fork() does with one present anonymous page of a COW mapping.
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma`` and ``mm`` of the *parent*
+        (``copy_present_pte()`` in ``mm/memory.c``).
+    :returns: ``share`` (write-protect both PTEs and share the page), ``copy`` (give the
+        child its own copy now; the parent PTE is left as it was; needs an allocation,
+        which may fail and then fails the fork) or ``fail`` (fork fails with -ENOMEM).
+
+    Called for every present, non-zero-page PTE of a private VMA without VM_DONTCOPY or
+    VM_WIPEONFORK, in address order.  Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_wp_fault(ctx: Context) -> Decision | str | None:
+    """Decide a write fault on a write-protected PTE of an anonymous page (``do_wp_page``).
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm`` of the faulting process.
+    :returns: ``reuse`` (make the PTE writable, keep the page) or ``copy`` (map a fresh
+        copy writable; ``wp_page_copy``).
+
+    Called for private VMAs only, and not for the shared zero page (which is always
+    replaced by a fresh page).  Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_unshare_fault(ctx: Context) -> Decision | str | None:
+    """Decide a GUP-triggered unshare fault (``FAULT_FLAG_UNSHARE``, 5.19+).
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
+    :returns: ``reuse`` (keep the page, PTE stays read-only) or ``copy`` (map a fresh copy,
+        read-only).
+
+    Called when a ``gup`` decision answered ``unshare_fault``.  Stops at first non-None
+    result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_gup(ctx: Context) -> Decision | str | None:
+    """Decide whether get_user_pages/pin_user_pages may take the page mapped at an address.
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm`` and ``foll`` (the GUP
+        flags: ``foll.pin``, ``foll.get``, ``foll.write``, ``foll.longterm``, ``foll.force``).
+    :returns: ``grab`` (take the reference), ``write_fault`` (take a write fault, then ask
+        again), ``unshare_fault`` (take an unshare fault, then ask again) or ``fail`` (GUP
+        fails with -EFAULT).
+
+    Called once per page with a present PTE, after the engine faulted in a missing one.
+    The engine gives up with an ``error`` after three faults on the same page.  Stops at
+    first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_mprotect_pte(ctx: Context) -> Decision | str | None:
+    """Decide whether mprotect(PROT_WRITE) maps a read-only anonymous PTE writable at once.
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
+    :returns: ``make_writable`` (``can_change_pte_writable()`` said yes) or ``keep``
+        (leave it read-only; the next write faults).
+
+    Called for each present, read-only PTE of an anonymous page when a private VMA gains
+    VM_WRITE.  Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_clear_refs_pte(ctx: Context) -> Decision | str | None:
+    """Decide whether ``echo 4 > /proc/pid/clear_refs`` write-protects one anonymous PTE.
+
+    :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
+    :returns: ``wrprotect`` (clear soft-dirty and write-protect) or ``skip`` (5.11+ skips
+        maybe-pinned pages).
+
+    Called for each present writable PTE of an anonymous page in private VMAs.  Stops at
+    first non-None result.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Observer hooks: every implementation is called; return values are ignored unless said.
+# -------------------------------------------------------------------------------------
+
+
+@hookspec
+def policykit_engine_event(engine: Engine, event: Event) -> None:
+    """Observe one engine event (fault, decision, copy, alloc, free, GUP, ...).
+
+    :param engine: the engine (read its ``machine``; do not change it).
+    :param event: the :class:`~policykit.engine.mm.Event`.
+
+    Called synchronously as the event happens.  Only called when at least one plugin
+    implements it, so an unused hook costs nothing.
+    """
+
+
+@hookspec
+def policykit_oracle_step(oracle: Oracle, step: Step, outcome: Outcome,
+                          args: dict[str, Any]) -> list[Violation] | None:
+    """Judge one scenario step with checks of a plugin's own.
+
+    :param oracle: the running oracle (its logical model and the engine, read-only).
+    :param step: the scenario step just carried out.
+    :param outcome: what the engine reported for it.
+    :param args: the step's resolved arguments (pids, vpns, reference ids).
+    :returns: violations found, or None.
+
+    Called after the built-in oracle has judged the step, for every step that ran.
+    """
+
+
+@hookspec
+def policykit_run_finish(result: RunResult) -> None:
+    """Observe a finished run of one scenario under one policy.
+
+    :param result: the :class:`~policykit.run.RunResult` with verdict, violations, metrics
+        and (when tracing) the trace.
+
+    Called once per (policy, scenario) run, after expectations were checked.  Exporters
+    write their files here.
+    """

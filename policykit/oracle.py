@@ -1,0 +1,321 @@
+"""The oracle: judges a run against POSIX fork semantics and pin semantics, knowing
+nothing of the policy.
+
+It keeps a *logical* model of memory, one cell per (process, page), that follows what
+the operations mean rather than what the engine did:
+
+* ``fork`` gives the child a new cell per private page, starting from the parent's
+  value (the child's history shares the parent's up to the fork); shared pages keep
+  one cell for both; MADV_DONTFORK pages are absent, MADV_WIPEONFORK ones start zeroed;
+* every write (by a CPU or by a device through a reference) appends a fresh token to
+  the cell it logically lands in;
+* a reference is bound to the cells of its owner at GUP time.
+
+Every observation (a read, a device read, the end-of-run audit of each live page, the
+owner's view right after a device write) is compared with the cell: a token from
+outside the cell's history is a ``leak``; an older token of the cell is a
+``pin-incoherent`` (a pin involved) or a ``lost-write``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .engine.model import ZERO_TOKEN
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from .engine.mm import Engine, Outcome
+    from .scenario.model import Step
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One violation: class, the step (0-based, None for the end-of-run audit) and its
+    line, what was seen and what should have been."""
+
+    cls: str
+    step: int | None
+    line: int | None
+    detail: str
+    seen: str = ""
+    expected: str = ""
+
+    def where(self) -> str:
+        return f"line {self.line}" if self.line else "end of run"
+
+
+class Cell:
+    """The logical content of one page of one process (or of one shared page)."""
+
+    __slots__ = ("cid", "label", "tokens", "base", "base_len", "mappers", "shared")
+
+    def __init__(self, cid: int, label: str, base: Cell | None = None, shared: bool = False) -> None:
+        self.cid = cid
+        self.label = label
+        self.base = base
+        self.base_len = len(base.tokens) if base is not None else 0
+        self.tokens = [base.tokens[-1]] if base is not None else [ZERO_TOKEN]
+        self.mappers = 1
+        self.shared = shared
+
+    @property
+    def current(self) -> int:
+        return self.tokens[-1]
+
+    def has(self, token: int) -> bool:
+        """Did this cell ever hold ``token``, counting the history inherited at fork?"""
+        if token == ZERO_TOKEN or token in self.tokens:
+            return True
+        cell, limit = self.base, self.base_len
+        while cell is not None:
+            if token in cell.tokens[:limit]:
+                return True
+            cell, limit = cell.base, cell.base_len
+        return False
+
+
+@dataclass
+class _Ref:
+    name: str
+    owner: int
+    vpns: tuple[int, ...]
+    cells: list[Cell]
+    pin: bool
+    write: bool
+
+
+class Oracle:
+    """Follows a run step by step; collects :class:`Violation` s in ``violations``."""
+
+    def __init__(self, engine: Engine, pm: pluggy.PluginManager | None = None) -> None:
+        self.engine = engine
+        self.pm = pm
+        self.violations: list[Violation] = []
+        self.space: dict[int, dict[int, Cell]] = {}
+        self.names: dict[int, str] = {}
+        self.dontfork: dict[int, set[int]] = {}
+        self.wipeonfork: dict[int, set[int]] = {}
+        self.refs: dict[int, _Ref] = {}
+        self.origin: dict[int, str] = {}
+        self._seen: set[tuple[str, int]] = set()
+        self._next_cid = 0
+        self._step = 0
+        self._line: int | None = None
+        self._regions: dict[int, str] = {}          # region base vpn -> region name
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def report(self, cls: str, detail: str, seen: str = "", expected: str = "",
+               key: int | None = None) -> None:
+        """Record a violation of ``cls`` at the current step, once per (class, key)."""
+        if key is not None:
+            if (cls, key) in self._seen:
+                return
+            self._seen.add((cls, key))
+        step = None if self._line is None else self._step
+        self.violations.append(Violation(cls, step, self._line, detail, seen, expected))
+
+    def describe(self, token: int) -> str:
+        if token == ZERO_TOKEN:
+            return "zero-fill"
+        return f"#{token} ({self.origin.get(token, 'unknown writer')})"
+
+    def where(self, pid: int, vpn: int) -> str:
+        base = max((b for b in self._regions if b <= vpn), default=None)
+        name = self._regions.get(base) if base is not None else None
+        page = f"{name}[{vpn - base}]" if name is not None and base is not None else f"page {vpn:#x}"
+        return f"{self.names.get(pid, pid)}:{page}"
+
+    def judge(self, cell: Cell, seen: int, who: str, exact: bool, pin: bool = False) -> None:
+        """Compare an observation with the cell.  ``exact``: must be the current value
+        (otherwise any value the cell held is acceptable); ``pin``: seen through a pin."""
+        if seen == cell.current or (not exact and cell.has(seen)):
+            return
+        if cell.has(seen):
+            last = self.origin.get(cell.current, "")
+            cls = "pin-incoherent" if pin or last.startswith("device via pin") else "lost-write"
+            detail = f"{who} saw an older value"
+        else:
+            cls = "leak"
+            detail = f"{who} saw data written outside its memory"
+        self.report(cls, detail, self.describe(seen), self.describe(cell.current), key=cell.cid)
+
+    # -- the logical model ---------------------------------------------------------------
+
+    def _cell(self, label: str, base: Cell | None = None, shared: bool = False) -> Cell:
+        self._next_cid += 1
+        return Cell(self._next_cid, label, base, shared)
+
+    def _detach(self, pid: int, vpns: Any) -> None:
+        space = self.space[pid]
+        for vpn in vpns:
+            cell = space.pop(vpn, None)
+            if cell is not None:
+                cell.mappers -= 1
+
+    def attached(self, ref: _Ref, i: int) -> bool:
+        """Is the i-th cell of the reference still its owner's memory at that address?"""
+        return self.space.get(ref.owner, {}).get(ref.vpns[i]) is ref.cells[i]
+
+    def step(self, index: int, step: Step, args: dict[str, Any], outcome: Outcome) -> None:
+        """Judge one step that ran (``outcome.ok`` false: it failed as the kernel would)."""
+        self._step, self._line = index, step.line
+        handler = getattr(self, f"_op_{step.op}", None)
+        if handler is not None:
+            handler(step, args, outcome)
+        if self.pm is not None:
+            for found in self.pm.hook.policykit_oracle_step(oracle=self, step=step, outcome=outcome, args=args):
+                self.violations.extend(found or ())
+
+    def _op_spawn(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = out.result
+        self.space[pid] = {}
+        self.names[pid] = step.result  # type: ignore[assignment]
+        self.dontfork[pid], self.wipeonfork[pid] = set(), set()
+
+    def _op_mmap(self, step: Step, a: dict, out: Outcome) -> None:
+        pid, base = a["process"], out.result
+        self._regions[base] = step.result  # type: ignore[index,assignment]
+        shared = a["sharing"] == "shared"
+        for vpn in range(base, base + a["pages"]):  # type: ignore[operator]
+            self.space[pid][vpn] = self._cell(self.where(pid, vpn), shared=shared)
+
+    def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = a["process"]
+        for vpn, tok in zip(a["region"], out.tokens):
+            self.space[pid][vpn].tokens.append(tok)
+            self.origin[tok] = f"written by {self.names[pid]} at line {step.line}"
+
+    def _op_read(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = a["process"]
+        for vpn, tok in zip(a["region"], out.tokens):
+            self.judge(self.space[pid][vpn], tok, f"{self.where(pid, vpn)} read", exact=True)
+
+    def _op_fork(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = a["process"]
+        if not out.ok:
+            self.report("fork-failed", f"fork of {self.names[pid]} failed: {out.errno} ({out.message})",
+                        key=-step.line)
+            return
+        child = out.result
+        self.names[child] = step.result  # type: ignore[index,assignment]
+        space = {}
+        for vpn, cell in self.space[pid].items():
+            if vpn in self.dontfork[pid]:
+                continue
+            if vpn in self.wipeonfork[pid]:
+                space[vpn] = self._cell(self.where(child, vpn))  # type: ignore[arg-type]
+            elif cell.shared:
+                cell.mappers += 1
+                space[vpn] = cell
+            else:
+                space[vpn] = self._cell(self.where(child, vpn), base=cell)  # type: ignore[arg-type]
+        self.space[child] = space  # type: ignore[index]
+        self.dontfork[child] = set()  # type: ignore[index]
+        self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]
+
+    def before(self, index: int, step: Step, args: dict[str, Any]) -> None:
+        """Audit the pages a step is about to take away (exit, munmap, MADV_DONTNEED)."""
+        self._step, self._line = index, step.line
+        if step.op == "exit":
+            self._audit(args["process"])
+        elif step.op == "munmap" or (step.op == "madvise" and args["advice"] == "dontneed"):
+            self._audit(args["process"], args["region"])
+
+    def _op_exit(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = a["process"]
+        self._detach(pid, list(self.space[pid]))
+        for rid in [r for r, ref in self.refs.items() if ref.owner == pid]:
+            del self.refs[rid]
+
+    def _op_munmap(self, step: Step, a: dict, out: Outcome) -> None:
+        self._detach(a["process"], a["region"])
+
+    def _op_madvise(self, step: Step, a: dict, out: Outcome) -> None:
+        pid, adv, vpns = a["process"], a["advice"], a["region"]
+        if adv == "dontfork":
+            self.dontfork[pid].update(vpns)
+        elif adv == "dofork":
+            self.dontfork[pid].difference_update(vpns)
+        elif adv == "wipeonfork":
+            self.wipeonfork[pid].update(vpns)
+        elif adv == "keeponfork":
+            self.wipeonfork[pid].difference_update(vpns)
+        elif adv == "dontneed":
+            # Private memory is dropped: the process sees a new zeroed page, as if it had
+            # unmapped and mapped again.  References keep the old content.
+            space = self.space[pid]
+            for vpn in vpns:
+                cell = space[vpn]
+                if not cell.shared:
+                    cell.mappers -= 1
+                    space[vpn] = self._cell(self.where(pid, vpn))
+
+    def _take_ref(self, step: Step, a: dict, out: Outcome, pin: bool, write: bool) -> None:
+        pid = a["process"]
+        if not out.ok:
+            self.report("gup-failed", f"{step.op} on {self.where(pid, a['region'][0])} failed: "
+                        f"{out.errno} ({out.message})", key=-step.line)
+            return
+        vpns = tuple(a["region"])
+        self.refs[out.result] = _Ref(step.result, pid, vpns,  # type: ignore[index,arg-type]
+                                     [self.space[pid][v] for v in vpns], pin, write)
+
+    def _op_gup(self, step: Step, a: dict, out: Outcome) -> None:
+        self._take_ref(step, a, out, a["kind"] == "pin", "write" in a["flags"])
+
+    def _op_pin(self, step: Step, a: dict, out: Outcome) -> None:
+        self._take_ref(step, a, out, True, "write" in a["flags"])
+
+    def _op_vmsplice(self, step: Step, a: dict, out: Outcome) -> None:
+        self._take_ref(step, a, out, False, False)
+
+    def _op_unpin(self, step: Step, a: dict, out: Outcome) -> None:
+        self.refs.pop(a["ref"][0], None)
+
+    _op_put = _op_unpin
+
+    def _op_dma_write(self, step: Step, a: dict, out: Outcome) -> None:
+        rid, index = a["ref"]
+        ref = self.refs[rid]
+        kind = "pin" if ref.pin else "FOLL_GET reference"
+        for i, tok in zip(index, out.tokens):
+            cell = ref.cells[i]
+            cell.tokens.append(tok)
+            self.origin[tok] = f"device via {kind} {ref.name!r} at line {step.line}"
+            if not self.attached(ref, i):
+                continue
+            seen = self.engine.peek(ref.owner, ref.vpns[i])
+            if seen != tok:
+                cls = "pin-incoherent" if ref.pin else "lost-write"
+                self.report(cls, f"the device wrote through {ref.name!r}[{i}], but "
+                            f"{self.where(ref.owner, ref.vpns[i])} does not see it",
+                            self.describe(seen), self.describe(tok), key=cell.cid)
+
+    def _op_dma_read(self, step: Step, a: dict, out: Outcome) -> None:
+        rid, index = a["ref"]
+        ref = self.refs[rid]
+        for i, tok in zip(index, out.tokens):
+            exact = ref.pin and self.attached(ref, i)
+            self.judge(ref.cells[i], tok, f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _audit(self, pid: int, vpns: Any = None) -> None:
+        """Compare what the process would see with its cells, without faulting."""
+        space = self.space[pid]
+        for vpn in (vpns if vpns is not None else list(space)):
+            cell = space.get(vpn)
+            if cell is not None:
+                self.judge(cell, self.engine.peek(pid, vpn), f"{self.where(pid, vpn)} (audit)", exact=True)
+
+    def finish(self) -> list[Violation]:
+        """Audit every live page of every live process; return all violations."""
+        self._line = None
+        for pid in list(self.space):
+            if self.engine.machine.processes[pid].alive:
+                self._audit(pid)
+        return self.violations

@@ -1,0 +1,216 @@
+"""Running scenarios under a policy: engine + oracle + expectations.  Never prints."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._manager import Policy, build_registry, check_policy_complete, get_plugin_manager
+from .engine.invariants import check_invariants
+from .engine.mm import Engine, Event, OperationFailed, Outcome
+from .engine.specs import OperationSpec, Registry
+from .errors import PluginError, PolicyKitError
+from .oracle import Oracle, Violation
+from .scenario import load_scenario, scenario_from_text
+from .scenario.model import Scenario, Step
+
+
+class EngineInvariantError(PolicyKitError):
+    """The engine broke one of its own invariants: a bug in policykit or a plugin."""
+
+    exit_code = 3
+
+
+@dataclass
+class StepRecord:
+    """What one step did, for ``--trace`` and ``explain``."""
+
+    index: int
+    step: Step
+    status: str                                  # ok | failed | skipped | error
+    message: str = ""
+    events: list[Event] = field(default_factory=list)
+    pages: list[tuple[int, int, int]] = field(default_factory=list)   # (pfn, refcount, mapcount)
+
+
+@dataclass
+class RunResult:
+    """One scenario under one policy."""
+
+    scenario: Scenario
+    policy: str
+    violations: list[Violation]
+    metrics: dict[str, int]
+    steps: list[StepRecord]
+    warnings: list[str] = field(default_factory=list)
+    budget_failures: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> frozenset[str]:
+        return frozenset(v.cls for v in self.violations)
+
+    @property
+    def verdict(self) -> str:
+        return " ".join(sorted(self.classes)) or "ok"
+
+    @property
+    def expected(self) -> frozenset[str] | None:
+        exp = self.scenario.expectations.get(self.policy)
+        return exp.classes if exp is not None else None
+
+    @property
+    def expectation_met(self) -> bool | None:
+        exp = self.expected
+        return None if exp is None else exp == self.classes
+
+    @property
+    def passed(self) -> bool:
+        """Met its expectation (if it states one for this policy; else had no violation)
+        and kept within every budget."""
+        met = self.expectation_met
+        ok = (not self.violations) if met is None else met
+        return ok and not self.budget_failures
+
+    @property
+    def copies(self) -> int:
+        m = self.metrics
+        return m["fork_copies"] + m["wp_copies"] + m["unshare_copies"]
+
+
+class Session:
+    """A policy loaded with the installed plugins, ready to run scenarios.
+
+    Building the plugin manager and registry once per policy keeps running a corpus
+    cheap; each :meth:`run` gets a fresh machine.
+    """
+
+    def __init__(self, policy: Policy, plugins: Iterable[Any] = (), autoload: bool | None = None) -> None:
+        self.policy = policy
+        self.pm = get_plugin_manager(policy, list(plugins), autoload)
+        self.registry: Registry = build_registry(self.pm)
+        check_policy_complete(self.pm, self.registry, policy)
+
+    def load(self, path: str) -> Scenario:
+        return load_scenario(path, self.registry)
+
+    def parse(self, text: str, filename: str = "<scenario>") -> Scenario:
+        return scenario_from_text(text, filename, self.registry)
+
+    def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
+        """Run ``scenario``; with ``invariants`` the engine's invariants are checked after
+        every step and a broken one raises :class:`EngineInvariantError`."""
+        engine = Engine(self.pm, self.registry)
+        oracle = Oracle(engine, self.pm)
+        records: list[StepRecord] = []
+        current: list[Event] = []
+        if trace:
+            engine.listeners.append(current.append)
+        pids: dict[str, int] = {}
+        bases: dict[str, int] = {}
+        rids: dict[str, int] = {}
+        gone: set[str] = set()         # names whose creating step failed
+        for index, step in enumerate(scenario.steps):
+            rec = StepRecord(index, step, "ok")
+            records.append(rec)
+            spec = self.registry.operations[step.op]
+            names = _names_used(step, spec)
+            if names & gone:
+                rec.status = "skipped"
+                rec.message = f"{', '.join(sorted(names & gone))} does not exist (an earlier step failed)"
+                if step.result:
+                    gone.add(step.result)
+                continue
+            args = _resolve(step, spec, pids, bases, rids)
+            oracle.before(index, step, args)
+            try:
+                outcome = spec.apply(engine, args)
+            except OperationFailed as exc:
+                outcome = Outcome(ok=False, errno=exc.errno, message=exc.message)
+            except PluginError as exc:
+                oracle.report("error", exc.render(), key=-1)
+                rec.status, rec.message = "error", exc.render()
+                break
+            except Exception as exc:  # a policy or plugin raised
+                where = _blame(exc, self.pm)
+                msg = f"{type(exc).__name__} in {where}: {exc}"
+                oracle.report("error", msg, key=-1)
+                rec.status, rec.message = "error", msg
+                break
+            if not outcome.ok:
+                rec.status, rec.message = "failed", f"{outcome.errno}: {outcome.message}"
+                if step.result:
+                    gone.add(step.result)
+            elif step.result:
+                kind = spec.result
+                table = pids if kind == "process" else rids if kind == "ref" else bases
+                table[step.result] = outcome.result  # type: ignore[assignment]
+            oracle.step(index, step, args, outcome)
+            if trace:
+                rec.events = list(current)
+                current.clear()
+                rec.pages = _touched_pages(engine, rec.events)
+            if invariants:
+                problems = check_invariants(engine.machine)
+                if problems:
+                    raise EngineInvariantError(
+                        f"{scenario.filename}:{step.line}: after '{step.text}': " + "; ".join(problems))
+        violations = oracle.finish()
+        warnings = [f"line {r.step.line}: {e.decision.warn}" for r in records for e in r.events
+                    if e.decision is not None and e.decision.warn]
+        result = RunResult(scenario, self.policy.name, violations, dict(engine.metrics), records, warnings)
+        for bound in scenario.budgets.get(self.policy.name, ()):
+            actual = engine.metrics[bound.metric]
+            if not bound.holds(actual):
+                result.budget_failures.append(f"{bound} (was {actual})")
+        self.pm.hook.policykit_run_finish(result=result)
+        return result
+
+
+def _names_used(step: Step, spec: OperationSpec) -> set[str]:
+    out = set()
+    for p in spec.params:
+        value = step.params[p.name]
+        if p.kind == "process":
+            out.add(value)
+        elif p.kind in ("region", "ref"):
+            out.add(value[0])
+    return out
+
+
+def _resolve(step: Step, spec: OperationSpec, pids: dict[str, int], bases: dict[str, int],
+             rids: dict[str, int]) -> dict[str, Any]:
+    """Scenario names to engine ids: processes to pids, regions to page-number ranges,
+    references to (id, index range)."""
+    out = dict(step.params)
+    for p in spec.params:
+        value = step.params[p.name]
+        if p.kind == "process":
+            out[p.name] = pids[value]
+        elif p.kind == "region":
+            name, lo, hi = value
+            out[p.name] = range(bases[name] + lo, bases[name] + hi)
+        elif p.kind == "ref":
+            name, lo, hi = value
+            out[p.name] = (rids[name], range(lo, hi))
+    return out
+
+
+def _touched_pages(engine: Engine, events: list[Event]) -> list[tuple[int, int, int]]:
+    pages = engine.machine.pages
+    seen = dict.fromkeys(e.pfn for e in events if e.pfn is not None)
+    return [(pfn, pages[pfn].refcount, pages[pfn].mapcount) for pfn in seen if pfn in pages]
+
+
+def _blame(exc: BaseException, pm: Any) -> str:
+    """Name the plugin whose code raised, from the traceback."""
+    files = {}
+    for name, plugin in pm.list_name_plugin():
+        f = getattr(plugin, "__file__", None)
+        if f:
+            files[f] = name
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename in files:
+            return f"{files[frame.filename]} ({frame.filename}:{frame.lineno})"
+    return "policykit"

@@ -1,0 +1,169 @@
+"""Scenario text to :class:`~policykit.scenario.model.Scenario` (syntax only)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput, VisitError
+
+from ..errors import ScenarioError, Span
+from ..syntax import source_error
+from .model import Arg, Bound, Expectation, Scenario, Step
+
+
+@functools.cache
+def _parser() -> Lark:
+    # Built once per process.  No cache=True: lark's default cache is a pickle in a
+    # shared temp dir, which another user of the machine could replace.
+    return Lark.open(
+        "scenario.lark", rel_to=__file__,
+        parser="lalr",              # fast, and errors name what was expected
+        lexer="contextual",         # 'expect linux-5.9:' lexes the policy name as POLICY
+        propagate_positions=True,   # every node knows its line and column
+        maybe_placeholders=False,
+    )
+
+
+def _span(filename: str, tok: Token) -> Span:
+    return Span(filename, tok.line or 1, tok.column or 1, (tok.column or 1) + len(str(tok)))
+
+
+class _ToAst(Transformer):
+    def __init__(self, filename: str, text: str) -> None:
+        super().__init__()
+        self.filename = filename
+        self.lines = text.splitlines()
+
+    def _node_span(self, meta) -> Span:  # type: ignore[no-untyped-def]
+        end = meta.end_column if meta.end_line == meta.line else None
+        return Span(self.filename, meta.line, meta.column, end)
+
+    @v_args(inline=True)
+    def word(self, name: Token) -> Arg:
+        return Arg("word", str(name), None, _span(self.filename, name))
+
+    @v_args(inline=True)
+    def int(self, num: Token) -> Arg:
+        return Arg("int", int(num), None, _span(self.filename, num))
+
+    @v_args(meta=True)
+    def index(self, meta, children) -> Arg:  # type: ignore[no-untyped-def]
+        name, i = children
+        return Arg("index", str(name), (int(i), int(i) + 1), self._node_span(meta))
+
+    @v_args(meta=True)
+    def slice(self, meta, children) -> Arg:  # type: ignore[no-untyped-def]
+        name = children[0]
+        lo = hi = None
+        seen_colon = False
+        for c in children[1:]:
+            if c.type == "COLON":
+                seen_colon = True
+            elif seen_colon:
+                hi = int(c)
+            else:
+                lo = int(c)
+        return Arg("slice", str(name), (lo, hi), self._node_span(meta))
+
+    @v_args(meta=True)
+    def step(self, meta, children) -> Step:  # type: ignore[no-untyped-def]
+        op = children[0]
+        result = None
+        args = []
+        rest = children[1:]
+        for i, c in enumerate(rest):
+            if isinstance(c, Token) and c.type == "ARROW":
+                result = rest[i + 1]
+                break
+            args.append(c)
+        text = self.lines[meta.line - 1].split("#")[0].strip()
+        span = Span(self.filename, op.line, op.column, op.column + len(str(op)))
+        if result is None:
+            return Step(str(op), tuple(args), None, span, text)
+        return Step(str(op), tuple(args), str(result), span, text, _span(self.filename, result))
+
+    def scenario_name(self, children: list[Token]) -> tuple:
+        return ("name", str(children[0]), _span(self.filename, children[0]))
+
+    def title(self, children: list[Token]) -> tuple:
+        return ("title", _unquote(children[0]), _span(self.filename, children[0]))
+
+    def source(self, children: list[Token]) -> tuple:
+        return ("source", _unquote(children[0]), _span(self.filename, children[0]))
+
+    def tags(self, children: list[Token]) -> tuple:
+        return ("tags", frozenset(str(c) for c in children), _span(self.filename, children[0]))
+
+    def expect(self, children: list[Token]) -> tuple:
+        policy, *classes = [c for c in children if c.type != "COLON"]
+        span = _span(self.filename, policy)
+        exp = Expectation(str(policy), frozenset(str(c) for c in classes if str(c) != "ok"), span,
+                          tuple((str(c), _span(self.filename, c)) for c in classes))
+        return ("expect", exp, span)
+
+    def bound(self, children: list[Token]) -> Bound:
+        metric, cmp, value = children
+        return Bound(str(metric), str(cmp), int(value), _span(self.filename, metric))
+
+    def budget(self, children: list) -> tuple:
+        policy = children[0]
+        bounds = tuple(c for c in children[1:] if isinstance(c, Bound))
+        return ("budget", (str(policy), bounds), _span(self.filename, policy))
+
+
+def _unquote(tok: Token) -> str:
+    s = str(tok)[1:-1]
+    return s.replace('\\"', '"').replace("\\\\", "\\")
+
+
+_HINTS = {
+    "ARROW": "results are named after '->', e.g. 'fork parent -> child'",
+}
+
+
+def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
+    """Parse scenario text; raise :class:`ScenarioError` on a syntax error."""
+    try:
+        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
+        items = _ToAst(filename, text).transform(tree).children
+    except UnexpectedInput as exc:
+        hint = None
+        if isinstance(getattr(exc, "token", None), Token) and exc.token.type == "ARROW":  # type: ignore[attr-defined]
+            hint = _HINTS["ARROW"]
+        raise source_error(exc, text, filename, ScenarioError, hint=hint) from None
+    except VisitError as exc:  # pragma: no cover - the transformer raises nothing by design
+        raise exc.orig_exc from None
+
+    header: dict = {}
+    steps: list[Step] = []
+    expectations: dict[str, Expectation] = {}
+    budgets: dict = {}
+    for item in items:
+        if isinstance(item, Step):
+            steps.append(item)
+            continue
+        kind, value, span = item[0], item[1], item[2]
+        if kind == "expect":
+            if value.policy in expectations:
+                raise ScenarioError(f"second expectation for policy {value.policy!r}", span, text,
+                                    "give one 'expect' line per policy, listing every class")
+            expectations[value.policy] = value
+        elif kind == "budget":
+            policy, bounds = value
+            if policy in budgets:
+                raise ScenarioError(f"second budget for policy {policy!r}", span, text,
+                                    "separate bounds with ',' on one 'budget' line")
+            budgets[policy] = bounds
+        else:
+            if kind in header:
+                raise ScenarioError(f"'{'scenario' if kind == 'name' else kind}' given twice",
+                                    span, text, "each header line may appear once")
+            header[kind] = value
+    name = header.get("name") or Path(filename).stem
+    return Scenario(
+        name=name, steps=tuple(steps), filename=filename, title=header.get("title", ""),
+        tags=header.get("tags", frozenset()), source=header.get("source", ""),
+        expectations=expectations, budgets=budgets,
+    )
