@@ -73,7 +73,7 @@ class _Checker:
         self.registry = registry
         self.state = _State()
 
-    def error(self, msg: str, span: Span | None, hint: str | None = None) -> ScenarioError:
+    def error(self, msg: str, span: Span | None, hint: str) -> ScenarioError:
         return ScenarioError(msg, span or Span(self.scn.filename, 1, 1), self.text, hint)
 
     # -- arguments -----------------------------------------------------------------------
@@ -122,6 +122,10 @@ class _Checker:
                 if arg is not None and arg.kind == "word" and arg.value in p.choices:
                     out[p.name] = arg.value
                     pos += 1
+                elif p.default is not None and arg is not None and arg.kind == "word" \
+                        and did_you_mean(arg.value, p.choices):
+                    raise self.error(f"unknown {p.name} {arg.value!r} for '{step.op}'", arg.span,
+                                     did_you_mean(arg.value, p.choices))
                 elif p.default is not None:
                     out[p.name] = p.default
                 elif arg is None:
@@ -150,7 +154,11 @@ class _Checker:
             else:  # pragma: no cover - OperationSpec authors' mistake
                 raise AssertionError(f"operation {spec.name}: unknown parameter kind {p.kind!r}")
         if pos < len(args):
-            raise self.error(f"too many arguments to '{step.op}'", args[pos].span,
+            extra = args[pos]
+            if spec.result and step.result is None and pos == len(args) - 1 and extra.kind == "word":
+                raise self.error(f"too many arguments to '{step.op}'", extra.span,
+                                 f"name the result after '->': '{step.op} ... -> {extra.value}'")
+            raise self.error(f"too many arguments to '{step.op}'", extra.span,
                              f"usage: {self.usage(spec)}")
         if spec.result and step.result is None:
             span = Span(step.span.filename, step.span.line, len(step.text) + 1)
@@ -166,21 +174,25 @@ class _Checker:
 
     def process(self, arg: Arg) -> _Proc:
         if arg.kind != "word":
-            raise self.error(f"expected a process name, got {str(arg)!r}", arg.span)
+            raise self.error(f"expected a process name, got {str(arg)!r}", arg.span,
+                             "processes are named by 'spawn -> NAME' or 'fork P -> NAME'")
         proc = self.state.procs.get(arg.value)
         if proc is None:
             hint = did_you_mean(arg.value, self.state.procs)
+            known = f" (known: {', '.join(self.state.procs)})" if self.state.procs else ""
             raise self.error(f"unknown process {arg.value!r}", arg.span,
-                             hint or "processes are started with 'spawn -> NAME' or 'fork P -> NAME'")
+                             hint or f"processes are started with 'spawn -> NAME' or 'fork P -> NAME'{known}")
         if proc.exited is not None:
-            raise self.error(f"process {arg.value!r} exited at line {proc.exited}", arg.span)
+            raise self.error(f"process {arg.value!r} exited at line {proc.exited}", arg.span,
+                             "an exited process can do nothing more; fork another one")
         return proc
 
     def _slice(self, arg: Arg, n: int, what: str) -> tuple[int, int]:
         if arg.kind == "word":
             return 0, n
         if arg.kind not in ("index", "slice"):
-            raise self.error(f"expected {what}, got {str(arg)!r}", arg.span)
+            raise self.error(f"expected {what}, got {str(arg)!r}", arg.span,
+                             "write NAME, NAME[i] or NAME[i:j]")
         lo, hi = arg.index  # type: ignore[misc]
         lo = 0 if lo is None else lo
         hi = n if hi is None else hi
@@ -197,12 +209,13 @@ class _Checker:
                              hint or "regions are created with 'mmap P PAGES -> NAME'")
         mapping = proc.regions.get(name)
         if mapping is None:
-            raise self.error(f"region {name!r} is not mapped in {proc.name!r}", arg.span)
+            raise self.error(f"region {name!r} is not mapped in {proc.name!r}", arg.span,
+                             "a child has the regions its parent had at fork; later mmaps are the mapper's own")
         lo, hi = self._slice(arg, mapping.npages, "a region")
         for i in range(lo, hi):
             if i not in mapping.mapped:
                 raise self.error(f"page {i} of {name!r} is not mapped in {proc.name!r}", arg.span,
-                                 mapping.why_unmapped.get(i))
+                                 mapping.why_unmapped.get(i, "it was never mapped in this process"))
         return name, lo, hi
 
     def ref(self, arg: Arg) -> tuple[str, int, int]:
@@ -319,8 +332,9 @@ class _Checker:
         for exp in self.scn.expectations.values():
             for name, span in exp.class_spans:
                 if name == "ok":
-                    if len(exp.classes) > 1:
-                        raise self.error("'ok' cannot be combined with violation classes", span)
+                    if exp.classes:
+                        raise self.error("'ok' cannot be combined with violation classes", span,
+                                         "'ok' means no violation; list the classes instead")
                 elif name not in classes:
                     hint = did_you_mean(name, classes | {"ok"})
                     raise self.error(f"unknown violation class {name!r}", span,

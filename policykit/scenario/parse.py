@@ -118,9 +118,21 @@ def _unquote(tok: Token) -> str:
     return s.replace('\\"', '"').replace("\\\\", "\\")
 
 
-_HINTS = {
-    "ARROW": "results are named after '->', e.g. 'fork parent -> child'",
-}
+def _syntax_hint(exc: UnexpectedInput) -> str:
+    """A one-line hint for the common syntax mistakes."""
+    tok = getattr(exc, "token", None)
+    expected = set(getattr(exc, "expected", ()) or getattr(exc, "allowed", ()) or ())
+    if isinstance(tok, Token) and tok.type == "ARROW":
+        return "a result is named by one '-> NAME' at the end of an operation"
+    if "STRING" in expected:
+        return 'text is written in double quotes and closed on the same line: title "..."'
+    if "COLON" in expected and "INT" in expected:
+        return "pages are chosen with [i] or [i:j], e.g. buf[0] or buf[1:3]"
+    if "CMP" in expected:
+        return "bounds read METRIC <= NUMBER, e.g. budget linux-5.19: wp_copies <= 1"
+    if "POLICY" in expected or (isinstance(tok, Token) and "COLON" in expected):
+        return "expectations read 'expect POLICY: CLASS...', budgets 'budget POLICY: METRIC <= N'"
+    return "one statement per line: OPERATION ARGS... [-> NAME]; '#' starts a comment"
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
@@ -129,10 +141,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
         items = _ToAst(filename, text).transform(tree).children
     except UnexpectedInput as exc:
-        hint = None
-        if isinstance(getattr(exc, "token", None), Token) and exc.token.type == "ARROW":  # type: ignore[attr-defined]
-            hint = _HINTS["ARROW"]
-        raise source_error(exc, text, filename, ScenarioError, hint=hint) from None
+        raise source_error(exc, text, filename, ScenarioError, hint=_syntax_hint(exc)) from None
     except VisitError as exc:  # pragma: no cover - the transformer raises nothing by design
         raise exc.orig_exc from None
 
