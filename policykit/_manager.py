@@ -65,6 +65,8 @@ def get_plugin_manager(policy: Policy | None = None, plugins: list[Any] = (),  #
     its spec; a bad one raises :class:`PluginError` naming the plugin."""
     pm = _PluginManager("policykit")
     pm.add_hookspecs(hookspecs)
+    # historic: every plugin registered from here on gets the call as it registers
+    pm.hook.policykit_addhooks.call_historic(kwargs={"pluginmanager": pm})
     _register(pm, builtin, "policykit.builtin")
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
@@ -91,7 +93,7 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
         if caller.spec is not None:
             continue
         for impl in caller.get_hookimpls():
-            if impl.hookimpl_opts.get("optionalhook"):
+            if impl.optionalhook:
                 continue
             hint = did_you_mean(name, known)
             raise PluginError(f"unknown hook {name!r}" + (f"; {hint}" if hint else ""),

@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:       # --help (0) or a usage error (2)
+        return int(exc.code or 0)
     if ns.version:
         from . import __version__
         print(f"policykit {__version__}")

@@ -132,9 +132,8 @@ class Session:
                 oracle.report("error", exc.render(), key=-1)
                 rec.status, rec.message = "error", exc.render()
                 break
-            except Exception as exc:  # a policy or plugin raised
-                where = _blame(exc, self.pm)
-                msg = f"{type(exc).__name__} in {where}: {exc}"
+            except Exception as exc:  # a plugin's operation raised
+                msg = f"{type(exc).__name__} in operation {step.op!r} of {_blame(exc, self.pm, spec.provider)}: {exc}"
                 oracle.report("error", msg, key=-1)
                 rec.status, rec.message = "error", msg
                 break
@@ -203,7 +202,7 @@ def _touched_pages(engine: Engine, events: list[Event]) -> list[tuple[int, int, 
     return [(pfn, pages[pfn].refcount, pages[pfn].mapcount) for pfn in seen if pfn in pages]
 
 
-def _blame(exc: BaseException, pm: Any) -> str:
+def _blame(exc: BaseException, pm: Any, default: str) -> str:
     """Name the plugin whose code raised, from the traceback."""
     files = {}
     for name, plugin in pm.list_name_plugin():
@@ -213,4 +212,4 @@ def _blame(exc: BaseException, pm: Any) -> str:
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename in files:
             return f"{files[frame.filename]} ({frame.filename}:{frame.lineno})"
-    return "policykit"
+    return default

@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 
-from ..errors import PolicyDecisionError
+from ..errors import PluginError, PolicyDecisionError
 from .context import FollFlags, make_context
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import OWNERS, Decision, Registry
@@ -56,6 +56,19 @@ class OperationFailed(Exception):
         super().__init__(message)
         self.errno = errno
         self.message = message
+
+
+def _culprit(hook: Any, exc: BaseException) -> str | None:
+    """The plugin whose hookimpl raised ``exc``, found by its code in the traceback."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in hook.get_hookimpls()
+             if hasattr(impl.function, "__code__")}
+    tb = exc.__traceback__
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return None
 
 
 class Engine:
@@ -107,7 +120,12 @@ class Engine:
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
         ctx = make_context(point, self.defaults, page, pte, vma, mm, foll)
-        res = self._hooks[point](ctx=ctx)
+        hook = self._hooks[point]
+        try:
+            res = hook(ctx=ctx)
+        except Exception as exc:
+            raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
+                              hook=f"policykit_{point}") from exc
         if res is None:
             raise PolicyDecisionError(
                 f"no policy answered decision point {point!r} "

@@ -1,0 +1,2 @@
+def policykit_wp_fault(ctx)
+    return "copy"

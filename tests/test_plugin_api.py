@@ -1,0 +1,205 @@
+"""Plugins extend the engine only through hooks: attributes, operations, decision points,
+metrics, violation classes, oracle checks and event observers."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import pytest
+from conftest import session, variant
+
+import policykit
+from policykit import (
+    AttributeSpec,
+    DecisionPointSpec,
+    MetricSpec,
+    OperationSpec,
+    Outcome,
+    Param,
+    PluginError,
+    Session,
+    ViolationClassSpec,
+    Violation,
+    hookimpl,
+    hookspec,
+)
+from policykit import hookspecs as specs_module
+
+
+class _ScanSpecs:
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_ksm_scan(ctx):
+        """Decide whether the toy scanner merges a page."""
+
+
+def _make_plugin():
+    """A toy "scanner" plugin: an operation that asks a new decision point per page and
+    marks merged pages with a new page attribute; a metric; an oracle check; an observer."""
+    plugin = types.ModuleType("toy_scanner")
+    events: list[str] = []
+
+    @hookimpl
+    def policykit_addhooks(pluginmanager):
+        pluginmanager.add_hookspecs(_ScanSpecs)
+
+    @hookimpl
+    def policykit_add_attributes():
+        return [AttributeSpec("page", "scanned", bool, False, "the toy scanner marked this page")]
+
+    @hookimpl
+    def policykit_add_decision_points():
+        return [DecisionPointSpec("ksm_scan", ("mark", "skip"), ("page", "pte", "vma", "mm"),
+                                  "the toy scanner meets a page")]
+
+    @hookimpl
+    def policykit_add_metrics():
+        return [MetricSpec("scanned_pages", "pages the toy scanner marked", "pages")]
+
+    @hookimpl
+    def policykit_add_violation_classes():
+        return [ViolationClassSpec("over-scanned", "a page was marked twice")]
+
+    def scan(engine, args):
+        mm = engine.process(args["process"]).mm
+        for vpn in args["region"]:
+            pte = mm.ptes.get(vpn)
+            if pte is None:
+                continue
+            page = engine.machine.pages[pte.pfn]
+            d = engine.decide("ksm_scan", page, pte, mm.find_vma(vpn), mm)
+            if d.action == "mark":
+                page.attrs["scanned"] = page.attrs.get("scanned", 0) + 1
+                engine.count("scanned_pages")
+        return Outcome()
+
+    @hookimpl
+    def policykit_add_operations():
+        return [OperationSpec("scan", (Param("process", "process"), Param("region", "region")), scan,
+                              "run the toy scanner over a region")]
+
+    @hookimpl
+    def policykit_oracle_step(oracle, step, outcome, args):
+        if step.op != "scan":
+            return None
+        twice = [p for p in oracle.engine.machine.pages.values() if p.attrs.get("scanned", 0) > 1]
+        return [Violation("over-scanned", oracle._step, step.line, f"pfn {p.pfn}") for p in twice]
+
+    @hookimpl
+    def policykit_engine_event(engine, event):
+        events.append(event.kind)
+
+    for name, fn in list(locals().items()):
+        if name.startswith("policykit_"):
+            setattr(plugin, name, fn)
+    plugin.events = events
+    return plugin
+
+
+def _session(plugin, ksm_scan):
+    base = session("anon_exclusive").policy.plugin
+    mod = types.ModuleType("scan_policy")
+    for attr in dir(base):
+        if attr.startswith("policykit_"):
+            setattr(mod, attr, getattr(base, attr))
+    mod.policykit_ksm_scan = ksm_scan
+    from policykit._manager import _policy_from_module
+    return Session(_policy_from_module(mod, "scan-policy", "<test>"), plugins=[plugin], autoload=False)
+
+
+def test_plugin_operation_decision_point_metric_and_oracle_check():
+    plugin = _make_plugin()
+    s = _session(plugin, lambda ctx: "skip" if ctx.page.scanned else "mark")
+    assert s.registry.decision_points["ksm_scan"].provider == "toy_scanner"
+    scn = s.parse("spawn -> p\nmmap p 2 private -> buf\nwrite p buf\nscan p buf\nscan p buf\n"
+                  "expect scan-policy: ok\nbudget scan-policy: scanned_pages == 2\n")
+    r = s.run(scn, invariants=True)
+    assert r.passed and r.metrics["scanned_pages"] == 2
+    assert "decision" in plugin.events and "fault" in plugin.events
+
+
+def test_plugin_violation_class_is_reported_and_expectable():
+    s = _session(_make_plugin(), lambda ctx: "mark")
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> buf\nwrite p buf\nscan p buf\nscan p buf\n"
+                      "expect scan-policy: over-scanned\n"))
+    assert r.verdict == "over-scanned" and r.passed
+
+
+def test_plugin_operation_is_checked_like_a_builtin():
+    s = _session(_make_plugin(), lambda ctx: "mark")
+    with pytest.raises(policykit.ScenarioError) as info:
+        s.parse("spawn -> p\nscan q buf\n")
+    assert "unknown process 'q'" in info.value.message
+
+
+def test_policy_without_the_plugin_decision_point_is_refused():
+    plugin = _make_plugin()
+    with pytest.raises(policykit.PolicyLoadError, match="decides nothing at: ksm_scan"):
+        Session(session("anon_exclusive").policy, plugins=[plugin], autoload=False)
+
+
+def test_unknown_attribute_is_an_error_with_a_suggestion():
+    s = variant("anon_exclusive", "typo", policykit_wp_fault=lambda ctx: "reuse" if ctx.page.mapcont == 1 else "copy")
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite p b\n"))
+    assert r.verdict == "error"
+    assert "did you mean 'mapcount'" in r.violations[0].detail
+
+
+def test_exception_in_a_policy_is_an_error_verdict_naming_it():
+    def boom(ctx):
+        raise ZeroDivisionError("oops")
+
+    s = variant("anon_exclusive", "boom", policykit_wp_fault=boom)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite p b\nread p b\n"))
+    assert r.verdict == "error"
+    detail = r.violations[0].detail
+    assert "ZeroDivisionError: oops" in detail and r.violations[0].line == 5
+    assert "plugin 'policy:boom'" in detail and "hook policykit_wp_fault" in detail
+    assert r.steps[-1].status == "error"
+    # the next scenario runs normally
+    assert s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\n")).verdict == "ok"
+
+
+@pytest.mark.parametrize("answer,message", [
+    ("steal", "answered 'steal'; legal actions: reuse, copy"),
+    (None, "no policy answered decision point 'wp_fault'"),
+    (policykit.Decision("reuse", (policykit.Effect("page", "undeclared", True),)),
+     "sets page.undeclared, which is not a declared page flag"),
+])
+def test_bad_decisions_are_errors(answer, message):
+    s = variant("anon_exclusive", "bad", policykit_wp_fault=lambda ctx: answer)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite p b\n"))
+    assert r.verdict == "error" and message in r.violations[0].detail
+
+
+def test_context_is_read_only():
+    def scribble(ctx):
+        ctx.page.refcount = 1
+        return "reuse"
+
+    s = variant("anon_exclusive", "scribble", policykit_wp_fault=scribble)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite p b\n"))
+    assert r.verdict == "error" and "read-only" in r.violations[0].detail
+
+
+def test_two_plugins_declaring_the_same_attribute_conflict():
+    other = types.ModuleType("other")
+    other.policykit_add_attributes = hookimpl(
+        lambda: [AttributeSpec("page", "anon_exclusive", bool, False)])
+    with pytest.raises(PluginError, match="declared by both"):
+        Session(session("anon_exclusive").policy, plugins=[other], autoload=False)
+
+
+def test_every_hookspec_is_documented():
+    for name, fn in inspect.getmembers(specs_module, inspect.isfunction):
+        if not name.startswith("policykit_"):
+            continue
+        doc = " ".join((inspect.getdoc(fn) or "").split())
+        assert doc, f"{name} has no docstring"
+        for param in inspect.signature(fn).parameters:
+            assert f":param {param}:" in doc, f"{name} does not document {param}"
+        opts = getattr(fn, "policykit_spec")
+        if opts.get("firstresult"):
+            assert "Stops at first non-None result" in doc, name
+        assert "Called" in doc, f"{name} does not say when it is called"
