@@ -203,3 +203,30 @@ def test_every_hookspec_is_documented():
         if opts.get("firstresult"):
             assert "Stops at first non-None result" in doc, name
         assert "Called" in doc, f"{name} does not say when it is called"
+
+
+def test_wrappers_and_tryfirst_impls_take_part_in_decisions():
+    seen = []
+    overrider = types.ModuleType("overrider")
+
+    @hookimpl(wrapper=True)
+    def policykit_wp_fault(ctx):
+        result = yield
+        seen.append((ctx.point, result))
+        return result
+
+    @hookimpl(tryfirst=True)
+    def policykit_fork_pte():          # an impl may take fewer arguments than the spec
+        return "copy"
+
+    wrapper = types.ModuleType("wrapper")
+    wrapper.policykit_wp_fault = policykit_wp_fault
+    overrider.policykit_fork_pte = policykit_fork_pte
+    s = Session(session("copy_on_wp").policy, plugins=[wrapper, overrider], autoload=False)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite c b\n"
+                      "mprotect c b ro\nmprotect c b rw\n"))
+    assert r.metrics["fork_copies"] == 1, "the tryfirst impl answered before the policy"
+    assert r.metrics["wp_copies"] == 0
+    s = Session(session("copy_on_wp").policy, plugins=[wrapper], autoload=False)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite c b\n"))
+    assert seen == [("wp_fault", "copy")] and r.metrics["wp_copies"] == 1

@@ -1,37 +1,42 @@
 """Read-only views of engine state handed to decision hooks.
 
 A view exposes the model fields a kernel function would read, plus declared
-attributes (policy flags, plugin attributes) with their defaults.  Views refuse
-assignment: a policy changes state only through the effects of its decision.
+attributes (policy flags, plugin attributes) with their defaults.  Views are tuples
+underneath, so they are cheap to make and cannot be assigned to: a policy changes
+state only through the effects of its decision.
 """
 
 from __future__ import annotations
 
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from ..errors import did_you_mean
 from .model import Mm, Page, Pte, Vma
 
 
-class _View:
-    __slots__ = ("_obj", "_defaults")
-    _fields: frozenset[str] = frozenset()
+def _field(name: str) -> property:
+    get = attrgetter(name)
+    return property(lambda self: get(self[0]), doc=f"the model's ``{name}``")
+
+
+class _View(tuple):
+    """``(object, defaults)``: model fields as properties, declared attributes through
+    ``__getattr__``."""
+
+    __slots__ = ()
     _kind = ""
 
-    def __init__(self, obj: Any, defaults: dict[str, Any]) -> None:
-        object.__setattr__(self, "_obj", obj)
-        object.__setattr__(self, "_defaults", defaults)
-
     def __getattr__(self, name: str) -> Any:
-        if name in self._fields:
-            return getattr(self._obj, name)
-        attrs = self._obj.attrs
+        obj, defaults = self
+        attrs = obj.attrs
         if attrs and name in attrs:
             return attrs[name]
         try:
-            return self._defaults[name]
+            return defaults[name]
         except KeyError:
-            known = sorted(self._fields | set(self._defaults))
+            known = sorted({n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)}
+                           | set(defaults))
             hint = did_you_mean(name, known)
             raise AttributeError(
                 f"{self._kind} has no attribute {name!r}" + (f"; {hint}" if hint else "")
@@ -41,62 +46,47 @@ class _View:
         raise AttributeError(f"{self._kind} is read-only in a decision context")
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f}={getattr(self._obj, f)!r}" for f in sorted(self._fields))
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in sorted(dir(type(self)))
+                           if isinstance(getattr(type(self), n, None), property))
         return f"<{self._kind} {fields}>"
 
 
 class PageView(_View):
     __slots__ = ()
     _kind = "page"
-    _fields = frozenset({"pfn", "refcount", "mapcount", "anon", "zero", "pins", "gets"})
-
-    # The hot attributes are properties: one function call, no dict lookup.
-    @property
-    def refcount(self) -> int:
-        return self._obj.refcount
-
-    @property
-    def mapcount(self) -> int:
-        return self._obj.mapcount
-
-    @property
-    def anon(self) -> bool:
-        return self._obj.anon
-
-    @property
-    def zero(self) -> bool:
-        return self._obj.zero
+    pfn = _field("pfn")
+    refcount = _field("refcount")
+    mapcount = _field("mapcount")
+    anon = _field("anon")
+    zero = _field("zero")
+    pins = _field("pins")
+    gets = _field("gets")
 
 
 class PteView(_View):
     __slots__ = ()
     _kind = "pte"
-    _fields = frozenset({"present", "writable", "dirty"})
-
-    @property
-    def writable(self) -> bool:
-        return self._obj.writable
+    present = _field("present")
+    writable = _field("writable")
+    dirty = _field("dirty")
 
 
 class VmaView(_View):
     __slots__ = ()
     _kind = "vma"
-    _fields = frozenset({"shared", "write", "may_write", "dontcopy", "wipeonfork",
-                         "softdirty", "is_cow_mapping"})
-
-    @property
-    def is_cow_mapping(self) -> bool:
-        return self._obj.is_cow_mapping
+    shared = _field("shared")
+    write = _field("write")
+    may_write = _field("may_write")
+    dontcopy = _field("dontcopy")
+    wipeonfork = _field("wipeonfork")
+    softdirty = _field("softdirty")
+    is_cow_mapping = _field("is_cow_mapping")
 
 
 class MmView(_View):
     __slots__ = ()
     _kind = "mm"
-    _fields = frozenset({"has_pinned"})
-
-    @property
-    def has_pinned(self) -> bool:
-        return self._obj.has_pinned
+    has_pinned = _field("has_pinned")
 
 
 class FollFlags:
@@ -118,36 +108,37 @@ class FollFlags:
         return "FOLL_" + "|FOLL_".join(n.upper() for n in names)
 
 
-class Context:
-    """What a decision hook receives: the decision point's name and views of the state.
+class Context(tuple):
+    """What a decision hook receives: ``point`` (the decision point's name) and, where
+    the point provides them, views ``page``, ``pte``, ``vma``, ``mm`` and the GUP flags
+    ``foll``; absent ones are None."""
 
-    Attributes are ``point`` and, where the point provides them, ``page``, ``pte``,
-    ``vma``, ``mm`` and ``foll``; absent ones are None.
-    """
+    __slots__ = ()
+    point = property(itemgetter(0))
+    page = property(itemgetter(1))
+    pte = property(itemgetter(2))
+    vma = property(itemgetter(3))
+    mm = property(itemgetter(4))
+    foll = property(itemgetter(5))
 
-    __slots__ = ("point", "page", "pte", "vma", "mm", "foll")
-
-    def __init__(self, point: str, page: PageView | None, pte: PteView | None,
-                 vma: VmaView | None, mm: MmView | None, foll: FollFlags | None = None) -> None:
-        self.point = point
-        self.page = page
-        self.pte = pte
-        self.vma = vma
-        self.mm = mm
-        self.foll = foll
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a decision context is read-only")
 
     def __repr__(self) -> str:
         return f"<Context {self.point} page={self.page!r} pte={self.pte!r}>"
 
 
+_new = tuple.__new__
+
+
 def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | None,
                  pte: Pte | None, vma: Vma | None, mm: Mm | None,
                  foll: FollFlags | None = None) -> Context:
-    return Context(
+    return _new(Context, (
         point,
-        PageView(page, defaults["page"]) if page is not None else None,
-        PteView(pte, defaults["pte"]) if pte is not None else None,
-        VmaView(vma, defaults["vma"]) if vma is not None else None,
-        MmView(mm, defaults["mm"]) if mm is not None else None,
+        _new(PageView, (page, defaults["page"])) if page is not None else None,
+        _new(PteView, (pte, defaults["pte"])) if pte is not None else None,
+        _new(VmaView, (vma, defaults["vma"])) if vma is not None else None,
+        _new(MmView, (mm, defaults["mm"])) if mm is not None else None,
         foll,
-    )
+    ))

@@ -87,6 +87,14 @@ class Engine:
         self._flags = {(a.owner, a.name) for a in registry.attributes.values() if a.flag}
         self._hooks = {name: getattr(pm.hook, spec.hook_name)
                        for name, spec in registry.decision_points.items()}
+        # Decision hooks are firstresult with plain impls: calling the impls in pluggy's
+        # order directly gives the same answer at a third of the cost.  Any hookwrapper
+        # (tracing, a plugin's wrapper) keeps the full pluggy call.
+        self._fast: dict[str, tuple[Callable[..., Any], ...] | None] = {}
+        for name, hook in self._hooks.items():
+            impls = hook.get_hookimpls()
+            plain = all(not (i.hookwrapper or i.wrapper) and tuple(i.argnames) == ("ctx",) for i in impls)
+            self._fast[name] = tuple(i.function for i in reversed(impls)) if plain else None
         self._actions = {name: frozenset(spec.actions)
                          for name, spec in registry.decision_points.items()}
         self.listeners: list[Callable[[Event], None]] = []
@@ -120,10 +128,18 @@ class Engine:
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
         ctx = make_context(point, self.defaults, page, pte, vma, mm, foll)
-        hook = self._hooks[point]
+        fast = self._fast[point]
         try:
-            res = hook(ctx=ctx)
+            if fast is None:
+                res = self._hooks[point](ctx=ctx)
+            else:
+                res = None
+                for impl in fast:
+                    res = impl(ctx)
+                    if res is not None:
+                        break
         except Exception as exc:
+            hook = self._hooks[point]
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
         if res is None:

@@ -1,0 +1,117 @@
+"""Engine benchmark: simple steps per second and fork cost against mapped pages.
+
+Run:  python bench/bench_engine.py
+Floors (issue #2): >= 100k simple steps/s on one core; fork cost linear in mapped pages.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from policykit import Engine, Session, load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "policies" / "python" / "anon_exclusive.py"
+
+
+def best_of(fn, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> int:
+    session = Session(load_policy(str(POLICY)), autoload=False)
+
+    def new_engine() -> Engine:
+        return Engine(session.pm, session.registry)
+
+    # -- simple steps: one write or read of one mapped page, as a scenario step does --
+    n = 200_000
+    e = new_engine()
+    pid = e.spawn("p")
+    base = e.mmap(pid, 64)
+    e.write(pid, range(base, base + 64))
+    vpns = [[base + (i % 64)] for i in range(n)]
+
+    def writes() -> None:
+        for v in vpns:
+            e.write(pid, v)
+
+    def reads() -> None:
+        for v in vpns:
+            e.read(pid, v)
+
+    w = best_of(writes)
+    r = best_of(reads)
+
+    # -- faulting steps: every write is a COW fault answered by the policy --------------
+    def cow_round() -> None:
+        x = new_engine()
+        p = x.spawn("p")
+        b = x.mmap(p, 2000)
+        x.write(p, range(b, b + 2000))
+        c = x.fork(p, "c")
+        for vpn in range(b, b + 2000):
+            x.write(c, [vpn])
+
+    t0 = time.perf_counter()
+    cow_round()
+    cow = time.perf_counter() - t0
+
+    # -- fork cost --------------------------------------------------------------------
+    forks = []
+    for pages in (1_000, 10_000, 100_000):
+        x = new_engine()
+        p = x.spawn("p")
+        b = x.mmap(p, pages)
+        x.write(p, range(b, b + pages))
+        snap = x.machine.copy()
+
+        def fork_once() -> None:
+            x.machine = snap.copy()
+            t = time.perf_counter()
+            x.fork(p, "c")
+            fork_once.elapsed = min(getattr(fork_once, "elapsed", 1e9), time.perf_counter() - t)
+
+        for _ in range(3):
+            fork_once()
+        forks.append((pages, fork_once.elapsed))
+
+    # -- whole runs: the built-in corpus through Session.run (engine + oracle) ---------
+    from policykit.cli import scenario_paths
+    corpus = [session.load(str(path)) for path in scenario_paths([])]
+    steps = sum(len(scn.steps) for scn in corpus)
+
+    def corpus_run() -> None:
+        for scn in corpus:
+            session.run(scn)
+
+    whole = best_of(corpus_run)
+
+    print(f"python {sys.version.split()[0]}, one core")
+    print(f"write step (PTE writable):   {n / w:>12,.0f} steps/s")
+    print(f"read step (PTE present):     {n / r:>12,.0f} steps/s")
+    print(f"write step with COW fault:   {4000 / cow:>12,.0f} steps/s  (2000 faults + 2000 writes + fork)")
+    print(f"scenario step, with oracle:  {steps / whole:>12,.0f} steps/s  "
+          f"({len(corpus)} corpus scenarios, {steps} steps, {whole * 1e3:.1f} ms)")
+    print()
+    print(f"{'mapped pages':>12}  {'fork time':>10}  {'us/page':>8}  {'vs 1k, per page':>15}")
+    per_page_1k = forks[0][1] / forks[0][0]
+    for pages, t in forks:
+        print(f"{pages:>12,}  {t * 1e3:>8.1f}ms  {t / pages * 1e6:>8.2f}  {t / pages / per_page_1k:>15.2f}x")
+    floor_ok = min(n / w, n / r) >= 100_000
+    linear = forks[-1][1] / forks[-1][0] <= 2.0 * per_page_1k
+    print()
+    print(f"floor >= 100k simple steps/s: {'met' if floor_ok else 'NOT met'}; "
+          f"fork linear (per-page cost at 100k within 2x of 1k): {'yes' if linear else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
