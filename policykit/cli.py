@@ -38,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
 def scenario_paths(args: Sequence[str]) -> list[Path]:
     """Files as given; directories expand to their ``*.scn`` files; none: the built-in corpus."""
     if not args:
-        args = [str(CORPUS_DIR)]
+        corpus = os.path.relpath(CORPUS_DIR)
+        args = [corpus if not corpus.startswith("..") else str(CORPUS_DIR)]
     out: list[Path] = []
     for a in args:
         p = Path(a)
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyKitError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:          # `policykit ... | head`
+        sys.stderr.close()
+        return ExitCode.OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return ExitCode.INTERNAL_ERROR

@@ -111,6 +111,7 @@ class Session:
         bases: dict[str, int] = {}
         rids: dict[str, int] = {}
         gone: set[str] = set()         # names whose creating step failed
+        warnings: list[str] = []
         for index, step in enumerate(scenario.steps):
             rec = StepRecord(index, step, "ok")
             records.append(rec)
@@ -146,6 +147,9 @@ class Session:
                 table = pids if kind == "process" else rids if kind == "ref" else bases
                 table[step.result] = outcome.result  # type: ignore[assignment]
             oracle.step(index, step, args, outcome)
+            while len(warnings) < len(engine.warnings):
+                point, message = engine.warnings[len(warnings)]
+                warnings.append(f"line {step.line}: {point}: {message}")
             if trace:
                 rec.events = list(current)
                 current.clear()
@@ -156,8 +160,6 @@ class Session:
                     raise EngineInvariantError(
                         f"{scenario.filename}:{step.line}: after '{step.text}': " + "; ".join(problems))
         violations = oracle.finish()
-        warnings = [f"line {r.step.line}: {e.decision.warn}" for r in records for e in r.events
-                    if e.decision is not None and e.decision.warn]
         result = RunResult(scenario, self.policy.name, violations, dict(engine.metrics), records, warnings)
         for bound in scenario.budgets.get(self.policy.name, ()):
             actual = engine.metrics[bound.metric]

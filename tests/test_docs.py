@@ -50,3 +50,19 @@ def test_engine_doc_policy_runs(tmp_path):
     rdma = s.load(str(ROOT / "policykit" / "corpus" / "rdma-fork-child-exits.scn"))
     r = s.run(rdma, invariants=True)
     assert r.verdict == "ok" and r.metrics["fork_copies"] == 1
+
+
+def test_json_example_matches_the_output(capsys):
+    import json
+
+    from policykit.cli import main
+
+    [example] = blocks("cli.md", "json")
+    shown = json.loads(example)["results"][0]
+    main(["run", str(ROOT / "policies" / "python" / "copy_on_wp.py"),
+          str(ROOT / "policykit" / "corpus" / "rdma-fork-child-exits.scn"), "--format", "json"])
+    real = json.loads(capsys.readouterr().out)["results"][0]
+    assert set(real) == set(shown)
+    assert real["violations"] == shown["violations"]
+    assert {k: real["metrics"][k] for k in shown["metrics"]} == shown["metrics"]
+    assert real["verdict"] == shown["verdict"] and real["trace"] is None

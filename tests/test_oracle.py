@@ -186,3 +186,29 @@ fork p -> c
 read c keys
 """)
     assert r.verdict == "ok"
+
+
+def test_foll_force_write_lands_in_a_private_copy():
+    # a write through /proc/self/mem into a read-only private mapping after fork
+    r = run("anon_exclusive", """
+spawn -> p
+mmap p 1 private ro -> text
+read p text
+fork p -> c
+gup p text get write force -> mem
+dma_write mem
+read p text
+read c text
+""")
+    assert r.verdict == "ok"
+    assert r.metrics["wp_copies"] == 0, "the zero page is replaced, not copied"
+
+
+def test_warnings_are_counted_and_listed():
+    from policykit import Decision
+
+    s = variant("anon_exclusive", "warner",
+                policykit_fork_pte=lambda ctx: Decision("share", warn="pinned page shared at fork"))
+    r = s.run(s.parse("spawn -> p\nmmap p 2 private -> b\nwrite p b\nfork p -> c\n"))
+    assert r.metrics["warnings"] == 2
+    assert r.warnings == ["line 4: fork_pte: pinned page shared at fork"] * 2

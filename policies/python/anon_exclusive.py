@@ -60,6 +60,11 @@ def policykit_unshare_fault(ctx):
 def policykit_gup(ctx):
     foll, pte, page = ctx.foll, ctx.pte, ctx.page
     if foll.write and not pte.writable:
+        # can_follow_write_pte() (6.0): FOLL_FORCE may write through a R/O PTE of a
+        # private VMA without VM_WRITE only into an exclusive anonymous page.
+        if foll.force and not ctx.vma.write and ctx.vma.is_cow_mapping \
+                and page.anon and not page.zero and page.anon_exclusive:
+            return "grab"
         return "write_fault"
     # gup_must_unshare(): only R/O pins; anon pages that are not exclusive, and (6.2)
     # anything else in a COW mapping when the pin is long-term.

@@ -98,6 +98,8 @@ class Engine:
         self._actions = {name: frozenset(spec.actions)
                          for name, spec in registry.decision_points.items()}
         self.listeners: list[Callable[[Event], None]] = []
+        #: (decision point, message) of every decision that carried a warning
+        self.warnings: list[tuple[str, str]] = []
         hook = pm.hook.policykit_engine_event
         self._event_hook = hook if hook.get_hookimpls() else None
         self.nr_pages = len(self.machine.pages)
@@ -167,6 +169,7 @@ class Engine:
         self.metrics["decisions"] += 1
         if d.warn is not None:
             self.metrics["warnings"] += 1
+            self.warnings.append((point, d.warn))
         if self.observed:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d))
         return d
