@@ -105,6 +105,8 @@ class Oracle:
         self._step = 0
         self._line: int | None = None
         self._regions: dict[int, str] = {}          # region base vpn -> region name
+        hook = pm.hook.policykit_oracle_step if pm is not None else None
+        self._plugin_checks = hook if hook is not None and hook.get_hookimpls() else None
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -166,8 +168,8 @@ class Oracle:
         handler = getattr(self, f"_op_{step.op}", None)
         if handler is not None:
             handler(step, args, outcome)
-        if self.pm is not None:
-            for found in self.pm.hook.policykit_oracle_step(oracle=self, step=step, outcome=outcome, args=args):
+        if self._plugin_checks is not None:
+            for found in self._plugin_checks(oracle=self, step=step, outcome=outcome, args=args):
                 self.violations.extend(found or ())
 
     def _op_spawn(self, step: Step, a: dict, out: Outcome) -> None:

@@ -166,11 +166,15 @@ def test_exception_in_a_policy_is_an_error_verdict_naming_it():
     (None, "no policy answered decision point 'wp_fault'"),
     (policykit.Decision("reuse", (policykit.Effect("page", "undeclared", True),)),
      "sets page.undeclared, which is not a declared page flag"),
+    (policykit.Decision("reuse", (policykit.Effect("page", "anon_exclusive", 2),)),
+     "sets page.anon_exclusive to 2, not a bool"),
 ])
 def test_bad_decisions_are_errors(answer, message):
     s = variant("anon_exclusive", "bad", policykit_wp_fault=lambda ctx: answer)
     r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite p b\n"))
     assert r.verdict == "error" and message in r.violations[0].detail
+    if answer is not None:
+        assert "plugin 'policy:bad'" in r.violations[0].detail
 
 
 def test_context_is_read_only():

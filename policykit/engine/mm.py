@@ -84,17 +84,17 @@ class Engine:
             owner: {a.name: a.default for a in registry.attributes_of(owner).values()}
             for owner in OWNERS
         }
-        self._flags = {(a.owner, a.name) for a in registry.attributes.values() if a.flag}
         self._hooks = {name: getattr(pm.hook, spec.hook_name)
                        for name, spec in registry.decision_points.items()}
         # Decision hooks are firstresult with plain impls: calling the impls in pluggy's
         # order directly gives the same answer at a third of the cost.  Any hookwrapper
         # (tracing, a plugin's wrapper) keeps the full pluggy call.
-        self._fast: dict[str, tuple[Callable[..., Any], ...] | None] = {}
+        self._fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
         for name, hook in self._hooks.items():
             impls = hook.get_hookimpls()
             plain = all(not (i.hookwrapper or i.wrapper) and tuple(i.argnames) == ("ctx",) for i in impls)
-            self._fast[name] = tuple(i.function for i in reversed(impls)) if plain else None
+            self._fast[name] = tuple((i.function, i.plugin_name) for i in reversed(impls)) if plain else None
+        self._flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self._actions = {name: frozenset(spec.actions)
                          for name, spec in registry.decision_points.items()}
         self.listeners: list[Callable[[Event], None]] = []
@@ -131,12 +131,13 @@ class Engine:
         """Ask the policy at ``point`` and apply the effects of its decision."""
         ctx = make_context(point, self.defaults, page, pte, vma, mm, foll)
         fast = self._fast[point]
+        who = None
         try:
             if fast is None:
                 res = self._hooks[point](ctx=ctx)
             else:
                 res = None
-                for impl in fast:
+                for impl, who in fast:
                     res = impl(ctx)
                     if res is not None:
                         break
@@ -155,13 +156,18 @@ class Engine:
             raise PolicyDecisionError(
                 f"decision point {point!r} answered {got!r}; legal actions: "
                 f"{', '.join(self.registry.decision_points[point].actions)}",
-                hook=f"policykit_{point}")
+                plugin=who, hook=f"policykit_{point}")
         for eff in d.effects:
             target = page if eff.target == "page" else mm if eff.target == "mm" else None
-            if target is None or (eff.target, eff.name) not in self._flags:
+            kind = self._flag_types.get((eff.target, eff.name))
+            if target is None or kind is None:
                 raise PolicyDecisionError(
                     f"decision at {point!r} sets {eff.target}.{eff.name}, which is not a "
-                    f"declared {eff.target} flag", hook=f"policykit_{point}")
+                    f"declared {eff.target} flag", plugin=who, hook=f"policykit_{point}")
+            if type(eff.value) is not kind:
+                raise PolicyDecisionError(
+                    f"decision at {point!r} sets {eff.target}.{eff.name} to {eff.value!r}, "
+                    f"not a {kind.__name__}", plugin=who, hook=f"policykit_{point}")
             if eff.value == self.defaults[eff.target][eff.name]:
                 target.attrs.pop(eff.name, None)
             else:
