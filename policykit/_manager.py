@@ -150,19 +150,31 @@ def check_policy_complete(pm: pluggy.PluginManager, registry: Registry, policy: 
             "every decision point needs an answer")
 
 
-def load_policy(spec: str) -> Policy:
-    """Load a policy from a ``.py`` file or an importable module name.
+def load_policy(spec: str, autoload: bool | None = None) -> Policy:
+    """Load a policy: a ``.pol`` file or built-in policy name (checked and compiled), or a
+    Python module, as a ``.py`` file or an importable module name.
 
-    The module implements decision hooks (``policykit_wp_fault`` ...), decorated with
+    A Python policy implements decision hooks (``policykit_wp_fault`` ...), decorated with
     :data:`policykit.hookimpl` or not; ``POLICY_NAME`` and ``POLICY_SUMMARY`` name it
     (the file stem by default).
     """
+    from . import dsl
+
+    if spec.endswith(".pol") or (not Path(spec).exists() and dsl.builtin_path(spec) is not None):
+        registry = build_registry(get_plugin_manager(autoload=autoload))
+        checked, diagnostics = dsl.check_file(spec, registry)
+        errors = [d for d in diagnostics if d.severity == "error"]
+        if errors:
+            raise errors[0].error
+        assert checked is not None
+        compiled = dsl.compile_policy(checked)
+        return Policy(checked.name, compiled.plugin, checked.filename, checked.summary)
     path = Path(spec)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():
             raise PolicyLoadError(f"{spec}: no such policy file")
         if path.suffix != ".py":
-            raise PolicyLoadError(f"{spec}: not a policy (expected a Python module, *.py)")
+            raise PolicyLoadError(f"{spec}: not a policy (expected *.pol, a built-in name, or *.py)")
         modname = f"policykit_policy_{abs(hash(str(path.resolve())))}"
         mod_spec = importlib.util.spec_from_file_location(modname, path)
         assert mod_spec is not None and mod_spec.loader is not None
@@ -179,7 +191,9 @@ def load_policy(spec: str) -> Policy:
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
-            raise PolicyLoadError(f"{spec}: not a policy file, and no module of that name ({exc})") from None
+            hint = did_you_mean(spec, dsl.builtin_names())
+            raise PolicyLoadError(f"{spec}: not a policy file, built-in policy, or module"
+                                  + (f"; {hint}" if hint else f" ({exc})")) from None
         default_name = spec.rsplit(".", 1)[-1].replace("_", "-")
         source = getattr(module, "__file__", spec) or spec
     return _policy_from_module(module, default_name, source)

@@ -69,6 +69,99 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILED
 
 
+def _registry():  # type: ignore[no-untyped-def]
+    from ._manager import build_registry, get_plugin_manager
+    return build_registry(get_plugin_manager())
+
+
+def cmd_check(ns: argparse.Namespace) -> int:
+    from . import dsl
+
+    registry = _registry()
+    worst = ExitCode.OK
+    for spec in ns.files:
+        checked, diagnostics = dsl.check_file(spec, registry)
+        for d in diagnostics:
+            print(d.render(), file=sys.stderr)
+        errors = sum(d.severity == "error" for d in diagnostics)
+        warnings = len(diagnostics) - errors
+        if errors:
+            worst = ExitCode.USAGE_ERROR
+            print(f"{spec}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+        else:
+            assert checked is not None
+            chain = " <- ".join(f"{p.name}" for p in [checked]) + \
+                (f" (extends {', '.join(_chain_names(checked))})" if len(checked.files) > 1 else "")
+            print(f"{spec}: ok, policy {chain}" + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""))
+            if warnings and ns.strict and worst == ExitCode.OK:
+                worst = ExitCode.FAILED
+    return worst
+
+
+def _chain_names(checked) -> list[str]:  # type: ignore[no-untyped-def]
+    from pathlib import Path as _P
+    return [_P(f.filename).stem for f in reversed(checked.files[:-1])]
+
+
+def cmd_compile(ns: argparse.Namespace) -> int:
+    from . import dsl
+
+    checked, diagnostics = dsl.check_file(ns.file, _registry())
+    errors = [d for d in diagnostics if d.severity == "error"]
+    for d in errors:
+        print(d.render(), file=sys.stderr)
+    if errors:
+        return ExitCode.USAGE_ERROR
+    assert checked is not None
+    print(dsl.generate_source(checked), end="")
+    return ExitCode.OK
+
+
+def cmd_fmt(ns: argparse.Namespace) -> int:
+    from . import dsl
+    from .dsl.fmt import format_policy
+
+    changed = 0
+    for spec in ns.files:
+        text, filename = dsl.read_policy(spec)
+        formatted = format_policy(text, filename)
+        if formatted == text:
+            continue
+        changed += 1
+        if ns.check:
+            print(f"would reformat {filename}")
+        else:
+            Path(filename).write_text(formatted, encoding="utf-8")
+            print(f"reformatted {filename}", file=sys.stderr)
+    if ns.check and changed:
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def cmd_policies(ns: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from . import dsl
+
+    registry = _registry()
+    rows = []
+    for name in dsl.builtin_names():
+        checked, diagnostics = dsl.check_file(name, registry)
+        if checked is None or any(d.severity == "error" for d in diagnostics):
+            rows.append({"name": name, "extends": "", "era": "", "summary": "(does not check)"})
+            continue
+        rows.append({"name": name, "extends": (_chain_names(checked) or [""])[0], "era": checked.era,
+                     "summary": checked.summary + (" [unrealizable]" if checked.unrealizable else "")})
+    if ns.format == "json":
+        print(json.dumps({"schema": "policykit.policies/1", "policies": rows}, indent=2))
+    else:
+        print(tabulate([list(r.values()) for r in rows], ["policy", "extends", "era", "summary"],
+                       tablefmt="github" if ns.format == "markdown" else "simple"))
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="policykit", description="Judge Linux COW / page-pinning policies "
                      "on a simulated mm against a scenario corpus.")
@@ -84,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  policykit run policies/python/anon_exclusive.py\n"
                "  policykit run policies/python/copy_on_wp.py policykit/corpus/rdma-fork-child-exits.scn --trace",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("policy", metavar="POLICY", help="a policy: Python module file (*.py) or module name")
+    run.add_argument("policy", metavar="POLICY",
+                     help="a policy: a .pol file, a built-in name (see 'policykit policies'), "
+                          "or a Python module (*.py file or module name)")
     run.add_argument("scenarios", metavar="SCENARIO", nargs="*",
                      help="scenario files or directories of *.scn (default: the built-in corpus)")
     run.add_argument("--trace", action="store_true",
@@ -94,6 +189,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--invariants", action="store_true",
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check", help="check policy files",
+        description="Parse and check policies (and their extends chains) against the installed "
+                    "engine and plugins.  Errors and warnings go to stderr with file:line:col; "
+                    "exit 2 on any error (1 with --strict on a warning).")
+    check.add_argument("files", metavar="FILE", nargs="+", help=".pol files or built-in policy names")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    check.set_defaults(func=cmd_check)
+
+    comp = sub.add_parser("compile", help="print the Python a policy compiles to",
+                          description="Check a policy and print the Python module it compiles to.")
+    comp.add_argument("file", metavar="FILE", help="a .pol file or built-in policy name")
+    comp.set_defaults(func=cmd_compile)
+
+    fmt = sub.add_parser("fmt", help="format policy files",
+                         description="Rewrite policy files in the canonical layout (comments kept). "
+                                     "With --check, change nothing and exit 1 if a file would change.")
+    fmt.add_argument("files", metavar="FILE", nargs="+", help=".pol files")
+    fmt.add_argument("--check", action="store_true", help="only report files that would change")
+    fmt.set_defaults(func=cmd_fmt)
+
+    pols = sub.add_parser("policies", help="list the built-in policies",
+                          description="List the built-in policies with what they extend and a summary.")
+    pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    pols.set_defaults(func=cmd_policies)
     return parser
 
 

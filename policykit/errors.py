@@ -19,12 +19,14 @@ class PolicyKitError(Exception):
 
 @dataclass(frozen=True)
 class Span:
-    """A place in a source file: 1-based line and column, end column exclusive."""
+    """A place in a source file: 1-based line and column, end column exclusive (on the
+    start line), and the last line where a construct spans several."""
 
     filename: str
     line: int
     column: int
     end_column: int | None = None
+    end_line: int | None = None
 
 
 class SourceError(PolicyKitError):

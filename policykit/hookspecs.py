@@ -121,7 +121,9 @@ def policykit_fork_pte(ctx: Context) -> Decision | str | None:
         (``copy_present_pte()`` in ``mm/memory.c``).
     :returns: ``share`` (write-protect both PTEs and share the page), ``copy`` (give the
         child its own copy now; the parent PTE is left as it was; needs an allocation,
-        which may fail and then fails the fork) or ``fail`` (fork fails with -ENOMEM).
+        which may fail and then fails the fork), ``copy_atomic`` (the same with a
+        GFP_ATOMIC allocation, which also fails under memory pressure) or ``fail`` (fork
+        fails with -ENOMEM).
 
     Called for every present, non-zero-page PTE of a private VMA without VM_DONTCOPY or
     VM_WIPEONFORK, in address order.  Stops at first non-None result.

@@ -98,7 +98,7 @@ def test_markdown_output(capsys):
      "decides nothing at: fork_pte, unshare_fault, gup"),
     (["run", str(DATA / "syntax_error.py"), SIMPLE], ExitCode.USAGE_ERROR, "syntax_error.py:1:"),
     (["run", "no/such/policy.py", SIMPLE], ExitCode.USAGE_ERROR, "no such policy file"),
-    (["run", "no_such_module_xyz", SIMPLE], ExitCode.USAGE_ERROR, "no module of that name"),
+    (["run", "no_such_module_xyz", SIMPLE], ExitCode.USAGE_ERROR, "not a policy file, built-in policy, or module"),
     (["run", policy("never_copy"), "missing.scn"], ExitCode.USAGE_ERROR, "cannot read scenario"),
     (["run", policy("never_copy"), str(DATA / "simple.scn"), "--format", "xml"], ExitCode.USAGE_ERROR,
      "invalid choice: 'xml'"),

@@ -56,7 +56,7 @@ def policykit_add_attributes() -> list[AttributeSpec]:
 def policykit_add_decision_points() -> list[DecisionPointSpec]:
     d = DecisionPointSpec
     return [
-        d("fork_pte", ("share", "copy", "fail"), _CTX,
+        d("fork_pte", ("share", "copy", "copy_atomic", "fail"), _CTX,
           "fork() meets a present anonymous page in a COW mapping (copy_present_pte)"),
         d("wp_fault", ("reuse", "copy"), _CTX,
           "write fault on a write-protected anonymous page (do_wp_page)"),
@@ -189,6 +189,11 @@ def _fail_alloc(e: Engine, a: dict[str, Any]) -> Outcome:
     return Outcome()
 
 
+def _memory_pressure(e: Engine, a: dict[str, Any]) -> Outcome:
+    e.machine.pressure = a["state"] == "on"
+    return Outcome()
+
+
 P = Param
 _PROC = P("process", "process", doc="a running process")
 _REGION = P("region", "region", doc="a region of that process, optionally [i] or [i:j]")
@@ -227,4 +232,6 @@ def policykit_add_operations() -> list[OperationSpec]:
         o("dma_write", (_REF,), _dma_write, "the device writes through the reference"),
         o("dma_read", (_REF,), _dma_read, "the device (or a pipe reader) reads through the reference"),
         o("fail_alloc", (P("count", "int"),), _fail_alloc, "the next COUNT page allocations fail"),
+        o("memory_pressure", (P("state", "word", ("on", "off")),), _memory_pressure,
+          "under memory pressure GFP_ATOMIC allocations fail; others reclaim and succeed"),
     ]

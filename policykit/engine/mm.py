@@ -182,9 +182,14 @@ class Engine:
 
     # -- pages -------------------------------------------------------------------------
 
-    def alloc_page(self, anon: bool = True) -> Page | None:
-        """Allocate a page holding one reference for its caller; None on (injected) failure."""
+    def alloc_page(self, anon: bool = True, atomic: bool = False) -> Page | None:
+        """Allocate a page holding one reference for its caller; None on failure: an
+        injected one (``fail_alloc``), or a GFP_ATOMIC one under memory pressure."""
         m = self.machine
+        if atomic and m.pressure:
+            if self.observed:
+                self.emit(Event("alloc-fail", info="GFP_ATOMIC under memory pressure"))
+            return None
         if m.fail_allocs:
             m.fail_allocs -= 1
             if self.observed:
@@ -211,9 +216,9 @@ class Engine:
             if self.observed:
                 self.emit(Event("free", pfn=page.pfn))
 
-    def copy_page(self, src: Page, metric: str) -> Page | None:
+    def copy_page(self, src: Page, metric: str, atomic: bool = False) -> Page | None:
         """Allocate a page and copy ``src`` into it (``copy_user_highpage``)."""
-        new = self.alloc_page()
+        new = self.alloc_page(atomic=atomic)
         if new is None:
             return None
         new.content = src.content
@@ -493,8 +498,8 @@ class Engine:
                 page.refcount += 1
                 page.mapcount += 1
                 dst_ptes[vpn] = Pte(pte.pfn, writable=pte.writable, dirty=pte.dirty)
-            elif action == "copy":                      # copy_present_page
-                new = self.copy_page(page, "fork_copies")
+            elif action in ("copy", "copy_atomic"):     # copy_present_page
+                new = self.copy_page(page, "fork_copies", atomic=action == "copy_atomic")
                 if new is None:
                     raise OperationFailed("ENOMEM", f"fork: no page to copy {vpn:#x} into")
                 new.mapcount = 1

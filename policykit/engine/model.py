@@ -159,6 +159,7 @@ class Machine:
     next_vpn: int = 0x100
     next_token: int = 1
     fail_allocs: int = 0
+    pressure: bool = False        # memory pressure: GFP_ATOMIC allocations fail
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -174,7 +175,7 @@ class Machine:
             {k: r.copy() for k, r in self.refs.items()},
             {k: dict(v) for k, v in self.shmem.items()},
             self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
-            self.next_token, self.fail_allocs, dict(self.attrs),
+            self.next_token, self.fail_allocs, self.pressure, dict(self.attrs),
         )
 
     def canonical(self, rename_tokens: bool = True) -> tuple:
@@ -214,7 +215,7 @@ class Machine:
              p.gets, tuple(sorted(p.attrs.items())))
             for p in self.pages.values() if p.pfn in pfns))
         orphans = len(self.pages) - len(pages)
-        return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs,
+        return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs, self.pressure,
                 tuple(sorted(self.attrs.items())))
 
     def state_hash(self) -> int:

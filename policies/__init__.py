@@ -1,0 +1,1 @@
+"""The built-in policies (``*.pol``), installed as ``policykit.builtin_policies``."""

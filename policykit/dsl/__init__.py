@@ -1,0 +1,70 @@
+"""The policy language: grammar (``policy.lark``), parser (:mod:`.parse`), checker
+(:mod:`.check`), compiler to a pluggy plugin (:mod:`.compile`), formatter (:mod:`.fmt`).
+
+Stages point one way: parse -> check -> compile; the formatter needs only the parser.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from ..engine.specs import Registry
+from ..errors import PolicyKitError
+from .ast import PolicyFile
+from .check import CheckedPolicy, Diagnostic, PolicyResolver, check_policy
+from .compile import CompiledPolicy, compile_policy, generate_source
+from .parse import parse_policy
+
+__all__ = [
+    "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_names", "builtin_path",
+    "check_file", "compile_policy", "generate_source", "parse_policy", "read_policy", "resolver",
+]
+
+
+def _builtin_dir() -> Path:
+    return Path(str(files("policykit.builtin_policies")))
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in policies."""
+    return sorted(p.stem for p in _builtin_dir().glob("*.pol"))
+
+
+def builtin_path(name: str) -> Path | None:
+    path = _builtin_dir() / f"{name}.pol"
+    return path if path.is_file() else None
+
+
+def resolver() -> PolicyResolver:
+    return PolicyResolver(builtin_path, builtin_names)
+
+
+def read_policy(spec: str) -> tuple[str, str]:
+    """(text, filename) of a policy given as a path or a built-in name."""
+    path = Path(spec)
+    if not path.is_file():
+        found = builtin_path(spec)
+        if found is None:
+            from ..errors import did_you_mean
+            hint = did_you_mean(spec, builtin_names())
+            raise PolicyKitError(f"{spec}: no such policy file or built-in policy"
+                                 + (f"; {hint}" if hint else ""))
+        path = found
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyKitError(f"{spec}: cannot read policy: {exc}") from None
+
+
+def check_file(spec: str, registry: Registry) -> tuple[CheckedPolicy | None, list[Diagnostic]]:
+    """Parse and check a policy file or built-in name.  A syntax error comes back as the
+    only diagnostic, with no policy."""
+    from ..errors import SourceError
+
+    text, filename = read_policy(spec)
+    try:
+        tree = parse_policy(text, filename)
+    except SourceError as exc:
+        return None, [Diagnostic("error", exc)]
+    return check_policy(tree, registry, resolver())

@@ -1,0 +1,73 @@
+"""Known syntax mistakes, each with example bad snippets, matched by lark's
+``match_examples`` to give a precise hint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from ..errors import SourceError
+
+
+class PolicySyntaxError(SourceError):
+    """A `.pol` file that does not parse."""
+
+
+class PolicyCheckError(SourceError):
+    """A `.pol` file that parses but says something wrong (names, types, actions...)."""
+
+
+#: hint -> example snippets that fail at the same parser state
+EXAMPLES: dict[str, list[str]] = {
+    "a rule reads CONDITION -> ACTION, e.g. 'page.refcount == 1 -> reuse'": [
+        "on wp_fault { page.refcount == 1 reuse }",
+        "on wp_fault { otherwise copy }",
+    ],
+    "a block is 'on POINT { rules }': close it with '}'": [
+        "on wp_fault { otherwise -> copy",
+        "on wp_fault { a -> reuse",
+    ],
+    "a block is 'on POINT { rules }'": [
+        "on wp_fault otherwise -> copy }",
+        "on wp_fault: otherwise -> copy",
+    ],
+    "a predicate reads 'pred NAME(PARAMS) = EXPRESSION'": [
+        "pred p(page) page.refcount > 1",
+        "pred p page.refcount > 1",
+        "pred p(page) { page.refcount > 1 }",
+    ],
+    "effects go in brackets after the action: '-> reuse [set page.anon_exclusive]'": [
+        "on wp_fault { a -> reuse set page.x }",
+        "on wp_fault { a -> reuse, set page.x }",
+        "on wp_fault { otherwise -> reuse (set page.x) }",
+    ],
+    "an effect is 'set OWNER.FLAG [= VALUE]', 'clear OWNER.FLAG' or 'warn \"TEXT\"'": [
+        "on wp_fault { a -> reuse [page.x] }",
+        "on wp_fault { a -> reuse [set x] }",
+        "on wp_fault { a -> reuse [warn x] }",
+    ],
+    "policy names go after 'policy' and 'extends': 'extends linux-5.9'": [
+        "extends",
+        "policy",
+    ],
+}
+
+_FALLBACK = "see docs/policy-language.md for the grammar"
+
+
+def hint_for(exc: UnexpectedInput, parse: Callable[[str], object], text: str) -> str:
+    """The hint of the known mistake ``exc`` looks like, or a general one."""
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream:exc.pos_in_stream + 1]
+        if char in ("&", "|", "!"):
+            return "write 'and', 'or' and 'not' (not &&, || or !)"
+        if char == ";":
+            return "no ';' is needed: statements and rules end by themselves"
+    if isinstance(exc, UnexpectedToken) and str(exc.token) == "=" and "CMP" in exc.expected:
+        return "compare with '==': a single '=' only appears in const, flag, pred and set"
+    try:
+        label = exc.match_examples(parse, EXAMPLES, use_accepts=True)
+    except Exception:  # match_examples re-parses the examples; never let it mask the error
+        label = None
+    return label or _FALLBACK

@@ -1,0 +1,584 @@
+"""Semantic check of a policy and its ``extends`` chain against the engine's registry.
+
+Resolves the chain, merges it (a later file overrides constants, predicates and blocks of
+an earlier one; predicates bind late, so a parent's rules call the child's override),
+type-checks every expression, and checks every decision point is decided with a
+fall-through.  Produces a :class:`CheckedPolicy` and diagnostics: errors, and warnings
+for rules that never fire and definitions never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.specs import OWNERS, Registry
+from ..errors import SourceError, Span, did_you_mean
+from . import ast
+from ._syntax_errors import PolicyCheckError
+from .parse import parse_policy
+
+#: attributes the engine plugins of policykit provide, to name the plugin to install
+PLUGIN_ATTRIBUTES = {
+    ("page", "ksm"): "policykit-ksm",
+    ("page", "swapcache"): "policykit-swap",
+    ("page", "swapcount"): "policykit-swap",
+    ("page", "writeback"): "policykit-swap",
+    ("page", "lru"): "policykit-lru",
+    ("page", "lru_batch_refs"): "policykit-lru",
+    ("page", "compound"): "policykit-thp",
+    ("page", "pincount"): "policykit-thp",
+    ("page", "pmd_mapped"): "policykit-thp",
+    ("vma", "hugetlb"): "policykit-hugetlb",
+    ("page", "file"): "policykit-file",
+}
+
+FLAG_OWNERS = ("page", "mm")
+_SCALARS = {bool: "bool", int: "int"}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: str                  # error | warning
+    error: SourceError
+
+    def render(self) -> str:
+        text = self.error.render()
+        return text if self.severity == "error" else text.replace(": error: ", ": warning: ", 1)
+
+
+@dataclass(frozen=True)
+class FlagDef:
+    owner: str
+    name: str
+    type: str
+    default: bool | int
+    doc: str
+    origin: ast.Flag
+
+
+@dataclass
+class CheckedPolicy:
+    """A policy with its chain merged and checked, ready to compile."""
+
+    name: str
+    summary: str
+    era: str
+    sources: list[str]
+    files: list[ast.PolicyFile]            # root first, this policy last
+    consts: dict[str, bool | int]
+    flags: dict[tuple[str, str], FlagDef]
+    preds: dict[str, ast.Pred]
+    blocks: dict[str, ast.Block]
+    unrealizable: str | None = None
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        return self.files[-1].filename
+
+
+class PolicyResolver:
+    """Finds policies named in ``extends``: built-in names, or paths (relative to the
+    file that names them)."""
+
+    def __init__(self, builtin: Callable[[str], Path | None], builtin_names: Callable[[], list[str]]) -> None:
+        self.builtin = builtin
+        self.builtin_names = builtin_names
+
+    def resolve(self, ref: str, quoted: bool, relative_to: str) -> Path | None:
+        if quoted or ref.endswith(".pol"):
+            path = Path(ref)
+            if not path.is_absolute():
+                path = Path(relative_to).parent / path
+            return path if path.is_file() else None
+        return self.builtin(ref)
+
+
+class _Check:
+    def __init__(self, registry: Registry, resolver: PolicyResolver) -> None:
+        self.registry = registry
+        self.resolver = resolver
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self.sources: dict[str, str] = {}
+
+    # -- diagnostics ---------------------------------------------------------------------
+
+    def error(self, msg: str, span: Span, hint: str) -> None:
+        self.errors.append(Diagnostic("error", PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)))
+
+    def warn(self, msg: str, span: Span, hint: str) -> None:
+        self.warnings.append(Diagnostic("warning", PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)))
+
+    # -- the chain ---------------------------------------------------------------------------
+
+    def chain(self, top: ast.PolicyFile) -> list[ast.PolicyFile]:
+        files = [top]
+        seen = {str(Path(top.filename).resolve()) if top.filename[:1] != "<" else top.filename}
+        self.sources[top.filename] = top.source
+        current = top
+        while True:
+            ext = current.headers("extends")
+            if not ext:
+                break
+            for extra in ext[1:]:
+                self.error("a policy extends one other policy", extra.span,
+                           "chain variants: A extends B, B extends C")
+            h = ext[0]
+            path = self.resolver.resolve(h.value, h.quoted, current.filename)
+            if path is None:
+                names = self.resolver.builtin_names()
+                hint = did_you_mean(h.value, names)
+                self.error(f"unknown policy {h.value!r} in extends", h.span,
+                           hint or f"built-in policies: {', '.join(names)}; or give a path in quotes")
+                break
+            key = str(path.resolve())
+            if key in seen:
+                self.error(f"extends cycle: {h.value!r} is already in the chain "
+                           f"({' -> '.join(Path(f.filename).name for f in reversed(files))})",
+                           h.span, "a policy cannot extend itself, directly or through others")
+                break
+            seen.add(key)
+            text = path.read_text(encoding="utf-8")
+            self.sources[str(path)] = text
+            try:
+                parent = parse_policy(text, str(path))
+            except SourceError as exc:
+                self.errors.append(Diagnostic("error", exc))
+                break
+            files.insert(0, parent)
+            current = parent
+        return files
+
+    # -- merge ---------------------------------------------------------------------------
+
+    def merge(self, files: list[ast.PolicyFile]) -> CheckedPolicy:
+        top = files[-1]
+        consts: dict[str, ast.Const] = {}
+        flags: dict[tuple[str, str], ast.Flag] = {}
+        preds: dict[str, ast.Pred] = {}
+        blocks: dict[str, ast.Block] = {}
+        unrealizable = None
+        for f in files:
+            local: dict[tuple[str, str], Span] = {}
+            singles: dict[str, Span] = {}
+            for item in f.items:
+                if isinstance(item, ast.Header):
+                    if item.kind in ("policy", "summary", "era", "extends", "unrealizable"):
+                        if item.kind in singles:
+                            self.error(f"'{item.kind}' given twice", item.span, "each header appears once")
+                        singles[item.kind] = item.span
+                    if item.kind == "unrealizable":
+                        unrealizable = item.value
+                    continue
+                kind, key = _key(item)
+                for name, span in _names_defined(item):
+                    if name.startswith("_"):
+                        self.error(f"name {name!r} starts with '_'", span,
+                                   "names starting with '_' are reserved; start with a letter")
+                if (kind, key) in local:
+                    first = local[(kind, key)]
+                    self.error(f"{kind} {key!r} is defined twice in this file", item.span,
+                               f"the first definition is at line {first.line}")
+                    continue
+                local[(kind, key)] = item.span
+                if isinstance(item, ast.Const):
+                    consts[item.name] = item
+                elif isinstance(item, ast.Flag):
+                    flags[(item.owner, item.name)] = item
+                elif isinstance(item, ast.Pred):
+                    preds[item.name] = item
+                else:
+                    blocks[item.point] = item
+        names = top.headers("policy")
+        name = names[0].value if names else Path(top.filename).stem
+        summary = next((h.value for f in reversed(files) for h in f.headers("summary")), "")
+        era = next((h.value for h in top.headers("era")), "")
+        sources = [h.value for h in top.headers("source")]
+        policy = CheckedPolicy(name, summary, era, sources, files, {}, {}, preds, blocks, unrealizable)
+        self._consts = consts
+        self._flag_asts = flags
+        return policy
+
+    # -- types ---------------------------------------------------------------------------
+
+    def const_value(self, name: str, stack: tuple[str, ...] = ()) -> bool | int | None:
+        if name in self._const_values:
+            return self._const_values[name]
+        c = self._consts[name]
+        if name in stack:
+            self.error(f"constant {name!r} is defined in terms of itself", c.span, "constants cannot be cyclic")
+            return None
+        value = self.fold(c.value, stack + (name,), c.span)
+        self._const_values[name] = value
+        return value
+
+    def fold(self, e: ast.Expr, stack: tuple[str, ...], where: Span) -> bool | int | None:
+        """Evaluate a constant expression (literals, constants, arithmetic, logic)."""
+        if isinstance(e, (ast.Int, ast.Bool)):
+            return e.value
+        if isinstance(e, ast.Name) and e.name in self._consts:
+            return self.const_value(e.name, stack)
+        if isinstance(e, ast.Not):
+            v = self.fold(e.operand, stack, where)
+            return None if v is None else (not v)
+        if isinstance(e, ast.Arith):
+            a, b = self.fold(e.left, stack, where), self.fold(e.right, stack, where)
+            if type(a) is int and type(b) is int:
+                v = a + b if e.op == "+" else a - b if e.op == "-" else a * b
+                if abs(v) > 2**63 - 1:
+                    self.error("constant expression overflows 64 bits", e.span, "use smaller numbers")
+                    return None
+                return v
+            return None
+        if isinstance(e, ast.Compare):
+            a, b = self.fold(e.left, stack, where), self.fold(e.right, stack, where)
+            if a is None or b is None or type(a) is not type(b):
+                return None
+            return _compare(e.op, a, b)
+        if isinstance(e, ast.BoolOp):
+            vals = [self.fold(x, stack, where) for x in e.operands]
+            if any(v is None for v in vals):
+                return None
+            return all(vals) if e.op == "and" else any(vals)
+        return None
+
+    def attr_type(self, owner: str, name: str, span: Span) -> str | None:
+        spec = self.registry.attributes.get((owner, name))
+        if spec is not None:
+            if spec.oracle_only and self._unrealizable is None:
+                self.error(f"{owner}.{name} is engine-private truth", span,
+                           "only a policy that declares 'unrealizable \"why\"' may read it")
+            return _SCALARS.get(spec.type, spec.type.__name__)
+        flag = self._flags.get((owner, name))
+        if flag is not None:
+            self._used_flags.add((owner, name))
+            return flag.type
+        plugin = PLUGIN_ATTRIBUTES.get((owner, name))
+        if plugin is not None:
+            self.error(f"{owner}.{name} is provided by the plugin {plugin}, which is not installed",
+                       span, f"install {plugin} (pip install plugins/{plugin.removeprefix('policykit-')})")
+            return None
+        known = [n for (o, n) in self.registry.attributes if o == owner] + \
+                [n for (o, n) in self._flags if o == owner]
+        hint = did_you_mean(name, known)
+        self.error(f"{owner} has no attribute {name!r}", span,
+                   hint or f"{owner} attributes: {', '.join(sorted(known))}")
+        return None
+
+    def expr(self, e: ast.Expr, env: dict[str, str]) -> str | None:
+        """Type of ``e`` (``int``, ``bool`` or an object kind), or None after an error."""
+        if isinstance(e, ast.Int):
+            return "int"
+        if isinstance(e, ast.Bool):
+            return "bool"
+        if isinstance(e, ast.Name):
+            if e.name in env:
+                return env[e.name]
+            if e.name in self._consts:
+                self._used_consts.add(e.name)
+                v = self.const_value(e.name)
+                return None if v is None else _SCALARS[type(v)]
+            if e.name in ("else", "default"):
+                self.error(f"unknown name {e.name!r}", e.span, "the fall-through rule is 'otherwise -> ACTION'")
+                return None
+            if e.name in self._preds:
+                self.error(f"{e.name!r} is a predicate", e.span, f"call it: {e.name}(...)")
+                return None
+            if e.name in OWNERS:
+                self.error(f"{e.name!r} is not available here", e.span,
+                           f"available: {', '.join(sorted(env)) or 'nothing'}")
+                return None
+            hint = did_you_mean(e.name, list(env) + list(self._consts) + list(self._preds))
+            self.error(f"unknown name {e.name!r}", e.span, hint or "names are constants, parameters and context objects")
+            return None
+        if isinstance(e, ast.Attr):
+            owner = env.get(e.obj)
+            if owner is None:
+                if e.obj in OWNERS:
+                    self.error(f"{e.obj!r} is not available here", e.span,
+                               f"available: {', '.join(sorted(env)) or 'nothing'}")
+                else:
+                    hint = did_you_mean(e.obj, list(env))
+                    self.error(f"unknown name {e.obj!r}", e.span, hint or f"available: {', '.join(sorted(env))}")
+                return None
+            if owner not in OWNERS:
+                self.error(f"{e.obj!r} is a {owner}, which has no attributes", e.span,
+                           "attributes belong to page, pte, vma, mm and foll")
+                return None
+            return self.attr_type(owner, e.name, e.span)
+        if isinstance(e, ast.Call):
+            pred = self._preds.get(e.name)
+            if pred is None:
+                hint = did_you_mean(e.name, list(self._preds))
+                self.error(f"unknown predicate {e.name!r}", e.span, hint or "define it with 'pred NAME(PARAMS) = ...'")
+                return None
+            self._calls.setdefault(self._current, set()).add(e.name)
+            self._used_preds.add(e.name)
+            if len(e.args) != len(pred.params):
+                self.error(f"{e.name} takes {len(pred.params)} argument{'s' * (len(pred.params) != 1)}, "
+                           f"got {len(e.args)}", e.span,
+                           f"{e.name}({', '.join(p.name + ': ' + p.type for p in pred.params)})")
+                return self._pred_types.get(e.name)
+            for arg, param in zip(e.args, pred.params):
+                t = self.expr(arg, env)
+                if t is not None and t != param.type:
+                    self.error(f"argument {param.name!r} of {e.name} is a {param.type}, got a {t}",
+                               getattr(arg, "span", e.span), f"pass a {param.type}")
+            return self._pred_types.get(e.name)
+        if isinstance(e, ast.Not):
+            self.want(e.operand, env, "bool", "'not' applies to a condition")
+            return "bool"
+        if isinstance(e, ast.BoolOp):
+            for x in e.operands:
+                self.want(x, env, "bool", f"'{e.op}' joins conditions")
+            return "bool"
+        if isinstance(e, ast.Arith):
+            self.want(e.left, env, "int", f"'{e.op}' works on numbers")
+            self.want(e.right, env, "int", f"'{e.op}' works on numbers")
+            return "int"
+        if isinstance(e, ast.Compare):
+            a, b = self.expr(e.left, env), self.expr(e.right, env)
+            if a is None or b is None:
+                return "bool"
+            if e.op in ("==", "!="):
+                if a != b or a not in ("int", "bool"):
+                    self.error(f"cannot compare a {a} with a {b}", e.span, "compare numbers with numbers, conditions with conditions")
+            elif a != "int" or b != "int":
+                self.error(f"'{e.op}' compares numbers, not a {a} and a {b}", e.span,
+                           "use == or != for conditions")
+            return "bool"
+        raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
+
+    def want(self, e: ast.Expr, env: dict[str, str], kind: str, hint: str) -> None:
+        t = self.expr(e, env)
+        if t is not None and t != kind:
+            self.error(f"expected a {'condition' if kind == 'bool' else 'number'}, got a {t}",
+                       getattr(e, "span", Span("", 0, 0)), hint)
+
+    # -- the whole policy -------------------------------------------------------------------
+
+    def run(self, top: ast.PolicyFile) -> CheckedPolicy:
+        files = self.chain(top)
+        p = self.merge(files)
+        self._unrealizable = p.unrealizable
+        self._preds = p.preds
+        self._const_values: dict[str, bool | int | None] = {}
+        self._used_consts: set[str] = set()
+        self._used_preds: set[str] = set()
+        self._used_flags: set[tuple[str, str]] = set()
+        self._calls: dict[str, set[str]] = {}
+        self._current = ""
+        # constants
+        for name, c in self._consts.items():
+            v = self.const_value(name)
+            if v is None and not self.errors:
+                self.error(f"constant {name!r} is not a constant expression", c.span,
+                           "constants are numbers, true/false, and arithmetic on other constants")
+            if v is not None:
+                p.consts[name] = v
+        # flags
+        self._flags: dict[tuple[str, str], FlagDef] = {}
+        for (owner, name), f in self._flag_asts.items():
+            if owner not in FLAG_OWNERS:
+                self.error(f"flags live on page or mm, not {owner}", f.span, "declare 'flag page.NAME = ...'")
+                continue
+            if (owner, name) in self.registry.attributes:
+                self.error(f"{owner}.{name} is an engine attribute, not a policy flag", f.span,
+                           "choose another name for the flag")
+                continue
+            v = self.fold(f.default, (), f.span)
+            if v is None:
+                self.error("a flag's initial value must be a constant", f.default.span if hasattr(f.default, "span") else f.span,
+                           "write true, false or a number")
+                continue
+            self._flags[(owner, name)] = FlagDef(owner, name, _SCALARS[type(v)], v, f.doc, f)
+        p.flags = self._flags
+        # predicate signatures, then bodies
+        self._pred_types: dict[str, str | None] = {}
+        for name, pred in p.preds.items():
+            for param in pred.params:
+                if param.type not in OWNERS and param.type not in ("int", "bool"):
+                    hint = did_you_mean(param.type, list(OWNERS) + ["int", "bool"])
+                    self.error(f"unknown parameter type {param.type!r}", param.span,
+                               hint or f"a parameter named like an object ({', '.join(OWNERS)}) has that type; "
+                               "otherwise write NAME: TYPE")
+        for name, pred in p.preds.items():
+            self._current = name
+            env = {param.name: param.type for param in pred.params}
+            self._pred_types[name] = None
+            self._pred_types[name] = self.expr(pred.body, env)
+        for name, pred in p.preds.items():   # second pass: call types now known
+            self._current = name
+            self._pred_types[name] = self.expr(pred.body, {q.name: q.type for q in pred.params})
+        self._check_recursion(p)
+        # blocks
+        self._current = ""
+        for point, block in p.blocks.items():
+            self.block(block, p)
+        for point, spec in self.registry.decision_points.items():
+            if point not in p.blocks:
+                where = (top.headers("policy") or [None])[0]
+                span = where.span if where else Span(top.filename, 1, 1)
+                self.error(f"policy {p.name!r} does not decide {point!r}", span,
+                           f"add 'on {point} {{ otherwise -> {spec.actions[0]} }}' or extend a policy that does")
+        self._unused(p, top)
+        p.warnings = self.warnings
+        return p
+
+    def _check_recursion(self, p: CheckedPolicy) -> None:
+        state: dict[str, int] = {}
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                cycle = path[path.index(name):] + [name]
+                pred = p.preds[name]
+                self.error(f"recursive predicate: {' -> '.join(cycle)}", pred.span,
+                           "predicates cannot call themselves, directly or through others")
+                raise _Stop
+            state[name] = 1
+            for callee in sorted(self._calls.get(name, ())):
+                if callee in p.preds:
+                    visit(callee, path + [name])
+            state[name] = 2
+
+        try:
+            for name in p.preds:
+                visit(name, [])
+        except _Stop:
+            pass
+
+    def block(self, block: ast.Block, p: CheckedPolicy) -> None:
+        spec = self.registry.decision_points.get(block.point)
+        if spec is None:
+            hint = did_you_mean(block.point, self.registry.decision_points)
+            self.error(f"unknown decision point {block.point!r}", block.span,
+                       hint or f"decision points: {', '.join(self.registry.decision_points)}")
+            return
+        env = {owner: owner for owner in spec.context}
+        seen: dict[ast.Expr, int] = {}
+        always: ast.Rule | None = None
+        for rule in block.rules:
+            if always is not None:
+                self.warn("this rule never fires", rule.span,
+                          f"the rule at line {always.span.line} always fires before it")
+            if rule.condition is not None:
+                self.want(rule.condition, env, "bool", "a rule's condition is true or false")
+                value = self.fold(rule.condition, (), rule.span)
+                if value is False:
+                    self.warn("this rule's condition is always false", rule.span, "remove the rule")
+                elif value is True and always is None:
+                    always = rule
+                if rule.condition in seen:
+                    self.warn("this rule never fires", rule.span,
+                              f"the rule at line {seen[rule.condition]} has the same condition")
+                else:
+                    seen[rule.condition] = rule.span.line
+            elif always is None:
+                always = rule
+            if rule.action not in spec.actions:
+                hint = did_you_mean(rule.action, spec.actions)
+                self.error(f"{block.point} has no action {rule.action!r}", rule.action_span,
+                           hint or f"actions of {block.point}: {', '.join(spec.actions)}")
+            for eff in rule.effects:
+                self.effect(eff, env, block.point)
+        if not block.rules or block.rules[-1].condition is not None:
+            last = block.rules[-1].span if block.rules else block.span
+            self.error(f"the rules of {block.point} have no fall-through", last,
+                       f"end the block with 'otherwise -> {spec.actions[0]}' (or another action)")
+
+    def effect(self, eff: ast.Effect, env: dict[str, str], point: str) -> None:
+        if eff.kind == "warn":
+            return
+        if eff.owner not in env:
+            self.error(f"{eff.owner!r} is not available at {point}", eff.span,
+                       f"available: {', '.join(sorted(env))}")
+            return
+        flag = self._flags.get((eff.owner, eff.name))
+        if flag is None:
+            if (eff.owner, eff.name) in self.registry.attributes:
+                self.error(f"{eff.owner}.{eff.name} belongs to the engine; policies set only their own flags",
+                           eff.span, "declare a flag with 'flag OWNER.NAME = VALUE'")
+            else:
+                hint = did_you_mean(eff.name, [n for (o, n) in self._flags if o == eff.owner])
+                self.error(f"{eff.owner}.{eff.name} is not a declared flag", eff.span,
+                           hint or f"declare it: flag {eff.owner}.{eff.name} = false")
+            return
+        self._used_flags.add((eff.owner, eff.name))
+        if eff.kind == "clear" and flag.type != "bool":
+            self.error(f"'clear' applies to true/false flags; {eff.owner}.{eff.name} is a number",
+                       eff.span, f"write 'set {eff.owner}.{eff.name} = 0'")
+        if eff.kind == "set":
+            if eff.value is None:
+                if flag.type != "bool":
+                    self.error(f"{eff.owner}.{eff.name} is a number: say which", eff.span,
+                               f"write 'set {eff.owner}.{eff.name} = VALUE'")
+            else:
+                self.want(eff.value, env, flag.type, f"{eff.owner}.{eff.name} holds a {flag.type}")
+
+    def _unused(self, p: CheckedPolicy, top: ast.PolicyFile) -> None:
+        mine = set(top.items)
+        for name, pred in p.preds.items():
+            if pred in mine and name not in self._used_preds:
+                self.warn(f"predicate {name!r} is never used", pred.span, "remove it or call it from a rule")
+        for name, c in self._consts.items():
+            if c in mine and name not in self._used_consts and not _used_in_defaults(name, self._consts, self._flag_asts):
+                self.warn(f"constant {name!r} is never used", c.span, "remove it or use it")
+        for key, f in self._flags.items():
+            if f.origin in mine and key not in self._used_flags:
+                self.warn(f"flag {key[0]}.{key[1]} is never read or set", f.origin.span, "remove it or use it")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _key(item: ast.Const | ast.Flag | ast.Pred | ast.Block) -> tuple[str, str]:
+    if isinstance(item, ast.Const):
+        return "constant", item.name
+    if isinstance(item, ast.Flag):
+        return "flag", f"{item.owner}.{item.name}"
+    if isinstance(item, ast.Pred):
+        return "predicate", item.name
+    return "block", item.point
+
+
+def _names_defined(item: ast.Const | ast.Flag | ast.Pred | ast.Block) -> list[tuple[str, Span]]:
+    if isinstance(item, ast.Const):
+        return [(item.name, item.span)]
+    if isinstance(item, ast.Flag):
+        return [(item.name, item.span)]
+    if isinstance(item, ast.Pred):
+        return [(item.name, item.span)] + [(p.name, p.span) for p in item.params]
+    return []
+
+
+def _compare(op: str, a: bool | int, b: bool | int) -> bool:
+    return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+def _used_in_defaults(name: str, consts: dict[str, ast.Const], flags: dict) -> bool:
+    def mentions(e: ast.Expr | None) -> bool:
+        if isinstance(e, ast.Name):
+            return e.name == name
+        if isinstance(e, ast.Arith) or isinstance(e, ast.Compare):
+            return mentions(e.left) or mentions(e.right)
+        if isinstance(e, ast.BoolOp):
+            return any(mentions(x) for x in e.operands)
+        if isinstance(e, ast.Not):
+            return mentions(e.operand)
+        return False
+
+    return any(mentions(c.value) for c in consts.values()) or any(mentions(f.default) for f in flags.values())
+
+
+def check_policy(top: ast.PolicyFile, registry: Registry, resolver: PolicyResolver) -> tuple[CheckedPolicy, list[Diagnostic]]:
+    """Check ``top`` and its chain; return the checked policy and every diagnostic
+    (errors first, then warnings).  The policy is only usable when no error came back."""
+    c = _Check(registry, resolver)
+    policy = c.run(top)
+    return policy, c.errors + c.warnings
