@@ -486,7 +486,7 @@ class _Check:
                            hint or f"actions of {block.point}: {', '.join(spec.actions)}")
             for eff in rule.effects:
                 self.effect(eff, env, block.point)
-        if not block.rules or block.rules[-1].condition is not None:
+        if all(rule.condition is not None for rule in block.rules):
             last = block.rules[-1].span if block.rules else block.span
             self.error(f"the rules of {block.point} have no fall-through", last,
                        f"end the block with 'otherwise -> {spec.actions[0]}' (or another action)")

@@ -11,6 +11,7 @@ builtins, so a policy file can compute decisions and nothing else.
 
 from __future__ import annotations
 
+import ast as pyast
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,44 @@ from . import ast
 from .check import CheckedPolicy
 
 _PY_TYPES = {"bool": bool, "int": int}
+
+#: the Python constructs a generated module may contain
+_ALLOWED = (
+    pyast.Module, pyast.FunctionDef, pyast.arguments, pyast.arg, pyast.Return, pyast.If,
+    pyast.Assign, pyast.BoolOp, pyast.And, pyast.Or, pyast.UnaryOp, pyast.Not, pyast.Compare,
+    pyast.Eq, pyast.NotEq, pyast.Lt, pyast.LtE, pyast.Gt, pyast.GtE, pyast.BinOp, pyast.Add,
+    pyast.Sub, pyast.Mult, pyast.Constant, pyast.Name, pyast.Load, pyast.Store,
+    pyast.Attribute, pyast.Call, pyast.Tuple,
+)
+
+
+class UnsafeCodeError(AssertionError):
+    """The generated module contains something outside the whitelist: a compiler bug."""
+
+
+def verify_source(source: str) -> None:
+    """Check a generated module against the whitelist: node types, no name or attribute
+    starting with '_', calls only of predicates, Decision and Effect, constants only
+    numbers, booleans, None and strings."""
+    for node in pyast.walk(pyast.parse(source)):
+        if not isinstance(node, _ALLOWED):
+            raise UnsafeCodeError(f"generated code contains {type(node).__name__}")
+        if isinstance(node, pyast.Attribute) and node.attr.startswith("_"):
+            raise UnsafeCodeError(f"generated code reads attribute {node.attr!r}")
+        if isinstance(node, pyast.Name) and node.id.startswith("_"):
+            raise UnsafeCodeError(f"generated code names {node.id!r}")
+        if isinstance(node, pyast.Call):
+            f = node.func
+            if not (isinstance(f, pyast.Name) and (f.id.startswith("p_") or f.id in ("Decision", "Effect"))) \
+                    or node.keywords:
+                raise UnsafeCodeError("generated code calls something other than a predicate")
+        if isinstance(node, pyast.Constant) and not isinstance(node.value, (bool, int, str, type(None))):
+            raise UnsafeCodeError(f"generated code holds a {type(node.value).__name__} constant")
+
+
+def _safe(text: str) -> str:
+    """Text fit for a comment line: no line breaks or other control characters."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 @dataclass
@@ -95,8 +134,8 @@ class _Gen:
 
     def module(self) -> str:
         p = self.p
-        files = ", ".join(Path(f.filename).name for f in p.files)
-        out = [f"# policy {p.name}: compiled by policykit from {files}", ""]
+        files = ", ".join(_safe(Path(f.filename).name) for f in p.files)
+        out = [f"# policy {_safe(p.name)}: compiled by policykit from {files}", ""]
         live = _reachable(p)
         for name, pred in p.preds.items():
             if name not in live:
@@ -104,7 +143,7 @@ class _Gen:
             params = {q.name for q in pred.params}
             args = ", ".join(f"v_{q.name}" for q in pred.params)
             out += [f"def p_{name}({args}):",
-                    f"    # {Path(pred.span.filename).name}:{pred.span.line}",
+                    f"    # {_safe(Path(pred.span.filename).name)}:{pred.span.line}",
                     f"    return {self.expr(pred.body, params, True)}", "", ""]
         for point, block in p.blocks.items():
             used = _objects_used(block)
@@ -189,6 +228,7 @@ def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     """Compile a checked policy into a plugin object implementing its decision hooks and
     declaring its flags."""
     source = generate_source(policy)
+    verify_source(source)
     code = compile(source, f"<policy {policy.name}>", "exec")
     namespace: dict[str, Any] = {"__builtins__": {}, "Decision": Decision, "Effect": Effect}
     exec(code, namespace)  # noqa: S102 - generated from a checked AST, see the module docstring
