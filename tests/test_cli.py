@@ -136,3 +136,90 @@ def test_no_traceback_from_the_real_entry_point():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stdout == "" and "Traceback" not in proc.stderr
+
+
+# -- the policy language commands -------------------------------------------------------
+
+POLICIES = ROOT / "policies"
+
+
+def test_run_accepts_built_in_names_and_pol_files(capsys):
+    assert main(["run", "linux-6.x", str(CORPUS / "rdma-fork-child-exits.scn")]) == ExitCode.OK
+    # the RDMA regression: a violation, and no expectation for this policy in the file
+    assert main(["run", str(POLICIES / "linux-5.9-rc4.pol"), str(CORPUS / "rdma-fork-child-exits.scn"),
+                 "--trace"]) == ExitCode.FAILED
+    out = capsys.readouterr().out
+    assert "wp_fault@1: copy [linux-5.9-rc4.pol:" in out
+
+
+def test_check_reports_ok_and_errors(tmp_path, capsys):
+    assert main(["check", str(POLICIES / "linux-5.19.pol"), "linux-5.9"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "linux-5.19.pol: ok, policy linux-5.19 (extends linux-5.18" in out
+    bad = tmp_path / "bad.pol"
+    bad.write_text("policy bad\nextends linux-5.9\non wp_fault {\n    page.refcnt == 1 -> reuse\n}\n")
+    assert main(["check", str(bad)]) == ExitCode.USAGE_ERROR
+    captured = capsys.readouterr()
+    assert f"{bad}:4:5: error: page has no attribute 'refcnt'" in captured.err
+    assert f"{bad}:4:5: error: the rules of wp_fault have no fall-through" in captured.err
+    assert "2 errors, 0 warnings" in captured.out
+
+
+def test_check_strict_fails_on_warnings(tmp_path, capsys):
+    warn = tmp_path / "warn.pol"
+    warn.write_text("extends linux-5.9\nconst SPARE = 1\n")
+    assert main(["check", str(warn)]) == ExitCode.OK
+    assert main(["check", "--strict", str(warn)]) == ExitCode.FAILED
+    assert "warning: constant 'SPARE' is never used" in capsys.readouterr().err
+
+
+def test_compile_prints_python(capsys):
+    assert main(["compile", "linux-5.9"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert out.startswith("# policy linux-5.9: compiled by policykit")
+    assert "def policykit_fork_pte(ctx):" in out and "return v_page.refcount >= 1024" in out
+    compile(out, "generated", "exec")
+
+
+def test_fmt_check_and_rewrite(tmp_path, capsys):
+    f = tmp_path / "x.pol"
+    f.write_text("extends linux-5.9\npred   p(page)=page.anon\n")
+    assert main(["fmt", "--check", str(f)]) == ExitCode.FAILED
+    assert f"would reformat {f}" in capsys.readouterr().out
+    assert main(["fmt", str(f)]) == ExitCode.OK
+    assert f.read_text() == "extends linux-5.9\n\npred p(page) = page.anon\n"
+    assert main(["fmt", "--check", str(f)]) == ExitCode.OK
+    assert main(["fmt", "--check", *map(str, POLICIES.glob("*.pol"))]) == ExitCode.OK
+
+
+def test_fmt_syntax_error_exits_2(tmp_path, capsys):
+    f = tmp_path / "x.pol"
+    f.write_text("on wp_fault { otherwise copy }\n")
+    assert main(["fmt", str(f)]) == ExitCode.USAGE_ERROR
+    assert "x.pol:1:25: error: unexpected 'copy'" in capsys.readouterr().err
+
+
+def test_policies_lists_the_built_ins(capsys):
+    assert main(["policies"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "linux-5.9-rc4" in out and "the RDMA regression" in out
+    assert main(["policies", "--format", "json"]) == ExitCode.OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "policykit.policies/1"
+    by_name = {p["name"]: p for p in doc["policies"]}
+    assert by_name["linux-5.19"]["extends"] == "linux-5.18"
+    assert "[unrealizable]" in by_name["ideal"]["summary"]
+
+
+def test_bad_policy_on_run_is_exit_2_with_caret(tmp_path, capsys):
+    f = tmp_path / "bad.pol"
+    f.write_text("extends linux-5.9\non gup {\n    foll.writ -> write_fault\n    otherwise -> grab\n}\n")
+    assert main(["run", str(f), SIMPLE]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert f"{f}:3:5: error: foll has no attribute 'writ'" in err and "did you mean 'write'" in err
+
+
+@pytest.mark.parametrize("command", ["check", "compile", "fmt", "policies"])
+def test_new_commands_have_help(command):
+    proc = subprocess.run([sys.executable, "-m", "policykit", command, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
