@@ -215,8 +215,13 @@ def _depth(tree: Tree) -> tuple[int, Any]:
     return deepest, where
 
 
+@functools.lru_cache(maxsize=256)
 def parse_policy(text: str, filename: str = "<policy>") -> ast.PolicyFile:
-    """Parse policy text; raise :class:`PolicySyntaxError` on a syntax error."""
+    """Parse policy text; raise :class:`PolicySyntaxError` on a syntax error.
+
+    Results are cached per (text, filename): an ``extends`` chain shared by many policies
+    is parsed once per process.  The AST is immutable, so sharing it is safe.
+    """
     parser = _parser()
     try:
         tree = parser.parse(text)

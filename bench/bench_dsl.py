@@ -1,0 +1,107 @@
+"""DSL benchmark, measured side by side in one run.
+
+(a) the cost of a compiled decision against a hand-written Python hookimpl of the same
+    rule (policies/python/anon_exclusive.py implements linux-5.19 by hand):
+    - the hook alone, called on the same contexts;
+    - whole decisions through the engine, on a fork + COW workload.
+    Floor (issue #3): compiled / hand-written <= 1.2.
+(b) parse + check + compile of every built-in policy in a warm process.  Floor: <= 100 ms.
+
+Run:  python bench/bench_dsl.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from policykit import Engine, Session, dsl, load_policy
+from policykit._manager import build_registry, get_plugin_manager
+from policykit.engine.context import make_context
+from policykit.dsl.parse import parse_policy
+from policykit.engine.model import Mm, Page, Pte, Vma
+
+ROOT = Path(__file__).resolve().parent.parent
+HAND = ROOT / "policies" / "python" / "anon_exclusive.py"
+
+
+def interleaved(fns: dict[str, callable], rounds: int = 7) -> dict[str, float]:
+    """Best time of each function, the functions taking turns so drift hits all alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def contexts(session: Session, point: str):
+    """Contexts covering every rule of the point: exclusive, refcount 1, shared."""
+    defaults = {o: {a.name: a.default for (ow, _), a in session.registry.attributes.items() if ow == o}
+                for o in ("page", "pte", "vma", "mm", "foll")}
+    pages = [Page(1, refcount=1, mapcount=1), Page(2, refcount=1, mapcount=1, attrs={"anon_exclusive": False}),
+             Page(3, refcount=2, mapcount=2, attrs={"anon_exclusive": False}),
+             Page(4, refcount=1025, mapcount=1)]
+    mm = Mm(has_pinned=True)
+    return [make_context(point, defaults, p, Pte(p.pfn), Vma(0, 1), mm) for p in pages]
+
+
+def main() -> int:
+    compiled = Session(load_policy("linux-5.19", autoload=False), autoload=False)
+    hand = Session(load_policy(str(HAND), autoload=False), autoload=False)
+    print("(a) compiled linux-5.19 vs hand-written policies/python/anon_exclusive.py")
+    for point in ("wp_fault", "fork_pte"):
+        c_fn = getattr(compiled.policy.plugin, f"policykit_{point}")
+        h_fn = getattr(hand.policy.plugin, f"policykit_{point}")
+        ctxs = contexts(compiled, point) * 50_000
+        for ctx in ctxs[:4]:
+            c, h = c_fn(ctx), h_fn(ctx)
+            assert (c.action if not isinstance(c, str) else c) == (h if isinstance(h, str) else h.action)
+
+        def call(fn=c_fn):
+            for ctx in ctxs:
+                fn(ctx)
+
+        def call_hand(fn=h_fn):
+            for ctx in ctxs:
+                fn(ctx)
+
+        t = interleaved({"compiled": call, "hand": call_hand})
+        print(f"    hook {point:<9} compiled {t['compiled'] / len(ctxs) * 1e9:6.0f} ns/call   "
+              f"hand-written {t['hand'] / len(ctxs) * 1e9:6.0f} ns/call   ratio {t['compiled'] / t['hand']:.2f}")
+
+    def workload(session: Session):
+        def go():
+            e = Engine(session.pm, session.registry)
+            p = e.spawn("p")
+            b = e.mmap(p, 5000)
+            e.write(p, range(b, b + 5000))
+            c = e.fork(p, "c")
+            e.write(c, range(b, b + 5000))      # 5000 COW faults
+            e.write(p, range(b, b + 5000))      # 5000 reuses
+        return go
+
+    t = interleaved({"compiled": workload(compiled), "hand": workload(hand)}, rounds=5)
+    print(f"    engine fork+COW (15000 decisions)  compiled {t['compiled'] * 1e3:6.1f} ms   "
+          f"hand-written {t['hand'] * 1e3:6.1f} ms   ratio {t['compiled'] / t['hand']:.2f}")
+
+    print("(b) parse + check + compile of every built-in policy, warm process")
+    registry = build_registry(get_plugin_manager(autoload=False))
+    names = dsl.builtin_names()
+
+    def all_policies():
+        parse_policy.cache_clear()               # every round parses every file again
+        for name in names:
+            checked, diags = dsl.check_file(name, registry)
+            assert checked is not None and not diags
+            dsl.compile_policy(checked)
+
+    all_policies()                               # warm: imports done, the LALR parser built
+    t = interleaved({"all": all_policies}, rounds=5)["all"]
+    print(f"    {len(names)} policies: {t * 1e3:.1f} ms  ({t / len(names) * 1e3:.2f} ms each, chains included)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
