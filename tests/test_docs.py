@@ -66,3 +66,69 @@ def test_json_example_matches_the_output(capsys):
     assert real["violations"] == shown["violations"]
     assert {k: real["metrics"][k] for k in shown["metrics"]} == shown["metrics"]
     assert real["verdict"] == shown["verdict"] and real["trace"] is None
+
+
+# -- the policy language reference and the tutorial --------------------------------------
+
+def _check_text(text: str, filename: str):
+    from policykit._manager import build_registry, get_plugin_manager
+    from policykit.dsl import check_policy, parse_policy, resolver
+
+    registry = build_registry(get_plugin_manager(autoload=False))
+    return check_policy(parse_policy(text, filename), registry, resolver())
+
+
+@pytest.mark.parametrize("doc", ["policy-language.md", "tutorial.md"])
+def test_every_policy_example_checks(doc):
+    examples = blocks(doc, "pol")
+    assert examples
+    for i, text in enumerate(examples):
+        if text.startswith("on "):          # a block shown on its own: check it in a variant
+            text = "extends linux-5.9\n" + text
+        _, diags = _check_text(text, f"{doc}#{i}")
+        assert [d.render() for d in diags if d.severity == "error"] == []
+
+
+def test_tutorial_end_to_end(tmp_path):
+    from policykit.cli import main
+
+    variant, block = blocks("tutorial.md", "pol")
+    pol = tmp_path / "my-linus.pol"
+    pol.write_text(variant)
+    [scn_text] = blocks("tutorial.md", "scn")
+    scn = tmp_path / "second-fork.scn"
+    scn.write_text(scn_text)
+    assert main(["check", str(pol)]) == 0
+    assert main(["run", "linux-5.9", str(scn)]) == 0
+    assert main(["run", str(pol), str(scn)]) == 0
+    # step 4: with the warning block the variant is the built-in linus-2020-mapcount
+    pol.write_text(variant + "\n" + block)
+    s = Session(load_policy(str(pol)), autoload=False)
+    rdma = s.load(str(ROOT / "policykit" / "corpus" / "rdma-fork-child-exits.scn"))
+    assert s.run(rdma).warnings == ["line 10: fork_pte: pinned page copied at fork"]
+    assert main(["fmt", "--check", str(pol)]) in (0, 1)
+
+
+def test_tutorial_error_example_is_what_check_prints(tmp_path, capsys):
+    from policykit.cli import main
+
+    variant = blocks("tutorial.md", "pol")[0].replace("page.mapcount", "page.mapcnt")
+    shown = [b for b in blocks("tutorial.md", "") if "error:" in b][0].strip("\n")
+    pol = tmp_path / "my-linus.pol"
+    pol.write_text(variant)
+    assert main(["check", str(pol)]) == 2
+    err = capsys.readouterr().err.strip("\n").replace(str(tmp_path) + "/", "")
+    assert err == shown
+
+
+def test_reference_lists_every_decision_point_and_attribute():
+    from policykit._manager import build_registry, get_plugin_manager
+
+    text = (DOCS / "policy-language.md").read_text()
+    registry = build_registry(get_plugin_manager(autoload=False))
+    for name, point in registry.decision_points.items():
+        assert f"| `{name}` |" in text
+        for action in point.actions:
+            assert action in text
+    for (owner, name) in registry.attributes:
+        assert name in text, f"{owner}.{name} is not documented"

@@ -103,10 +103,15 @@ class _Check:
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.sources: dict[str, str] = {}
+        self._reported: set[tuple[str, str, int, int]] = set()
 
     # -- diagnostics ---------------------------------------------------------------------
 
     def error(self, msg: str, span: Span, hint: str) -> None:
+        key = (msg, span.filename, span.line, span.column)
+        if key in self._reported:          # predicate bodies are typed twice
+            return
+        self._reported.add(key)
         self.errors.append(Diagnostic("error", PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)))
 
     def warn(self, msg: str, span: Span, hint: str) -> None:
