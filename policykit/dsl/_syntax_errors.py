@@ -33,6 +33,7 @@ EXAMPLES: dict[str, list[str]] = {
         "on wp_fault: otherwise -> copy",
     ],
     "a predicate reads 'pred NAME(PARAMS) = EXPRESSION'": [
+        "pred p(page",
         "pred p(page) page.refcount > 1",
         "pred p page.refcount > 1",
         "pred p(page) { page.refcount > 1 }",
@@ -50,6 +51,36 @@ EXAMPLES: dict[str, list[str]] = {
     "policy names go after 'policy' and 'extends': 'extends linux-5.9'": [
         "extends",
         "policy",
+    ],
+    "name the action after '->', e.g. '-> copy'": [
+        "on wp_fault { a -> }",
+        "on wp_fault { otherwise -> }",
+    ],
+    "a flag reads 'flag page.NAME = VALUE \"doc\"' (or mm.NAME)": [
+        "flag page",
+        "flag page.x",
+        "flag page.x true",
+        "flag x = true",
+    ],
+    "a constant reads 'const NAME = VALUE'": [
+        "const = 1",
+        "const A 1",
+    ],
+    "a policy file holds headers (policy, summary, era, source, extends), const, flag, pred "
+    "and 'on POINT { ... }' blocks": [
+        "foo",
+        "wp_fault { otherwise -> copy }",
+        "if a -> b",
+    ],
+    "separate arguments with ','": [
+        "pred p(page) = f(a b)",
+        "pred p(page mm) = true",
+    ],
+    "header values are quoted: summary \"...\", era \"...\", source \"...\"": [
+        "summary",
+        "summary x",
+        "era 5.9",
+        "source x",
     ],
 }
 
