@@ -93,6 +93,24 @@ class Arith(Expr):
     span: Span = _span()
 
 
+def walk(e: Expr | None) -> list[Expr]:
+    """``e`` and every expression inside it, outermost first (empty for None)."""
+    out: list[Expr] = []
+    todo = [e] if e is not None else []
+    while todo:
+        x = todo.pop()
+        out.append(x)
+        if isinstance(x, Call):
+            todo.extend(reversed(x.args))
+        elif isinstance(x, Not):
+            todo.append(x.operand)
+        elif isinstance(x, BoolOp):
+            todo.extend(reversed(x.operands))
+        elif isinstance(x, (Compare, Arith)):
+            todo.extend((x.right, x.left))
+    return out
+
+
 # -- definitions ----------------------------------------------------------------------
 
 @dataclass(frozen=True)

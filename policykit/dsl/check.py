@@ -567,18 +567,9 @@ def _compare(op: str, a: bool | int, b: bool | int) -> bool:
 
 
 def _used_in_defaults(name: str, consts: dict[str, ast.Const], flags: dict) -> bool:
-    def mentions(e: ast.Expr | None) -> bool:
-        if isinstance(e, ast.Name):
-            return e.name == name
-        if isinstance(e, ast.Arith) or isinstance(e, ast.Compare):
-            return mentions(e.left) or mentions(e.right)
-        if isinstance(e, ast.BoolOp):
-            return any(mentions(x) for x in e.operands)
-        if isinstance(e, ast.Not):
-            return mentions(e.operand)
-        return False
-
-    return any(mentions(c.value) for c in consts.values()) or any(mentions(f.default) for f in flags.values())
+    """Does a constant's or a flag's initial value mention constant ``name``?"""
+    values = [c.value for c in consts.values()] + [f.default for f in flags.values()]
+    return any(isinstance(x, ast.Name) and x.name == name for v in values for x in ast.walk(v))
 
 
 def check_policy(top: ast.PolicyFile, registry: Registry, resolver: PolicyResolver) -> tuple[CheckedPolicy, list[Diagnostic]]:

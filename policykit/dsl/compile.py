@@ -180,42 +180,20 @@ def _calls(block: ast.Block) -> list[str]:
     return out
 
 
-def _calls_in(e: Any) -> list[str]:
-    if isinstance(e, ast.Call):
-        return [e.name] + [c for a in e.args for c in _calls_in(a)]
-    if isinstance(e, ast.Not):
-        return _calls_in(e.operand)
-    if isinstance(e, ast.BoolOp):
-        return [c for x in e.operands for c in _calls_in(x)]
-    if isinstance(e, (ast.Compare, ast.Arith)):
-        return _calls_in(e.left) + _calls_in(e.right)
-    return []
+def _calls_in(e: ast.Expr | None) -> list[str]:
+    return [x.name for x in ast.walk(e) if isinstance(x, ast.Call)]
 
 
 def _objects_used(block: ast.Block) -> set[str]:
+    """Names of the context objects a block's rules read."""
     used: set[str] = set()
-
-    def walk(e: Any) -> None:
-        if isinstance(e, ast.Name):
-            used.add(e.name)
-        elif isinstance(e, ast.Attr):
-            used.add(e.obj)
-        elif isinstance(e, ast.Call):
-            for a in e.args:
-                walk(a)
-        elif isinstance(e, ast.Not):
-            walk(e.operand)
-        elif isinstance(e, ast.BoolOp):
-            for x in e.operands:
-                walk(x)
-        elif isinstance(e, (ast.Compare, ast.Arith)):
-            walk(e.left)
-            walk(e.right)
-
     for rule in block.rules:
-        walk(rule.condition)
-        for eff in rule.effects:
-            walk(eff.value)
+        for e in [rule.condition] + [eff.value for eff in rule.effects]:
+            for x in ast.walk(e):
+                if isinstance(x, ast.Name):
+                    used.add(x.name)
+                elif isinstance(x, ast.Attr):
+                    used.add(x.obj)
     return used
 
 
