@@ -23,11 +23,16 @@ from .errors import PluginError, PolicyLoadError, did_you_mean
 ENTRY_POINT_GROUP = "policykit"
 #: set to a non-empty value to load only the built-in plugins and those named explicitly
 DISABLE_AUTOLOAD_ENV = "POLICYKIT_DISABLE_PLUGIN_AUTOLOAD"
+#: set to a non-empty value to print every hook call, with its arguments and result, to stderr
+TRACE_HOOKS_ENV = "POLICYKIT_TRACE_HOOKS"
 
 
 class _PluginManager(pluggy.PluginManager):
     """Accepts undecorated ``policykit_*`` functions as hookimpls, as pytest does for
     ``pytest_*``, so a policy module can be plain functions."""
+
+    #: every hook call is traced (the engine then never bypasses pluggy)
+    traced = False
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
@@ -82,6 +87,10 @@ def get_plugin_manager(policy: Policy | None = None, plugins: list[Any] = (),  #
     if policy is not None:
         _register(pm, policy.plugin, f"policy:{policy.name}")
     _check_unknown_hooks(pm)
+    if os.environ.get(TRACE_HOOKS_ENV):
+        pm.trace.root.setwriter(sys.stderr.write)
+        pm.enable_tracing()
+        pm.traced = True
     return pm
 
 
@@ -98,6 +107,38 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
             hint = did_you_mean(name, known)
             raise PluginError(f"unknown hook {name!r}" + (f"; {hint}" if hint else ""),
                               plugin=impl.plugin_name, hook=name)
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
+    """Every registered plugin: its distribution and version, the hooks it implements,
+    and what it declares (for ``policykit plugins``)."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or ())
+        adds: dict[str, list[str]] = {}
+        for hook, label, key in (("policykit_add_decision_points", "decision points", lambda s: s.name),
+                                 ("policykit_add_attributes", "attributes", lambda s: f"{s.owner}.{s.name}"),
+                                 ("policykit_add_operations", "operations", lambda s: s.name),
+                                 ("policykit_add_metrics", "metrics", lambda s: s.name),
+                                 ("policykit_add_violation_classes", "violation classes", lambda s: s.name)):
+            fn = getattr(plugin, hook, None)
+            if hook in hooks and fn is not None:
+                try:
+                    adds[label] = [key(s) for s in fn() or ()]
+                except Exception as exc:
+                    raise PluginError(f"{type(exc).__name__}: {exc}", plugin=name, hook=hook) from None
+        out.append({
+            "name": name,
+            "distribution": dist.project_name if dist else None,
+            "version": dist.version if dist else None,
+            "hooks": hooks,
+            "adds": adds,
+        })
+    return out
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:

@@ -162,7 +162,25 @@ def cmd_policies(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_plugins(ns: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from ._manager import describe_plugins, get_plugin_manager
+
+    rows = describe_plugins(get_plugin_manager())
+    if ns.format == "json":
+        print(json.dumps({"schema": "policykit.plugins/1", "plugins": rows}, indent=2))
+        return ExitCode.OK
+    table = [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
+              "\n".join(f"{k}: {', '.join(v)}" for k, v in r["adds"].items() if v)] for r in rows]
+    print(tabulate(table, ["plugin", "distribution", "version", "hooks", "adds"],
+                   tablefmt="github" if ns.format == "markdown" else "simple"))
+    return ExitCode.OK
+
+
+def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
     parser = _Parser(prog="policykit", description="Judge Linux COW / page-pinning policies "
                      "on a simulated mm against a scenario corpus.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -189,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--invariants", action="store_true",
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
+    if pm is not None:
+        pm.hook.policykit_addoption.call_historic(kwargs={"parser": run})
 
     check = sub.add_parser(
         "check", help="check policy files",
@@ -215,15 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
                           description="List the built-in policies with what they extend and a summary.")
     pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     pols.set_defaults(func=cmd_policies)
+
+    plugins = sub.add_parser(
+        "plugins", help="list the installed plugins and what each adds",
+        description="List the installed plugins: distribution and version, the hooks each "
+                    "implements, and the decision points, attributes, operations, metrics and "
+                    "violation classes each adds.  POLICYKIT_TRACE_HOOKS=1 traces every hook call.")
+    plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    plugins.set_defaults(func=cmd_plugins)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from ._manager import get_plugin_manager
+
+    try:
+        pm = get_plugin_manager()       # plugins may add options
+    except PolicyKitError as exc:
+        print(exc.render(), file=sys.stderr)
+        return exc.exit_code
+    parser = build_parser(pm)
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:       # --help (0) or a usage error (2)
         return int(exc.code or 0)
+    pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
     if ns.version:
         from . import __version__
         print(f"policykit {__version__}")

@@ -11,6 +11,7 @@ Every hook is named ``policykit_*``.  Three families:
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -49,6 +50,27 @@ def policykit_addhooks(pluginmanager: pluggy.PluginManager) -> None:
     the call).  A plugin adding a decision point ``foo`` must add a firstresult hookspec
     ``policykit_foo(ctx)`` here and declare the point in
     :func:`policykit_add_decision_points`.
+    """
+
+
+@hookspec(historic=True)
+def policykit_addoption(parser: argparse.ArgumentParser) -> None:
+    """Add command-line options to ``policykit run``.
+
+    :param parser: the ``run`` subcommand's :class:`argparse.ArgumentParser`; add options
+        with long names prefixed by the plugin's name (``--trace-json DIR``).
+
+    Called once by the command line, before it parses arguments (historic).
+    """
+
+
+@hookspec(historic=True)
+def policykit_configure(config: argparse.Namespace) -> None:
+    """Read the parsed command line.
+
+    :param config: the parsed options of the command being run.
+
+    Called once by the command line after parsing, before any scenario runs (historic).
     """
 
 

@@ -90,9 +90,10 @@ class Engine:
         # order directly gives the same answer at a third of the cost.  Any hookwrapper
         # (tracing, a plugin's wrapper) keeps the full pluggy call.
         self._fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
+        traced = getattr(pm, "traced", False)
         for name, hook in self._hooks.items():
             impls = hook.get_hookimpls()
-            plain = all(not (i.hookwrapper or i.wrapper) and tuple(i.argnames) == ("ctx",) for i in impls)
+            plain = not traced and all(not (i.hookwrapper or i.wrapper) and tuple(i.argnames) == ("ctx",) for i in impls)
             self._fast[name] = tuple((i.function, i.plugin_name) for i in reversed(impls)) if plain else None
         self._flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self._actions = {name: frozenset(spec.actions)
