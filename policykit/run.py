@@ -124,6 +124,8 @@ class Session:
                     gone.add(step.result)
                 continue
             args = _resolve(step, spec, pids, bases, rids)
+            if engine.observed:
+                engine.emit(Event("step", info=step.text, step=index))
             oracle.before(index, step, args)
             try:
                 outcome = spec.apply(engine, args)

@@ -26,8 +26,10 @@ _GUP_MAX_FAULTS = 3
 
 @dataclass(slots=True)
 class Event:
-    """One thing the engine did.  ``kind`` is e.g. ``decision``, ``copy``, ``fault``,
-    ``alloc``, ``alloc-fail``, ``free``, ``gup``, ``unpin``, ``fork``, ``exit``, ``warn``."""
+    """One thing the engine did.  ``kind`` is e.g. ``step`` (a scenario step starts:
+    ``step`` is its index, ``info`` its text), ``decision``, ``copy``, ``fault``, ``alloc``,
+    ``alloc-fail``, ``free``, ``gup``, ``unpin``, ``put``, ``unmap``, ``fork``, ``exit``,
+    ``read``, ``write``, ``dma_read``, ``dma_write``."""
 
     kind: str
     pid: int | None = None
@@ -35,6 +37,7 @@ class Event:
     pfn: int | None = None
     info: str = ""
     decision: Decision | None = None
+    step: int | None = None
 
 
 @dataclass(slots=True)
