@@ -169,6 +169,9 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     merge("policykit_add_metrics", reg.metrics, lambda s: s.name)
     merge("policykit_add_violation_classes", reg.violation_classes, lambda s: s.name)
     for name, point in reg.decision_points.items():
+        if point.default is not None and point.default not in point.actions:
+            raise PluginError(f"decision point {name!r}: default {point.default!r} is not one of its "
+                              f"actions ({', '.join(point.actions)})", plugin=point.provider)
         hook = getattr(pm.hook, point.hook_name, None)
         if hook is None or hook.spec is None or not (hook.spec.opts.get("firstresult")):
             raise PluginError(f"decision point {name!r} has no firstresult hookspec "
@@ -184,7 +187,7 @@ def _fields(spec: Any) -> dict[str, Any]:
 def check_policy_complete(pm: pluggy.PluginManager, registry: Registry, policy: Policy) -> None:
     """Every decision point needs an answer: a missing one is a load error."""
     missing = [name for name, point in registry.decision_points.items()
-               if not getattr(pm.hook, point.hook_name).get_hookimpls()]
+               if point.default is None and not getattr(pm.hook, point.hook_name).get_hookimpls()]
     if missing:
         raise PolicyLoadError(
             f"policy {policy.name!r} ({policy.source}) decides nothing at: {', '.join(missing)}; "

@@ -180,6 +180,25 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_hooks(ns: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from .hookdoc import hook_specs, render_markdown
+
+    if ns.format == "markdown":
+        print(render_markdown(), end="")
+    elif ns.format == "json":
+        print(json.dumps({"schema": "policykit.hooks/1", "hooks": hook_specs()}, indent=2))
+    else:
+        rows = [[h["name"], h["family"].split()[0].lower(),
+                 ", ".join(m for m in ("firstresult", "historic") if h[m]), h["doc"].splitlines()[0]]
+                for h in hook_specs()]
+        print(tabulate(rows, ["hook", "family", "options", "summary"]))
+    return ExitCode.OK
+
+
 def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
     parser = _Parser(prog="policykit", description="Judge Linux COW / page-pinning policies "
                      "on a simulated mm against a scenario corpus.")
@@ -243,6 +262,12 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                     "violation classes each adds.  POLICYKIT_TRACE_HOOKS=1 traces every hook call.")
     plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     plugins.set_defaults(func=cmd_plugins)
+
+    hooks = sub.add_parser("hooks", help="list the hooks plugins can implement",
+                           description="The hook reference: every policykit_* hook, when it is "
+                                       "called, its parameters and what its return means.")
+    hooks.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    hooks.set_defaults(func=cmd_hooks)
     return parser
 
 

@@ -219,7 +219,7 @@ def test_bad_policy_on_run_is_exit_2_with_caret(tmp_path, capsys):
     assert f"{f}:3:5: error: foll has no attribute 'writ'" in err and "did you mean 'write'" in err
 
 
-@pytest.mark.parametrize("command", ["check", "compile", "fmt", "policies"])
+@pytest.mark.parametrize("command", ["check", "compile", "fmt", "policies", "plugins", "hooks"])
 def test_new_commands_have_help(command):
     proc = subprocess.run([sys.executable, "-m", "policykit", command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage:" in proc.stdout

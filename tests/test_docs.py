@@ -132,3 +132,14 @@ def test_reference_lists_every_decision_point_and_attribute():
             assert action in text
     for (owner, name) in registry.attributes:
         assert name in text, f"{owner}.{name} is not documented"
+
+
+def test_hook_reference_is_generated_from_the_hookspecs():
+    from policykit.hookdoc import hook_specs, render_markdown
+
+    assert (DOCS / "hooks.md").read_text() == render_markdown(), \
+        "docs/hooks.md is stale: policykit hooks --format markdown > docs/hooks.md"
+    names = [h["name"] for h in hook_specs()]
+    assert len(names) == len(set(names)) >= 17
+    for h in hook_specs():
+        assert h["family"], h["name"]

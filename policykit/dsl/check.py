@@ -424,7 +424,7 @@ class _Check:
         for point, block in p.blocks.items():
             self.block(block, p)
         for point, spec in self.registry.decision_points.items():
-            if point not in p.blocks:
+            if point not in p.blocks and spec.default is None:
                 where = (top.headers("policy") or [None])[0]
                 span = where.span if where else Span(top.filename, 1, 1)
                 self.error(f"policy {p.name!r} does not decide {point!r}", span,

@@ -150,6 +150,8 @@ class Engine:
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
         if res is None:
+            res = self.registry.decision_points[point].default
+        if res is None:
             raise PolicyDecisionError(
                 f"no policy answered decision point {point!r} "
                 f"(legal actions: {', '.join(sorted(self._actions[point]))})",

@@ -41,6 +41,7 @@ class DecisionPointSpec:
 
     :param actions: legal return actions, in the order documentation lists them.
     :param context: owner names available in the context (``page``, ``pte``, ...).
+    :param default: the action when no policy answers (None: not answering is an error).
     """
 
     name: str
@@ -48,6 +49,10 @@ class DecisionPointSpec:
     context: tuple[str, ...]
     doc: str = ""
     provider: str = "policykit"
+    #: the action taken when no policy answers: what the kernel did before anyone had a
+    #: choice there.  Plugins adding a point give one, so that policies written before
+    #: the plugin keep working; the engine's own points have none.
+    default: str | None = None
 
     @property
     def hook_name(self) -> str:

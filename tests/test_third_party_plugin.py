@@ -1,0 +1,85 @@
+"""A third-party plugin, built from docs/plugins.md in a temp dir, installed into this venv
+with its own pyproject and entry point: its operation, attribute and decision point are
+usable from scenarios and .pol files, and its own tests pass."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+GUIDE = ROOT / "docs" / "plugins.md"
+
+
+def files_of_guide() -> dict[str, str]:
+    """The ``file=NAME`` blocks of the guide."""
+    out, name, lines = {}, None, []
+    for line in GUIDE.read_text().splitlines():
+        m = re.match(r"```\w+ file=(\S+)$", line)
+        if m:
+            name, lines = m.group(1), []
+        elif line.startswith("```") and name:
+            out[name] = "\n".join(lines) + "\n"
+            name = None
+        elif name:
+            lines.append(line)
+    return out
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("policykit-migrate")
+    for name, text in files_of_guide().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(root)]
+    done = subprocess.run(pip, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    env = {k: v for k, v in os.environ.items() if k != "POLICYKIT_DISABLE_PLUGIN_AUTOLOAD"}
+    try:
+        yield root, env
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "policykit-migrate"],
+                       capture_output=True)
+
+
+def policykit(args, env):
+    return subprocess.run([sys.executable, "-m", "policykit", *args], capture_output=True, text=True, env=env)
+
+
+def test_listed_with_what_it_adds(installed):
+    root, env = installed
+    out = policykit(["plugins"], env)
+    assert out.returncode == 0, out.stderr
+    assert "policykit-migrate" in out.stdout and "decision points: migrate_page" in out.stdout
+
+
+def test_its_decision_point_is_usable_from_a_policy_file(installed):
+    root, env = installed
+    checked = policykit(["check", str(root / "migrate-all.pol")], env)
+    assert checked.returncode == 0, checked.stderr
+    ran = policykit(["run", str(root / "migrate-all.pol"), str(root / "migrate-pinned.scn")], env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "pin-incoherent" in ran.stdout
+    compiled = policykit(["compile", str(root / "migrate-all.pol")], env)
+    assert "def policykit_migrate_page(ctx):" in compiled.stdout
+
+
+def test_without_the_plugin_the_policy_is_refused(installed):
+    root, env = installed
+    off = dict(env, POLICYKIT_DISABLE_PLUGIN_AUTOLOAD="1")
+    checked = policykit(["check", str(root / "migrate-all.pol")], off)
+    assert checked.returncode == 2
+    assert "unknown decision point 'migrate_page'" in checked.stderr
+
+
+def test_its_own_tests_pass(installed):
+    root, env = installed
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+                          capture_output=True, text=True, env=env, cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
