@@ -8,7 +8,7 @@ from typing import Any
 
 from . import hookspecs
 
-_SECTION = re.compile(r"^# (Registration hooks|Decision hooks|Observer hooks)", re.M)
+_SECTION = re.compile(r"^# (Registration hooks|Decision hooks|Mechanism hooks|Observer hooks)", re.M)
 
 
 def hook_specs() -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
 """The hook contract between the mm engine, policies and plugins.
 
-Every hook is named ``policykit_*``.  Three families:
+Every hook is named ``policykit_*``.  Four families:
 
 * **registration** hooks, called once when a run is set up, through which plugins add
   attributes, decision points, operations, metrics and violation classes;
 * **decision** hooks (``firstresult``), one per decision point, answered by the policy;
+* **mechanism** hooks, through which plugins handle state the core does not know:
+  non-present PTEs, VMAs of their own, references they hold;
 * **observer** hooks, where every implementation is called: engine events, oracle checks,
   the end of a run.
 """
@@ -19,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     from .engine.context import Context
     from .engine.mm import Engine, Event, Outcome
+    from .engine.model import Machine, Mm, Page, Process, Pte, Vma
     from .engine.specs import (
         AttributeSpec,
         Decision,
@@ -217,6 +220,131 @@ def policykit_clear_refs_pte(ctx: Context) -> Decision | str | None:
 
     Called for each present writable PTE of an anonymous page in private VMAs.  Stops at
     first non-None result.
+    """
+
+
+# -------------------------------------------------------------------------------------
+# Mechanism hooks: how plugins add page state the core does not know (swap entries,
+# hugetlb and file VMAs, extra references).  firstresult ones return None for "not mine".
+# -------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def policykit_handle_fault(engine: Engine, proc: Process, vma: Vma, vpn: int, pte: Pte | None,
+                           write: bool, unshare: bool) -> Pte | None:
+    """Handle a fault the core cannot: on a non-present PTE (a swap entry), or any fault in
+    a VMA the plugin owns (hugetlb, file).
+
+    :param engine: the engine.
+    :param proc: the faulting process.
+    :param vma: the VMA of the address.
+    :param vpn: the page number.
+    :param pte: the PTE there, or None when empty.
+    :param write: a write fault (FAULT_FLAG_WRITE).
+    :param unshare: an unshare fault (FAULT_FLAG_UNSHARE).
+    :returns: the PTE after the fault, installed in ``proc.mm.ptes``; None: not this
+        plugin's fault.
+
+    Called before the core's own fault handling, only when some plugin implements it.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_copy_pte(engine: Engine, src_mm: Mm, dst_mm: Mm, src_vma: Vma, dst_vma: Vma,
+                       vpn: int, pte: Pte) -> Pte | bool | None:
+    """Copy at fork a PTE the core cannot: non-present, or in a VMA the plugin owns.
+
+    :param engine: the engine.
+    :param src_mm: the parent's mm.
+    :param dst_mm: the child's mm.
+    :param src_vma: the parent's VMA.
+    :param dst_vma: the child's VMA.
+    :param vpn: the page number.
+    :param pte: the parent's PTE.
+    :returns: the child's PTE; False: the child gets none; None: not this plugin's.  To
+        fail the fork, raise :class:`~policykit.OperationFailed`.
+
+    Called by fork for every PTE that is not present or lies in a VMA with plugin attrs.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_zap_pte(engine: Engine, mm: Mm, vma: Vma | None, vpn: int, pte: Pte) -> bool | None:
+    """Tear down a PTE the core cannot (munmap, exit, MADV_DONTNEED): a swap entry, a page
+    of a plugin VMA.
+
+    :param engine: the engine.
+    :param mm: the mm losing the PTE (already removed from ``mm.ptes``).
+    :param vma: its VMA, or None when the VMA is already gone.
+    :param vpn: the page number.
+    :param pte: the PTE.
+    :returns: True when handled; None: not this plugin's.
+
+    Called for non-present PTEs, and for present ones of pages the plugin marked with
+    ``page.attrs["owner"] = <plugin name>``.  Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_peek_pte(engine: Engine, mm: Mm, vma: Vma, vpn: int, pte: Pte | None) -> int | None:
+    """What a read would see at a non-present PTE, or in a plugin VMA with no PTE, without
+    faulting anything in (the oracle's view).
+
+    :param engine: the engine.
+    :param mm: the mm.
+    :param vma: the VMA.
+    :param vpn: the page number.
+    :param pte: the PTE, or None.
+    :returns: the content token; None: not this plugin's.
+
+    Called by :meth:`~policykit.Engine.peek`.  Stops at first non-None result.
+    """
+
+
+@hookspec
+def policykit_page_refs(machine: Machine, page: Page) -> int:
+    """References to a page that a plugin's state holds (swapcache, LRU batch...).
+
+    :param machine: the machine.
+    :param page: the page.
+    :returns: the number of references this plugin holds on it.
+
+    Called by the invariant check (``--invariants``): a page's refcount must equal its
+    mappings, GUP references and the sum of these.
+    """
+
+
+@hookspec
+def policykit_page_added(engine: Engine, page: Page, mm: Mm, vpn: int) -> None:
+    """A fresh page was just mapped (``lru_cache_add``): by a fault, a COW copy or fork.
+
+    :param engine: the engine.
+    :param page: the new page.
+    :param mm: the mm it is mapped in (at fork: the child's, not yet a process).
+    :param vpn: where.
+
+    Called by the engine after installing the PTE, only when some plugin implements it.
+    """
+
+
+@hookspec
+def policykit_wp_prepare(engine: Engine, proc: Process, vma: Vma, vpn: int, pte: Pte, page: Page,
+                         unshare: bool) -> None:
+    """About to decide a write or unshare fault on an anonymous page: a plugin may act
+    first (drain the LRU batch, free the swapcache), asking decision points of its own.
+
+    :param engine: the engine.
+    :param proc: the faulting process.
+    :param vma: its VMA.
+    :param vpn: the page number.
+    :param pte: the write-protected PTE.
+    :param page: the page.
+    :param unshare: an unshare fault.
+
+    Called before ``wp_fault`` / ``unshare_fault`` is asked, only when some plugin
+    implements it.
     """
 
 

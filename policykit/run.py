@@ -92,6 +92,12 @@ class Session:
         self.registry: Registry = build_registry(self.pm)
         check_policy_complete(self.pm, self.registry, policy)
 
+    def _extra_refs(self, engine: Engine):  # type: ignore[no-untyped-def]
+        hook = self.pm.hook.policykit_page_refs
+        if not hook.get_hookimpls():
+            return None
+        return lambda page: sum(hook(machine=engine.machine, page=page))
+
     def load(self, path: str) -> Scenario:
         return load_scenario(path, self.registry)
 
@@ -157,7 +163,7 @@ class Session:
                 current.clear()
                 rec.pages = _touched_pages(engine, rec.events)
             if invariants:
-                problems = check_invariants(engine.machine)
+                problems = check_invariants(engine.machine, self._extra_refs(engine))
                 if problems:
                     raise EngineInvariantError(
                         f"{scenario.filename}:{step.line}: after '{step.text}': " + "; ".join(problems))

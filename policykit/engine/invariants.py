@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
-from .model import GUP_PIN_COUNTING_BIAS, Machine
+from .model import GUP_PIN_COUNTING_BIAS, Machine, Page
 
 
-def check_invariants(m: Machine) -> list[str]:
+def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None) -> list[str]:
     """Return a description of every broken invariant (empty when all hold).
 
     * every PTE maps an existing page, and a page's ``mapcount`` is the number of PTEs
       mapping it (the zero page is not counted);
     * ``refcount`` = mapcount + page-cache reference (shmem) + FOLL_GET refs
-      + GUP_PIN_COUNTING_BIAS per FOLL_PIN, and ``pins``/``gets`` match the live references;
+      + GUP_PIN_COUNTING_BIAS per FOLL_PIN + what ``extra_refs`` says plugins hold (the
+      swapcache, an LRU batch...), and ``pins``/``gets`` match the live references;
     * no page with a zero refcount is kept, and no page is kept that nothing references;
     * a writable PTE lies in a VMA with VM_WRITE, and never maps the zero page;
     * only live processes have mappings or references.
@@ -27,6 +29,8 @@ def check_invariants(m: Machine) -> list[str]:
         if not p.alive and (p.mm.ptes or p.mm.vmas):
             problems.append(f"pid {p.pid} exited but still has mappings")
         for vpn, pte in p.mm.ptes.items():
+            if not pte.present:
+                continue
             if pte.pfn not in m.pages:
                 problems.append(f"pid {p.pid} page {vpn:#x} maps freed pfn {pte.pfn}")
                 continue
@@ -56,11 +60,12 @@ def check_invariants(m: Machine) -> list[str]:
         if page.pins != pins[pfn] or page.gets != gets[pfn]:
             problems.append(f"pfn {pfn}: pins/gets {page.pins}/{page.gets}, "
                             f"live references {pins[pfn]}/{gets[pfn]}")
-        want = maps[pfn] + cached[pfn] + gets[pfn] + GUP_PIN_COUNTING_BIAS * pins[pfn]
+        extra = extra_refs(page) if extra_refs is not None else 0
+        want = maps[pfn] + cached[pfn] + gets[pfn] + GUP_PIN_COUNTING_BIAS * pins[pfn] + extra
         if page.refcount != want:
             problems.append(f"pfn {pfn}: refcount {page.refcount}, expected {want} "
                             f"(maps {maps[pfn]} + cache {cached[pfn]} + gets {gets[pfn]} + "
-                            f"{GUP_PIN_COUNTING_BIAS}*pins {pins[pfn]})")
+                            f"{GUP_PIN_COUNTING_BIAS}*pins {pins[pfn]} + plugins {extra})")
         if page.refcount <= 0:
             problems.append(f"pfn {pfn}: kept with refcount {page.refcount}")
     return problems

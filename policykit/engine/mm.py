@@ -61,6 +61,11 @@ class OperationFailed(Exception):
         self.message = message
 
 
+def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
+    hook = getattr(pm.hook, name)
+    return hook if hook.get_hookimpls() else None
+
+
 def _culprit(hook: Any, exc: BaseException) -> str | None:
     """The plugin whose hookimpl raised ``exc``, found by its code in the traceback."""
     codes = {impl.function.__code__: impl.plugin_name for impl in hook.get_hookimpls()
@@ -106,6 +111,13 @@ class Engine:
         self.warnings: list[tuple[str, str]] = []
         hook = pm.hook.policykit_engine_event
         self._event_hook = hook if hook.get_hookimpls() else None
+        # mechanism hooks of plugins, None when nobody implements them (the common case)
+        self._fault_hook = _implemented(pm, "policykit_handle_fault")
+        self._copy_hook = _implemented(pm, "policykit_copy_pte")
+        self._zap_hook = _implemented(pm, "policykit_zap_pte")
+        self._peek_hook = _implemented(pm, "policykit_peek_pte")
+        self._added_hook = _implemented(pm, "policykit_page_added")
+        self._prepare_hook = _implemented(pm, "policykit_wp_prepare")
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -242,7 +254,12 @@ class Engine:
 
     def zap_pte(self, mm: Mm, vpn: int) -> None:
         pte = mm.ptes.pop(vpn, None)
-        if pte is None or not pte.present:
+        if pte is None:
+            return
+        if not pte.present or (pte.pfn in self.machine.pages and "owner" in self.machine.pages[pte.pfn].attrs):
+            if self._zap_hook is None or not self._zap_hook(engine=self, mm=mm, vma=mm.find_vma(vpn),
+                                                             vpn=vpn, pte=pte):
+                raise PluginError(f"no plugin tears down the PTE at {vpn:#x} ({pte.attrs})")
             return
         page = self.machine.pages[pte.pfn]
         if self.observed:
@@ -298,8 +315,15 @@ class Engine:
         if write and not vma.write and not (force and vma.is_cow_mapping):
             raise OperationFailed("EFAULT", f"write to read-only VMA at page {vpn:#x}")
         pte = mm.ptes.get(vpn)
+        if self._fault_hook is not None and (vma.attrs or (pte is not None and not pte.present)):
+            handled = self._fault_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte,
+                                       write=write, unshare=unshare)
+            if handled is not None:
+                return handled
         if pte is None:
             return self.do_pte_missing(proc, vma, vpn, write)
+        if not pte.present:
+            raise PluginError(f"no plugin handles the fault on the non-present PTE at {vpn:#x} ({pte.attrs})")
         if (write and not pte.writable) or unshare:
             return self.do_wp_page(proc, vma, vpn, pte, unshare)
         return pte
@@ -307,6 +331,7 @@ class Engine:
     def do_pte_missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Pte:
         """Fault on an empty PTE: ``do_anonymous_page`` or a shmem fault."""
         mm = proc.mm
+        new = None
         if vma.shared:
             self.metrics["faults_shared"] += 1
             obj = self.machine.shmem[vma.shmem]  # type: ignore[index]
@@ -332,7 +357,10 @@ class Engine:
                 raise OperationFailed("ENOMEM", "anonymous page allocation failed")
             page.mapcount = 1
             pte = Pte(page.pfn, writable=vma.write, dirty=True)
+            new = page
         mm.ptes[vpn] = pte
+        if new is not None and self._added_hook is not None:
+            self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
         if self.observed:
             self.emit(Event("fault", proc.pid, vpn, pte.pfn, "write" if write else "read"))
         return pte
@@ -357,10 +385,14 @@ class Engine:
             pte.pfn = new.pfn
             pte.writable = vma.write and not unshare
             pte.dirty = not unshare
+            if self._added_hook is not None:
+                self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
             return pte
         if unshare and pte.writable:                    # nothing to unshare
             return pte
         point = "unshare_fault" if unshare else "wp_fault"
+        if self._prepare_hook is not None:
+            self._prepare_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
         d = self.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn)
         if d.action == "reuse":                         # wp_page_reuse
             if not unshare:
@@ -378,6 +410,8 @@ class Engine:
         pte.dirty = not unshare
         page.mapcount -= 1
         self.put_page(page)
+        if self._added_hook is not None:
+            self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
         return pte
 
     # -- operations --------------------------------------------------------------------
@@ -389,19 +423,23 @@ class Engine:
         m.processes[pid] = Process(pid, name, Mm())
         return pid
 
-    def mmap(self, pid: int, npages: int, shared: bool = False, write: bool = True) -> int:
-        """Map ``npages`` of anonymous memory; return the first page number."""
+    def mmap(self, pid: int, npages: int, shared: bool = False, write: bool = True,
+             attrs: dict[str, Any] | None = None, shmem: bool | None = None) -> int:
+        """Map ``npages`` of anonymous memory; return the first page number.  ``attrs``
+        marks a VMA of a plugin's (hugetlb, file); ``shmem=False`` maps a shared VMA
+        without a shmem object (the plugin backs it)."""
         m = self.machine
         start = m.next_vpn
         m.next_vpn += npages + _MMAP_GAP
-        shmem = None
-        if shared:
-            shmem = len(m.shmem) + 1
-            while shmem in m.shmem:
-                shmem += 1
-            m.shmem[shmem] = {}
+        obj = None
+        if shared and shmem is not False:
+            obj = len(m.shmem) + 1
+            while obj in m.shmem:
+                obj += 1
+            m.shmem[obj] = {}
         mm = self.process(pid).mm
-        mm.vmas.append(Vma(start, start + npages, shared=shared, write=write, shmem=shmem))
+        mm.vmas.append(Vma(start, start + npages, shared=shared, write=write, shmem=obj,
+                           attrs=dict(attrs or {})))
         mm.vmas.sort(key=lambda v: v.start)
         return start
 
@@ -430,7 +468,7 @@ class Engine:
         out = []
         for vpn in vpns:
             pte = ptes.get(vpn)
-            if pte is None:
+            if pte is None or not pte.present:
                 pte = self.handle_mm_fault(proc, vpn, write=False)
             out.append(pages[pte.pfn].content)
             if self.observed:
@@ -441,9 +479,15 @@ class Engine:
         """What the process would read at ``vpn``, without faulting anything in."""
         proc = self.process(pid)
         pte = proc.mm.ptes.get(vpn)
-        if pte is not None:
+        if pte is not None and pte.present:
             return self.machine.pages[pte.pfn].content
         vma = proc.mm.find_vma(vpn)
+        if self._peek_hook is not None and vma is not None and (pte is not None or vma.attrs):
+            seen = self._peek_hook(engine=self, mm=proc.mm, vma=vma, vpn=vpn, pte=pte)
+            if seen is not None:
+                return seen
+        if pte is not None:
+            raise PluginError(f"no plugin says what the non-present PTE at {vpn:#x} holds")
         if vma is not None and vma.shared:
             pfn = self.machine.shmem[vma.shmem].get(vpn - vma.start + vma.pgoff)  # type: ignore[index]
             if pfn is not None:
@@ -489,10 +533,21 @@ class Engine:
             vpns: Iterable[int] = sorted(v for v in src_ptes if src_vma.start <= v < src_vma.end)
         else:
             vpns = range(src_vma.start, src_vma.end)
+        plugin_vma = bool(src_vma.attrs) and self._copy_hook is not None
         for vpn in vpns:
             pte = src_ptes.get(vpn)
             if pte is None:
                 continue
+            if plugin_vma or not pte.present:
+                child = self._copy_hook(engine=self, src_mm=src_mm, dst_mm=dst_mm, src_vma=src_vma,
+                                        dst_vma=dst_vma, vpn=vpn, pte=pte) if self._copy_hook else None
+                if child is False:
+                    continue
+                if child is not None:
+                    dst_ptes[vpn] = child
+                    continue
+                if not pte.present:
+                    raise PluginError(f"no plugin copies the non-present PTE at {vpn:#x} at fork")
             if pte.pfn == zero_pfn:
                 dst_ptes[vpn] = Pte(zero_pfn)
                 continue
@@ -510,6 +565,8 @@ class Engine:
                     raise OperationFailed("ENOMEM", f"fork: no page to copy {vpn:#x} into")
                 new.mapcount = 1
                 dst_ptes[vpn] = Pte(new.pfn, writable=dst_vma.write, dirty=True)
+                if self._added_hook is not None:
+                    self._added_hook(engine=self, page=new, mm=dst_mm, vpn=vpn)
                 if self.observed:
                     self.emit(Event("copy", pid, vpn, new.pfn, f"fork_pte: {page.pfn} -> {new.pfn}"))
             else:
@@ -612,7 +669,7 @@ class Engine:
                     raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
                 for _ in range(_GUP_MAX_FAULTS + 1):
                     pte = mm.ptes.get(vpn)
-                    if pte is None:                     # faultin_page()
+                    if pte is None or not pte.present:  # faultin_page()
                         pte = self.handle_mm_fault(proc, vpn, write=write, force=force)
                     page = m.pages[pte.pfn]
                     action = self.decide("gup", page, pte, vma, mm, foll, pid, vpn).action

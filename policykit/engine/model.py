@@ -17,6 +17,17 @@ GUP_PIN_COUNTING_BIAS = 1024
 ZERO_TOKEN = 0
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable form of plugin state: dicts and lists become sorted tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, set):
+        return tuple(sorted(_frozen(v) for v in value))
+    return value
+
+
 @dataclass(slots=True)
 class Page:
     """A physical page (struct page / small folio).
@@ -200,7 +211,7 @@ class Machine:
                           v.wipeonfork, v.softdirty, v.shmem, v.pgoff,
                           tuple(sorted(v.attrs.items())))
                          for v in mm.vmas)
-            ptes = tuple((vpn, pfn(e.pfn), e.present, e.writable, e.dirty,
+            ptes = tuple((vpn, pfn(e.pfn) if e.present else -1, e.present, e.writable, e.dirty,
                           tuple(sorted(e.attrs.items())) if e.attrs else ())
                          for vpn, e in sorted(mm.ptes.items()))
             procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
@@ -216,7 +227,7 @@ class Machine:
             for p in self.pages.values() if p.pfn in pfns))
         orphans = len(self.pages) - len(pages)
         return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs, self.pressure,
-                tuple(sorted(self.attrs.items())))
+                _frozen(self.attrs))
 
     def state_hash(self) -> int:
         return hash(self.canonical())
