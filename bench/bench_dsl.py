@@ -48,8 +48,8 @@ def contexts(session: Session, point: str):
 
 
 def main() -> int:
-    compiled = Session(load_policy("linux-5.19", autoload=False), autoload=False)
-    hand = Session(load_policy(str(HAND), autoload=False), autoload=False)
+    compiled = Session(load_policy("linux-5.19"))
+    hand = Session(load_policy(str(HAND)))
     print("(a) compiled linux-5.19 vs hand-written policies/python/anon_exclusive.py")
     for point in ("wp_fault", "fork_pte"):
         c_fn = getattr(compiled.policy.plugin, f"policykit_{point}")
@@ -87,7 +87,7 @@ def main() -> int:
           f"hand-written {t['hand'] * 1e3:6.1f} ms   ratio {t['compiled'] / t['hand']:.2f}")
 
     print("(b) parse + check + compile of every built-in policy, warm process")
-    registry = build_registry(get_plugin_manager(autoload=False))
+    registry = build_registry(get_plugin_manager())
     names = dsl.builtin_names()
 
     def all_policies():

@@ -9,8 +9,9 @@ from typing import Any
 
 from ._manager import Policy, get_plugin_manager, load_policy
 from .engine.context import Context
+from .engine.invariants import check_invariants
 from .engine.mm import Engine, Event, OperationFailed, Outcome
-from .engine.model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, Machine
+from .engine.model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .engine.specs import (
     AttributeSpec,
     Decision,
@@ -28,10 +29,10 @@ from .run import RunResult, Session
 
 __all__ = [
     "AttributeSpec", "Context", "Decision", "DecisionPointSpec", "Effect", "Engine", "Event",
-    "GUP_PIN_COUNTING_BIAS", "Machine", "MetricSpec", "OperationFailed", "OperationSpec",
+    "GUP_PIN_COUNTING_BIAS", "GupRef", "Machine", "MetricSpec", "Mm", "Page", "Process", "Pte", "Vma", "OperationFailed", "OperationSpec",
     "Oracle", "Outcome", "PAGE_SIZE", "Param", "PluginError", "Policy", "PolicyKitError",
     "PolicyLoadError", "RunResult", "ScenarioError", "Session", "SourceError", "Violation",
-    "ViolationClassSpec", "get_plugin_manager", "hookimpl", "hookspec", "load_policy",
+    "ViolationClassSpec", "check_invariants", "get_plugin_manager", "hookimpl", "hookspec", "load_policy",
 ]
 
 

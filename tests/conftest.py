@@ -10,17 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PY_POLICIES = ROOT / "policies" / "python"
 
 
-@pytest.fixture(autouse=True)
-def _no_entry_point_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the plugins they name, whatever is installed."""
-    monkeypatch.setenv("POLICYKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
-
-
 _sessions: dict[str, Session] = {}
 
 
 def session(policy: str) -> Session:
-    """A session for one of the hand-written policies in policies/python/."""
+    """A session for one of the hand-written policies in policies/python/, with the core
+    engine only (no entry-point plugins): what these tests exercise is the core."""
     if policy not in _sessions:
         _sessions[policy] = Session(load_policy(str(PY_POLICIES / f"{policy}.py")), autoload=False)
     return _sessions[policy]

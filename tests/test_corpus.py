@@ -16,7 +16,7 @@ BUILTIN = set(dsl.builtin_names())
 
 @functools.cache
 def session(name: str) -> Session:
-    return Session(load_policy(PY.get(name, name), autoload=False), autoload=False)
+    return Session(load_policy(PY.get(name, name)))
 
 
 def _cases():

@@ -74,7 +74,7 @@ def _check_text(text: str, filename: str):
     from policykit._manager import build_registry, get_plugin_manager
     from policykit.dsl import check_policy, parse_policy, resolver
 
-    registry = build_registry(get_plugin_manager(autoload=False))
+    registry = build_registry(get_plugin_manager())
     return check_policy(parse_policy(text, filename), registry, resolver())
 
 
@@ -103,7 +103,7 @@ def test_tutorial_end_to_end(tmp_path):
     assert main(["run", str(pol), str(scn)]) == 0
     # step 4: with the warning block the variant is the built-in linus-2020-mapcount
     pol.write_text(variant + "\n" + block)
-    s = Session(load_policy(str(pol)), autoload=False)
+    s = Session(load_policy(str(pol)))
     rdma = s.load(str(ROOT / "policykit" / "corpus" / "rdma-fork-child-exits.scn"))
     assert s.run(rdma).warnings == ["line 10: fork_pte: pinned page copied at fork"]
     assert main(["fmt", "--check", str(pol)]) in (0, 1)

@@ -20,12 +20,12 @@ NAMES = dsl.builtin_names()
 
 @functools.cache
 def registry():
-    return build_registry(get_plugin_manager(autoload=False))
+    return build_registry(get_plugin_manager())
 
 
 @functools.cache
 def session(name: str) -> Session:
-    return Session(load_policy(name, autoload=False), autoload=False)
+    return Session(load_policy(name))
 
 
 def run(policy: str, text: str):

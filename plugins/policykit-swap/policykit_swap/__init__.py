@@ -1,0 +1,306 @@
+"""policykit-swap: anonymous pages go to swap and come back.
+
+Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
+
+* ``pageout P REGION`` (MADV_PAGEOUT) puts each private anonymous page in the swapcache
+  (one reference), replaces every PTE mapping it with a swap entry, and frees the page
+  when nothing else holds it; otherwise it stays in the swapcache.  Decision point
+  ``reclaim_page``: ``swap_out`` or ``keep`` (5.11 keeps maybe-pinned pages).
+* A fault on a swap entry finds the page in the swapcache or reads it back into a new one
+  (which enters the swapcache), and maps it.  On a write fault the decision point
+  ``swapin`` says ``map_writable`` (reuse: the swapcache is freed when no other swap
+  entry needs it) or ``map_readonly`` (the write then takes a write fault).
+* Before a write fault decides, ``free_swap`` says whether to try to free the swapcache
+  first (``try_to_free_swap``: only when no swap entry is left).
+* A swap entry remembers whether the page was exclusive (``swp_exclusive``, 5.19's "COW
+  fixes part 3"): the policy flag ``anon_exclusive``, when the policy has one, goes into
+  the entry and comes back with a page read in from swap; fork clears it in both.
+
+Page attributes: ``swapcache``, ``swapcount`` (swap entries of the page's slot).  PTE
+attribute: ``swp_exclusive``.  Metrics: ``swapouts``, ``swapins``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policykit import (
+    AttributeSpec,
+    DecisionPointSpec,
+    MetricSpec,
+    OperationFailed,
+    OperationSpec,
+    Outcome,
+    Param,
+    Pte,
+    hookimpl,
+    hookspec,
+)
+
+EXCLUSIVE_FLAG = "anon_exclusive"       # PG_anon_exclusive, when the policy declares it
+_CTX = ("page", "pte", "vma", "mm")
+
+
+class Hooks:
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_reclaim_page(ctx):
+        """Decide whether reclaim may move a page to swap.
+
+        :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm`` (one mapping).
+        :returns: ``swap_out`` or ``keep``.
+
+        Called by ``pageout`` for each private anonymous page.  Stops at first non-None
+        result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_swapin(ctx):
+        """Decide how a write fault maps a page it brought back from swap.
+
+        :param ctx: read-only context: ``page`` (counts not yet including this mapping;
+            ``swapcount`` including this entry), ``pte`` (the swap entry), ``vma``, ``mm``.
+        :returns: ``map_writable`` or ``map_readonly``.
+
+        Called on write faults on swap entries.  Stops at first non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_free_swap(ctx):
+        """Decide whether a write fault first tries to free the page's swapcache.
+
+        :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
+        :returns: ``free`` or ``keep``.
+
+        Called before ``wp_fault`` / ``unshare_fault`` for pages in the swapcache.  Stops
+        at first non-None result.
+        """
+
+
+@hookimpl
+def policykit_addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(Hooks)
+
+
+@hookimpl
+def policykit_add_decision_points() -> list[DecisionPointSpec]:
+    return [
+        DecisionPointSpec("reclaim_page", ("swap_out", "keep"), _CTX,
+                          "reclaim meets a private anonymous page (shrink_page_list)", default="swap_out"),
+        DecisionPointSpec("swapin", ("map_writable", "map_readonly"), _CTX,
+                          "a write fault brings a page back from swap (do_swap_page)", default="map_readonly"),
+        DecisionPointSpec("free_swap", ("free", "keep"), _CTX,
+                          "a write fault meets a page in the swapcache (try_to_free_swap)", default="keep"),
+    ]
+
+
+@hookimpl
+def policykit_add_attributes() -> list[AttributeSpec]:
+    return [
+        AttributeSpec("page", "swapcache", bool, False, "PageSwapCache(): the swapcache holds a reference"),
+        AttributeSpec("page", "swapcount", int, 0, "swap entries pointing at the page's swap slot"),
+        AttributeSpec("pte", "swp_exclusive", bool, False, "the swap entry remembers an exclusive page (5.19)"),
+    ]
+
+
+@hookimpl
+def policykit_add_metrics() -> list[MetricSpec]:
+    return [MetricSpec("swapouts", "pages written to swap", "pages"),
+            MetricSpec("swapins", "pages read back from swap", "pages")]
+
+
+# -- state -----------------------------------------------------------------------------------
+# machine.attrs["swap"]: slot -> {"content": token, "count": swap entries, "pfn": page in
+# the swapcache or None}.  A page in the swapcache has attrs swapcache=True, swap_slot=slot
+# and swapcount mirrored from its slot.
+
+def _slots(engine: Any) -> dict[int, dict[str, Any]]:
+    return engine.machine.attrs.setdefault("swap", {})
+
+
+def _sync(engine: Any, slot: int) -> None:
+    info = _slots(engine)[slot]
+    if info["pfn"] is not None:
+        page = engine.machine.pages[info["pfn"]]
+        if info["count"]:
+            page.attrs["swapcount"] = info["count"]
+        else:
+            page.attrs.pop("swapcount", None)
+
+
+def _has_exclusive_flag(engine: Any) -> bool:
+    spec = engine.registry.attributes.get(("page", EXCLUSIVE_FLAG))
+    return spec is not None and spec.flag
+
+
+def _exclusive(engine: Any, page: Any) -> bool:
+    if not _has_exclusive_flag(engine):
+        return False
+    return bool(page.attrs.get(EXCLUSIVE_FLAG, engine.defaults["page"][EXCLUSIVE_FLAG]))
+
+
+def delete_from_swap_cache(engine: Any, page: Any) -> None:
+    """The page leaves the swapcache (its reference dropped); the slot goes when unused."""
+    slot = page.attrs.pop("swap_slot")
+    page.attrs.pop("swapcache", None)
+    page.attrs.pop("swapcount", None)
+    slots = _slots(engine)
+    slots[slot]["pfn"] = None
+    if slots[slot]["count"] == 0:
+        del slots[slot]
+    engine.put_page(page)
+
+
+def try_to_free_swap(engine: Any, page: Any) -> bool:
+    """Free the swapcache of a page no swap entry needs any more."""
+    if not page.attrs.get("swapcache") or _slots(engine)[page.attrs["swap_slot"]]["count"]:
+        return False
+    delete_from_swap_cache(engine, page)
+    return True
+
+
+def _mappers(engine: Any, pfn: int) -> list[tuple[Any, int, Pte]]:
+    return [(p, vpn, pte) for p in engine.machine.processes.values()
+            for vpn, pte in p.mm.ptes.items() if pte.present and pte.pfn == pfn]
+
+
+def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
+    """MADV_PAGEOUT: reclaim each private anonymous page of the region."""
+    proc = engine.process(args["process"])
+    pages = engine.machine.pages
+    slots = _slots(engine)
+    for vpn in args["region"]:
+        pte = proc.mm.ptes.get(vpn)
+        vma = proc.mm.find_vma(vpn)
+        if pte is None or not pte.present or vma is None or vma.shared:
+            continue
+        page = pages[pte.pfn]
+        if page.zero or not page.anon or page.attrs.get("owner"):
+            continue
+        if engine.decide("reclaim_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "swap_out":
+            continue
+        if not page.attrs.get("swapcache"):                 # add_to_swap()
+            slot = engine.machine.attrs.get("swap_next", 1)
+            engine.machine.attrs["swap_next"] = slot + 1
+            slots[slot] = {"content": page.content, "count": 0, "pfn": page.pfn}
+            page.attrs["swapcache"] = True
+            page.attrs["swap_slot"] = slot
+            page.refcount += 1
+        slot = page.attrs["swap_slot"]
+        slots[slot]["content"] = page.content                # written back
+        exclusive = page.mapcount == 1 and _exclusive(engine, page)
+        for other, ovpn, opte in _mappers(engine, page.pfn):  # try_to_unmap()
+            other.mm.ptes[ovpn] = Pte(-1, present=False,
+                                      attrs={"swap": slot, "swp_exclusive": exclusive})
+            slots[slot]["count"] += 1
+            page.mapcount -= 1
+            page.refcount -= 1
+        engine.count("swapouts")
+        if page.refcount == 1:                               # only the swapcache: freed
+            delete_from_swap_cache(engine, page)
+        else:
+            _sync(engine, slot)
+    return Outcome()
+
+
+@hookimpl
+def policykit_add_operations() -> list[OperationSpec]:
+    return [OperationSpec("pageout", (Param("process", "process"), Param("region", "region")), pageout,
+                          "MADV_PAGEOUT: reclaim the region's anonymous pages to swap")]
+
+
+# -- mechanism hooks ---------------------------------------------------------------------------
+
+@hookimpl
+def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, write: bool,
+                           unshare: bool) -> Any:
+    if pte is None or pte.present or "swap" not in (pte.attrs or {}):
+        return None
+    slots = _slots(engine)
+    slot = pte.attrs["swap"]
+    info = slots[slot]
+    engine.count("swapins")
+    if info["pfn"] is not None:                               # still in the swapcache
+        page = engine.machine.pages[info["pfn"]]
+    else:                                                     # swapin_readahead()
+        page = engine.alloc_page()
+        if page is None:
+            raise OperationFailed("ENOMEM", "no page to swap in")
+        page.content = info["content"]
+        page.attrs.update(swapcache=True, swap_slot=slot)
+        if _has_exclusive_flag(engine):
+            page.attrs[EXCLUSIVE_FLAG] = bool(pte.attrs.get("swp_exclusive"))
+        info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
+    _sync(engine, slot)
+    writable = False
+    if write and vma.write:
+        writable = engine.decide("swapin", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "map_writable"
+    info["count"] -= 1                                        # swap_free()
+    page.mapcount += 1
+    page.refcount += 1
+    new = Pte(page.pfn, writable=writable, dirty=writable)
+    proc.mm.ptes[vpn] = new
+    if writable:
+        try_to_free_swap(engine, page)
+    elif page.attrs.get("swapcache"):
+        _sync(engine, slot)
+    if info["count"] == 0 and info["pfn"] is None:
+        slots.pop(slot, None)
+    if write and not writable:
+        return engine.do_wp_page(proc, vma, vpn, new, unshare=False)
+    if unshare:
+        return engine.do_wp_page(proc, vma, vpn, new, unshare=True)
+    return new
+
+
+@hookimpl
+def policykit_wp_prepare(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, page: Any, unshare: bool) -> None:
+    if page.attrs.get("swapcache"):
+        if engine.decide("free_swap", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "free":
+            try_to_free_swap(engine, page)
+
+
+@hookimpl
+def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_vma: Any, vpn: int,
+                       pte: Any) -> Any:
+    if pte.present or "swap" not in (pte.attrs or {}):
+        return None
+    slot = pte.attrs["swap"]
+    _slots(engine)[slot]["count"] += 1                        # swap_duplicate()
+    pte.attrs["swp_exclusive"] = False                        # both entries are shared now
+    _sync(engine, slot)
+    return Pte(-1, present=False, attrs={"swap": slot, "swp_exclusive": False})
+
+
+@hookimpl
+def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
+    if pte.present or "swap" not in (pte.attrs or {}):
+        return None
+    slots = _slots(engine)
+    slot = pte.attrs["swap"]
+    info = slots[slot]
+    info["count"] -= 1                                        # free_swap_and_cache()
+    if info["pfn"] is None:
+        if info["count"] == 0:
+            del slots[slot]
+        return True
+    page = engine.machine.pages[info["pfn"]]
+    _sync(engine, slot)
+    if info["count"] == 0 and page.refcount == 1:
+        delete_from_swap_cache(engine, page)
+    return True
+
+
+@hookimpl
+def policykit_peek_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
+    if pte is None or pte.present or "swap" not in (pte.attrs or {}):
+        return None
+    info = _slots(engine)[pte.attrs["swap"]]
+    return engine.machine.pages[info["pfn"]].content if info["pfn"] is not None else info["content"]
+
+
+@hookimpl
+def policykit_page_refs(machine: Any, page: Any) -> int:
+    return 1 if page.attrs.get("swapcache") else 0

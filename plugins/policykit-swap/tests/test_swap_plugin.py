@@ -1,0 +1,117 @@
+"""policykit-swap: mechanism, and its scenarios under the era policies."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from policykit import Engine, Session, check_invariants, load_policy
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@functools.cache
+def session(policy: str) -> Session:
+    return Session(load_policy(policy))
+
+
+def engine(policy: str = "linux-6.x") -> Engine:
+    s = session(policy)
+    return Engine(s.pm, s.registry)
+
+
+def refs(e: Engine):
+    hook = session("linux-6.x").pm.hook.policykit_page_refs
+    return lambda page: sum(hook(machine=e.machine, page=page))
+
+
+def pageout(e: Engine, pid: int, vpns) -> None:
+    e.registry.operations["pageout"].apply(e, {"process": pid, "region": vpns})
+
+
+def test_pageout_frees_a_page_nothing_else_holds_and_swapin_brings_it_back():
+    e = engine()
+    p = e.spawn("p")
+    b = e.mmap(p, 1)
+    [tok] = e.write(p, [b])
+    pfn = e.process(p).mm.ptes[b].pfn
+    pageout(e, p, [b])
+    pte = e.process(p).mm.ptes[b]
+    assert not pte.present and pte.attrs["swap"] and pte.attrs["swp_exclusive"]
+    assert pfn not in e.machine.pages, "reclaimed"
+    assert e.peek(p, b) == tok
+    assert e.read(p, [b]) == [tok]
+    page = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    assert page.attrs["swapcache"] and page.refcount == 2 and page.mapcount == 1
+    assert page.attrs["anon_exclusive"] is True, "swp_exclusive came back (5.19 part 3)"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_referenced_page_stays_in_the_swapcache():
+    e = engine("linux-5.9")
+    p = e.spawn("p")
+    b = e.mmap(p, 1)
+    e.write(p, [b])
+    e.gup(p, [b], pin=False)
+    pfn = e.process(p).mm.ptes[b].pfn
+    pageout(e, p, [b])
+    page = e.machine.pages[pfn]
+    assert page.attrs["swapcache"] and page.attrs["swapcount"] == 1 and page.mapcount == 0
+    assert page.refcount == 2, "the GUP reference + the swapcache"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_fork_duplicates_swap_entries_and_clears_exclusive():
+    e = engine()
+    p = e.spawn("p")
+    b = e.mmap(p, 1)
+    [tok] = e.write(p, [b])
+    pageout(e, p, [b])
+    c = e.fork(p, "c")
+    for pid in (p, c):
+        pte = e.process(pid).mm.ptes[b]
+        assert not pte.present and pte.attrs["swp_exclusive"] is False
+    slot = e.process(p).mm.ptes[b].attrs["swap"]
+    assert e.machine.attrs["swap"][slot]["count"] == 2
+    assert e.read(c, [b]) == [tok]
+    [mine] = e.write(p, [b])
+    assert e.read(c, [b]) == [tok] and e.read(p, [b]) == [mine]
+    e.exit(c)
+    e.exit(p)
+    assert e.machine.attrs["swap"] == {}, "every slot freed"
+    assert list(e.machine.pages) == [e.machine.zero_pfn]
+
+
+def test_5_11_keeps_pinned_pages_out_of_swap():
+    for policy, swapped in (("linux-5.9", True), ("linux-5.18", False)):
+        e = engine(policy)
+        p = e.spawn("p")
+        b = e.mmap(p, 1)
+        e.write(p, [b])
+        e.gup(p, [b], pin=True)
+        pageout(e, p, [b])
+        assert (not e.process(p).mm.ptes[b].present) is swapped, policy
+        assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_policies_that_predate_the_plugin_still_run():
+    # the Python policies know nothing of swap: the plugin's defaults decide
+    py = Path(__file__).resolve().parents[3] / "policies" / "python" / "anon_exclusive.py"
+    s = Session(load_policy(str(py)))
+    r = s.run(s.load(str(SCENARIOS / "swapcache-needless-copy.scn")), invariants=True)
+    assert r.violations == []
+
+
+def _cases():
+    for path in sorted(SCENARIOS.glob("*.scn")):
+        for policy in session("linux-6.x").load(str(path)).expectations:
+            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
+
+
+@pytest.mark.parametrize("path,policy", list(_cases()))
+def test_scenario(path, policy):
+    s = session(policy)
+    r = s.run(s.load(path), invariants=True)
+    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
