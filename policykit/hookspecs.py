@@ -348,6 +348,24 @@ def policykit_wp_prepare(engine: Engine, proc: Process, vma: Vma, vpn: int, pte:
     """
 
 
+@hookspec
+def policykit_page_reused(engine: Engine, proc: Process, vma: Vma, vpn: int, pte: Pte, page: Page,
+                          unshare: bool) -> None:
+    """A write or unshare fault kept the page (``wp_page_reuse``).
+
+    :param engine: the engine.
+    :param proc: the faulting process.
+    :param vma: its VMA.
+    :param vpn: the page number.
+    :param pte: the PTE, already made writable (unless ``unshare``).
+    :param page: the reused page.
+    :param unshare: an unshare fault.
+
+    Called after the engine carried out a ``reuse`` decision, only when some plugin
+    implements it.  A KSM page reused stops being one, for instance.
+    """
+
+
 # -------------------------------------------------------------------------------------
 # Observer hooks: every implementation is called; return values are ignored unless said.
 # -------------------------------------------------------------------------------------

@@ -158,6 +158,13 @@ class Oracle:
             if cell is not None:
                 cell.mappers -= 1
 
+    def record_write(self, pid: int, vpn: int, token: int, who: str) -> None:
+        """A plugin's operation wrote ``token`` into the process's memory at ``vpn``: the
+        logical model takes it as the process's own write.  Call it from
+        ``policykit_oracle_step``."""
+        self.space[pid][vpn].tokens.append(token)
+        self.origin.setdefault(token, f"{who} at line {self._line}")
+
     def attached(self, ref: _Ref, i: int) -> bool:
         """Is the i-th cell of the reference still its owner's memory at that address?"""
         return self.space.get(ref.owner, {}).get(ref.vpns[i]) is ref.cells[i]

@@ -118,6 +118,7 @@ class Engine:
         self._peek_hook = _implemented(pm, "policykit_peek_pte")
         self._added_hook = _implemented(pm, "policykit_page_added")
         self._prepare_hook = _implemented(pm, "policykit_wp_prepare")
+        self._reused_hook = _implemented(pm, "policykit_page_reused")
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -398,6 +399,8 @@ class Engine:
             if not unshare:
                 pte.writable = vma.write                # maybe_mkwrite()
                 pte.dirty = True
+            if self._reused_hook is not None:
+                self._reused_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
             return pte
         new = self.copy_page(page, "unshare_copies" if unshare else "wp_copies")  # wp_page_copy
         if new is None:

@@ -1,0 +1,86 @@
+"""policykit-ksm: mechanism, and its scenarios under the era policies."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from policykit import Engine, Session, check_invariants, load_policy
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@functools.cache
+def session(policy: str) -> Session:
+    return Session(load_policy(policy))
+
+
+def engine(policy: str = "linux-6.x") -> Engine:
+    s = session(policy)
+    return Engine(s.pm, s.registry)
+
+
+def op(e: Engine, name: str, **args):
+    return e.registry.operations[name].apply(e, args)
+
+
+def two_equal_pages(e: Engine):
+    a, b = e.spawn("a"), e.spawn("b")
+    x, y = e.mmap(a, 1), e.mmap(b, 1)
+    op(e, "fill", process=a, region=[x], tag="a")
+    op(e, "fill", process=b, region=[y], tag="a")
+    op(e, "ksm_enable", process=a, region=[x])
+    op(e, "ksm_enable", process=b, region=[y])
+    return a, b, x, y
+
+
+def test_merge_maps_one_write_protected_ksm_page():
+    e = engine()
+    a, b, x, y = two_equal_pages(e)
+    assert e.process(a).mm.ptes[x].pfn != e.process(b).mm.ptes[y].pfn
+    op(e, "ksm_merge")
+    pa, pb = e.process(a).mm.ptes[x], e.process(b).mm.ptes[y]
+    assert pa.pfn == pb.pfn and not pa.writable and not pb.writable
+    page = e.machine.pages[pa.pfn]
+    assert page.attrs["ksm"] and (page.refcount, page.mapcount) == (2, 2)
+    assert page.attrs["anon_exclusive"] is False, "KSM pages are never exclusive (5.19)"
+    assert e.metrics["ksm_merged"] == 1
+    assert check_invariants(e.machine) == []
+
+
+def test_pages_of_other_content_or_not_mergeable_stay():
+    e = engine()
+    a, b, x, y = two_equal_pages(e)
+    op(e, "fill", process=b, region=[y], tag="b")
+    op(e, "ksm_merge")
+    assert e.metrics["ksm_merged"] == 0
+    c = e.spawn("c")
+    z = e.mmap(c, 1)
+    op(e, "fill", process=c, region=[z], tag="a")       # equal content, but not MADV_MERGEABLE
+    op(e, "ksm_merge")
+    assert e.metrics["ksm_merged"] == 0
+
+
+def test_reused_ksm_page_stops_being_one():
+    e = engine("linux-5.7")
+    a, b, x, y = two_equal_pages(e)
+    op(e, "ksm_merge")
+    e.exit(b)
+    e.write(a, [x])                                       # refcount 1: reuse_ksm_page()
+    page = e.machine.pages[e.process(a).mm.ptes[x].pfn]
+    assert e.metrics["wp_copies"] == 0 and "ksm" not in page.attrs
+
+
+def _cases():
+    for path in sorted(SCENARIOS.glob("*.scn")):
+        for policy in session("linux-6.x").load(str(path)).expectations:
+            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
+
+
+@pytest.mark.parametrize("path,policy", list(_cases()))
+def test_scenario(path, policy):
+    s = session(policy)
+    r = s.run(s.load(path), invariants=True)
+    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
