@@ -198,6 +198,22 @@ def policykit_gup(ctx: Context) -> Decision | str | None:
 
 
 @hookspec(firstresult=True)
+def policykit_gup_cow_retry(ctx: Context) -> Decision | str | None:
+    """Decide how GUP goes on after FOLL_FORCE broke COW on a VMA without VM_WRITE.
+
+    :param ctx: read-only context: ``page`` (the fresh copy), ``pte`` (read-only, dirty),
+        ``vma``, ``mm``, ``foll``.
+    :returns: ``keep_write`` (4.9+: keep FOLL_WRITE and mark the GUP with FOLL_COW, which
+        ``foll.cow`` shows to the ``gup`` decision) or ``drop_write`` (before 4.9: go on
+        without FOLL_WRITE, so a PTE zapped meanwhile is faulted back in for *reading*:
+        Dirty COW).  Default ``keep_write``.
+
+    Called in ``faultin_page`` right after the write fault.  Stops at first non-None
+    result.
+    """
+
+
+@hookspec(firstresult=True)
 def policykit_mprotect_pte(ctx: Context) -> Decision | str | None:
     """Decide whether mprotect(PROT_WRITE) maps a read-only anonymous PTE writable at once.
 

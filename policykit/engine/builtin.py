@@ -49,6 +49,7 @@ def policykit_add_attributes() -> list[AttributeSpec]:
         a("foll", "longterm", bool, False, "FOLL_LONGTERM"),
         a("foll", "force", bool, False, "FOLL_FORCE"),
         a("foll", "fast", bool, False, "called through GUP-fast"),
+        a("foll", "cow", bool, False, "FOLL_COW: this GUP took a write fault on a VMA without VM_WRITE (FOLL_FORCE)"),
     ]
 
 
@@ -64,6 +65,9 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
           "GUP asked to unshare a possibly shared anonymous page (FAULT_FLAG_UNSHARE)"),
         d("gup", ("grab", "write_fault", "unshare_fault", "fail"), _CTX + ("foll",),
           "GUP found a present PTE and may take the page (follow_page_pte)"),
+        d("gup_cow_retry", ("keep_write", "drop_write"), _CTX + ("foll",),
+          "GUP with FOLL_FORCE broke COW on a VMA without VM_WRITE (faultin_page)",
+          default="keep_write"),
         d("mprotect_pte", ("make_writable", "keep"), _CTX,
           "mprotect(PROT_WRITE) meets a read-only anonymous PTE (can_change_pte_writable)"),
         d("clear_refs_pte", ("wrprotect", "skip"), _CTX,
@@ -158,7 +162,7 @@ def _clear_refs(e: Engine, a: dict[str, Any]) -> Outcome:
 def _gup(e: Engine, a: dict[str, Any]) -> Outcome:
     f = a["flags"]
     return Outcome(result=e.gup(a["process"], a["region"], a["kind"] == "pin", "write" in f,
-                                "longterm" in f, "force" in f, "fast" in f))
+                                "longterm" in f, "force" in f, "fast" in f, "zap_race" in f))
 
 
 def _pin(e: Engine, a: dict[str, Any]) -> Outcome:
@@ -198,7 +202,7 @@ P = Param
 _PROC = P("process", "process", doc="a running process")
 _REGION = P("region", "region", doc="a region of that process, optionally [i] or [i:j]")
 _REF = P("ref", "ref", doc="a live GUP reference, optionally [i] or [i:j]")
-_GUP_FLAGS = ("write", "longterm", "fast", "force")
+_GUP_FLAGS = ("write", "longterm", "fast", "force", "zap_race")
 
 
 @hookimpl

@@ -90,9 +90,10 @@ class MmView(_View):
 
 
 class FollFlags:
-    """The GUP flags of one call: ``FOLL_GET`` or ``FOLL_PIN``, ``FOLL_WRITE``, ...."""
+    """The GUP flags of one call: ``FOLL_GET`` or ``FOLL_PIN``, ``FOLL_WRITE``, ....
+    ``cow`` is FOLL_COW: this GUP already took a write fault on a VMA without VM_WRITE."""
 
-    __slots__ = ("pin", "get", "write", "longterm", "force", "fast")
+    __slots__ = ("pin", "get", "write", "longterm", "force", "fast", "cow")
 
     def __init__(self, pin: bool, write: bool = False, longterm: bool = False,
                  force: bool = False, fast: bool = False) -> None:
@@ -102,9 +103,10 @@ class FollFlags:
         self.longterm = longterm
         self.force = force
         self.fast = fast
+        self.cow = False
 
     def __repr__(self) -> str:
-        names = [n for n in ("pin", "get", "write", "longterm", "force", "fast") if getattr(self, n)]
+        names = [n for n in ("pin", "get", "write", "longterm", "force", "fast", "cow") if getattr(self, n)]
         return "FOLL_" + "|FOLL_".join(n.upper() for n in names)
 
 

@@ -653,12 +653,16 @@ class Engine:
                     pte.writable = False
 
     def gup(self, pid: int, vpns: Iterable[int], pin: bool, write: bool = False,
-            longterm: bool = False, force: bool = False, fast: bool = False) -> int:
-        """get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN); returns a reference id."""
+            longterm: bool = False, force: bool = False, fast: bool = False,
+            zap_race: bool = False) -> int:
+        """get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN); returns a reference id.
+
+        ``zap_race``: another thread's MADV_DONTNEED zaps the PTE right after each fault
+        this GUP takes, before it looks again (the Dirty COW race).
+        """
         proc = self.process(pid)
         mm = proc.mm
         m = self.machine
-        foll = FollFlags(pin, write, longterm, force, fast)
         if pin:
             mm.has_pinned = True                        # mm_set_has_pinned_flag(): sticky
         taken: list[Page] = []
@@ -670,10 +674,13 @@ class Engine:
                     raise OperationFailed("EFAULT", f"gup: no VMA at page {vpn:#x}")
                 if write and not vma.write and not (force and vma.is_cow_mapping):
                     raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
+                foll = FollFlags(pin, write, longterm, force, fast)
                 for _ in range(_GUP_MAX_FAULTS + 1):
                     pte = mm.ptes.get(vpn)
                     if pte is None or not pte.present:  # faultin_page()
-                        pte = self.handle_mm_fault(proc, vpn, write=write, force=force)
+                        pte = self._gup_fault(proc, vma, vpn, foll.write, foll, zap_race)
+                        if pte is None:
+                            continue
                     page = m.pages[pte.pfn]
                     action = self.decide("gup", page, pte, vma, mm, foll, pid, vpn).action
                     if action == "grab":
@@ -684,7 +691,7 @@ class Engine:
                         if pte.writable:
                             self.metrics["faults_wp"] += 1      # spurious: nothing to do
                         else:
-                            self.handle_mm_fault(proc, vpn, write=True, force=force)
+                            self._gup_fault(proc, vma, vpn, True, foll, zap_race)
                     else:
                         self.do_wp_page(proc, vma, vpn, pte, unshare=True)
                 else:
@@ -709,6 +716,23 @@ class Engine:
             self.emit(Event("gup", pid, vpns[0] if vpns else None, taken[0].pfn if taken else None,
                             f"ref {rid}: {foll!r}"))
         return rid
+
+    def _gup_fault(self, proc: Process, vma: Vma, vpn: int, write: bool, foll: FollFlags,
+                   zap_race: bool) -> Pte | None:
+        """faultin_page().  After a write fault on a VMA without VM_WRITE (FOLL_FORCE) the
+        policy says how GUP looks again: with FOLL_COW (4.9+) or without FOLL_WRITE
+        (before: Dirty COW).  With ``zap_race`` the result is zapped at once; None then."""
+        pte = self.handle_mm_fault(proc, vpn, write=write, force=foll.force)
+        if write and not vma.write:                     # COW broken for FOLL_FORCE
+            page = self.machine.pages[pte.pfn]
+            if self.decide("gup_cow_retry", page, pte, vma, proc.mm, foll, proc.pid, vpn).action == "drop_write":
+                foll.write = False
+            else:
+                foll.cow = True
+        if zap_race:
+            self.zap_pte(proc.mm, vpn)
+            return None
+        return pte
 
     def _drop_ref(self, page: Page, pin: bool) -> None:
         if pin:

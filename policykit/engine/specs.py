@@ -51,7 +51,7 @@ class DecisionPointSpec:
     provider: str = "policykit"
     #: the action taken when no policy answers: what the kernel did before anyone had a
     #: choice there.  Plugins adding a point give one, so that policies written before
-    #: the plugin keep working; the engine's own points have none.
+    #: the plugin keep working; of the engine's own points only ``gup_cow_retry`` has one.
     default: str | None = None
 
     @property
