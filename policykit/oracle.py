@@ -105,6 +105,8 @@ class Oracle:
         self._step = 0
         self._line: int | None = None
         self._regions: dict[int, str] = {}          # region base vpn -> region name
+        #: room for plugins' own logical state
+        self.state: dict[str, Any] = {}
         hook = pm.hook.policykit_oracle_step if pm is not None else None
         self._plugin_checks = hook if hook is not None and hook.get_hookimpls() else None
 
@@ -157,6 +159,33 @@ class Oracle:
             cell = space.pop(vpn, None)
             if cell is not None:
                 cell.mappers -= 1
+
+    def new_cell(self, label: str, token: int = ZERO_TOKEN, base: Cell | None = None,
+                 shared: bool = False) -> Cell:
+        """A logical page: starting from ``base``'s value (its history inherited), or
+        holding ``token``.  ``shared`` cells are one for every process that maps them."""
+        cell = self._cell(label, base, shared)
+        if base is None:
+            cell.tokens = [token]
+        cell.mappers = 0
+        return cell
+
+    def name_region(self, base: int, name: str) -> None:
+        """Name the region starting at page ``base`` in messages (``buf[2]``)."""
+        self._regions[base] = name
+
+    def map_cell(self, pid: int, vpn: int, cell: Cell) -> None:
+        """The process's memory at ``vpn`` is now ``cell``."""
+        old = self.space[pid].get(vpn)
+        if old is not None:
+            old.mappers -= 1
+        cell.mappers += 1
+        self.space[pid][vpn] = cell
+
+    def forget(self, pid: int, vpn: int) -> None:
+        """The process no longer has memory at ``vpn`` (it was taken away by its own doing,
+        such as truncating a file it maps): nothing there is judged any more."""
+        self._detach(pid, [vpn])
 
     def record_write(self, pid: int, vpn: int, token: int, who: str) -> None:
         """A plugin's operation wrote ``token`` into the process's memory at ``vpn``: the
@@ -270,6 +299,13 @@ class Oracle:
                         f"{out.errno} ({out.message})", key=-step.line)
             return
         vpns = tuple(a["region"])
+        if "zap_race" in a.get("flags", ()):
+            # another thread's MADV_DONTNEED dropped the private pages GUP faulted in
+            space = self.space[pid]
+            for vpn in vpns:
+                if not space[vpn].shared:
+                    space[vpn].mappers -= 1
+                    space[vpn] = self._cell(self.where(pid, vpn))
         self.refs[out.result] = _Ref(step.result, pid, vpns,  # type: ignore[index,arg-type]
                                      [self.space[pid][v] for v in vpns], pin, write)
 

@@ -391,6 +391,8 @@ class Engine:
             return pte
         if unshare and pte.writable:                    # nothing to unshare
             return pte
+        if not page.anon:                               # a page cache page in a private
+            return self._cow_copy(proc, vma, vpn, pte, page, unshare)   # mapping: always copied
         point = "unshare_fault" if unshare else "wp_fault"
         if self._prepare_hook is not None:
             self._prepare_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
@@ -402,7 +404,13 @@ class Engine:
             if self._reused_hook is not None:
                 self._reused_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
             return pte
-        new = self.copy_page(page, "unshare_copies" if unshare else "wp_copies")  # wp_page_copy
+        return self._cow_copy(proc, vma, vpn, pte, page, unshare)
+
+    def _cow_copy(self, proc: Process, vma: Vma, vpn: int, pte: Pte, page: Page, unshare: bool) -> Pte:
+        """wp_page_copy(): map a fresh copy of ``page`` (read-only for an unshare)."""
+        mm = proc.mm
+        point = "unshare_fault" if unshare else "wp_fault"
+        new = self.copy_page(page, "unshare_copies" if unshare else "wp_copies")
         if new is None:
             raise OperationFailed("ENOMEM", "page allocation failed in COW")
         if self.observed:
@@ -675,11 +683,13 @@ class Engine:
                 if write and not vma.write and not (force and vma.is_cow_mapping):
                     raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
                 foll = FollFlags(pin, write, longterm, force, fast)
+                race = zap_race                         # the race window opens once a page
                 for _ in range(_GUP_MAX_FAULTS + 1):
                     pte = mm.ptes.get(vpn)
                     if pte is None or not pte.present:  # faultin_page()
-                        pte = self._gup_fault(proc, vma, vpn, foll.write, foll, zap_race)
+                        pte = self._gup_fault(proc, vma, vpn, foll.write, foll, race)
                         if pte is None:
+                            race = False
                             continue
                     page = m.pages[pte.pfn]
                     action = self.decide("gup", page, pte, vma, mm, foll, pid, vpn).action
@@ -691,7 +701,7 @@ class Engine:
                         if pte.writable:
                             self.metrics["faults_wp"] += 1      # spurious: nothing to do
                         else:
-                            self._gup_fault(proc, vma, vpn, True, foll, zap_race)
+                            race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
                         self.do_wp_page(proc, vma, vpn, pte, unshare=True)
                 else:
@@ -721,7 +731,8 @@ class Engine:
                    zap_race: bool) -> Pte | None:
         """faultin_page().  After a write fault on a VMA without VM_WRITE (FOLL_FORCE) the
         policy says how GUP looks again: with FOLL_COW (4.9+) or without FOLL_WRITE
-        (before: Dirty COW).  With ``zap_race`` the result is zapped at once; None then."""
+        (before: Dirty COW).  With ``zap_race`` the result is zapped at once (another
+        thread's MADV_DONTNEED won the race); None then."""
         pte = self.handle_mm_fault(proc, vpn, write=write, force=foll.force)
         if write and not vma.write:                     # COW broken for FOLL_FORCE
             page = self.machine.pages[pte.pfn]

@@ -151,6 +151,11 @@ class _Checker:
                 out[p.name] = self.region(proc, arg)
             elif p.kind == "ref":
                 out[p.name] = self.ref(arg)
+            elif p.kind == "name":
+                if arg.kind != "word":
+                    raise self.error(f"expected a name for {p.name}, got {str(arg)!r}", arg.span,
+                                     f"usage: {self.usage(spec)}")
+                out[p.name] = arg.value
             else:  # pragma: no cover - OperationSpec authors' mistake
                 raise AssertionError(f"operation {spec.name}: unknown parameter kind {p.kind!r}")
         if pos < len(args):
@@ -242,16 +247,17 @@ class _Checker:
         st = self.state
         op, line = step.op, step.line
         proc = st.procs.get(a.get("process", ""))
+        spec = self.registry.operations[op]
         if op == "spawn":
             st.procs[a["_name"]] = _Proc(a["_name"])
-        elif op == "mmap":
+        elif op == "mmap" or (spec.result == "region" and spec.provider != "policykit"):
             if not 1 <= a["pages"] <= MAX_PAGES:
                 raise self.error(f"mmap of {a['pages']} pages", step.args[1].span,
                                  f"map between 1 and {MAX_PAGES} pages")
             name = a["_name"]
-            st.regions[name] = (a["pages"], a["sharing"] == "shared")
+            st.regions[name] = (a["pages"], a.get("sharing") == "shared")
             m = _Mapping(a["pages"], dict.fromkeys(range(a["pages"])))
-            if a["prot"] == "ro":
+            if a.get("prot") == "ro":
                 m.readonly = dict.fromkeys(range(a["pages"]), line)
             proc.regions[name] = m  # type: ignore[union-attr]
         elif op == "fork":

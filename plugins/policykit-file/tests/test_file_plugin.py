@@ -1,0 +1,104 @@
+"""policykit-file: mechanism, and its scenarios under the era policies."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from policykit import Engine, OperationFailed, Session, check_invariants, load_policy
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@functools.cache
+def session(policy: str) -> Session:
+    return Session(load_policy(policy))
+
+
+def engine(policy: str = "linux-6.x") -> Engine:
+    s = session(policy)
+    return Engine(s.pm, s.registry)
+
+
+def op(e: Engine, operation: str, **args):
+    return e.registry.operations[operation].apply(e, args)
+
+
+def refs(e: Engine):
+    hook = e.pm.hook.policykit_page_refs
+    return lambda page: sum(hook(machine=e.machine, page=page))
+
+
+def mapped(e: Engine, sharing: str, prot: str = "rw", file_prot: str = "rw"):
+    tokens = op(e, "create_file", name="f", pages=2, prot=file_prot).tokens
+    p = e.spawn("p")
+    base = op(e, "mmap_file", process=p, name="f", pages=2, sharing=sharing, prot=prot).result
+    return p, base, tokens
+
+
+def test_private_read_maps_the_page_cache_and_a_write_copies_it():
+    e = engine()
+    p, b, tokens = mapped(e, "private")
+    assert e.read(p, [b]) == [tokens[0]]
+    cache = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    assert not cache.anon and cache.attrs["file"] and not e.process(p).mm.ptes[b].writable
+    assert (cache.refcount, cache.mapcount) == (2, 1), "the page cache + one mapping"
+    [tok] = e.write(p, [b])
+    anon = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    assert anon.anon and anon.content == tok and cache.content == tokens[0]
+    assert (cache.refcount, cache.mapcount) == (1, 0)
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_write_fault_on_a_page_cache_page_never_asks_to_reuse_it():
+    e = engine("never-copy")                # reuses every anonymous page it can...
+    p, b, tokens = mapped(e, "private")
+    e.read(p, [b])
+    e.write(p, [b])                          # ...but a page cache page is always copied
+    f = e.machine.attrs["files"]["f"]
+    assert e.machine.pages[f["cache"][0]].content == tokens[0]
+
+
+def test_shared_mapping_writes_the_page_cache():
+    e = engine()
+    p, b, tokens = mapped(e, "shared")
+    [tok] = e.write(p, [b + 1])
+    f = e.machine.attrs["files"]["f"]
+    assert e.machine.pages[f["cache"][1]].content == tok
+    c = e.fork(p, "c")
+    assert e.read(c, [b + 1]) == [tok]
+
+
+def test_shared_writable_mapping_of_a_read_only_file_is_refused():
+    e = engine()
+    with pytest.raises(OperationFailed) as info:
+        mapped(e, "shared", "rw", file_prot="ro")
+    assert info.value.errno == "EACCES"
+
+
+def test_truncate_unmaps_and_later_access_is_sigbus():
+    e = engine()
+    p, b, tokens = mapped(e, "private")
+    e.write(p, [b + 1])                      # a COWed copy past the new end
+    op(e, "truncate", name="f", pages=1)
+    assert b + 1 not in e.process(p).mm.ptes
+    with pytest.raises(OperationFailed) as info:
+        e.read(p, [b + 1])
+    assert info.value.errno == "SIGBUS"
+    assert e.read(p, [b]) == [tokens[0]]
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def _cases():
+    for path in sorted(SCENARIOS.glob("*.scn")):
+        for policy in session("linux-6.x").load(str(path)).expectations:
+            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
+
+
+@pytest.mark.parametrize("path,policy", list(_cases()))
+def test_scenario(path, policy):
+    s = session(policy)
+    r = s.run(s.load(path), invariants=True)
+    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
