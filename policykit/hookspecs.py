@@ -365,6 +365,18 @@ def policykit_wp_prepare(engine: Engine, proc: Process, vma: Vma, vpn: int, pte:
 
 
 @hookspec
+def policykit_page_freed(engine: Engine, page: Page) -> None:
+    """The last reference to a page went: it is no longer in ``engine.machine.pages``.
+
+    :param engine: the engine.
+    :param page: the freed page.
+
+    Called by ``put_page``, only when some plugin implements it (a pool of huge pages
+    takes its page back).
+    """
+
+
+@hookspec
 def policykit_page_reused(engine: Engine, proc: Process, vma: Vma, vpn: int, pte: Pte, page: Page,
                           unshare: bool) -> None:
     """A write or unshare fault kept the page (``wp_page_reuse``).

@@ -119,6 +119,7 @@ class Engine:
         self._added_hook = _implemented(pm, "policykit_page_added")
         self._prepare_hook = _implemented(pm, "policykit_wp_prepare")
         self._reused_hook = _implemented(pm, "policykit_page_reused")
+        self._freed_hook = _implemented(pm, "policykit_page_freed")
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -232,6 +233,8 @@ class Engine:
         if page.refcount == 0:
             del self.machine.pages[page.pfn]
             self.nr_pages -= 1
+            if self._freed_hook is not None:
+                self._freed_hook(engine=self, page=page)
             if self.observed:
                 self.emit(Event("free", pfn=page.pfn))
 
@@ -499,8 +502,8 @@ class Engine:
                 return seen
         if pte is not None:
             raise PluginError(f"no plugin says what the non-present PTE at {vpn:#x} holds")
-        if vma is not None and vma.shared:
-            pfn = self.machine.shmem[vma.shmem].get(vpn - vma.start + vma.pgoff)  # type: ignore[index]
+        if vma is not None and vma.shared and vma.shmem is not None:
+            pfn = self.machine.shmem[vma.shmem].get(vpn - vma.start + vma.pgoff)
             if pfn is not None:
                 return self.machine.pages[pfn].content
         return ZERO_TOKEN
@@ -703,7 +706,7 @@ class Engine:
                         else:
                             race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
-                        self.do_wp_page(proc, vma, vpn, pte, unshare=True)
+                        self.handle_mm_fault(proc, vpn, write=False, unshare=True)
                 else:
                     raise PolicyDecisionError(
                         f"gup at page {vpn:#x}: the policy asked for more than "

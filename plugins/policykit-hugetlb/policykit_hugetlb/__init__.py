@@ -1,0 +1,248 @@
+"""policykit-hugetlb: huge pages from a reserved pool (mm/hugetlb.c).
+
+* ``hugetlb_pool N`` sets the number of free huge pages (2 MiB each).
+* ``mmap_hugetlb P PAGES [private|shared] -> R`` maps PAGES huge pages; each page of the
+  region is one huge page (a write writes all of it).  A fault takes a page from the
+  pool; an empty pool fails it (SIGBUS).  Shared mappings share a hugetlbfs object
+  (which holds a reference); private ones get anonymous huge pages, mapped read-only by
+  a read fault.
+* A write (or unshare) fault on a read-only huge page is ``hugetlb_wp``: the decision
+  point ``hugetlb_wp`` (``reuse`` | ``copy``); every era reuses by mapcount, which is why
+  a vmsplice() reference still leaks on current kernels (cow.c flags those cases XFAIL).
+  Its default for policies that know nothing of hugetlb is ``copy``: always safe.
+* fork shares or, by the decision point ``hugetlb_fork`` (``share`` | ``copy``), copies a
+  page into a new huge page for the child (5.12: pinned pages); with the pool empty the
+  fork fails.
+* Copies cost 2 MiB (``bytes_copied``), and are counted in ``hugetlb_copies`` too.
+
+Page attribute: ``hugetlb``.  VMA attribute: ``hugetlb``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policykit import (
+    AttributeSpec,
+    DecisionPointSpec,
+    MetricSpec,
+    OperationFailed,
+    OperationSpec,
+    Outcome,
+    Param,
+    Pte,
+    hookimpl,
+    hookspec,
+)
+
+HPAGE_SIZE = 2 << 20
+_CTX = ("page", "pte", "vma", "mm")
+
+
+class Hooks:
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_hugetlb_wp(ctx):
+        """Decide a write or unshare fault on a read-only huge page (``hugetlb_wp``).
+
+        :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
+        :returns: ``reuse`` or ``copy`` (a new huge page from the pool).
+
+        Called for private hugetlb mappings.  Stops at first non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_hugetlb_fork(ctx):
+        """Decide what fork does with a huge page of a private mapping
+        (``copy_hugetlb_page_range``).
+
+        :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm`` of the parent.
+        :returns: ``share`` (write-protect both) or ``copy`` (the child gets a new huge
+            page now; none free: the fork fails).
+
+        Called for every present huge page of a private hugetlb VMA.  Stops at first
+        non-None result.
+        """
+
+
+@hookimpl
+def policykit_addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(Hooks)
+
+
+@hookimpl
+def policykit_add_decision_points() -> list[DecisionPointSpec]:
+    return [
+        DecisionPointSpec("hugetlb_wp", ("reuse", "copy"), _CTX,
+                          "a write or unshare fault on a read-only huge page", default="copy"),
+        DecisionPointSpec("hugetlb_fork", ("share", "copy"), _CTX,
+                          "fork meets a huge page of a private mapping", default="share"),
+    ]
+
+
+@hookimpl
+def policykit_add_attributes() -> list[AttributeSpec]:
+    return [AttributeSpec("page", "hugetlb", bool, False, "a hugetlb page (2 MiB, from the pool)"),
+            AttributeSpec("vma", "hugetlb", bool, False, "VM_HUGETLB")]
+
+
+@hookimpl
+def policykit_add_metrics() -> list[MetricSpec]:
+    return [MetricSpec("hugetlb_copies", "huge pages copied (fork, write or unshare fault)", "pages")]
+
+
+def _state(engine: Any) -> dict[str, Any]:
+    return engine.machine.attrs.setdefault("hugetlb", {"free": 0, "objects": {}, "next": 1})
+
+
+def alloc_huge_page(engine: Any, anon: bool) -> Any:
+    st = _state(engine)
+    if st["free"] == 0:
+        return None
+    page = engine.alloc_page(anon=anon)
+    if page is None:
+        return None
+    st["free"] -= 1
+    page.attrs["hugetlb"] = True
+    return page
+
+
+def _copy(engine: Any, src: Any, metric: str) -> Any:
+    new = alloc_huge_page(engine, anon=True)
+    if new is None:
+        return None
+    new.content = src.content
+    engine.count(metric)
+    engine.count("hugetlb_copies")
+    engine.count("bytes_copied", HPAGE_SIZE)
+    return new
+
+
+@hookimpl
+def policykit_page_freed(engine: Any, page: Any) -> None:
+    if page.attrs.get("hugetlb"):
+        _state(engine)["free"] += 1
+
+
+def hugetlb_pool(engine: Any, args: dict[str, Any]) -> Outcome:
+    _state(engine)["free"] = args["pages"]
+    return Outcome()
+
+
+def mmap_hugetlb(engine: Any, args: dict[str, Any]) -> Outcome:
+    st = _state(engine)
+    attrs: dict[str, Any] = {"hugetlb": True}
+    if args["sharing"] == "shared":
+        attrs["object"] = st["next"]
+        st["objects"][st["next"]] = {}
+        st["next"] += 1
+    base = engine.mmap(args["process"], args["pages"], shared=args["sharing"] == "shared",
+                       attrs=attrs, shmem=False)
+    return Outcome(result=base)
+
+
+@hookimpl
+def policykit_add_operations() -> list[OperationSpec]:
+    return [
+        OperationSpec("hugetlb_pool", (Param("pages", "int"),), hugetlb_pool, "the pool has PAGES free huge pages"),
+        OperationSpec("mmap_hugetlb", (Param("process", "process"), Param("pages", "int"),
+                                       Param("sharing", "word", ("private", "shared"), "private")),
+                      mmap_hugetlb, "map PAGES huge pages (MAP_HUGETLB)", result="region"),
+    ]
+
+
+@hookimpl
+def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, write: bool,
+                           unshare: bool) -> Any:
+    if not vma.attrs.get("hugetlb"):
+        return None
+    mm = proc.mm
+    if pte is None:                                          # hugetlb_no_page()
+        if vma.shared:
+            obj = _state(engine)["objects"][vma.attrs["object"]]
+            index = vpn - vma.start + vma.pgoff
+            page = engine.machine.pages.get(obj.get(index, -1))
+            if page is None:
+                page = alloc_huge_page(engine, anon=False)
+                if page is None:
+                    raise OperationFailed("SIGBUS", "no free huge page")
+                obj[index] = page.pfn                        # the hugetlbfs object's reference
+            page.refcount += 1
+        else:
+            page = alloc_huge_page(engine, anon=True)
+            if page is None:
+                raise OperationFailed("SIGBUS", "no free huge page")
+        page.mapcount += 1
+        pte = Pte(page.pfn, writable=vma.write and (vma.shared or write), dirty=write)
+        mm.ptes[vpn] = pte
+        return pte
+    if pte.writable and not unshare:
+        return pte
+    page = engine.machine.pages[pte.pfn]
+    if vma.shared:
+        if not unshare:
+            pte.writable, pte.dirty = vma.write, True
+        return pte
+    if unshare and pte.writable:
+        return pte
+    if engine.decide("hugetlb_wp", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action == "reuse":
+        if not unshare:
+            pte.writable, pte.dirty = vma.write, True
+        return pte
+    new = _copy(engine, page, "unshare_copies" if unshare else "wp_copies")
+    if new is None:
+        raise OperationFailed("SIGBUS", "no free huge page for the copy")
+    new.mapcount = 1
+    pte.pfn = new.pfn
+    pte.writable = vma.write and not unshare
+    pte.dirty = not unshare
+    page.mapcount -= 1
+    engine.put_page(page)
+    return pte
+
+
+@hookimpl
+def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_vma: Any, vpn: int,
+                       pte: Any) -> Any:
+    if not src_vma.attrs.get("hugetlb") or not pte.present:
+        return None
+    page = engine.machine.pages[pte.pfn]
+    if not src_vma.shared and engine.decide("hugetlb_fork", page, pte, src_vma, src_mm, vpn=vpn).action == "copy":
+        new = _copy(engine, page, "fork_copies")
+        if new is None:
+            raise OperationFailed("ENOMEM", "fork: no free huge page for the copy")
+        new.mapcount = 1
+        return Pte(new.pfn, writable=dst_vma.write, dirty=True)
+    if not src_vma.shared and pte.writable:
+        pte.writable = False                                 # huge_ptep_set_wrprotect()
+    page.mapcount += 1
+    page.refcount += 1
+    return Pte(page.pfn, writable=pte.writable, dirty=pte.dirty)
+
+
+@hookimpl
+def policykit_peek_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
+    if not vma.attrs.get("hugetlb") or pte is not None:
+        return None
+    if vma.shared:
+        pfn = _state(engine)["objects"][vma.attrs["object"]].get(vpn - vma.start + vma.pgoff)
+        if pfn is not None:
+            return engine.machine.pages[pfn].content
+    return 0
+
+
+@hookimpl
+def policykit_page_refs(machine: Any, page: Any) -> int:
+    objects = machine.attrs.get("hugetlb", {}).get("objects", {})
+    return sum(1 for obj in objects.values() for pfn in obj.values() if pfn == page.pfn)
+
+
+@hookimpl
+def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, Any]) -> None:
+    if step.op == "mmap_hugetlb" and outcome.ok:
+        oracle.name_region(outcome.result, step.result)
+        shared = args["sharing"] == "shared"
+        for i in range(args["pages"]):
+            vpn = outcome.result + i
+            oracle.map_cell(args["process"], vpn, oracle.new_cell(oracle.where(args["process"], vpn), shared=shared))

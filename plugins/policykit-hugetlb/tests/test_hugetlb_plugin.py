@@ -1,0 +1,97 @@
+"""policykit-hugetlb: mechanism, and its scenarios under the era policies."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from policykit import Engine, OperationFailed, Session, check_invariants, load_policy
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@functools.cache
+def session(policy: str) -> Session:
+    return Session(load_policy(policy))
+
+
+def engine(policy: str = "linux-6.x") -> Engine:
+    s = session(policy)
+    return Engine(s.pm, s.registry)
+
+
+def op(e: Engine, operation: str, **args):
+    return e.registry.operations[operation].apply(e, args)
+
+
+def refs(e: Engine):
+    hook = e.pm.hook.policykit_page_refs
+    return lambda page: sum(hook(machine=e.machine, page=page))
+
+
+def free(e: Engine) -> int:
+    return e.machine.attrs["hugetlb"]["free"]
+
+
+def test_faults_take_pages_from_the_pool_and_freeing_returns_them():
+    e = engine()
+    op(e, "hugetlb_pool", pages=2)
+    p = e.spawn("p")
+    b = op(e, "mmap_hugetlb", process=p, pages=2, sharing="private").result
+    e.write(p, [b])
+    assert free(e) == 1
+    assert e.machine.pages[e.process(p).mm.ptes[b].pfn].attrs["hugetlb"]
+    e.munmap(p, b, b + 2)
+    assert free(e) == 2
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_an_empty_pool_fails_the_fault():
+    e = engine()
+    p = e.spawn("p")
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private").result
+    with pytest.raises(OperationFailed) as info:
+        e.write(p, [b])
+    assert info.value.errno == "SIGBUS"
+
+
+def test_hugetlb_wp_reuses_by_mapcount_and_copies_2mib():
+    e = engine()
+    op(e, "hugetlb_pool", pages=3)
+    p = e.spawn("p")
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private").result
+    e.write(p, [b])
+    c = e.fork(p, "c")
+    e.write(c, [b])                                  # mapped twice: copied
+    assert e.metrics["hugetlb_copies"] == 1 and e.metrics["bytes_copied"] == 2 << 20
+    e.gup(p, [b], pin=False)                         # a reference mapcount does not see
+    e.write(p, [b])
+    assert e.metrics["hugetlb_copies"] == 1, "mapped once: reused despite the reference"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_shared_hugetlb_is_shared_across_fork():
+    e = engine()
+    op(e, "hugetlb_pool", pages=1)
+    p = e.spawn("p")
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="shared").result
+    e.write(p, [b])
+    c = e.fork(p, "c")
+    [tok] = e.write(c, [b])
+    assert e.read(p, [b]) == [tok] and free(e) == 0
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def _cases():
+    for path in sorted(SCENARIOS.glob("*.scn")):
+        for policy in session("linux-6.x").load(str(path)).expectations:
+            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
+
+
+@pytest.mark.parametrize("path,policy", list(_cases()))
+def test_scenario(path, policy):
+    s = session(policy)
+    r = s.run(s.load(path), invariants=True)
+    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
