@@ -234,3 +234,33 @@ def test_wrappers_and_tryfirst_impls_take_part_in_decisions():
     s = Session(session("copy_on_wp").policy, plugins=[wrapper], autoload=False)
     r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork p -> c\nwrite c b\n"))
     assert seen == [("wp_fault", "copy")] and r.metrics["wp_copies"] == 1
+
+
+def test_a_plugin_operation_that_raises_is_an_error_for_that_scenario_only(tmp_path):
+    """Of two scenarios, the one whose step raises gets an `error` verdict that names the
+    plugin and stops there; the next one runs normally."""
+    import sys
+
+    mod = tmp_path / "flaky_plugin.py"
+    mod.write_text(
+        "from policykit import OperationSpec, Param, hookimpl\n"
+        "def boom(engine, args):\n"
+        "    raise RuntimeError('the device fell off the bus')\n"
+        "@hookimpl\n"
+        "def policykit_add_operations():\n"
+        "    return [OperationSpec('flaky', (Param('process', 'process'),), boom, 'always fails')]\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import flaky_plugin
+
+        session_ = Session(session("copy_on_wp").policy, plugins=[flaky_plugin], autoload=False)
+        bad = session_.parse("spawn -> p\nflaky p\nmmap p 1 private -> b\n", "bad.scn")
+        good = session_.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\n", "good.scn")
+        results = [session_.run(bad), session_.run(good)]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert results[0].verdict == "error"
+    detail = results[0].violations[0].detail
+    assert "RuntimeError in operation 'flaky' of flaky_plugin" in detail and "fell off the bus" in detail
+    assert [r.status for r in results[0].steps] == ["ok", "error"], "the scenario stops at the error"
+    assert results[1].verdict == "ok"

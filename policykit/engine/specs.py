@@ -155,6 +155,3 @@ class Registry:
 
     def attributes_of(self, owner: str) -> dict[str, AttributeSpec]:
         return {n: a for (o, n), a in self.attributes.items() if o == owner}
-
-    def defaults(self, owner: str) -> dict[str, Any]:
-        return {n: a.default for (o, n), a in self.attributes.items() if o == owner and a.flag}
