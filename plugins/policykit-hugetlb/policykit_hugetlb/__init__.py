@@ -1,7 +1,8 @@
 """policykit-hugetlb: huge pages from a reserved pool (mm/hugetlb.c).
 
-* ``hugetlb_pool N`` sets the number of free huge pages (2 MiB each).
-* ``mmap_hugetlb P PAGES [private|shared] -> R`` maps PAGES huge pages; each page of the
+* ``hugetlb_pool N`` sets the number of free huge pages.
+* ``mmap_hugetlb P PAGES [private|shared] [2M|1G] -> R`` maps PAGES huge pages of that
+  size (2 MiB by default; one pool serves both sizes here); each page of the
   region is one huge page (a write writes all of it).  A fault takes a page from the
   pool; an empty pool fails it (SIGBUS).  Shared mappings share a hugetlbfs object
   (which holds a reference); private ones get anonymous huge pages, mapped read-only by
@@ -13,7 +14,7 @@
 * fork shares or, by the decision point ``hugetlb_fork`` (``share`` | ``copy``), copies a
   page into a new huge page for the child (5.12: pinned pages); with the pool empty the
   fork fails.
-* Copies cost 2 MiB (``bytes_copied``), and are counted in ``hugetlb_copies`` too.
+* A copy costs the huge page's size in ``bytes_copied``, and counts in ``hugetlb_copies``.
 
 Page attribute: ``hugetlb``.  VMA attribute: ``hugetlb``.
 """
@@ -35,7 +36,8 @@ from policykit import (
     hookspec,
 )
 
-HPAGE_SIZE = 2 << 20
+#: bytes of a huge page, by the size a mapping asks for
+HPAGE_SIZES = {"2M": 2 << 20, "1G": 1 << 30}
 _CTX = ("page", "pte", "vma", "mm")
 
 
@@ -83,7 +85,7 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
 
 @hookimpl
 def policykit_add_attributes() -> list[AttributeSpec]:
-    return [AttributeSpec("page", "hugetlb", bool, False, "a hugetlb page (2 MiB, from the pool)"),
+    return [AttributeSpec("page", "hugetlb", bool, False, "a hugetlb page (2 MiB or 1 GiB, from the pool)"),
             AttributeSpec("vma", "hugetlb", bool, False, "VM_HUGETLB")]
 
 
@@ -96,7 +98,7 @@ def _state(engine: Any) -> dict[str, Any]:
     return engine.machine.attrs.setdefault("hugetlb", {"free": 0, "objects": {}, "next": 1})
 
 
-def alloc_huge_page(engine: Any, anon: bool) -> Any:
+def alloc_huge_page(engine: Any, anon: bool, size: str = "2M") -> Any:
     st = _state(engine)
     if st["free"] == 0:
         return None
@@ -105,17 +107,19 @@ def alloc_huge_page(engine: Any, anon: bool) -> Any:
         return None
     st["free"] -= 1
     page.attrs["hugetlb"] = True
+    page.attrs["hpage_size"] = size                   # "2M" or "1G"
     return page
 
 
 def _copy(engine: Any, src: Any, metric: str) -> Any:
-    new = alloc_huge_page(engine, anon=True)
+    new = alloc_huge_page(engine, anon=True, size=src.attrs["hpage_size"])
     if new is None:
         return None
     new.content = src.content
+    new.attrs["hpage_size"] = src.attrs["hpage_size"]
     engine.count(metric)
     engine.count("hugetlb_copies")
-    engine.count("bytes_copied", HPAGE_SIZE)
+    engine.count("bytes_copied", HPAGE_SIZES[src.attrs["hpage_size"]])
     return new
 
 
@@ -132,7 +136,7 @@ def hugetlb_pool(engine: Any, args: dict[str, Any]) -> Outcome:
 
 def mmap_hugetlb(engine: Any, args: dict[str, Any]) -> Outcome:
     st = _state(engine)
-    attrs: dict[str, Any] = {"hugetlb": True}
+    attrs: dict[str, Any] = {"hugetlb": True, "hpage_size": args["size"]}
     if args["sharing"] == "shared":
         attrs["object"] = st["next"]
         st["objects"][st["next"]] = {}
@@ -147,8 +151,9 @@ def policykit_add_operations() -> list[OperationSpec]:
     return [
         OperationSpec("hugetlb_pool", (Param("pages", "int"),), hugetlb_pool, "the pool has PAGES free huge pages"),
         OperationSpec("mmap_hugetlb", (Param("process", "process"), Param("pages", "int"),
-                                       Param("sharing", "word", ("private", "shared"), "private")),
-                      mmap_hugetlb, "map PAGES huge pages (MAP_HUGETLB)", result="region"),
+                                       Param("sharing", "word", ("private", "shared"), "private"),
+                                       Param("size", "word", tuple(HPAGE_SIZES), "2M")),
+                      mmap_hugetlb, "map PAGES huge pages of 2 MiB or 1 GiB (MAP_HUGETLB)", result="region"),
     ]
 
 
@@ -164,13 +169,13 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
             index = vpn - vma.start + vma.pgoff
             page = engine.machine.pages.get(obj.get(index, -1))
             if page is None:
-                page = alloc_huge_page(engine, anon=False)
+                page = alloc_huge_page(engine, anon=False, size=vma.attrs["hpage_size"])
                 if page is None:
                     raise OperationFailed("SIGBUS", "no free huge page")
                 obj[index] = page.pfn                        # the hugetlbfs object's reference
             page.refcount += 1
         else:
-            page = alloc_huge_page(engine, anon=True)
+            page = alloc_huge_page(engine, anon=True, size=vma.attrs["hpage_size"])
             if page is None:
                 raise OperationFailed("SIGBUS", "no free huge page")
         page.mapcount += 1

@@ -39,10 +39,10 @@ def test_faults_take_pages_from_the_pool_and_freeing_returns_them():
     e = engine()
     op(e, "hugetlb_pool", pages=2)
     p = e.spawn("p")
-    b = op(e, "mmap_hugetlb", process=p, pages=2, sharing="private").result
+    b = op(e, "mmap_hugetlb", process=p, pages=2, sharing="private", size="2M").result
     e.write(p, [b])
     assert free(e) == 1
-    assert e.machine.pages[e.process(p).mm.ptes[b].pfn].attrs["hugetlb"]
+    assert e.machine.pages[e.process(p).mm.ptes[b].pfn].attrs["hpage_size"] == "2M"
     e.munmap(p, b, b + 2)
     assert free(e) == 2
     assert check_invariants(e.machine, refs(e)) == []
@@ -51,7 +51,7 @@ def test_faults_take_pages_from_the_pool_and_freeing_returns_them():
 def test_an_empty_pool_fails_the_fault():
     e = engine()
     p = e.spawn("p")
-    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private").result
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="2M").result
     with pytest.raises(OperationFailed) as info:
         e.write(p, [b])
     assert info.value.errno == "SIGBUS"
@@ -61,7 +61,7 @@ def test_hugetlb_wp_reuses_by_mapcount_and_copies_2mib():
     e = engine()
     op(e, "hugetlb_pool", pages=3)
     p = e.spawn("p")
-    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private").result
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="2M").result
     e.write(p, [b])
     c = e.fork(p, "c")
     e.write(c, [b])                                  # mapped twice: copied
@@ -72,11 +72,23 @@ def test_hugetlb_wp_reuses_by_mapcount_and_copies_2mib():
     assert check_invariants(e.machine, refs(e)) == []
 
 
+def test_a_1g_page_costs_1g_to_copy():
+    e = engine()
+    op(e, "hugetlb_pool", pages=2)
+    p = e.spawn("p")
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="1G").result
+    e.write(p, [b])
+    c = e.fork(p, "c")
+    e.write(c, [b])
+    assert e.metrics["bytes_copied"] == 1 << 30
+    assert e.machine.pages[e.process(c).mm.ptes[b].pfn].attrs["hpage_size"] == "1G"
+
+
 def test_shared_hugetlb_is_shared_across_fork():
     e = engine()
     op(e, "hugetlb_pool", pages=1)
     p = e.spawn("p")
-    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="shared").result
+    b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="shared", size="2M").result
     e.write(p, [b])
     c = e.fork(p, "c")
     [tok] = e.write(c, [b])
