@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 
-from policykit import Engine, OperationFailed, Session, check_invariants, load_policy
+from policykit import Engine, OperationFailed, check_invariants
+from policykit.testing import apply as op
+from policykit.testing import assert_passes, engine, scenario_params
+from policykit.testing import plugin_refs as refs
+
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
-@functools.cache
-def session(policy: str) -> Session:
-    return Session(load_policy(policy))
 
 
-def engine(policy: str = "linux-6.x") -> Engine:
-    s = session(policy)
-    return Engine(s.pm, s.registry)
 
 
-def op(e: Engine, operation: str, **args):
-    return e.registry.operations[operation].apply(e, args)
 
 
-def refs(e: Engine):
-    hook = e.pm.hook.policykit_page_refs
-    return lambda page: sum(hook(machine=e.machine, page=page))
 
 
 def free(e: Engine) -> int:
@@ -96,14 +88,6 @@ def test_shared_hugetlb_is_shared_across_fork():
     assert check_invariants(e.machine, refs(e)) == []
 
 
-def _cases():
-    for path in sorted(SCENARIOS.glob("*.scn")):
-        for policy in session("linux-6.x").load(str(path)).expectations:
-            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
-
-
-@pytest.mark.parametrize("path,policy", list(_cases()))
+@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
 def test_scenario(path, policy):
-    s = session(policy)
-    r = s.run(s.load(path), invariants=True)
-    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
+    assert_passes(path, policy)

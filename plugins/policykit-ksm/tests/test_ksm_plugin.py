@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 
-from policykit import Engine, Session, check_invariants, load_policy
+from policykit import Engine, check_invariants
+from policykit.testing import apply as op
+from policykit.testing import assert_passes, engine, scenario_params
+
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
-@functools.cache
-def session(policy: str) -> Session:
-    return Session(load_policy(policy))
 
 
-def engine(policy: str = "linux-6.x") -> Engine:
-    s = session(policy)
-    return Engine(s.pm, s.registry)
 
 
-def op(e: Engine, name: str, **args):
-    return e.registry.operations[name].apply(e, args)
 
 
 def two_equal_pages(e: Engine):
@@ -73,14 +67,6 @@ def test_reused_ksm_page_stops_being_one():
     assert e.metrics["wp_copies"] == 0 and "ksm" not in page.attrs
 
 
-def _cases():
-    for path in sorted(SCENARIOS.glob("*.scn")):
-        for policy in session("linux-6.x").load(str(path)).expectations:
-            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
-
-
-@pytest.mark.parametrize("path,policy", list(_cases()))
+@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
 def test_scenario(path, policy):
-    s = session(policy)
-    r = s.run(s.load(path), invariants=True)
-    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
+    assert_passes(path, policy)

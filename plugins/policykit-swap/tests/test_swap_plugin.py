@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 
 from policykit import Engine, Session, check_invariants, load_policy
+from policykit.testing import apply, assert_passes, engine, scenario_params
+from policykit.testing import plugin_refs as refs
+
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
-@functools.cache
-def session(policy: str) -> Session:
-    return Session(load_policy(policy))
 
 
-def engine(policy: str = "linux-6.x") -> Engine:
-    s = session(policy)
-    return Engine(s.pm, s.registry)
 
 
-def refs(e: Engine):
-    hook = session("linux-6.x").pm.hook.policykit_page_refs
-    return lambda page: sum(hook(machine=e.machine, page=page))
 
 
 def pageout(e: Engine, pid: int, vpns) -> None:
-    e.registry.operations["pageout"].apply(e, {"process": pid, "region": vpns})
+    apply(e, "pageout", process=pid, region=vpns)
 
 
 def test_pageout_frees_a_page_nothing_else_holds_and_swapin_brings_it_back():
@@ -104,14 +97,6 @@ def test_policies_that_predate_the_plugin_still_run():
     assert r.violations == []
 
 
-def _cases():
-    for path in sorted(SCENARIOS.glob("*.scn")):
-        for policy in session("linux-6.x").load(str(path)).expectations:
-            yield pytest.param(str(path), policy, id=f"{path.stem}[{policy}]")
-
-
-@pytest.mark.parametrize("path,policy", list(_cases()))
+@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
 def test_scenario(path, policy):
-    s = session(policy)
-    r = s.run(s.load(path), invariants=True)
-    assert r.passed, (r.verdict, r.budget_failures, [v.detail for v in r.violations])
+    assert_passes(path, policy)

@@ -1,0 +1,65 @@
+"""Helpers for testing policies and plugins with pytest (policykit's own plugins use them).
+
+``scenario_params(directory)`` parametrizes a test over every (scenario, policy) pair the
+scenarios there state an expectation for; ``assert_passes(path, policy)`` runs one with
+the engine's invariants checked after every step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._manager import load_policy
+from .engine.mm import Engine, Outcome
+from .engine.model import Page
+from .run import RunResult, Session
+
+
+@functools.cache
+def session(policy: str) -> Session:
+    """A session for a policy (built-in name, .pol or .py), with the installed plugins."""
+    return Session(load_policy(policy))
+
+
+def engine(policy: str = "linux-6.x") -> Engine:
+    """A fresh engine deciding with ``policy``."""
+    s = session(policy)
+    return Engine(s.pm, s.registry)
+
+
+def apply(engine: Engine, operation: str, **args: Any) -> Outcome:
+    """Carry out a registered operation on resolved arguments (pids, page numbers)."""
+    return engine.registry.operations[operation].apply(engine, args)
+
+
+def plugin_refs(engine: Engine) -> Callable[[Page], int] | None:
+    """The references plugins hold on a page, for :func:`policykit.check_invariants`."""
+    hook = engine.pm.hook.policykit_page_refs
+    if not hook.get_hookimpls():
+        return None
+    return lambda page: sum(hook(machine=engine.machine, page=page))
+
+
+def scenario_params(directory: str | Path, reference_policy: str = "linux-6.x") -> list[Any]:
+    """``pytest.param(path, policy)`` for every expectation of every ``*.scn`` there."""
+    import pytest
+
+    out = []
+    for path in sorted(Path(directory).glob("*.scn")):
+        for policy in session(reference_policy).load(str(path)).expectations:
+            out.append(pytest.param(str(path), policy, id=f"{path.stem}[{policy}]"))
+    return out
+
+
+def assert_passes(path: str, policy: str) -> RunResult:
+    """Run a scenario file under a policy, with invariants; fail with the details unless
+    it met its expectation and budgets."""
+    s = session(policy)
+    r = s.run(s.load(path), invariants=True)
+    details = "; ".join(f"line {v.line}: {v.cls}: {v.detail}" for v in r.violations)
+    assert r.passed, f"{r.scenario.name} under {policy}: got {r.verdict} ({details}); " \
+                     f"budgets: {r.budget_failures or 'kept'}"
+    return r
