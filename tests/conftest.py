@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from policykit import Session, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
