@@ -20,7 +20,8 @@ def policykit_unshare_fault(ctx):
 
 
 def policykit_gup(ctx):
-    if ctx.foll.write and not ctx.pte.writable:
+    # after a FOLL_FORCE COW fault the PTE stays read-only: FOLL_COW and dirty will do
+    if ctx.foll.write and not ctx.pte.writable and not (ctx.foll.cow and ctx.pte.dirty):
         return "write_fault"
     return "grab"
 
