@@ -98,6 +98,11 @@ class Session:
             return None
         return lambda page: sum(hook(machine=engine.machine, page=page))
 
+    def _error(self, exc: Exception, where: str, default: str) -> str:
+        if isinstance(exc, PluginError):
+            return exc.render()
+        return f"{type(exc).__name__} in {where} of {_blame(exc, self.pm, default)}: {exc}"
+
     def load(self, path: str) -> Scenario:
         return load_scenario(path, self.registry)
 
@@ -118,6 +123,7 @@ class Session:
         rids: dict[str, int] = {}
         gone: set[str] = set()         # names whose creating step failed
         warnings: list[str] = []
+        extra_refs = self._extra_refs(engine) if invariants else None
         for index, step in enumerate(scenario.steps):
             rec = StepRecord(index, step, "ok")
             records.append(rec)
@@ -137,14 +143,9 @@ class Session:
                 outcome = spec.apply(engine, args)
             except OperationFailed as exc:
                 outcome = Outcome(ok=False, errno=exc.errno, message=exc.message)
-            except PluginError as exc:
-                oracle.report("error", exc.render(), key=-1)
-                rec.status, rec.message = "error", exc.render()
-                break
-            except Exception as exc:  # a plugin's operation raised
-                msg = f"{type(exc).__name__} in operation {step.op!r} of {_blame(exc, self.pm, spec.provider)}: {exc}"
-                oracle.report("error", msg, key=-1)
-                rec.status, rec.message = "error", msg
+            except Exception as exc:  # a policy's or plugin's code raised
+                rec.status, rec.message = "error", self._error(exc, f"operation {step.op!r}", spec.provider)
+                oracle.report("error", rec.message, key=-1)
                 break
             if not outcome.ok:
                 rec.status, rec.message = "failed", f"{outcome.errno}: {outcome.message}"
@@ -154,7 +155,12 @@ class Session:
                 kind = spec.result
                 table = pids if kind == "process" else rids if kind == "ref" else bases
                 table[step.result] = outcome.result  # type: ignore[assignment]
-            oracle.step(index, step, args, outcome)
+            try:
+                oracle.step(index, step, args, outcome)
+            except Exception as exc:  # an oracle check of a plugin's raised
+                rec.status, rec.message = "error", self._error(exc, "an oracle check", "a plugin")
+                oracle.report("error", rec.message, key=-1)
+                break
             while len(warnings) < len(engine.warnings):
                 point, message = engine.warnings[len(warnings)]
                 warnings.append(f"line {step.line}: {point}: {message}")
@@ -163,7 +169,7 @@ class Session:
                 current.clear()
                 rec.pages = _touched_pages(engine, rec.events)
             if invariants:
-                problems = check_invariants(engine.machine, self._extra_refs(engine))
+                problems = check_invariants(engine.machine, extra_refs)
                 if problems:
                     raise EngineInvariantError(
                         f"{scenario.filename}:{step.line}: after '{step.text}': " + "; ".join(problems))

@@ -264,3 +264,20 @@ def test_a_plugin_operation_that_raises_is_an_error_for_that_scenario_only(tmp_p
     assert "RuntimeError in operation 'flaky' of flaky_plugin" in detail and "fell off the bus" in detail
     assert [r.status for r in results[0].steps] == ["ok", "error"], "the scenario stops at the error"
     assert results[1].verdict == "ok"
+
+
+def test_an_oracle_check_that_raises_is_an_error_naming_the_plugin():
+    checker = types.ModuleType("broken_checker")
+
+    @hookimpl
+    def policykit_oracle_step(oracle, step, outcome, args):
+        if step.op == "write":
+            raise KeyError("no such cell")
+
+    checker.policykit_oracle_step = policykit_oracle_step
+    checker.__file__ = __file__
+    s = Session(session("anon_exclusive").policy, plugins=[checker], autoload=False)
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nread p b\n"))
+    assert r.verdict == "error"
+    assert "KeyError in an oracle check of broken_checker" in r.violations[0].detail
+    assert [rec.status for rec in r.steps] == ["ok", "ok", "error"]
