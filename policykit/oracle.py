@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from .scenario.model import Step
 
 
+#: operations whose failure is reported (fork-failed, gup-failed)
+_AVAILABILITY = frozenset({"fork", "gup", "pin", "vmsplice"})
+
+
 @dataclass(frozen=True)
 class Violation:
     """One violation: class, the step (0-based, None for the end-of-run audit) and its
@@ -202,7 +206,8 @@ class Oracle:
         """Judge one step that ran (``outcome.ok`` false: it failed as the kernel would)."""
         self._step, self._line = index, step.line
         handler = getattr(self, f"_op_{step.op}", None)
-        if handler is not None:
+        # a failed step changed nothing, but a failed fork or GUP is itself a violation
+        if handler is not None and (outcome.ok or step.op in _AVAILABILITY):
             handler(step, args, outcome)
         if self._plugin_checks is not None:
             for found in self._plugin_checks(oracle=self, step=step, outcome=outcome, args=args):
