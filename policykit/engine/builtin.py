@@ -26,10 +26,13 @@ _CTX = ("page", "pte", "vma", "mm")
 def policykit_add_attributes() -> list[AttributeSpec]:
     a = AttributeSpec
     return [
-        a("page", "refcount", int, 0, "page_count(): mappings + GUP refs + 1024 per FOLL_PIN + other refs"),
+        a("page", "refcount", int, 0, "page_count(): mappings + GUP refs + 1024 per FOLL_PIN (1 for a large folio) "
+          "+ other refs; for a page of a large folio, the folio's"),
         a("page", "mapcount", int, 0, "page_mapcount(): number of PTEs mapping the page"),
         a("page", "anon", bool, True, "PageAnon(): private anonymous page (shmem pages are not)"),
         a("page", "zero", bool, False, "the shared zero page"),
+        a("page", "compound", bool, False, "the page belongs to a large folio (a THP)"),
+        a("page", "pincount", int, 0, "exact FOLL_PIN count of the page's large folio (0 for a small page)"),
         a("page", "pins", int, 0, "exact number of FOLL_PIN references", oracle_only=True),
         a("page", "gets", int, 0, "exact number of FOLL_GET references", oracle_only=True),
         a("pte", "present", bool, True, "pte_present()"),

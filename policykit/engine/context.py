@@ -12,7 +12,8 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from ..errors import did_you_mean
-from .model import Mm, Page, Pte, Vma
+from .folio import folio_pincount, folio_ref_count
+from .model import Machine, Mm, Page, Pte, Vma
 
 
 def _field(name: str) -> property:
@@ -21,14 +22,14 @@ def _field(name: str) -> property:
 
 
 class _View(tuple):
-    """``(object, defaults)``: model fields as properties, declared attributes through
-    ``__getattr__``."""
+    """``(object, defaults, machine)``: model fields as properties, declared attributes
+    through ``__getattr__``."""
 
     __slots__ = ()
     _kind = ""
 
     def __getattr__(self, name: str) -> Any:
-        obj, defaults = self
+        obj, defaults = self[0], self[1]
         attrs = obj.attrs
         if attrs and name in attrs:
             return attrs[name]
@@ -55,8 +56,23 @@ class PageView(_View):
     __slots__ = ()
     _kind = "page"
     pfn = _field("pfn")
-    refcount = _field("refcount")
     mapcount = _field("mapcount")
+
+    @property
+    def refcount(self) -> int:
+        """``page_count()``: the folio's reference count for a page of a large folio."""
+        page = self[0]
+        return page.refcount if "folio" not in page.attrs else folio_ref_count(self[2], page)
+
+    @property
+    def compound(self) -> bool:
+        """The page belongs to a large folio (a THP)."""
+        return "folio" in self[0].attrs
+
+    @property
+    def pincount(self) -> int:
+        """Exact pins of the page's large folio (``folio_maybe_dma_pinned``'s exact branch)."""
+        return folio_pincount(self[2], self[0])
     anon = _field("anon")
     zero = _field("zero")
     pins = _field("pins")
@@ -135,12 +151,12 @@ _new = tuple.__new__
 
 def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | None,
                  pte: Pte | None, vma: Vma | None, mm: Mm | None,
-                 foll: FollFlags | None = None) -> Context:
+                 foll: FollFlags | None = None, machine: Machine | None = None) -> Context:
     return _new(Context, (
         point,
-        _new(PageView, (page, defaults["page"])) if page is not None else None,
-        _new(PteView, (pte, defaults["pte"])) if pte is not None else None,
-        _new(VmaView, (vma, defaults["vma"])) if vma is not None else None,
-        _new(MmView, (mm, defaults["mm"])) if mm is not None else None,
+        _new(PageView, (page, defaults["page"], machine)) if page is not None else None,
+        _new(PteView, (pte, defaults["pte"], machine)) if pte is not None else None,
+        _new(VmaView, (vma, defaults["vma"], machine)) if vma is not None else None,
+        _new(MmView, (mm, defaults["mm"], machine)) if mm is not None else None,
         foll,
     ))

@@ -212,7 +212,7 @@ class Machine:
                           tuple(sorted(v.attrs.items())))
                          for v in mm.vmas)
             ptes = tuple((vpn, pfn(e.pfn) if e.present else -1, e.present, e.writable, e.dirty,
-                          tuple(sorted(e.attrs.items())) if e.attrs else ())
+                          _frozen(e.attrs) if e.attrs else ())
                          for vpn, e in sorted(mm.ptes.items()))
             procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
                           tuple(sorted(mm.attrs.items()))))
@@ -223,7 +223,7 @@ class Machine:
                     for k, v in sorted(self.shmem.items()))
         pages = tuple(sorted(
             (pfns[p.pfn], tok(p.content), p.refcount, p.mapcount, p.anon, p.zero, p.pins,
-             p.gets, tuple(sorted(p.attrs.items())))
+             p.gets, _frozen(p.attrs))
             for p in self.pages.values() if p.pfn in pfns))
         orphans = len(self.pages) - len(pages)
         return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs, self.pressure,
