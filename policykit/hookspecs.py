@@ -365,6 +365,20 @@ def policykit_wp_prepare(engine: Engine, proc: Process, vma: Vma, vpn: int, pte:
 
 
 @hookspec
+def policykit_range_prepare(engine: Engine, mm: Mm, start: int, end: int) -> None:
+    """munmap, mprotect or madvise is about to change pages ``[start, end)`` of ``mm``:
+    split what straddles the range's edges.
+
+    :param engine: the engine.
+    :param mm: the mm.
+    :param start: the first page number.
+    :param end: the page number past the last.
+
+    Called before the VMAs are split, only when some plugin implements it.
+    """
+
+
+@hookspec
 def policykit_page_freed(engine: Engine, page: Page) -> None:
     """The last reference to a page went: it is no longer in ``engine.machine.pages``.
 

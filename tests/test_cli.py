@@ -177,7 +177,7 @@ def test_compile_prints_python(capsys):
     assert main(["compile", "linux-5.9"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert out.startswith("# policy linux-5.9: compiled by policykit")
-    assert "def policykit_fork_pte(ctx):" in out and "return v_page.refcount >= 1024" in out
+    assert "def policykit_fork_pte(ctx):" in out and "v_page.refcount >= 1024" in out
     compile(out, "generated", "exec")
 
 

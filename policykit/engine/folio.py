@@ -1,7 +1,7 @@
 """Large folios: a head page and its tail pages, as ``page_folio()`` sees them.
 
 A large folio is ``nr`` pages with consecutive pfns; each page carries
-``attrs["folio"] = head pfn`` and the head also ``attrs["folio_nr"] = nr``.  Each page
+``attrs["folio"] = head pfn`` and ``attrs["folio_nr"] = nr``.  Each page
 keeps its own content and its own PTE mappings.  A PMD mapping of the folio is stored as
 ``nr`` PTEs (each flagged ``pmd``), one per page, and counted on the head as
 ``attrs["entire_mapcount"]``: so a page's ``mapcount`` is what ``page_mapcount()`` says
@@ -16,26 +16,24 @@ from __future__ import annotations
 from .model import GUP_PIN_COUNTING_BIAS, Machine, Page
 
 
-def folio_head(machine: Machine, page: Page) -> Page:
-    head = page.attrs.get("folio")
-    return page if head is None else machine.pages[head]
-
-
 def folio_pages(machine: Machine, page: Page) -> list[Page]:
-    head = folio_head(machine, page)
-    nr = head.attrs.get("folio_nr", 1)
-    return [machine.pages[pfn] for pfn in range(head.pfn, head.pfn + nr) if pfn in machine.pages]
+    """The pages of ``page``'s folio that are still referenced."""
+    head = page.attrs.get("folio")
+    if head is None:
+        return [page]
+    nr = page.attrs.get("folio_nr", 1)
+    return [machine.pages[pfn] for pfn in range(head, head + nr) if pfn in machine.pages]
 
 
 def folio_ref_count(machine: Machine, page: Page) -> int:
     """``folio_ref_count(page_folio(page))``."""
     if "folio" not in page.attrs:
         return page.refcount
-    head = folio_head(machine, page)
     pages = folio_pages(machine, page)
+    head = machine.pages.get(page.attrs["folio"])
     total = sum(p.refcount for p in pages)
     pins = sum(p.pins for p in pages)
-    pmd = head.attrs.get("entire_mapcount", 0)
+    pmd = head.attrs.get("entire_mapcount", 0) if head is not None else 0   # a PMD maps the head
     return total - (len(pages) - 1) * pmd - (GUP_PIN_COUNTING_BIAS - 1) * pins
 
 

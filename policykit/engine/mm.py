@@ -120,6 +120,7 @@ class Engine:
         self._prepare_hook = _implemented(pm, "policykit_wp_prepare")
         self._reused_hook = _implemented(pm, "policykit_page_reused")
         self._freed_hook = _implemented(pm, "policykit_page_freed")
+        self._range_hook = _implemented(pm, "policykit_range_prepare")
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -280,6 +281,28 @@ class Engine:
             vpns = [v for v in range(start, end) if v in ptes]
         for vpn in vpns:
             self.zap_pte(mm, vpn)
+
+    def range_prepare(self, mm: Mm, start: int, end: int) -> None:
+        """Before munmap, mprotect or madvise change ``[start, end)``: plugins split what
+        straddles its edges (a THP's PMD: ``vma_adjust_trans_huge``)."""
+        if self._range_hook is not None:
+            self._range_hook(engine=self, mm=mm, start=start, end=end)
+
+    @staticmethod
+    def merge_vmas(mm: Mm) -> None:
+        """Merge neighbouring VMAs that differ in nothing (``vma_merge``)."""
+        merged: list[Vma] = []
+        for vma in mm.vmas:
+            prev = merged[-1] if merged else None
+            if prev is not None and prev.end == vma.start and prev.shared == vma.shared \
+                    and prev.write == vma.write and prev.may_write == vma.may_write \
+                    and prev.dontcopy == vma.dontcopy and prev.wipeonfork == vma.wipeonfork \
+                    and prev.softdirty == vma.softdirty and prev.shmem == vma.shmem \
+                    and prev.attrs == vma.attrs and prev.pgoff + prev.npages == vma.pgoff:
+                prev.end = vma.end
+            else:
+                merged.append(vma)
+        mm.vmas[:] = merged
 
     @staticmethod
     def split_vmas(mm: Mm, start: int, end: int) -> list[Vma]:
@@ -601,6 +624,7 @@ class Engine:
 
     def munmap(self, pid: int, start: int, end: int) -> None:
         mm = self.process(pid).mm
+        self.range_prepare(mm, start, end)
         gone = self.split_vmas(mm, start, end)
         self.zap_range(mm, start, end)
         mm.vmas[:] = [v for v in mm.vmas if v not in gone]
@@ -609,6 +633,7 @@ class Engine:
         proc = self.process(pid)
         mm = proc.mm
         pages = self.machine.pages
+        self.range_prepare(mm, start, end)
         for vma in self.split_vmas(mm, start, end):
             if not write:
                 vma.write = False
@@ -631,9 +656,11 @@ class Engine:
                     d = self.decide("mprotect_pte", page, pte, vma, mm, pid=pid, vpn=vpn)
                     if d.action == "make_writable":
                         pte.writable = True
+        self.merge_vmas(mm)
 
     def madvise(self, pid: int, start: int, end: int, advice: str) -> None:
         mm = self.process(pid).mm
+        self.range_prepare(mm, start, end)
         if advice == "dontneed":
             self.zap_range(mm, start, end)
             return
@@ -646,6 +673,7 @@ class Engine:
                 vma.wipeonfork = advice == "wipeonfork"
             else:
                 raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")
+        self.merge_vmas(mm)
 
     def clear_refs(self, pid: int) -> None:
         """``echo 4 > /proc/pid/clear_refs``: start soft-dirty tracking."""

@@ -1,0 +1,381 @@
+"""policykit-thp: anonymous transparent huge pages (mm/huge_memory.c).
+
+* ``mmap_thp P PAGES -> R`` maps PAGES (a multiple of 512) pages, PMD-aligned, where
+  THPs are allowed.  A write fault on an empty 2 MiB range allocates a THP (a large folio of 512
+  pages) and maps it with a PMD; read faults map the zero page per PTE (no huge zero
+  page here), and a range partly populated gets small pages.
+* A PMD mapping is 512 PTEs flagged ``pte.pmd``.  Anything that touches part of it --
+  unmapping a page, a write or unshare fault on a PMD that was split elsewhere,
+  mprotect of part of it -- splits it into PTE mappings (``split_huge_pmd``); the
+  folio stays, mapped by PTEs (a "PTE-mapped THP").  While PMD-mapped, the pages
+  mirror the head's policy flags (PageAnonExclusive lives on the head).
+* A write or unshare fault on a read-only PMD asks ``huge_pmd_wp``: ``reuse`` the THP,
+  ``copy`` all 2 MiB into a new THP (<= 5.7), or ``split`` and let the PTE fault copy
+  one 4 KiB page (5.8+, 3917c80280c9).
+* fork asks ``fork_pmd``: ``share`` the PMD (write-protected), or ``split`` it and fall
+  back to PTEs, where ``fork_pte`` decides per page (5.9+ for maybe-pinned folios,
+  d042035eaf5f).
+* ``collapse P R`` is MADV_COLLAPSE: each fully populated 2 MiB range of small or
+  PTE-mapped pages is copied into a new THP mapped by a PMD, unless a page has
+  references other than its mappings.
+
+Policies see the folio through the core: ``page.refcount`` of any page of a THP is the
+folio's, ``page.compound`` and ``page.pincount`` (exact pins) tell a large folio.
+Metrics: ``thp_faults``, ``thp_splits``, ``thp_collapses``.  Not modelled: THP swap, the
+huge zero page, mTHP sizes, deferred splitting of the folio itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policykit import (
+    PAGE_SIZE,
+    AttributeSpec,
+    DecisionPointSpec,
+    MetricSpec,
+    OperationFailed,
+    OperationSpec,
+    Outcome,
+    Param,
+    Pte,
+    hookimpl,
+    hookspec,
+)
+
+HPAGE_PMD_NR = 512
+_CTX = ("page", "pte", "vma", "mm")
+
+
+class Hooks:
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_huge_pmd_wp(ctx):
+        """Decide a write or unshare fault on a read-only PMD-mapped THP
+        (``do_huge_pmd_wp_page``).
+
+        :param ctx: read-only context: ``page`` (the head: ``refcount`` is the folio's),
+            ``pte`` (its PMD), ``vma``, ``mm``.
+        :returns: ``reuse``, ``copy`` (a new THP, 2 MiB copied) or ``split`` (PTE-map it;
+            the PTE fault then decides on the 4 KiB page).
+
+        Called for private THP VMAs.  Stops at first non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
+    def policykit_fork_pmd(ctx):
+        """Decide what fork does with a PMD-mapped THP (``copy_huge_pmd``).
+
+        :param ctx: read-only context: ``page`` (the head), ``pte``, ``vma``, ``mm`` of
+            the parent.
+        :returns: ``share`` (write-protect the PMD in both) or ``split`` (split the
+            parent's PMD; ``fork_pte`` then decides for each page).
+
+        Called for each PMD of a private THP VMA at fork.  Stops at first non-None result.
+        """
+
+
+@hookimpl
+def policykit_addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(Hooks)
+
+
+@hookimpl
+def policykit_add_decision_points() -> list[DecisionPointSpec]:
+    return [
+        DecisionPointSpec("huge_pmd_wp", ("reuse", "copy", "split"), _CTX,
+                          "a write or unshare fault on a read-only PMD-mapped THP", default="split"),
+        DecisionPointSpec("fork_pmd", ("share", "split"), _CTX,
+                          "fork meets a PMD-mapped THP", default="share"),
+    ]
+
+
+@hookimpl
+def policykit_add_attributes() -> list[AttributeSpec]:
+    return [AttributeSpec("pte", "pmd", bool, False, "the PTE is part of a PMD mapping of a THP"),
+            AttributeSpec("vma", "thp", bool, False, "THPs are allowed in the VMA")]
+
+
+@hookimpl
+def policykit_add_metrics() -> list[MetricSpec]:
+    return [MetricSpec("thp_faults", "THPs allocated by faults", "count"),
+            MetricSpec("thp_splits", "PMD mappings split into PTEs", "count"),
+            MetricSpec("thp_collapses", "2 MiB ranges collapsed into a THP", "count")]
+
+
+# -- the PMD --------------------------------------------------------------------------------
+
+def _range(vma: Any, vpn: int) -> range:
+    """The PMD-aligned 2 MiB range around ``vpn``."""
+    start = vpn - vpn % HPAGE_PMD_NR
+    return range(start, start + HPAGE_PMD_NR)
+
+
+def _pmd_head(engine: Any, mm: Any, vma: Any, vpn: int) -> Any:
+    """The head page if ``vpn`` lies in an intact PMD mapping in ``mm``, else None."""
+    span = _range(vma, vpn)
+    if span[0] < vma.start or span[-1] >= vma.end:            # a VMA split cut through it
+        return None
+    first = mm.ptes.get(span[0])
+    if first is None or not first.present or not (first.attrs or {}).get("pmd"):
+        return None
+    head = engine.machine.pages[first.pfn]
+    if head.attrs.get("folio") != head.pfn or head.attrs.get("folio_nr") != HPAGE_PMD_NR:
+        return None
+    for i, v in enumerate(span):
+        e = mm.ptes.get(v)
+        if e is None or not e.present or not (e.attrs or {}).get("pmd") or e.pfn != head.pfn + i \
+                or e.writable != first.writable:
+            return None
+    return head
+
+
+def _flags(engine: Any) -> list[str]:
+    return [a.name for a in engine.registry.attributes.values() if a.owner == "page" and a.flag]
+
+
+def _mirror_head(engine: Any, head: Any) -> None:
+    """PMD-mapped: the head's policy flags (PageAnonExclusive) stand for every page."""
+    for name in _flags(engine):
+        for pfn in range(head.pfn + 1, head.pfn + HPAGE_PMD_NR):
+            page = engine.machine.pages.get(pfn)
+            if page is None:
+                continue
+            if name in head.attrs:
+                page.attrs[name] = head.attrs[name]
+            else:
+                page.attrs.pop(name, None)
+
+
+def split_huge_pmd(engine: Any, mm: Any, vma: Any, vpn: int) -> None:
+    """Turn the PMD mapping around ``vpn`` into PTE mappings (only in ``mm``)."""
+    span = _range(vma, vpn)
+    flagged = [v for v in span if v in mm.ptes and (mm.ptes[v].attrs or {}).get("pmd")]
+    if not flagged:
+        return
+    head = engine.machine.pages.get(mm.ptes[flagged[0]].pfn)
+    if head is not None:
+        head = engine.machine.pages.get(head.attrs.get("folio", head.pfn))
+    for v in flagged:
+        mm.ptes[v].attrs.pop("pmd", None)
+    if head is not None:
+        _mirror_head(engine, head)
+        head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 1) - 1
+        if head.attrs["entire_mapcount"] <= 0:
+            head.attrs.pop("entire_mapcount")
+    engine.count("thp_splits")
+
+
+def _alloc_thp(engine: Any) -> list[Any] | None:
+    """512 pages with consecutive pfns, as one large folio; None on failure."""
+    pages = []
+    for _ in range(HPAGE_PMD_NR):
+        page = engine.alloc_page()
+        if page is None or (pages and page.pfn != pages[-1].pfn + 1):
+            for p in pages + ([page] if page is not None else []):
+                engine.put_page(p)
+            return None
+        pages.append(page)
+    head = pages[0].pfn
+    for page in pages:
+        page.attrs.update(folio=head, folio_nr=HPAGE_PMD_NR, owner="thp")
+    return pages
+
+
+def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool) -> None:
+    """Map a fresh THP by a PMD; the pages' allocation references become the mapping's."""
+    for v, page in zip(span, pages):
+        mm.ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
+        page.mapcount += 1
+    pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
+
+
+def _unmap_pages(engine: Any, mm: Any, span: range) -> None:
+    for v in span:
+        e = mm.ptes.pop(v)
+        if e.pfn == engine.machine.zero_pfn:
+            continue
+        page = engine.machine.pages[e.pfn]
+        page.mapcount -= 1
+        engine.put_page(page)
+
+
+@hookimpl
+def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, write: bool,
+                           unshare: bool) -> Any:
+    if not vma.attrs.get("thp") or vma.shared:
+        return None
+    mm = proc.mm
+    if pte is None:
+        span = _range(vma, vpn)
+        if not write or any(v in mm.ptes for v in span) or span[0] < vma.start or span[-1] >= vma.end:
+            return None                                       # small pages, from the core
+        pages = _alloc_thp(engine)                            # do_huge_pmd_anonymous_page()
+        if pages is None:
+            return None
+        _map_pmd(engine, mm, span, pages, vma.write)
+        engine.count("thp_faults")
+        return mm.ptes[vpn]
+    if not pte.present or not (pte.attrs or {}).get("pmd"):
+        return None
+    head = _pmd_head(engine, mm, vma, vpn)
+    if head is None:                                          # a PMD broken elsewhere
+        split_huge_pmd(engine, mm, vma, vpn)
+        return None
+    if (pte.writable or not write) and not unshare:
+        return pte
+    if unshare and pte.writable:
+        return pte
+    span = _range(vma, vpn)
+    action = engine.decide("huge_pmd_wp", head, mm.ptes[span[0]], vma, mm, pid=proc.pid, vpn=span[0]).action
+    _mirror_head(engine, head)
+    if action == "reuse":
+        if not unshare:
+            for v in span:
+                mm.ptes[v].writable = vma.write
+                mm.ptes[v].dirty = True
+        return mm.ptes[vpn]
+    if action == "copy":                                      # a new THP, 2 MiB copied
+        pages = _alloc_thp(engine)
+        if pages is not None:
+            old = [engine.machine.pages[mm.ptes[v].pfn] for v in span]
+            for new, src in zip(pages, old):
+                new.content = src.content
+            engine.count("unshare_copies" if unshare else "wp_copies", HPAGE_PMD_NR)
+            engine.count("bytes_copied", HPAGE_PMD_NR * PAGE_SIZE)
+            head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 1) - 1
+            if head.attrs["entire_mapcount"] <= 0:
+                head.attrs.pop("entire_mapcount")
+            _unmap_pages(engine, mm, span)
+            _map_pmd(engine, mm, span, pages, vma.write and not unshare)
+            return mm.ptes[vpn]
+    split_huge_pmd(engine, mm, vma, vpn)                     # split, or no THP to copy into
+    return engine.do_wp_page(proc, vma, vpn, mm.ptes[vpn], unshare)
+
+
+@hookimpl
+def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_vma: Any, vpn: int,
+                       pte: Any) -> Any:
+    if not src_vma.attrs.get("thp") or not pte.present or not (pte.attrs or {}).get("pmd"):
+        return None
+    if vpn in dst_mm.ptes:                                    # a later PTE of a PMD shared already
+        return dst_mm.ptes[vpn]
+    head = _pmd_head(engine, src_mm, src_vma, vpn)
+    if head is None or _range(src_vma, vpn)[0] != vpn:
+        split_huge_pmd(engine, src_mm, src_vma, vpn)
+        return None
+    if engine.decide("fork_pmd", head, pte, src_vma, src_mm, vpn=vpn).action == "split":
+        split_huge_pmd(engine, src_mm, src_vma, vpn)
+        return None                                           # fork_pte decides per page
+    _mirror_head(engine, head)
+    span = _range(src_vma, vpn)
+    for v in span:                                            # copy_huge_pmd(): share, R/O
+        src = src_mm.ptes[v]
+        if src_vma.is_cow_mapping:
+            src.writable = False
+        page = engine.machine.pages[src.pfn]
+        dst_mm.ptes[v] = Pte(src.pfn, writable=src.writable, dirty=src.dirty, attrs={"pmd": True})
+        page.mapcount += 1
+        page.refcount += 1
+    head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 0) + 1
+    return dst_mm.ptes[vpn]
+
+
+@hookimpl
+def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
+    if not pte.present:
+        return None
+    page = engine.machine.pages.get(pte.pfn)
+    if page is None or page.attrs.get("owner") != "thp":
+        return None
+    if (pte.attrs or {}).get("pmd") and vma is not None:
+        mm.ptes[vpn] = pte                                    # still mapped while we split
+        split_huge_pmd(engine, mm, vma, vpn)
+        del mm.ptes[vpn]
+    page.mapcount -= 1
+    engine.put_page(page)
+    return True
+
+
+@hookimpl
+def policykit_range_prepare(engine: Any, mm: Any, start: int, end: int) -> None:
+    # vma_adjust_trans_huge(): a PMD that the range covers only in part is split
+    for edge in (start, end):
+        vma = mm.find_vma(edge if edge < end else edge - 1)
+        if vma is None or not vma.attrs.get("thp") or edge % HPAGE_PMD_NR == 0:
+            continue
+        pte = mm.ptes.get(edge - edge % HPAGE_PMD_NR)
+        if pte is not None and pte.present and (pte.attrs or {}).get("pmd"):
+            split_huge_pmd(engine, mm, vma, edge)
+
+
+# -- operations -------------------------------------------------------------------------------
+
+def mmap_thp(engine: Any, args: dict[str, Any]) -> Outcome:
+    if args["pages"] % HPAGE_PMD_NR:
+        raise OperationFailed("EINVAL", f"mmap_thp maps whole 2 MiB ranges: a multiple of {HPAGE_PMD_NR} pages")
+    m = engine.machine
+    m.next_vpn += (-m.next_vpn) % HPAGE_PMD_NR                # PMD-aligned
+    base = engine.mmap(args["process"], args["pages"], attrs={"thp": True})
+    return Outcome(result=base)
+
+
+def collapse(engine: Any, args: dict[str, Any]) -> Outcome:
+    """MADV_COLLAPSE over the region's 2 MiB ranges."""
+    proc = engine.process(args["process"])
+    mm = proc.mm
+    pages_of = engine.machine.pages
+    vpns = args["region"]
+    for start in range(vpns[0] - vpns[0] % HPAGE_PMD_NR, vpns[-1] + 1, HPAGE_PMD_NR):
+        vma = mm.find_vma(start)
+        if vma is None or not vma.attrs.get("thp") or vma.shared:
+            continue
+        span = _range(vma, start)
+        if span[0] < vma.start or span[-1] >= vma.end or span[0] < vpns[0] or span[-1] > vpns[-1]:
+            continue
+        if _pmd_head(engine, mm, vma, span[0]) is not None:
+            continue                                           # already a PMD
+        ptes = [mm.ptes.get(v) for v in span]
+        if any(e is None or not e.present or e.pfn == engine.machine.zero_pfn for e in ptes):
+            continue
+        old = [pages_of[e.pfn] for e in ptes]
+        if any(not p.anon for p in old):
+            continue
+        # is_refcount_suitable(): no references but the mappings (per folio for THP pages)
+        if any(p.refcount != p.mapcount for p in old):
+            continue
+        new = _alloc_thp(engine)
+        if new is None:
+            raise OperationFailed("ENOMEM", "no THP to collapse into")
+        for n, o in zip(new, old):
+            n.content = o.content
+        engine.count("bytes_copied", HPAGE_PMD_NR * PAGE_SIZE)
+        for v in span:
+            if (mm.ptes[v].attrs or {}).get("pmd"):
+                split_huge_pmd(engine, mm, vma, v)
+        _unmap_pages(engine, mm, span)
+        _map_pmd(engine, mm, span, new, vma.write)
+        engine.count("thp_collapses")
+    return Outcome()
+
+
+@hookimpl
+def policykit_add_operations() -> list[OperationSpec]:
+    return [
+        OperationSpec("mmap_thp", (Param("process", "process"), Param("pages", "int")), mmap_thp,
+                      "map PAGES (a multiple of 512) of private anonymous memory where THPs are allowed",
+                      result="region"),
+        OperationSpec("collapse", (Param("process", "process"), Param("region", "region")), collapse,
+                      "MADV_COLLAPSE: collapse fully populated 2 MiB ranges into THPs"),
+    ]
+
+
+@hookimpl
+def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, Any]) -> None:
+    if step.op == "mmap_thp" and outcome.ok:
+        oracle.name_region(outcome.result, step.result)
+        pid = args["process"]
+        for i in range(args["pages"]):
+            vpn = outcome.result + i
+            oracle.map_cell(pid, vpn, oracle.new_cell(oracle.where(pid, vpn)))

@@ -1,0 +1,98 @@
+"""policykit-thp: mechanism, and its scenarios under the era policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policykit import Engine, check_invariants
+from policykit.testing import apply as op
+from policykit.testing import assert_passes, engine, scenario_params
+from policykit.testing import plugin_refs as refs
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+NR = 512
+
+
+def thp(e: Engine, pages: int = NR):
+    p = e.spawn("p")
+    b = op(e, "mmap_thp", process=p, pages=pages).result
+    return p, b
+
+
+def pmd_mapped(e: Engine, pid: int, b: int) -> bool:
+    ptes = e.process(pid).mm.ptes
+    return all(v in ptes and (ptes[v].attrs or {}).get("pmd") for v in range(b, b + NR))
+
+
+def test_a_write_fault_maps_a_thp_by_pmd():
+    e = engine()
+    p, b = thp(e)
+    assert b % NR == 0
+    e.write(p, [b + 3])
+    assert pmd_mapped(e, p, b) and e.metrics["thp_faults"] == 1
+    head = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    assert head.attrs["entire_mapcount"] == 1
+    from policykit.engine.folio import folio_ref_count
+    assert folio_ref_count(e.machine, e.machine.pages[head.pfn + 3]) == 1, "one PMD mapping: one reference"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_partial_munmap_splits_the_pmd_and_keeps_the_rest():
+    e = engine()
+    p, b = thp(e)
+    e.write(p, [b])
+    e.munmap(p, b + 10, b + 20)
+    assert not pmd_mapped(e, p, b) and e.metrics["thp_splits"] == 1
+    ptes = e.process(p).mm.ptes
+    assert len(ptes) == NR - 10 and not any((x.attrs or {}).get("pmd") for x in ptes.values())
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_fork_shares_the_pmd_and_page_count_is_the_folios():
+    e = engine()
+    p, b = thp(e)
+    e.write(p, [b])
+    c = e.fork(p, "c")
+    assert pmd_mapped(e, c, b)
+    assert not any(e.process(p).mm.ptes[v].writable for v in range(b, b + NR))
+    from policykit.engine.folio import folio_ref_count
+    assert folio_ref_count(e.machine, e.machine.pages[e.process(p).mm.ptes[b].pfn]) == 2
+    e.write(c, [b + 5])                              # 6.x: split, then copy 4 KiB
+    assert e.metrics["wp_copies"] == 1 and e.metrics["thp_splits"] == 1
+    assert pmd_mapped(e, p, b), "only the child's PMD was split"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_pins_on_a_large_folio_are_counted_exactly():
+    e = engine()
+    p, b = thp(e)
+    e.write(p, [b])
+    e.gup(p, [b + 1, b + 2], pin=True)
+    from policykit.engine.context import make_context
+    page = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    ctx = make_context("x", e.defaults, page, None, None, None, machine=e.machine)
+    assert ctx.page.compound and ctx.page.pincount == 2
+    assert ctx.page.refcount == 1 + 2, "a PMD mapping and one reference per pin"
+
+
+def test_collapse_refuses_a_page_with_io_in_flight():
+    e = engine()
+    p = e.spawn("p")
+    b = op(e, "mmap_thp", process=p, pages=NR).result
+    e.read(p, [b])                                   # the zero page: no THP yet
+    e.write(p, range(b, b + NR))                     # small pages (the range was populated)
+    assert e.metrics["thp_faults"] == 0
+    e.gup(p, [b + 9], pin=False)
+    op(e, "collapse", process=p, region=range(b, b + NR))
+    assert e.metrics["thp_collapses"] == 0
+    e.release(next(iter(e.machine.refs)))
+    op(e, "collapse", process=p, region=range(b, b + NR))
+    assert e.metrics["thp_collapses"] == 1 and pmd_mapped(e, p, b)
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
+def test_scenario(path, policy):
+    assert_passes(path, policy)
