@@ -43,3 +43,12 @@ def test_nothing_is_recorded_without_an_export(tmp_path, capsys):
     main(["run", "linux-5.9", str(CORPUS / "cow-basic.scn")])   # configure: no export
     s = Session(load_policy("linux-5.9"))
     assert not s.pm.has_plugin("policykit-trace-recorder")
+
+
+def test_ownership_follows_a_page_through_swap(tmp_path, capsys):
+    scn = Path(__file__).resolve().parents[2] / "policykit-swap" / "scenarios" / "o-direct-swap-wrong-cow.scn"
+    assert main(["run", "linux-6.x", str(scn), "--trace-dot", str(tmp_path)]) == 0
+    dot = (tmp_path / "o-direct-swap-wrong-cow.linux-6.x.dot").read_text()
+    # the process loses the page at pageout (step 4) and maps it again from the swapcache
+    assert '"p:0x100" -> "pfn 1" [label="steps 3-4, 6-8, end"];' in dot
+    assert '"get 1" -> "pfn 1" [label="steps 4-8, end" style=dashed];' in dot
