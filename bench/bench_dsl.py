@@ -28,6 +28,12 @@ _SHARE = Decision("share", (Effect("page", "anon_exclusive", False),))
 _REUSE_EXCLUSIVE = Decision("reuse", (Effect("page", "anon_exclusive", True),))
 
 
+def page_maybe_dma_pinned(page):
+    if page.compound:
+        return page.pincount > 0
+    return page.refcount >= 1024
+
+
 class HandWritten:
     """The same rules as the compiled policy, for the same decision points."""
 
@@ -35,7 +41,7 @@ class HandWritten:
     @hookimpl(tryfirst=True)
     def policykit_fork_pte(ctx):
         page = ctx.page
-        if page.anon_exclusive and ctx.mm.has_pinned and page.refcount >= 1024:
+        if page.anon_exclusive and ctx.mm.has_pinned and page_maybe_dma_pinned(page):
             return "copy"
         return _SHARE
 
