@@ -35,19 +35,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def scenario_paths(args: Sequence[str]) -> list[Path]:
-    """Files as given; directories expand to their ``*.scn`` files; none: the built-in corpus."""
-    if not args:
-        corpus = os.path.relpath(CORPUS_DIR)
-        args = [corpus if not corpus.startswith("..") else str(CORPUS_DIR)]
-    out: list[Path] = []
-    for a in args:
-        p = Path(a)
-        if p.is_dir():
-            out.extend(sorted(p.glob("*.scn")))
-        else:
-            out.append(p)
-    return out
+def scenario_paths(args: Sequence[str], pm=None) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Files as given; directories expand to their ``*.scn`` files; none: the built-in
+    corpus (the core's only, without a plugin manager)."""
+    from .corpus import scenario_files
+
+    if not args and pm is None:
+        args = [str(CORPUS_DIR)]
+    return [_short(p) for p in scenario_files(args, pm)]
+
+
+def _short(path: Path) -> Path:
+    rel = os.path.relpath(path)
+    return Path(rel) if not rel.startswith("..") else path
 
 
 def _progress(i: int, n: int, what: str) -> None:
@@ -57,7 +57,7 @@ def _progress(i: int, n: int, what: str) -> None:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     session = Session(load_policy(ns.policy))
-    scenarios = [session.load(str(p)) for p in scenario_paths(ns.scenarios)]
+    scenarios = [session.load(str(p)) for p in scenario_paths(ns.scenarios, session.pm)]
     results = []
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)

@@ -133,6 +133,17 @@ def policykit_add_violation_classes() -> list[ViolationClassSpec]:
     """
 
 
+@hookspec
+def policykit_add_scenario_dirs() -> list[str]:
+    """Declare directories of ``*.scn`` files that join the built-in corpus.
+
+    :returns: directory paths (typically inside the plugin's package).
+
+    Called when the built-in corpus is gathered (``policykit compare`` or ``run`` with no
+    scenarios): a plugin's scenarios need its operations, so they ship with it.
+    """
+
+
 # -------------------------------------------------------------------------------------
 # Decision hooks: firstresult, answered by the policy.
 # -------------------------------------------------------------------------------------

@@ -52,11 +52,12 @@ def test_run_fails_over_budget(tmp_path, capsys):
     assert "!!! Over budget: simple under py-copy-on-wp: wp_copies == 0 (was 1)" in capsys.readouterr().out
 
 
-def test_run_defaults_to_the_built_in_corpus(capsys):
-    assert main(["run", policy("anon_exclusive")]) == ExitCode.OK
+def test_run_defaults_to_the_built_in_corpus_with_the_plugins_scenarios(capsys):
+    assert main(["run", "linux-6.x"]) == ExitCode.OK
     out = capsys.readouterr().out
     for scn in CORPUS.glob("*.scn"):
         assert scn.stem in out
+    assert "dirty-cow" in out and "thp-fork-write" in out, "plugins add their scenarios"
 
 
 def test_json_output_is_versioned_and_complete(capsys):

@@ -98,6 +98,12 @@ def policykit_add_metrics() -> list[MetricSpec]:
 
 
 @hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).resolve().parent.parent / "corpus")]
+
+
+@hookimpl
 def policykit_add_violation_classes() -> list[ViolationClassSpec]:
     v = ViolationClassSpec
     return [

@@ -269,3 +269,9 @@ def _corrupt(oracle: Any, cells: dict) -> None:
         if seen != cell.current:
             oracle.report("corrupt-file", f"page {index} of {name!r} in the page cache was changed",
                           oracle.describe(seen), oracle.describe(cell.current), key=cell.cid)
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

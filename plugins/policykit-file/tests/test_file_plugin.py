@@ -12,7 +12,7 @@ from policykit.testing import assert_passes, engine, scenario_params
 from policykit.testing import plugin_refs as refs
 
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_file" / "scenarios"
 
 
 

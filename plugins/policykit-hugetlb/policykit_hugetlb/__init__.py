@@ -251,3 +251,9 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         for i in range(args["pages"]):
             vpn = outcome.result + i
             oracle.map_cell(args["process"], vpn, oracle.new_cell(oracle.where(args["process"], vpn), shared=shared))
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

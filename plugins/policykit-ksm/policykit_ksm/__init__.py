@@ -176,3 +176,9 @@ def policykit_page_reused(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, 
     # a reused KSM page (reuse_ksm_page(), 5.1..5.8): page_move_anon_rmap() makes it anon
     if not unshare:
         page.attrs.pop("ksm", None)
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

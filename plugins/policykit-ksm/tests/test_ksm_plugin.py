@@ -11,7 +11,7 @@ from policykit.testing import apply as op
 from policykit.testing import assert_passes, engine, scenario_params
 
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_ksm" / "scenarios"
 
 
 

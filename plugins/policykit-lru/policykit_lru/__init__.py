@@ -135,3 +135,9 @@ def policykit_add_operations() -> list[OperationSpec]:
         OperationSpec("lru_drain", (cpu,), lru_drain, "lru_add_drain() on one CPU"),
         OperationSpec("lru_drain_all", (), lru_drain_all, "lru_add_drain_all()"),
     ]
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

@@ -304,3 +304,9 @@ def policykit_peek_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> An
 @hookimpl
 def policykit_page_refs(machine: Any, page: Any) -> int:
     return 1 if page.attrs.get("swapcache") else 0
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

@@ -11,7 +11,7 @@ from policykit.testing import apply, assert_passes, engine, scenario_params
 from policykit.testing import plugin_refs as refs
 
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_swap" / "scenarios"
 
 
 

@@ -379,3 +379,9 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         for i in range(args["pages"]):
             vpn = outcome.result + i
             oracle.map_cell(pid, vpn, oracle.new_cell(oracle.where(pid, vpn)))
+
+
+@hookimpl
+def policykit_add_scenario_dirs() -> list[str]:
+    from pathlib import Path
+    return [str(Path(__file__).parent / "scenarios")]

@@ -11,7 +11,7 @@ from policykit.testing import apply as op
 from policykit.testing import assert_passes, engine, scenario_params
 from policykit.testing import plugin_refs as refs
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_thp" / "scenarios"
 NR = 512
 
 

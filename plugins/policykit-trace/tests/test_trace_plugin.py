@@ -46,7 +46,7 @@ def test_nothing_is_recorded_without_an_export(tmp_path, capsys):
 
 
 def test_ownership_follows_a_page_through_swap(tmp_path, capsys):
-    scn = Path(__file__).resolve().parents[2] / "policykit-swap" / "scenarios" / "o-direct-swap-wrong-cow.scn"
+    scn = Path(__file__).resolve().parents[2] / "policykit-swap" / "policykit_swap" / "scenarios" / "o-direct-swap-wrong-cow.scn"
     assert main(["run", "linux-6.x", str(scn), "--trace-dot", str(tmp_path)]) == 0
     dot = (tmp_path / "o-direct-swap-wrong-cow.linux-6.x.dot").read_text()
     # the process loses the page at pageout (step 4) and maps it again from the swapcache

@@ -1,0 +1,42 @@
+"""The built-in corpus: scenario directories the core and the installed plugins declare,
+and selecting scenarios by tag and name."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pluggy
+
+from .scenario.model import Scenario
+
+
+def corpus_dirs(pm: pluggy.PluginManager) -> list[Path]:
+    """The directories of the built-in corpus, core first."""
+    dirs: list[Path] = []
+    for found in reversed(pm.hook.policykit_add_scenario_dirs()):
+        dirs.extend(Path(d) for d in found or ())
+    return list(dict.fromkeys(dirs))
+
+
+def scenario_files(args: Sequence[str], pm: pluggy.PluginManager) -> list[Path]:
+    """Files as given; directories expand to their ``*.scn``; none: the built-in corpus."""
+    paths = [Path(a) for a in args] if args else corpus_dirs(pm)
+    out: list[Path] = []
+    for p in paths:
+        out.extend(sorted(p.glob("*.scn")) if p.is_dir() else [p])
+    return out
+
+
+def select(scenarios: Iterable[Scenario], tags: Sequence[str] = (), pattern: str | None = None) -> list[Scenario]:
+    """Scenarios carrying every tag in ``tags`` and, with ``pattern``, whose name matches it
+    (a glob, or a substring)."""
+    out = []
+    for scn in scenarios:
+        if any(t not in scn.tags for t in tags):
+            continue
+        if pattern and not (fnmatch.fnmatch(scn.name, pattern) or pattern in scn.name):
+            continue
+        out.append(scn)
+    return out
