@@ -52,6 +52,10 @@ class Policy:
     plugin: Any
     source: str
     summary: str = ""
+    #: every rule of a .pol policy, as ``file:line`` (for rule coverage)
+    rules: tuple[str, ...] = ()
+    #: why the policy reads engine-private truth, if it does
+    unrealizable: str | None = None
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
@@ -212,7 +216,10 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
             raise errors[0].error
         assert checked is not None
         compiled = dsl.compile_policy(checked)
-        return Policy(checked.name, compiled.plugin, checked.filename, checked.summary)
+        rules = tuple(f"{Path(r.span.filename).name}:{r.span.line}"
+                      for block in checked.blocks.values() for r in block.rules)
+        return Policy(checked.name, compiled.plugin, checked.filename, checked.summary, rules,
+                      checked.unrealizable)
     path = Path(spec)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():

@@ -69,6 +69,89 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILED
 
 
+def _corpus(session: Session, ns: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    """The scenarios a command works on: --corpus (or the built-in corpus), --tag, -k."""
+    from .corpus import select
+
+    scenarios = [session.load(str(p)) for p in scenario_paths(ns.corpus or [], session.pm)]
+    chosen = select(scenarios, ns.tag or (), ns.k)
+    if not chosen:
+        raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
+                             + (f" pattern {ns.k!r}" if ns.k else ""))
+    return chosen
+
+
+def _yardstick(sessions: list[Session]) -> Session | None:
+    from . import dsl
+    from .compare import YARDSTICK
+
+    for s in sessions:
+        if s.policy.name == YARDSTICK:
+            return s
+    return Session(load_policy(YARDSTICK)) if dsl.builtin_path(YARDSTICK) else None
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from .compare import compare
+
+    sessions = [Session(load_policy(p)) for p in ns.policies]
+    scenarios = _corpus(sessions[0], ns)
+    cmp = compare(sessions, scenarios, _yardstick(sessions), _progress)
+    print(report.render_comparison(cmp, ns.format, ns.only_diff))
+    return ExitCode.FAILED if cmp.regressions else ExitCode.OK
+
+
+def cmd_score(ns: argparse.Namespace) -> int:
+    from .compare import compare
+
+    session = Session(load_policy(ns.policy))
+    scenarios = _corpus(session, ns)
+    cmp = compare([session], scenarios, _yardstick([session]), _progress)
+    print(report.render_comparison(cmp, ns.format, only_diff=False))
+    unmet = [row.results[0] for row in cmp.rows if not row.results[0].passed]
+    for r in unmet:
+        print(f"!!! {r.scenario.name}: expected {' '.join(sorted(r.expected or ())) or 'ok'}, got {r.verdict}"
+              + (f"; over budget: {', '.join(r.budget_failures)}" if r.budget_failures else ""), file=sys.stderr)
+    return ExitCode.FAILED if unmet else ExitCode.OK
+
+
+def cmd_corpus(ns: argparse.Namespace) -> int:
+    from ._manager import build_registry, get_plugin_manager
+    from .corpus import select
+    from .scenario import load_scenario
+
+    pm = get_plugin_manager()
+    registry = build_registry(pm)
+    scenarios = [load_scenario(p, registry) for p in scenario_paths(ns.corpus or [], pm)]
+    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format))
+    return ExitCode.OK
+
+
+def cmd_explain(ns: argparse.Namespace) -> int:
+    session = Session(load_policy(ns.policy))
+    if Path(ns.scenario).is_file():
+        scn = session.load(ns.scenario)
+    else:
+        by_name = {s.name: s for s in (session.load(str(p)) for p in scenario_paths([], session.pm))}
+        if ns.scenario not in by_name:
+            from .errors import did_you_mean
+            hint = did_you_mean(ns.scenario, by_name)
+            raise PolicyKitError(f"{ns.scenario}: no such scenario file or corpus scenario"
+                                 + (f"; {hint}" if hint else ""))
+        scn = by_name[ns.scenario]
+    print(report.render_explain(session.run(scn, trace=True), ns.format))
+    return ExitCode.OK
+
+
+def _selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", metavar="DIR", nargs="+", action="extend",
+                        help="scenario files or directories instead of the built-in corpus")
+    parser.add_argument("--tag", metavar="T", action="append", help="only scenarios tagged T (repeatable: all of them)")
+    parser.add_argument("-k", metavar="PATTERN", help="only scenarios whose name matches (glob or substring)")
+    parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                        help="output format (default: table)")
+
+
 def _registry():  # type: ignore[no-untyped-def]
     from ._manager import build_registry, get_plugin_manager
     return build_registry(get_plugin_manager())
@@ -262,6 +345,44 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                     "violation classes each adds.  POLICYKIT_TRACE_HOOKS=1 traces every hook call.")
     plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     plugins.set_defaults(func=cmd_plugins)
+
+    comp = sub.add_parser(
+        "compare", help="compare policies on the corpus",
+        description="Run the corpus under each policy and put them side by side: per policy the "
+                    "scenarios it gets right, the violations by class, the copies and bytes, the "
+                    "excess over 'ideal', the rules never exercised; for each pair whether the later "
+                    "is equivalent, stricter, looser or incomparable in correctness, and the cost "
+                    "delta; then the scenarios, those where the policies differ first.  Exit 1 when "
+                    "the last policy is wrong on a scenario the first gets right (a regression).",
+        epilog="examples:\n  policykit compare linux-5.9 linux-5.19\n"
+               "  policykit compare linux-5.9 my-variant.pol --only-diff --format markdown\n"
+               "  policykit compare linux-5.18 linux-5.19 --tag swap",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    comp.add_argument("policies", metavar="POLICY", nargs="+", help="two or more policies (the first is the baseline)")
+    _selection(comp)
+    comp.add_argument("--only-diff", action="store_true", help="list only scenarios where the policies differ")
+    comp.set_defaults(func=cmd_compare)
+
+    score = sub.add_parser("score", help="score one policy on the corpus",
+                           description="Run the corpus under POLICY: its summary and every scenario; "
+                                       "exit 1 if a scenario misses its expectation for it or its budget.")
+    score.add_argument("policy", metavar="POLICY")
+    _selection(score)
+    score.set_defaults(func=cmd_score)
+
+    corpus = sub.add_parser("corpus", help="list the corpus",
+                            description="List the scenarios of the built-in corpus (or of --corpus).")
+    _selection(corpus)
+    corpus.set_defaults(func=cmd_corpus)
+
+    explain = sub.add_parser("explain", help="explain every decision of one run",
+                             description="Run SCENARIO (a file, or a corpus scenario's name) under POLICY "
+                                         "and show each decision: the step, the decision point, the action, "
+                                         "the rule that fired (file:line) and the state it read.")
+    explain.add_argument("policy", metavar="POLICY")
+    explain.add_argument("scenario", metavar="SCENARIO")
+    explain.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    explain.set_defaults(func=cmd_explain)
 
     hooks = sub.add_parser("hooks", help="list the hooks plugins can implement",
                            description="The hook reference: every policykit_* hook, when it is "

@@ -121,3 +121,139 @@ def runs_to_json(results: Sequence[RunResult]) -> dict[str, Any]:
             for r in results
         ],
     }
+
+
+# -- comparisons ------------------------------------------------------------------------------
+
+#: version of the JSON document written by ``policykit compare --format json``
+COMPARE_SCHEMA = "policykit.compare/1"
+_CLASSES = ("leak", "pin-incoherent", "lost-write", "fork-failed", "gup-failed", "error")
+
+
+def _kib(n: int) -> str:
+    sign = "-" if n < 0 else "+"
+    n = abs(n)
+    return f"{sign}{n // 1024} KiB" if n < 1 << 20 else f"{sign}{n / (1 << 20):.1f} MiB"
+
+
+def _first_violation(r: RunResult) -> str:
+    if not r.violations:
+        return ""
+    v = r.violations[0]
+    return f"{v.where()}: {v.cls}: {v.detail}" + (f"; saw {v.seen}, expected {v.expected}" if v.seen else "")
+
+
+def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> str:
+    """Summary of each policy, how each pair relates, then the scenarios, those where the
+    policies differ first, each with its first violation."""
+    if fmt == "json":
+        return json.dumps(comparison_to_json(cmp), indent=2)
+    tablefmt = _TABLEFMT[fmt]
+    extra = sorted({c for s in cmp.summaries for c in s.classes} - set(_CLASSES))
+    head = ["policy", "correct"] + list(_CLASSES) + extra + ["copies fork/wp/unshare", "bytes copied",
+                                                            "excess vs ideal", "rules never fired"]
+    rows = []
+    for s in cmp.summaries:
+        rows.append([s.policy + (" (unrealizable)" if s.unrealizable else ""), f"{s.correct}/{s.scenarios}"]
+                    + [s.classes.get(c, 0) or "" for c in list(_CLASSES) + extra]
+                    + [f"{s.fork_copies}/{s.wp_copies}/{s.unshare_copies}", s.bytes_copied,
+                       "-" if s.excess_copies is None else s.excess_copies,
+                       f"{len(s.never_fired)}/{len(s.rules)}" if s.rules else "-"])
+    out = [tabulate(rows, head, tablefmt=tablefmt), ""]
+    for rel in cmp.relations:
+        text = f"{rel.b} vs {rel.a}: {rel.kind}"
+        if rel.only_b:
+            text += f"; correct only under {rel.b}: {', '.join(rel.only_b)}"
+        if rel.only_a:
+            text += f"; correct only under {rel.a}: {', '.join(rel.only_a)}"
+        text += f"; copies {rel.copies_delta:+d} ({_kib(rel.bytes_delta)})"
+        out.append(("- " if fmt == "markdown" else "") + text)
+    out.append("")
+    shown = [row for row in cmp.rows if row.verdicts_differ or row.costs_differ] if only_diff else cmp.rows
+    table = []
+    for row in shown:
+        mark = "≠" if row.verdicts_differ else ("$" if row.costs_differ else "")
+        table.append([mark, row.scenario.name]
+                     + [f"{r.verdict} ({r.copies})" for r in row.results]
+                     + ([f"{row.ideal.copies}"] if row.ideal is not None else []))
+    head = ["", "scenario"] + [f"{p} (copies)" for p in cmp.policies] + (["ideal copies"] if cmp.rows and cmp.rows[0].ideal is not None else [])
+    out.append(tabulate(table, head, tablefmt=tablefmt))
+    details = []
+    for row in shown:
+        if not row.verdicts_differ:
+            continue
+        for r in row.results:
+            if r.violations:
+                details.append(f"{row.scenario.name} under {r.policy}: {_first_violation(r)}")
+    if details:
+        out += [""] + [("- " if fmt == "markdown" else "") + d for d in details]
+    differ = sum(row.verdicts_differ for row in cmp.rows)
+    out += ["", f"{len(cmp.rows)} scenarios, {differ} with different verdicts"
+                + (f"; regressions ({cmp.policies[-1]} wrong where {cmp.policies[0]} is right): "
+                   + ", ".join(cmp.regressions) if cmp.regressions else "")]
+    return "\n".join(out)
+
+
+def comparison_to_json(cmp: Any) -> dict[str, Any]:
+    return {
+        "schema": COMPARE_SCHEMA,
+        "policies": cmp.policies,
+        "summaries": [
+            {"policy": s.policy, "unrealizable": s.unrealizable, "scenarios": s.scenarios,
+             "correct": s.correct, "classes": dict(s.classes),
+             "expectations": {"met": s.expectations_met, "stated": s.expectations_stated},
+             "copies": {"fork": s.fork_copies, "wp": s.wp_copies, "unshare": s.unshare_copies},
+             "bytes_copied": s.bytes_copied, "warnings": s.warnings, "excess_copies": s.excess_copies,
+             "rules": len(s.rules), "never_fired": s.never_fired}
+            for s in cmp.summaries
+        ],
+        "relations": [
+            {"a": r.a, "b": r.b, "kind": r.kind, "correct_only_under_a": r.only_a,
+             "correct_only_under_b": r.only_b, "copies_delta": r.copies_delta, "bytes_delta": r.bytes_delta}
+            for r in cmp.relations
+        ],
+        "scenarios": [
+            {"scenario": row.scenario.name, "file": row.scenario.filename, "tags": sorted(row.scenario.tags),
+             "verdicts_differ": row.verdicts_differ, "costs_differ": row.costs_differ,
+             "ideal_copies": row.ideal.copies if row.ideal is not None else None,
+             "results": [
+                 {"policy": r.policy, "verdict": sorted(r.classes) or ["ok"],
+                  "expectation_met": r.expectation_met, "copies": r.copies,
+                  "bytes_copied": r.metrics["bytes_copied"],
+                  "first_violation": ({"class": r.violations[0].cls, "line": r.violations[0].line,
+                                       "detail": r.violations[0].detail, "seen": r.violations[0].seen,
+                                       "expected": r.violations[0].expected} if r.violations else None)}
+                 for r in row.results]}
+            for row in cmp.rows
+        ],
+        "regressions": cmp.regressions,
+    }
+
+
+def render_corpus(scenarios: Sequence[Any], fmt: str = "table") -> str:
+    rows = [{"scenario": s.name, "tags": " ".join(sorted(s.tags)), "title": s.title, "source": s.source,
+             "file": s.filename} for s in scenarios]
+    if fmt == "json":
+        return json.dumps({"schema": "policykit.corpus/1", "scenarios": rows}, indent=2)
+    return tabulate([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
+                    tablefmt=_TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
+
+
+def render_explain(r: RunResult, fmt: str = "table") -> str:
+    """Each decision of a run: the step, the decision point, the action, the rule that fired
+    (file:line), and the state the policy read."""
+    rows = []
+    for rec in r.steps:
+        for e in rec.events:
+            if e.kind == "decision" and e.decision is not None:
+                d = e.decision
+                rows.append({"line": rec.step.line, "step": rec.step.text, "point": e.info, "action": d.action,
+                             "rule": d.rule or "", "read": e.state, "warn": d.warn or ""})
+    if fmt == "json":
+        return json.dumps({"schema": "policykit.explain/1", "scenario": r.scenario.name, "policy": r.policy,
+                           "verdict": sorted(r.classes) or ["ok"], "decisions": rows}, indent=2)
+    table = tabulate([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows],
+                     ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=_TABLEFMT[fmt])
+    verdict = f"{r.scenario.name} under {r.policy}: {r.verdict}"
+    first = _first_violation(r)
+    return "\n".join([verdict, table] + ([f"first violation: {first}"] if first else []))

@@ -46,6 +46,8 @@ class RunResult:
     steps: list[StepRecord]
     warnings: list[str] = field(default_factory=list)
     budget_failures: list[str] = field(default_factory=list)
+    #: how often each rule of the policy (``file:line``) decided
+    rules: dict[str, int] = field(default_factory=dict)
 
     @property
     def classes(self) -> frozenset[str]:
@@ -176,7 +178,8 @@ class Session:
         # after an error the machine is mid-operation: its final state proves nothing
         errored = any(rec.status == "error" for rec in records)
         violations = oracle.violations if errored else oracle.finish()
-        result = RunResult(scenario, self.policy.name, violations, dict(engine.metrics), records, warnings)
+        result = RunResult(scenario, self.policy.name, violations, dict(engine.metrics), records, warnings,
+                           rules=dict(engine.rules_fired))
         for bound in scenario.budgets.get(self.policy.name, ()):
             actual = engine.metrics[bound.metric]
             if not bound.holds(actual):

@@ -38,6 +38,8 @@ class Event:
     info: str = ""
     decision: Decision | None = None
     step: int | None = None
+    #: for a decision, what the policy read: the page's counts and flags, the PTE
+    state: str = ""
 
 
 @dataclass(slots=True)
@@ -59,6 +61,23 @@ class OperationFailed(Exception):
         super().__init__(message)
         self.errno = errno
         self.message = message
+
+
+def _state_read(ctx: Any) -> str:
+    """The state a decision read, for explanations: page counts and flags, PTE, mm, GUP."""
+    parts = []
+    page = ctx.page
+    if page is not None:
+        parts.append(f"page {page.pfn}: refcount={page.refcount} mapcount={page.mapcount}"
+                     + "".join(f" {k}={v}" for k, v in sorted(page[0].attrs.items())
+                               if not k.startswith(("folio", "swap_", "owner"))))
+    if ctx.pte is not None:
+        parts.append(f"pte {'rw' if ctx.pte.writable else 'ro'}{' dirty' if ctx.pte.dirty else ''}")
+    if ctx.mm is not None and ctx.mm.has_pinned:
+        parts.append("mm has_pinned")
+    if ctx.foll is not None:
+        parts.append(repr(ctx.foll))
+    return "; ".join(parts)
 
 
 def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
@@ -109,6 +128,8 @@ class Engine:
         self.listeners: list[Callable[[Event], None]] = []
         #: (decision point, message) of every decision that carried a warning
         self.warnings: list[tuple[str, str]] = []
+        #: how often each rule (``file:line``) decided
+        self.rules_fired: dict[str, int] = {}
         hook = pm.hook.policykit_engine_event
         self._event_hook = hook if hook.get_hookimpls() else None
         # mechanism hooks of plugins, None when nobody implements them (the common case)
@@ -194,11 +215,14 @@ class Engine:
             else:
                 target.attrs[eff.name] = eff.value
         self.metrics["decisions"] += 1
+        if d.rule is not None:
+            self.rules_fired[d.rule] = self.rules_fired.get(d.rule, 0) + 1
         if d.warn is not None:
             self.metrics["warnings"] += 1
             self.warnings.append((point, d.warn))
         if self.observed:
-            self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d))
+            self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d,
+                            state=_state_read(ctx)))
         return d
 
     # -- pages -------------------------------------------------------------------------
