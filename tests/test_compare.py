@@ -1,0 +1,106 @@
+"""`policykit compare`, `score`, `corpus`, `explain`: what reviews and CI rely on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT
+
+from policykit.cli import ExitCode, main
+
+CORPUS = ROOT / "policykit" / "corpus"
+
+
+def test_compare_summarizes_relates_and_lists_differences_first(capsys):
+    assert main(["compare", "linux-5.9", "linux-5.19"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    summary, rest = out.split("\n\n", 1)
+    assert "linux-5.9" in summary and "linux-5.19" in summary and "excess vs ideal" in summary
+    assert "linux-5.19 vs linux-5.9: stricter; correct only under linux-5.19: " in rest
+    assert "ro-pin-previously-shared" in rest.split("\n\n")[0]
+    table = rest.split("\n\n")[1].splitlines()
+    marks = [line[:2].strip() for line in table[2:]]
+    assert marks == sorted(marks, key=lambda m: {"≠": 0, "$": 1, "": 2}[m]), "differences first"
+    assert "ro-pin-previously-shared under linux-5.9: line 13: pin-incoherent" in out
+
+
+def test_compare_exit_1_on_a_regression(capsys):
+    assert main(["compare", "linux-5.8", "linux-5.9-rc4"]) == ExitCode.FAILED
+    out = capsys.readouterr().out
+    assert "regressions (linux-5.9-rc4 wrong where linux-5.8 is right): " in out
+    assert "rdma-fork-child-exits" in out.splitlines()[-1]
+
+
+def test_compare_only_diff_tag_and_pattern(capsys):
+    assert main(["compare", "linux-5.18", "linux-5.19", "--tag", "swap", "--only-diff"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "o-direct-swap-wrong-cow" in out and "cow-basic" not in out
+    assert main(["compare", "linux-5.9", "linux-5.19", "-k", "rdma-*"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "rdma-fork-child-exits" in out and "cow-basic" not in out
+    assert main(["compare", "linux-5.9", "linux-5.19", "--tag", "no-such-tag"]) == ExitCode.USAGE_ERROR
+    assert "no scenario matches" in capsys.readouterr().err
+
+
+def test_compare_json_is_versioned(capsys):
+    assert main(["compare", "linux-5.9", "linux-5.19", "--format", "json", "--corpus", str(CORPUS)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "policykit.compare/1" and doc["policies"] == ["linux-5.9", "linux-5.19"]
+    [rel] = doc["relations"]
+    assert rel["kind"] == "stricter" and "ro-pin-shared" in rel["correct_only_under_b"]
+    by_name = {s["scenario"]: s for s in doc["scenarios"]}
+    row = by_name["ro-pin-previously-shared"]
+    assert row["verdicts_differ"] and row["results"][0]["first_violation"]["class"] == "pin-incoherent"
+    assert row["ideal_copies"] == 0
+    s59 = doc["summaries"][0]
+    assert s59["classes"]["pin-incoherent"] >= 3 and s59["copies"]["wp"] > 0 and s59["never_fired"]
+
+
+def test_compare_markdown_pastes_into_a_review(capsys):
+    assert main(["compare", "linux-5.9", "linux-5.19", "--format", "markdown", "--only-diff"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| policy") and "\n- linux-5.19 vs linux-5.9: stricter" in out
+
+
+def test_ideal_is_correct_and_fewest_copies_where_others_are_correct(capsys):
+    main(["compare", "linux-5.19", "copy-at-fork", "never-copy", "ideal", "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    summaries = {s["policy"]: s for s in doc["summaries"]}
+    assert summaries["ideal"]["unrealizable"] and summaries["ideal"]["excess_copies"] == 0
+    assert summaries["never-copy"]["classes"].get("leak", 0) > 0
+    assert summaries["copy-at-fork"]["copies"]["fork"] > summaries["linux-5.19"]["copies"]["fork"]
+
+
+def test_score_checks_expectations(capsys):
+    assert main(["score", "linux-6.x"]) == ExitCode.OK
+    assert main(["score", "policies/python/never_copy.py"]) == ExitCode.FAILED
+    assert "!!! dirty-cow: expected ok, got" not in capsys.readouterr().err
+
+
+def test_corpus_lists_scenarios(capsys):
+    assert main(["corpus", "--tag", "cow.c", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = {s["scenario"] for s in doc["scenarios"]}
+    assert {"cow-basic", "vmsplice-child-unmap", "thp-fork-write"} <= names
+    assert all("cow.c" in s["tags"] for s in doc["scenarios"])
+
+
+def test_explain_shows_each_decision_with_its_rule_and_state(capsys):
+    assert main(["explain", "linux-5.9-rc4", "rdma-fork-child-exits"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rdma-fork-child-exits under linux-5.9-rc4: pin-incoherent")
+    line = next(ln for ln in out.splitlines() if "wp_fault" in ln)
+    assert "copy" in line and "linux-5.9-rc4.pol:" in line and "refcount=1025 mapcount=1" in line
+    assert "first violation: line 13: pin-incoherent" in out
+
+
+def test_explain_unknown_scenario_suggests(capsys):
+    assert main(["explain", "linux-5.9", "rdma-fork-child-exit"]) == ExitCode.USAGE_ERROR
+    assert "did you mean 'rdma-fork-child-exits'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["compare", "score", "corpus", "explain"])
+def test_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
