@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -34,6 +36,11 @@ class _PluginManager(pluggy.PluginManager):
     #: every hook call is traced (the engine then never bypasses pluggy)
     traced = False
 
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        #: plugin name -> (distribution, version) of entry-point plugins
+        self.distributions: dict[str, tuple[str, str]] = {}
+
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith("policykit_"):
@@ -58,6 +65,22 @@ class Policy:
     unrealizable: str | None = None
 
 
+@functools.cache
+def _entry_point_plugins() -> tuple[tuple[str, Any, tuple[str, str]], ...]:
+    """The ``policykit`` entry points, loaded once per process (scanning the installed
+    distributions is slow, and every run builds a plugin manager)."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # an entry point that fails to import
+            raise PluginError(f"could not load the entry point {ep.name!r} ({ep.value}): "
+                              f"{type(exc).__name__}: {exc}", plugin=ep.name) from None
+        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("", "")
+        found.append((ep.name, plugin, dist))
+    return tuple(found)
+
+
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
     try:
         pm.register(plugin, name=name)
@@ -80,12 +103,9 @@ def get_plugin_manager(policy: Policy | None = None, plugins: list[Any] = (),  #
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(str(exc), plugin=getattr(exc, "plugin", None) and str(exc.plugin)) from None
-        except Exception as exc:  # an entry point that fails to import
-            raise PluginError(f"could not load an entry-point plugin: {exc}") from None
+        for name, plugin, dist in _entry_point_plugins():
+            _register(pm, plugin, name)
+            pm.distributions[name] = dist
     for i, plugin in enumerate(plugins):
         _register(pm, plugin, getattr(plugin, "__name__", f"plugin-{i}"))
     if policy is not None:
@@ -116,12 +136,12 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """Every registered plugin: its distribution and version, the hooks it implements,
     and what it declares (for ``policykit plugins``)."""
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    dists = getattr(pm, "distributions", {})
     out = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
+        dist = dists.get(name)
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or ())
         adds: dict[str, list[str]] = {}
         for hook, label, key in (("policykit_add_decision_points", "decision points", lambda s: s.name),
@@ -137,8 +157,8 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
                     raise PluginError(f"{type(exc).__name__}: {exc}", plugin=name, hook=hook) from None
         out.append({
             "name": name,
-            "distribution": dist.project_name if dist else None,
-            "version": dist.version if dist else None,
+            "distribution": dist[0] if dist else None,
+            "version": dist[1] if dist else None,
             "hooks": hooks,
             "adds": adds,
         })

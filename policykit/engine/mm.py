@@ -81,8 +81,33 @@ def _state_read(ctx: Any) -> str:
 
 
 def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
+    """A caller for hook ``name``, or None when no plugin implements it.  Without
+    wrappers or tracing, it calls the implementations directly, in pluggy's order and
+    with pluggy's firstresult rule: the same results, at a fraction of the cost."""
     hook = getattr(pm.hook, name)
-    return hook if hook.get_hookimpls() else None
+    impls = hook.get_hookimpls()
+    if not impls:
+        return None
+    if getattr(pm, "traced", False) or any(i.hookwrapper or i.wrapper for i in impls):
+        return hook
+    calls = [(i.function, tuple(i.argnames)) for i in reversed(impls)]
+    if hook.spec is not None and hook.spec.opts.get("firstresult"):
+        def first(**kwargs: Any) -> Any:
+            for fn, names in calls:
+                res = fn(*[kwargs[n] for n in names])
+                if res is not None:
+                    return res
+            return None
+        return first
+
+    def every(**kwargs: Any) -> list[Any]:
+        out = []
+        for fn, names in calls:
+            res = fn(*[kwargs[n] for n in names])
+            if res is not None:
+                out.append(res)
+        return out
+    return every
 
 
 def _culprit(hook: Any, exc: BaseException) -> str | None:
