@@ -309,8 +309,6 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     run.add_argument("--invariants", action="store_true",
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
-    if pm is not None:
-        pm.hook.policykit_addoption.call_historic(kwargs={"parser": run})
 
     check = sub.add_parser(
         "check", help="check policy files",
@@ -369,6 +367,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     score.add_argument("policy", metavar="POLICY")
     _selection(score)
     score.set_defaults(func=cmd_score)
+    if pm is not None:
+        for runs_scenarios in (run, comp, score):
+            pm.hook.policykit_addoption(parser=runs_scenarios)
 
     corpus = sub.add_parser("corpus", help="list the corpus",
                             description="List the scenarios of the built-in corpus (or of --corpus).")

@@ -56,14 +56,16 @@ def policykit_addhooks(pluginmanager: pluggy.PluginManager) -> None:
     """
 
 
-@hookspec(historic=True)
+@hookspec
 def policykit_addoption(parser: argparse.ArgumentParser) -> None:
-    """Add command-line options to ``policykit run``.
+    """Add command-line options to the commands that run scenarios.
 
-    :param parser: the ``run`` subcommand's :class:`argparse.ArgumentParser`; add options
-        with long names prefixed by the plugin's name (``--trace-json DIR``).
+    :param parser: the :class:`argparse.ArgumentParser` of ``run``, ``compare`` or
+        ``score``; add options with long names prefixed by the plugin's name
+        (``--trace-json DIR``).
 
-    Called once by the command line, before it parses arguments (historic).
+    Called by the command line once for each of those commands, before it parses
+    arguments.
     """
 
 
