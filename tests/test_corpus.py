@@ -1,43 +1,47 @@
-"""The built-in corpus: one test per (scenario, policy expectation), named after both."""
+"""The built-in corpus (the core's scenarios and those the plugins add): one test per
+(scenario, policy expectation), named after both."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
-from conftest import PY_POLICIES
+from conftest import PY_POLICIES, ROOT
 
-from policykit import Session, dsl, load_policy
-from policykit.cli import scenario_paths
+from policykit import dsl
+from policykit.corpus import corpus_dirs, scenario_files
+from policykit.testing import assert_passes, session
 
 PY = {"py-" + p.stem.replace("_", "-"): str(p) for p in PY_POLICIES.glob("*.py")}
 BUILTIN = set(dsl.builtin_names())
-
-
-@functools.cache
-def session(name: str) -> Session:
-    return Session(load_policy(PY.get(name, name)))
+CORE = ROOT / "policykit" / "corpus"
+PATHS = scenario_files([], session("linux-6.x").pm)
 
 
 def _cases():
-    for path in scenario_paths([]):
+    for path in PATHS:
         scn = session("linux-6.x").load(str(path))
         for name in sorted(scn.expectations):
-            yield pytest.param(str(path), name, id=f"{scn.name}[{name}]")
+            yield pytest.param(str(path), PY.get(name, name), id=f"{scn.name}[{name}]")
 
 
 @pytest.mark.parametrize("path,policy", list(_cases()))
 def test_scenario_meets_its_expectation(path, policy):
-    s = session(policy)
-    r = s.run(s.load(path), invariants=True)
-    details = "; ".join(f"line {v.line}: {v.cls}: {v.detail}" for v in r.violations)
-    assert r.expectation_met, f"expected {r.scenario.expectations[r.policy].describe()}, got {r.verdict}: {details}"
-    assert not r.budget_failures, r.budget_failures
+    assert_passes(path, policy)
 
 
-def test_every_scenario_states_its_source_and_expectations():
-    for path in scenario_paths([]):
+def test_the_corpus_gathers_the_plugins_scenarios():
+    dirs = corpus_dirs(session("linux-6.x").pm)
+    assert dirs[0] == CORE
+    assert {d.parent.name for d in dirs[1:]} >= {"policykit_swap", "policykit_ksm", "policykit_lru",
+                                                  "policykit_thp", "policykit_hugetlb", "policykit_file"}
+
+
+def test_every_scenario_states_its_source_and_every_policys_expectation():
+    names = set()
+    for path in PATHS:
         scn = session("linux-6.x").load(str(path))
+        assert scn.name not in names, f"two scenarios named {scn.name}"
+        names.add(scn.name)
         assert scn.title and scn.source and scn.tags, scn.name
-        assert set(PY) | BUILTIN <= set(scn.expectations), (scn.name, sorted(set(PY) | BUILTIN - set(scn.expectations)))
-        assert set(scn.expectations) <= set(PY) | BUILTIN, "expectations only for policies that exist"
+        wanted = BUILTIN | (set(PY) if path.parent == CORE else set())
+        assert wanted <= set(scn.expectations), (scn.name, sorted(wanted - set(scn.expectations)))
+        assert set(scn.expectations) <= BUILTIN | set(PY), "expectations only for policies that exist"
