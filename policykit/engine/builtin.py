@@ -35,6 +35,8 @@ def policykit_add_attributes() -> list[AttributeSpec]:
         a("page", "pincount", int, 0, "exact FOLL_PIN count of the page's large folio (0 for a small page)"),
         a("page", "pins", int, 0, "exact number of FOLL_PIN references", oracle_only=True),
         a("page", "gets", int, 0, "exact number of FOLL_GET references", oracle_only=True),
+        a("page", "write_refs", int, 0, "GUP references with FOLL_WRITE holding the page: I/O that will "
+          "write it", oracle_only=True),
         a("pte", "present", bool, True, "pte_present()"),
         a("pte", "writable", bool, False, "pte_write()"),
         a("pte", "dirty", bool, False, "pte_dirty()"),
@@ -179,7 +181,7 @@ def _pin(e: Engine, a: dict[str, Any]) -> Outcome:
 
 
 def _vmsplice(e: Engine, a: dict[str, Any]) -> Outcome:
-    return Outcome(result=e.gup(a["process"], a["region"], pin=False))
+    return Outcome(result=e.gup(a["process"], a["region"], pin=False, count=a["times"]))
 
 
 def _release(e: Engine, a: dict[str, Any]) -> Outcome:
@@ -238,8 +240,9 @@ def policykit_add_operations() -> list[OperationSpec]:
           _gup, "get_user_pages (get) or pin_user_pages (pin), with FOLL_* flags", result="ref"),
         o("pin", (_PROC, _REGION, P("flags", "flags", _GUP_FLAGS)), _pin,
           "pin_user_pages: same as 'gup ... pin'", result="ref"),
-        o("vmsplice", (_PROC, _REGION), _vmsplice,
-          "vmsplice() the pages into a pipe: a read-only FOLL_GET reference", result="ref"),
+        o("vmsplice", (_PROC, _REGION, P("times", "int", default=1, doc="pipe buffers per page")), _vmsplice,
+          "vmsplice() the pages into a pipe (TIMES times: a reference each): read-only FOLL_GET",
+          result="ref"),
         o("unpin", (_REF,), _release, "unpin_user_pages() on a FOLL_PIN reference"),
         o("put", (_REF,), _release, "put_page() on a FOLL_GET reference (close the pipe, end the I/O)"),
         o("dma_write", (_REF,), _dma_write, "the device writes through the reference"),

@@ -70,6 +70,12 @@ class PageView(_View):
         return "folio" in self[0].attrs
 
     @property
+    def write_refs(self) -> int:
+        """GUP references taken with FOLL_WRITE that hold this page (engine-private)."""
+        pfn = self[0].pfn
+        return sum(1 for r in self[2].refs.values() if r.write and pfn in r.pfns)
+
+    @property
     def pincount(self) -> int:
         """Exact pins of the page's large folio (``folio_maybe_dma_pinned``'s exact branch)."""
         return folio_pincount(self[2], self[0])

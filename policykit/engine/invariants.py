@@ -48,7 +48,7 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
         if not m.processes[r.owner].alive:
             problems.append(f"reference {r.rid} outlives its owner pid {r.owner}")
         for pfn in r.pfns:
-            (pins if r.pin else gets)[pfn] += 1
+            (pins if r.pin else gets)[pfn] += r.count
     for obj in m.shmem.values():
         for pfn in obj.values():
             cached[pfn] += 1

@@ -742,7 +742,7 @@ class Engine:
 
     def gup(self, pid: int, vpns: Iterable[int], pin: bool, write: bool = False,
             longterm: bool = False, force: bool = False, fast: bool = False,
-            zap_race: bool = False) -> int:
+            zap_race: bool = False, count: int = 1) -> int:
         """get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN); returns a reference id.
 
         ``zap_race``: another thread's MADV_DONTNEED zaps the PTE right after each fault
@@ -789,19 +789,19 @@ class Engine:
                         f"gup at page {vpn:#x}: the policy asked for more than "
                         f"{_GUP_MAX_FAULTS} faults without grabbing the page", hook="policykit_gup")
                 if pin:
-                    page.refcount += GUP_PIN_COUNTING_BIAS
-                    page.pins += 1
+                    page.refcount += GUP_PIN_COUNTING_BIAS * count
+                    page.pins += count
                 else:
-                    page.refcount += 1
-                    page.gets += 1
+                    page.refcount += count
+                    page.gets += count
                 taken.append(page)
         except OperationFailed:
             for page in taken:
-                self._drop_ref(page, pin)
+                self._drop_ref(page, pin, count)
             raise
         rid = m.next_rid
         m.next_rid += 1
-        m.refs[rid] = GupRef(rid, pid, vpns, [p.pfn for p in taken], pin, write, longterm)
+        m.refs[rid] = GupRef(rid, pid, vpns, [p.pfn for p in taken], pin, write, longterm, count=count)
         if self.observed:
             self.emit(Event("gup", pid, vpns[0] if vpns else None, taken[0].pfn if taken else None,
                             f"ref {rid}: {foll!r}"))
@@ -825,13 +825,13 @@ class Engine:
             return None
         return pte
 
-    def _drop_ref(self, page: Page, pin: bool) -> None:
+    def _drop_ref(self, page: Page, pin: bool, count: int = 1) -> None:
         if pin:
-            page.pins -= 1
-            self.put_page(page, GUP_PIN_COUNTING_BIAS)
+            page.pins -= count
+            self.put_page(page, GUP_PIN_COUNTING_BIAS * count)
         else:
-            page.gets -= 1
-            self.put_page(page)
+            page.gets -= count
+            self.put_page(page, count)
 
     def release(self, rid: int) -> None:
         """unpin_user_pages() or put_page() on every page of a reference."""
@@ -839,7 +839,7 @@ class Engine:
         ref.live = False
         pages = self.machine.pages
         for pfn in ref.pfns:
-            self._drop_ref(pages[pfn], ref.pin)
+            self._drop_ref(pages[pfn], ref.pin, ref.count)
         if self.observed:
             for pfn in ref.pfns:
                 self.emit(Event("unpin" if ref.pin else "put", ref.owner, pfn=pfn, info=f"ref {rid}"))

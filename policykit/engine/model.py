@@ -138,7 +138,8 @@ class Process:
 class GupRef:
     """A reference taken by get_user_pages (FOLL_GET) or pin_user_pages (FOLL_PIN).
 
-    One entry of ``pfns`` per page of ``vpns``: the page the reference holds.
+    One entry of ``pfns`` per page of ``vpns``: the page the reference holds, ``count``
+    times (a page vmsplice()d into a pipe N times holds N references).
     """
 
     rid: int
@@ -149,10 +150,11 @@ class GupRef:
     write: bool = False
     longterm: bool = False
     live: bool = True
+    count: int = 1
 
     def copy(self) -> GupRef:
         return GupRef(self.rid, self.owner, self.vpns, list(self.pfns), self.pin,
-                      self.write, self.longterm, self.live)
+                      self.write, self.longterm, self.live, self.count)
 
 
 @dataclass(slots=True)
@@ -217,7 +219,7 @@ class Machine:
             procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
                           tuple(sorted(mm.attrs.items()))))
         refs = tuple((pids.get(r.owner, -1), r.vpns, tuple(pfn(x) for x in r.pfns), r.pin,
-                      r.write, r.longterm, r.live)
+                      r.write, r.longterm, r.live, r.count)
                      for r in sorted(self.refs.values(), key=lambda r: r.rid))
         shm = tuple((k, tuple((off, pfn(x)) for off, x in sorted(v.items())))
                     for k, v in sorted(self.shmem.items()))

@@ -66,7 +66,8 @@ class Param:
 
     ``kind`` is one of ``process``, ``region`` (a region of the preceding process, with an
     optional ``[i]`` or ``[i:j]`` slice), ``ref`` (with an optional slice), ``int``,
-    ``word`` (one of ``choices``, or ``default`` when absent), ``flags`` (any subset of
+    ``int`` (``default`` when absent, if it has one), ``word`` (one of ``choices``, or
+    ``default`` when absent), ``flags`` (any subset of
     ``choices``) or ``name`` (any name, e.g. a file's).  An operation whose ``result`` is a
     region takes an ``int`` parameter ``pages`` (and may take ``sharing`` and ``prot``
     words as ``mmap`` does), so scenarios are checked as for ``mmap``.

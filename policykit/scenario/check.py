@@ -83,6 +83,8 @@ class _Checker:
         for p in spec.params:
             if p.kind == "word" and p.default is not None:
                 parts.append(f"[{'|'.join(p.choices)}]")
+            elif p.kind == "int" and p.default is not None:
+                parts.append(f"[{p.name.upper()}]")
             elif p.kind == "word":
                 parts.append("|".join(p.choices))
             elif p.kind == "flags":
@@ -134,6 +136,9 @@ class _Checker:
                     hint = did_you_mean(str(arg.value), p.choices) if arg.kind == "word" else None
                     raise self.error(f"expected {_describe_param(p)}, got {str(arg)!r}", arg.span,
                                      hint or f"usage: {self.usage(spec)}")
+                continue
+            if p.kind == "int" and p.default is not None and (arg is None or arg.kind != "int"):
+                out[p.name] = p.default
                 continue
             if arg is None:
                 raise missing(p)
