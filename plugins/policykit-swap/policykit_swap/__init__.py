@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from policykit import (
+    PAGE_SIZE,
     AttributeSpec,
     DecisionPointSpec,
     MetricSpec,
@@ -68,6 +69,19 @@ class Hooks:
 
     @staticmethod
     @hookspec(firstresult=True)
+    def policykit_fork_swap_entry(ctx):
+        """Decide what fork does with a swap entry of a private mapping.
+
+        :param ctx: read-only context: ``pte`` (the swap entry), ``vma``, ``mm`` of the
+            parent; ``page`` is the page if it is still in the swapcache, else None.
+        :returns: ``share`` (``swap_duplicate``: both point at the slot) or ``copy`` (read
+            it into a new page for the child).
+
+        Called for every swap entry at fork.  Stops at first non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
     def policykit_free_swap(ctx):
         """Decide whether a write fault first tries to free the page's swapcache.
 
@@ -93,6 +107,8 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
                           "a write fault brings a page back from swap (do_swap_page)", default="map_readonly"),
         DecisionPointSpec("free_swap", ("free", "keep"), _CTX,
                           "a write fault meets a page in the swapcache (try_to_free_swap)", default="keep"),
+        DecisionPointSpec("fork_swap_entry", ("share", "copy"), _CTX,
+                          "fork meets a swap entry (copy_nonpresent_pte)", default="share"),
     ]
 
 
@@ -268,7 +284,18 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
     if pte.present or "swap" not in (pte.attrs or {}):
         return None
     slot = pte.attrs["swap"]
-    _slots(engine)[slot]["count"] += 1                        # swap_duplicate()
+    info = _slots(engine)[slot]
+    cached = engine.machine.pages[info["pfn"]] if info["pfn"] is not None else None
+    if engine.decide("fork_swap_entry", cached, pte, src_vma, src_mm, vpn=vpn).action == "copy":
+        new = engine.alloc_page()
+        if new is None:
+            raise OperationFailed("ENOMEM", "fork: no page to read the swap entry into")
+        new.content = cached.content if cached is not None else info["content"]
+        new.mapcount = 1
+        engine.count("fork_copies")
+        engine.count("bytes_copied", PAGE_SIZE)
+        return Pte(new.pfn, writable=dst_vma.write, dirty=True)
+    info["count"] += 1                                        # swap_duplicate()
     pte.attrs["swp_exclusive"] = False                        # both entries are shared now
     _sync(engine, slot)
     return Pte(-1, present=False, attrs={"swap": slot, "swp_exclusive": False})
