@@ -19,6 +19,7 @@ outside the cell's history is a ``leak``; an older token of the cell is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +55,10 @@ class Violation:
 class Cell:
     """The logical content of one page of one process (or of one shared page)."""
 
-    __slots__ = ("cid", "label", "tokens", "base", "base_len", "mappers", "shared")
+    __slots__ = ("cid", "tokens", "base", "base_len", "mappers", "shared")
 
-    def __init__(self, cid: int, label: str, base: Cell | None = None, shared: bool = False) -> None:
+    def __init__(self, cid: int, base: Cell | None = None, shared: bool = False) -> None:
         self.cid = cid
-        self.label = label
         self.base = base
         self.base_len = len(base.tokens) if base is not None else 0
         self.tokens = [base.tokens[-1]] if base is not None else [ZERO_TOKEN]
@@ -137,11 +137,13 @@ class Oracle:
         page = f"{name}[{vpn - base}]" if name is not None and base is not None else f"page {vpn:#x}"
         return f"{self.names.get(pid, pid)}:{page}"
 
-    def judge(self, cell: Cell, seen: int, who: str, exact: bool, pin: bool = False) -> None:
+    def judge(self, cell: Cell, seen: int, who: Callable[[], str], exact: bool, pin: bool = False) -> None:
         """Compare an observation with the cell.  ``exact``: must be the current value
-        (otherwise any value the cell held is acceptable); ``pin``: seen through a pin."""
+        (otherwise any value the cell held is acceptable); ``pin``: seen through a pin.
+        ``who`` names the observer, for the message (called only on a violation)."""
         if seen == cell.current or (not exact and cell.has(seen)):
             return
+        who = who()
         if cell.has(seen):
             last = self.origin.get(cell.current, "")
             cls = "pin-incoherent" if pin or last.startswith("device via pin") else "lost-write"
@@ -153,9 +155,9 @@ class Oracle:
 
     # -- the logical model ---------------------------------------------------------------
 
-    def _cell(self, label: str, base: Cell | None = None, shared: bool = False) -> Cell:
+    def _cell(self, base: Cell | None = None, shared: bool = False) -> Cell:
         self._next_cid += 1
-        return Cell(self._next_cid, label, base, shared)
+        return Cell(self._next_cid, base, shared)
 
     def _detach(self, pid: int, vpns: Any) -> None:
         space = self.space[pid]
@@ -164,11 +166,10 @@ class Oracle:
             if cell is not None:
                 cell.mappers -= 1
 
-    def new_cell(self, label: str, token: int = ZERO_TOKEN, base: Cell | None = None,
-                 shared: bool = False) -> Cell:
+    def new_cell(self, token: int = ZERO_TOKEN, base: Cell | None = None, shared: bool = False) -> Cell:
         """A logical page: starting from ``base``'s value (its history inherited), or
         holding ``token``.  ``shared`` cells are one for every process that maps them."""
-        cell = self._cell(label, base, shared)
+        cell = self._cell(base, shared)
         if base is None:
             cell.tokens = [token]
         cell.mappers = 0
@@ -224,7 +225,7 @@ class Oracle:
         self._regions[base] = step.result  # type: ignore[index,assignment]
         shared = a["sharing"] == "shared"
         for vpn in range(base, base + a["pages"]):  # type: ignore[operator]
-            self.space[pid][vpn] = self._cell(self.where(pid, vpn), shared=shared)
+            self.space[pid][vpn] = self._cell(shared=shared)
 
     def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
@@ -235,7 +236,7 @@ class Oracle:
     def _op_read(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
         for vpn, tok in zip(a["region"], out.tokens):
-            self.judge(self.space[pid][vpn], tok, f"{self.where(pid, vpn)} read", exact=True)
+            self.judge(self.space[pid][vpn], tok, lambda: f"{self.where(pid, vpn)} read", exact=True)
 
     def _op_fork(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
@@ -250,12 +251,12 @@ class Oracle:
             if vpn in self.dontfork[pid]:
                 continue
             if vpn in self.wipeonfork[pid]:
-                space[vpn] = self._cell(self.where(child, vpn))  # type: ignore[arg-type]
+                space[vpn] = self._cell()
             elif cell.shared:
                 cell.mappers += 1
                 space[vpn] = cell
             else:
-                space[vpn] = self._cell(self.where(child, vpn), base=cell)  # type: ignore[arg-type]
+                space[vpn] = self._cell(base=cell)
         self.space[child] = space  # type: ignore[index]
         self.dontfork[child] = set()  # type: ignore[index]
         self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]
@@ -295,7 +296,7 @@ class Oracle:
                 cell = space[vpn]
                 if not cell.shared:
                     cell.mappers -= 1
-                    space[vpn] = self._cell(self.where(pid, vpn))
+                    space[vpn] = self._cell()
 
     def _take_ref(self, step: Step, a: dict, out: Outcome, pin: bool, write: bool) -> None:
         pid = a["process"]
@@ -310,7 +311,7 @@ class Oracle:
             for vpn in vpns:
                 if not space[vpn].shared:
                     space[vpn].mappers -= 1
-                    space[vpn] = self._cell(self.where(pid, vpn))
+                    space[vpn] = self._cell()
         self.refs[out.result] = _Ref(step.result, pid, vpns,  # type: ignore[index,arg-type]
                                      [self.space[pid][v] for v in vpns], pin, write)
 
@@ -350,7 +351,7 @@ class Oracle:
         ref = self.refs[rid]
         for i, tok in zip(index, out.tokens):
             exact = ref.pin and self.attached(ref, i)
-            self.judge(ref.cells[i], tok, f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
+            self.judge(ref.cells[i], tok, lambda: f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -360,7 +361,7 @@ class Oracle:
         for vpn in (vpns if vpns is not None else list(space)):
             cell = space.get(vpn)
             if cell is not None:
-                self.judge(cell, self.engine.peek(pid, vpn), f"{self.where(pid, vpn)} (audit)", exact=True)
+                self.judge(cell, self.engine.peek(pid, vpn), lambda: f"{self.where(pid, vpn)} (audit)", exact=True)
 
     def finish(self) -> list[Violation]:
         """Audit every live page of every live process; return all violations."""

@@ -210,7 +210,7 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         return None
     if step.op == "create_file":
         for index, token in enumerate(outcome.tokens):
-            cells[(args["name"], index)] = oracle.new_cell(f"{args['name']}[{index}]", token, shared=True)
+            cells[(args["name"], index)] = oracle.new_cell(token, shared=True)
             oracle.origin[token] = f"content of {args['name']!r} page {index}"
     elif step.op == "mmap_file":
         pid, name = args["process"], args["name"]
@@ -223,7 +223,7 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
             elif args["sharing"] == "shared":
                 oracle.map_cell(pid, vpn, cell)
             else:                                      # a private view, from the file's content
-                oracle.map_cell(pid, vpn, oracle.new_cell(oracle.where(pid, vpn), base=cell))
+                oracle.map_cell(pid, vpn, oracle.new_cell(base=cell))
     elif step.op == "truncate":
         _forget_truncated(oracle, cells, args["name"], args["pages"])
     elif step.op == "gup" and "zap_race" in args.get("flags", ()):

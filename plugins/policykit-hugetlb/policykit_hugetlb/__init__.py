@@ -250,7 +250,7 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         shared = args["sharing"] == "shared"
         for i in range(args["pages"]):
             vpn = outcome.result + i
-            oracle.map_cell(args["process"], vpn, oracle.new_cell(oracle.where(args["process"], vpn), shared=shared))
+            oracle.map_cell(args["process"], vpn, oracle.new_cell(shared=shared))
 
 
 @hookimpl

@@ -378,7 +378,7 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         pid = args["process"]
         for i in range(args["pages"]):
             vpn = outcome.result + i
-            oracle.map_cell(pid, vpn, oracle.new_cell(oracle.where(pid, vpn)))
+            oracle.map_cell(pid, vpn, oracle.new_cell())
 
 
 @hookimpl
