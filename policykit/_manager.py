@@ -133,6 +133,13 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
                               plugin=impl.plugin_name, hook=name)
 
 
+@functools.lru_cache(maxsize=2)
+def _plugin_registry(autoload: bool) -> Registry:
+    """What the installed plugins declare, without a policy: what policies are checked
+    against.  Built once per process (the plugins do not change while it runs)."""
+    return build_registry(get_plugin_manager(autoload=autoload))
+
+
 def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     """Every registered plugin: its distribution and version, the hooks it implements,
     and what it declares (for ``policykit plugins``)."""
@@ -229,7 +236,9 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
     from . import dsl
 
     if spec.endswith(".pol") or (not Path(spec).exists() and dsl.builtin_path(spec) is not None):
-        registry = build_registry(get_plugin_manager(autoload=autoload))
+        if autoload is None:
+            autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+        registry = _plugin_registry(autoload)
         checked, diagnostics = dsl.check_file(spec, registry)
         errors = [d for d in diagnostics if d.severity == "error"]
         if errors:

@@ -25,6 +25,20 @@ def folio_pages(machine: Machine, page: Page) -> list[Page]:
     return [machine.pages[pfn] for pfn in range(head, head + nr) if pfn in machine.pages]
 
 
+def note_pins(machine: Machine, page: Page, delta: int) -> None:
+    """Keep the folio's pin count (``machine.attrs["folio_pins"]``) as GUP pins or unpins
+    one of its pages, so that ``pincount`` is cheap."""
+    head = page.attrs.get("folio")
+    if head is None:
+        return
+    pins = machine.attrs.setdefault("folio_pins", {})
+    n = pins.get(head, 0) + delta
+    if n:
+        pins[head] = n
+    else:
+        pins.pop(head, None)
+
+
 def folio_ref_count(machine: Machine, page: Page) -> int:
     """``folio_ref_count(page_folio(page))``."""
     if "folio" not in page.attrs:
@@ -32,13 +46,12 @@ def folio_ref_count(machine: Machine, page: Page) -> int:
     pages = folio_pages(machine, page)
     head = machine.pages.get(page.attrs["folio"])
     total = sum(p.refcount for p in pages)
-    pins = sum(p.pins for p in pages)
+    pins = folio_pincount(machine, page)
     pmd = head.attrs.get("entire_mapcount", 0) if head is not None else 0   # a PMD maps the head
     return total - (len(pages) - 1) * pmd - (GUP_PIN_COUNTING_BIAS - 1) * pins
 
 
 def folio_pincount(machine: Machine, page: Page) -> int:
     """``folio->_pincount``: exact pins of a large folio; 0 for a small page."""
-    if "folio" not in page.attrs:
-        return 0
-    return sum(p.pins for p in folio_pages(machine, page))
+    head = page.attrs.get("folio")
+    return 0 if head is None else machine.attrs.get("folio_pins", {}).get(head, 0)

@@ -52,6 +52,12 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
     for obj in m.shmem.values():
         for pfn in obj.values():
             cached[pfn] += 1
+    folio_pins: Counter[int] = Counter()
+    for page in m.pages.values():
+        if "folio" in page.attrs and page.pins:
+            folio_pins[page.attrs["folio"]] += page.pins
+    if dict(folio_pins) != m.attrs.get("folio_pins", {}):
+        problems.append(f"folio pin counts {m.attrs.get('folio_pins', {})}, pages say {dict(folio_pins)}")
     for pfn, page in m.pages.items():
         if page.zero:
             continue

@@ -15,6 +15,7 @@ import pluggy
 
 from ..errors import PluginError, PolicyDecisionError
 from .context import FollFlags, make_context
+from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import OWNERS, Decision, Registry
 
@@ -622,7 +623,7 @@ class Engine:
         plugin_vma = bool(src_vma.attrs) and self._copy_hook is not None
         for vpn in vpns:
             pte = src_ptes.get(vpn)
-            if pte is None:
+            if pte is None or vpn in dst_ptes:          # a plugin copied it with a neighbour
                 continue
             if plugin_vma or not pte.present:
                 child = self._copy_hook(engine=self, src_mm=src_mm, dst_mm=dst_mm, src_vma=src_vma,
@@ -791,6 +792,8 @@ class Engine:
                 if pin:
                     page.refcount += GUP_PIN_COUNTING_BIAS * count
                     page.pins += count
+                    if "folio" in page.attrs:
+                        note_pins(m, page, count)
                 else:
                     page.refcount += count
                     page.gets += count
@@ -828,6 +831,8 @@ class Engine:
     def _drop_ref(self, page: Page, pin: bool, count: int = 1) -> None:
         if pin:
             page.pins -= count
+            if "folio" in page.attrs:
+                note_pins(self.machine, page, -count)
             self.put_page(page, GUP_PIN_COUNTING_BIAS * count)
         else:
             page.gets -= count
