@@ -310,40 +310,6 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser(
-        "check", help="check policy files",
-        description="Parse and check policies (and their extends chains) against the installed "
-                    "engine and plugins.  Errors and warnings go to stderr with file:line:col; "
-                    "exit 2 on any error (1 with --strict on a warning).")
-    check.add_argument("files", metavar="FILE", nargs="+", help=".pol files or built-in policy names")
-    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
-    check.set_defaults(func=cmd_check)
-
-    comp = sub.add_parser("compile", help="print the Python a policy compiles to",
-                          description="Check a policy and print the Python module it compiles to.")
-    comp.add_argument("file", metavar="FILE", help="a .pol file or built-in policy name")
-    comp.set_defaults(func=cmd_compile)
-
-    fmt = sub.add_parser("fmt", help="format policy files",
-                         description="Rewrite policy files in the canonical layout (comments kept). "
-                                     "With --check, change nothing and exit 1 if a file would change.")
-    fmt.add_argument("files", metavar="FILE", nargs="+", help=".pol files")
-    fmt.add_argument("--check", action="store_true", help="only report files that would change")
-    fmt.set_defaults(func=cmd_fmt)
-
-    pols = sub.add_parser("policies", help="list the built-in policies",
-                          description="List the built-in policies with what they extend and a summary.")
-    pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    pols.set_defaults(func=cmd_policies)
-
-    plugins = sub.add_parser(
-        "plugins", help="list the installed plugins and what each adds",
-        description="List the installed plugins: distribution and version, the hooks each "
-                    "implements, and the decision points, attributes, operations, metrics and "
-                    "violation classes each adds.  POLICYKIT_TRACE_HOOKS=1 traces every hook call.")
-    plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    plugins.set_defaults(func=cmd_plugins)
-
     comp = sub.add_parser(
         "compare", help="compare policies on the corpus",
         description="Run the corpus under each policy and put them side by side: per policy the "
@@ -384,6 +350,40 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     explain.add_argument("scenario", metavar="SCENARIO")
     explain.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     explain.set_defaults(func=cmd_explain)
+
+    check = sub.add_parser(
+        "check", help="check policy files",
+        description="Parse and check policies (and their extends chains) against the installed "
+                    "engine and plugins.  Errors and warnings go to stderr with file:line:col; "
+                    "exit 2 on any error (1 with --strict on a warning).")
+    check.add_argument("files", metavar="FILE", nargs="+", help=".pol files or built-in policy names")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    check.set_defaults(func=cmd_check)
+
+    comp = sub.add_parser("compile", help="print the Python a policy compiles to",
+                          description="Check a policy and print the Python module it compiles to.")
+    comp.add_argument("file", metavar="FILE", help="a .pol file or built-in policy name")
+    comp.set_defaults(func=cmd_compile)
+
+    fmt = sub.add_parser("fmt", help="format policy files",
+                         description="Rewrite policy files in the canonical layout (comments kept). "
+                                     "With --check, change nothing and exit 1 if a file would change.")
+    fmt.add_argument("files", metavar="FILE", nargs="+", help=".pol files")
+    fmt.add_argument("--check", action="store_true", help="only report files that would change")
+    fmt.set_defaults(func=cmd_fmt)
+
+    pols = sub.add_parser("policies", help="list the built-in policies",
+                          description="List the built-in policies with what they extend and a summary.")
+    pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    pols.set_defaults(func=cmd_policies)
+
+    plugins = sub.add_parser(
+        "plugins", help="list the installed plugins and what each adds",
+        description="List the installed plugins: distribution and version, the hooks each "
+                    "implements, and the decision points, attributes, operations, metrics and "
+                    "violation classes each adds.  POLICYKIT_TRACE_HOOKS=1 traces every hook call.")
+    plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    plugins.set_defaults(func=cmd_plugins)
 
     hooks = sub.add_parser("hooks", help="list the hooks plugins can implement",
                            description="The hook reference: every policykit_* hook, when it is "

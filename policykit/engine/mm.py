@@ -211,8 +211,8 @@ class Engine:
             hook = self._hooks[point]
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
-        if res is None:
-            res = self.registry.decision_points[point].default
+        if res is None and self.registry.decision_points[point].default is not None:
+            res = Decision(self.registry.decision_points[point].default, rule="(default)")
         if res is None:
             raise PolicyDecisionError(
                 f"no policy answered decision point {point!r} "
