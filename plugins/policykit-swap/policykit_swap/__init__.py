@@ -10,6 +10,8 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
   (which enters the swapcache), and maps it.  On a write fault the decision point
   ``swapin`` says ``map_writable`` (reuse: the swapcache is freed when no other swap
   entry needs it) or ``map_readonly`` (the write then takes a write fault).
+* fork asks ``fork_swap_entry``: share the swap entry (``swap_duplicate``), or read the
+  page in for the child.
 * Before a write fault decides, ``free_swap`` says whether to try to free the swapcache
   first (``try_to_free_swap``: only when no swap entry is left).
 * A swap entry remembers whether the page was exclusive (``swp_exclusive``, 5.19's "COW
