@@ -134,7 +134,7 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _plugin_registry(autoload: bool) -> Registry:
+def plugin_registry(autoload: bool) -> Registry:
     """What the installed plugins declare, without a policy: what policies are checked
     against.  Built once per process (the plugins do not change while it runs)."""
     return build_registry(get_plugin_manager(autoload=autoload))
@@ -238,7 +238,7 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
     if spec.endswith(".pol") or (not Path(spec).exists() and dsl.builtin_path(spec) is not None):
         if autoload is None:
             autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
-        registry = _plugin_registry(autoload)
+        registry = plugin_registry(autoload)
         checked, diagnostics = dsl.check_file(spec, registry)
         errors = [d for d in diagnostics if d.severity == "error"]
         if errors:

@@ -116,12 +116,12 @@ def cmd_score(ns: argparse.Namespace) -> int:
 
 
 def cmd_corpus(ns: argparse.Namespace) -> int:
-    from ._manager import build_registry, get_plugin_manager
+    from ._manager import get_plugin_manager
     from .corpus import select
     from .scenario import load_scenario
 
     pm = get_plugin_manager()
-    registry = build_registry(pm)
+    registry = _registry()
     scenarios = [load_scenario(p, registry) for p in scenario_paths(ns.corpus or [], pm)]
     print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format))
     return ExitCode.OK
@@ -153,8 +153,9 @@ def _selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    from ._manager import build_registry, get_plugin_manager
-    return build_registry(get_plugin_manager())
+    """What the installed plugins declare (built once per process)."""
+    from ._manager import DISABLE_AUTOLOAD_ENV, plugin_registry
+    return plugin_registry(not os.environ.get(DISABLE_AUTOLOAD_ENV))
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
@@ -173,9 +174,10 @@ def cmd_check(ns: argparse.Namespace) -> int:
             print(f"{spec}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
         else:
             assert checked is not None
-            chain = " <- ".join(f"{p.name}" for p in [checked]) + \
-                (f" (extends {', '.join(_chain_names(checked))})" if len(checked.files) > 1 else "")
-            print(f"{spec}: ok, policy {chain}" + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""))
+            parents = _chain_names(checked)
+            extends = f" (extends {', '.join(parents)})" if parents else ""
+            print(f"{spec}: ok, policy {checked.name}{extends}"
+                  + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""))
             if warnings and ns.strict and worst == ExitCode.OK:
                 worst = ExitCode.FAILED
     return worst

@@ -81,20 +81,27 @@ def _state_read(ctx: Any) -> str:
     return "; ".join(parts)
 
 
-def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
-    """A caller for hook ``name``, or None when no plugin implements it.  Without
-    wrappers or tracing, it calls the implementations directly, in pluggy's order and
-    with pluggy's firstresult rule: the same results, at a fraction of the cost."""
-    hook = getattr(pm.hook, name)
+def _direct_calls(pm: pluggy.PluginManager, hook: Any) -> list[tuple[Callable[..., Any], tuple[str, ...], str]] | None:
+    """The implementations of ``hook`` as (function, argument names, plugin name), in the
+    order pluggy calls them -- or None when pluggy itself must call (a wrapper, tracing).
+    Calling them directly gives pluggy's results at a fraction of the cost."""
     impls = hook.get_hookimpls()
-    if not impls:
-        return None
     if getattr(pm, "traced", False) or any(i.hookwrapper or i.wrapper for i in impls):
+        return None
+    return [(i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls)]
+
+
+def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
+    """A caller for hook ``name``, or None when no plugin implements it."""
+    hook = getattr(pm.hook, name)
+    if not hook.get_hookimpls():
+        return None
+    calls = _direct_calls(pm, hook)
+    if calls is None:
         return hook
-    calls = [(i.function, tuple(i.argnames)) for i in reversed(impls)]
     if hook.spec is not None and hook.spec.opts.get("firstresult"):
         def first(**kwargs: Any) -> Any:
-            for fn, names in calls:
+            for fn, names, _ in calls:
                 res = fn(*[kwargs[n] for n in names])
                 if res is not None:
                     return res
@@ -103,7 +110,7 @@ def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
 
     def every(**kwargs: Any) -> list[Any]:
         out = []
-        for fn, names in calls:
+        for fn, names, _ in calls:
             res = fn(*[kwargs[n] for n in names])
             if res is not None:
                 out.append(res)
@@ -139,15 +146,13 @@ class Engine:
         }
         self._hooks = {name: getattr(pm.hook, spec.hook_name)
                        for name, spec in registry.decision_points.items()}
-        # Decision hooks are firstresult with plain impls: calling the impls in pluggy's
-        # order directly gives the same answer at a third of the cost.  Any hookwrapper
-        # (tracing, a plugin's wrapper) keeps the full pluggy call.
+        # Decision hooks take one argument, ctx: impls that take it (not fewer) are
+        # called directly; otherwise, or with a wrapper or tracing, pluggy calls.
         self._fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
-        traced = getattr(pm, "traced", False)
         for name, hook in self._hooks.items():
-            impls = hook.get_hookimpls()
-            plain = not traced and all(not (i.hookwrapper or i.wrapper) and tuple(i.argnames) == ("ctx",) for i in impls)
-            self._fast[name] = tuple((i.function, i.plugin_name) for i in reversed(impls)) if plain else None
+            calls = _direct_calls(pm, hook)
+            plain = calls is not None and all(names == ("ctx",) for _, names, _ in calls)
+            self._fast[name] = tuple((fn, who) for fn, _, who in calls) if plain else None
         self._flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self._actions = {name: frozenset(spec.actions)
                          for name, spec in registry.decision_points.items()}
