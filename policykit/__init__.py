@@ -20,6 +20,7 @@ from .engine.specs import (
     MetricSpec,
     OperationSpec,
     Param,
+    VariantSpec,
     ViolationClassSpec,
 )
 from .errors import PluginError, PolicyKitError, PolicyLoadError, ScenarioError, SourceError
@@ -32,7 +33,7 @@ __all__ = [
     "GUP_PIN_COUNTING_BIAS", "GupRef", "Machine", "MetricSpec", "Mm", "Page", "Process", "Pte", "Vma", "OperationFailed", "OperationSpec",
     "Oracle", "Outcome", "PAGE_SIZE", "Param", "PluginError", "Policy", "PolicyKitError",
     "PolicyLoadError", "RunResult", "ScenarioError", "Session", "SourceError", "Violation",
-    "ViolationClassSpec", "check_invariants", "get_plugin_manager", "hookimpl", "hookspec", "load_policy",
+    "VariantSpec", "ViolationClassSpec", "check_invariants", "get_plugin_manager", "hookimpl", "hookspec", "load_policy",
 ]
 
 

@@ -199,6 +199,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     merge("policykit_add_operations", reg.operations, lambda s: s.name)
     merge("policykit_add_metrics", reg.metrics, lambda s: s.name)
     merge("policykit_add_violation_classes", reg.violation_classes, lambda s: s.name)
+    merge("policykit_add_variants", reg.variants, lambda s: s.name)
     for name, point in reg.decision_points.items():
         if point.default is not None and point.default not in point.actions:
             raise PluginError(f"decision point {name!r}: default {point.default!r} is not one of its "

@@ -57,7 +57,7 @@ def _progress(i: int, n: int, what: str) -> None:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     session = Session(load_policy(ns.policy))
-    scenarios = [session.load(str(p)) for p in scenario_paths(ns.scenarios, session.pm)]
+    scenarios = _load(session, scenario_paths(ns.scenarios, session.pm))
     results = []
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)
@@ -69,11 +69,23 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILED
 
 
+def _load(session: Session, paths: list[Path]) -> list:  # type: ignore[type-arg]
+    """Every scenario of ``paths`` (variants expanded); skipped variants noted on stderr."""
+    scenarios: list = []  # type: ignore[type-arg]
+    skipped: list[tuple[str, str]] = []
+    for p in paths:
+        scenarios.extend(session.load_all(str(p), skipped))
+    if skipped:
+        print(f"note: {len(skipped)} variant{'s' * (len(skipped) != 1)} skipped "
+              f"({'; '.join(sorted({why for _, why in skipped}))}); see 'policykit corpus'", file=sys.stderr)
+    return scenarios
+
+
 def _corpus(session: Session, ns: argparse.Namespace) -> list:  # type: ignore[type-arg]
     """The scenarios a command works on: --corpus (or the built-in corpus), --tag, -k."""
     from .corpus import select
 
-    scenarios = [session.load(str(p)) for p in scenario_paths(ns.corpus or [], session.pm)]
+    scenarios = _load(session, scenario_paths(ns.corpus or [], session.pm))
     chosen = select(scenarios, ns.tag or (), ns.k)
     if not chosen:
         raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
@@ -118,24 +130,29 @@ def cmd_score(ns: argparse.Namespace) -> int:
 def cmd_corpus(ns: argparse.Namespace) -> int:
     from ._manager import get_plugin_manager
     from .corpus import select
-    from .scenario import load_scenario
+    from .scenario import load_scenarios
 
     pm = get_plugin_manager()
     registry = _registry()
-    scenarios = [load_scenario(p, registry) for p in scenario_paths(ns.corpus or [], pm)]
-    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format))
+    scenarios = []
+    skipped: list[tuple[str, str]] = []
+    for p in scenario_paths(ns.corpus or [], pm):
+        scenarios.extend(load_scenarios(p, registry, skipped))
+    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format, skipped))
     return ExitCode.OK
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
     session = Session(load_policy(ns.policy))
     if Path(ns.scenario).is_file():
-        scn = session.load(ns.scenario)
+        scn = session.load(ns.scenario, ns.variant)
     else:
-        by_name = {s.name: s for s in (session.load(str(p)) for p in scenario_paths([], session.pm))}
+        by_name = {s.name: s for p in scenario_paths([], session.pm) for s in session.load_all(str(p))}
         if ns.scenario not in by_name:
             from .errors import did_you_mean
-            hint = did_you_mean(ns.scenario, by_name)
+            variants = sorted(n for n in by_name if n.startswith(ns.scenario + "/"))
+            hint = (f"it has variants: {', '.join(variants)}" if variants
+                    else did_you_mean(ns.scenario, by_name))
             raise PolicyKitError(f"{ns.scenario}: no such scenario file or corpus scenario"
                                  + (f"; {hint}" if hint else ""))
         scn = by_name[ns.scenario]
@@ -349,7 +366,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                                          "and show each decision: the step, the decision point, the action, "
                                          "the rule that fired (file:line) and the state it read.")
     explain.add_argument("policy", metavar="POLICY")
-    explain.add_argument("scenario", metavar="SCENARIO")
+    explain.add_argument("scenario", metavar="SCENARIO",
+                         help="a scenario file, or the name of a corpus scenario (NAME or NAME/VARIANT)")
+    explain.add_argument("--variant", metavar="V", help="for a scenario file with variants: the one to run")
     explain.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     explain.set_defaults(func=cmd_explain)
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         DecisionPointSpec,
         MetricSpec,
         OperationSpec,
+        VariantSpec,
         ViolationClassSpec,
     )
     from .oracle import Oracle, Violation
@@ -132,6 +133,18 @@ def policykit_add_violation_classes() -> list[ViolationClassSpec]:
     :returns: a list of :class:`~policykit.engine.specs.ViolationClassSpec`.
 
     Called once per run set-up.  Scenario expectations may only name declared classes.
+    """
+
+
+@hookspec
+def policykit_add_variants() -> list[VariantSpec]:
+    """Declare memory variants scenarios can run on (``base``, ``swapped``, ``thp``...).
+
+    :returns: a list of :class:`~policykit.engine.specs.VariantSpec`.
+
+    Called once per run set-up.  A scenario with a ``variants`` line is expanded into one
+    scenario per variant it names (``NAME/VARIANT``); a variant no installed plugin
+    declares is skipped, and the corpus listing says so.
     """
 
 

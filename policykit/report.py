@@ -230,13 +230,19 @@ def comparison_to_json(cmp: Any) -> dict[str, Any]:
     }
 
 
-def render_corpus(scenarios: Sequence[Any], fmt: str = "table") -> str:
-    rows = [{"scenario": s.name, "tags": " ".join(sorted(s.tags)), "title": s.title, "source": s.source,
-             "file": s.filename} for s in scenarios]
+def render_corpus(scenarios: Sequence[Any], fmt: str = "table",
+                  skipped: Sequence[tuple[str, str]] = ()) -> str:
+    """The scenarios (variants expanded) and the variants skipped, with the reason."""
+    rows = [{"scenario": s.name, "variant": s.variant or None, "tags": " ".join(sorted(s.tags)),
+             "title": s.title, "source": s.source, "file": s.filename} for s in scenarios]
     if fmt == "json":
-        return json.dumps({"schema": "policykit.corpus/1", "scenarios": rows}, indent=2)
-    return tabulate([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
-                    tablefmt=_TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
+        return json.dumps({"schema": "policykit.corpus/1", "scenarios": rows,
+                           "skipped": [{"scenario": n, "reason": why} for n, why in skipped]}, indent=2)
+    out = tabulate([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
+                   tablefmt=_TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
+    if skipped:
+        out += f", {len(skipped)} skipped:\n" + "\n".join(f"  {n}: {why}" for n, why in skipped)
+    return out
 
 
 def render_explain(r: RunResult, fmt: str = "table") -> str:

@@ -13,7 +13,7 @@ from .engine.mm import Engine, Event, OperationFailed, Outcome
 from .engine.specs import OperationSpec, Registry
 from .errors import PluginError, PolicyKitError
 from .oracle import Oracle, Violation
-from .scenario import load_scenario, scenario_from_text
+from .scenario import load_scenario, load_scenarios, scenario_from_text
 from .scenario.model import Scenario, Step
 
 
@@ -105,11 +105,16 @@ class Session:
             return exc.render()
         return f"{type(exc).__name__} in {where} of {_blame(exc, self.pm, default)}: {exc}"
 
-    def load(self, path: str) -> Scenario:
-        return load_scenario(path, self.registry)
+    def load(self, path: str, variant: str | None = None) -> Scenario:
+        """The scenario in ``path`` (with variants: the one named)."""
+        return load_scenario(path, self.registry, variant)
 
-    def parse(self, text: str, filename: str = "<scenario>") -> Scenario:
-        return scenario_from_text(text, filename, self.registry)
+    def load_all(self, path: str, skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
+        """The scenario in ``path``, or one per variant it lists (see :func:`load_scenarios`)."""
+        return load_scenarios(path, self.registry, skipped)
+
+    def parse(self, text: str, filename: str = "<scenario>", variant: str | None = None) -> Scenario:
+        return scenario_from_text(text, filename, self.registry, variant)
 
     def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
         """Run ``scenario``; with ``invariants`` the engine's invariants are checked after

@@ -44,21 +44,24 @@ def plugin_refs(engine: Engine) -> Callable[[Page], int] | None:
 
 
 def scenario_params(directory: str | Path, reference_policy: str = "linux-6.x") -> list[Any]:
-    """``pytest.param(path, policy)`` for every expectation of every ``*.scn`` there."""
+    """``pytest.param(path, policy, variant)`` for every expectation of every ``*.scn``
+    there (of every variant; ``variant`` is None for a scenario without variants), with
+    ``NAME[POLICY]`` (``NAME/VARIANT[POLICY]``) as the test id."""
     import pytest
 
     out = []
     for path in sorted(Path(directory).glob("*.scn")):
-        for policy in session(reference_policy).load(str(path)).expectations:
-            out.append(pytest.param(str(path), policy, id=f"{path.stem}[{policy}]"))
+        for scn in session(reference_policy).load_all(str(path)):
+            for policy in sorted(scn.expectations):
+                out.append(pytest.param(str(path), policy, scn.variant or None, id=f"{scn.name}[{policy}]"))
     return out
 
 
-def assert_passes(path: str, policy: str) -> RunResult:
-    """Run a scenario file under a policy, with invariants; fail with the details unless
-    it met its expectation and budgets."""
+def assert_passes(path: str, policy: str, variant: str | None = None) -> RunResult:
+    """Run a scenario file (one ``variant`` of it) under a policy, with invariants; fail
+    with the details unless it met its expectation and budgets."""
     s = session(policy)
-    r = s.run(s.load(path), invariants=True)
+    r = s.run(s.load(path, variant), invariants=True)
     details = "; ".join(f"line {v.line}: {v.cls}: {v.detail}" for v in r.violations)
     assert r.passed, f"{r.scenario.name} under {policy}: got {r.verdict} ({details}); " \
                      f"budgets: {r.budget_failures or 'kept'}"

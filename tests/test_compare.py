@@ -18,11 +18,11 @@ def test_compare_summarizes_relates_and_lists_differences_first(capsys):
     summary, rest = out.split("\n\n", 1)
     assert "linux-5.9" in summary and "linux-5.19" in summary and "excess vs ideal" in summary
     assert "linux-5.19 vs linux-5.9: stricter; correct only under linux-5.19: " in rest
-    assert "ro-pin-previously-shared" in rest.split("\n\n")[0]
+    assert "ro-pin-previously-shared/base" in rest.split("\n\n")[0]
     table = rest.split("\n\n")[1].splitlines()
     marks = [line[:2].strip() for line in table[2:]]
     assert marks == sorted(marks, key=lambda m: {"≠": 0, "$": 1, "": 2}[m]), "differences first"
-    assert "ro-pin-previously-shared under linux-5.9: line 13: pin-incoherent" in out
+    assert "ro-pin-previously-shared/base under linux-5.9: line 13: pin-incoherent" in out
 
 
 def test_compare_exit_1_on_a_regression(capsys):
@@ -48,9 +48,9 @@ def test_compare_json_is_versioned(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "policykit.compare/1" and doc["policies"] == ["linux-5.9", "linux-5.19"]
     [rel] = doc["relations"]
-    assert rel["kind"] == "stricter" and "ro-pin-shared" in rel["correct_only_under_b"]
+    assert rel["kind"] == "stricter" and "ro-pin-shared/base" in rel["correct_only_under_b"]
     by_name = {s["scenario"]: s for s in doc["scenarios"]}
-    row = by_name["ro-pin-previously-shared"]
+    row = by_name["ro-pin-previously-shared/base"]
     assert row["verdicts_differ"] and row["results"][0]["first_violation"]["class"] == "pin-incoherent"
     assert row["ideal_copies"] == 0
     s59 = doc["summaries"][0]
@@ -82,8 +82,18 @@ def test_corpus_lists_scenarios(capsys):
     assert main(["corpus", "--tag", "cow.c", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     names = {s["scenario"] for s in doc["scenarios"]}
-    assert {"cow-basic", "vmsplice-child-unmap", "thp-fork-write"} <= names
+    assert {"vmsplice-child-unmap/base", "thp-collapse-after-fork", "non-anon-basic-cow"} <= names
     assert all("cow.c" in s["tags"] for s in doc["scenarios"])
+    assert doc["skipped"] == []
+
+
+def test_corpus_runs_each_cow_c_anon_test_on_every_variant(capsys):
+    assert main(["corpus", "-k", "cow-basic/*", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["variant"] for s in doc["scenarios"]] == [
+        "base", "swapped", "thp", "pte-mapped-thp", "single-pte-thp", "hugetlb"]
+    thp = doc["scenarios"][2]
+    assert thp["title"].endswith("(PMD-mapped THP)") and {"thp", "cow.c"} <= set(thp["tags"].split())
 
 
 def test_explain_shows_each_decision_with_its_rule_and_state(capsys):

@@ -34,6 +34,20 @@ def test_scenario_example_parses_and_meets_its_expectations():
         assert r.passed, (policy, r.verdict)
 
 
+def test_variants_example_runs_on_each_variant():
+    [example] = blocks("scenarios.md", "scn-variants")
+    from policykit.scenario import scenarios_from_text
+    for policy in ("linux-5.9", "linux-6.x"):
+        s = Session(load_policy(policy))
+        scenarios = scenarios_from_text(example, "docs/scenarios.md", s.registry)
+        assert [scn.name for scn in scenarios] == [
+            "vmsplice-in-child/base", "vmsplice-in-child/swapped", "vmsplice-in-child/thp",
+            "vmsplice-in-child/hugetlb"]
+        for scn in scenarios:
+            r = s.run(scn, invariants=True)
+            assert r.passed, (policy, scn.name, r.verdict)
+
+
 def test_error_example_is_what_policykit_prints():
     shown = blocks("scenarios.md", "")[-1].strip("\n")
     s = session("never_copy")

@@ -48,7 +48,7 @@ CASES = [
     ("syntax-unclosed-bracket", HEAD + "write p buf[\n", 3, 13, "unexpected end of line", "[i] or [i:j]"),
     ("syntax-unclosed-string", 'title "abc\n', 1, 7, "unexpected character '\"'", "double quotes"),
     ("syntax-double-arrow", "spawn -> p -> q\n", 1, 12, "unexpected '->'", "one '-> NAME'"),
-    ("syntax-expect-colon", "expect a b\n", 1, 10, "expected ':'", "expect POLICY: CLASS"),
+    ("syntax-expect-colon", "expect a b\n", 1, 10, "expected ':'", "expect POLICY [on VARIANT...]: CLASS"),
     ("syntax-bound", HEAD + "budget x: wp_copies 3\n", 3, 21, "unexpected '3'", "METRIC <= NUMBER"),
 ]
 
@@ -63,6 +63,31 @@ def test_error_position_message_and_hint(text, line, col, msg, hint):
     assert err.hint, "every error carries a hint"
     if hint:
         assert hint in err.hint, err.render()
+
+
+VHEAD = "variants base\nspawn -> p\nmmap_variant p -> buf\n"
+
+VARIANT_CASES = [
+    ("mmap-variant-without-variants", "spawn -> p\nmmap_variant p -> buf\n", 2, 1, "without variants", "variants base"),
+    ("on-without-variants", HEAD + "expect x on base: ok\n", 3, 13, "without variants", "'variants' line"),
+    ("variants-without-mmap-variant", "variants base\n" + HEAD, 1, 10, "without 'mmap_variant'", "mmap_variant PROCESS -> NAME"),
+    ("variant-twice", "variants base base\nspawn -> p\nmmap_variant p -> buf\n", 1, 15, "listed twice", "once"),
+    ("mmap-variant-arguments", "variants base\nspawn -> p\nmmap_variant p 3 -> buf\n", 3, 1, "takes a process", "usage"),
+    ("on-unknown-variant", VHEAD + "expect x on bsae: ok\n", 4, 13, "not one of this scenario's variants", "did you mean 'base'"),
+    ("two-expectations-on-a-variant", VHEAD + "expect x on base: ok\nexpect x on base: leak\n", 5, 8,
+     "second expectation for policy 'x' on base (the first is at line 4)", "one 'expect' line"),
+    ("variant-steps-name-clash", VHEAD.replace("-> buf", "-> p"), 3, 1, "'p' is already a process", "once"),
+]
+
+
+@pytest.mark.parametrize("text,line,col,msg,hint", [c[1:] for c in VARIANT_CASES], ids=[c[0] for c in VARIANT_CASES])
+def test_variant_errors_have_position_message_and_hint(text, line, col, msg, hint):
+    with pytest.raises(ScenarioError) as info:
+        session("anon_exclusive").parse(text, "bad.scn", variant="base")
+    err = info.value
+    assert (err.span.filename, err.span.line, err.span.column) == ("bad.scn", line, col), err.render()
+    assert msg in err.message, err.render()
+    assert hint in err.hint, err.render()
 
 
 def test_render_shows_the_line_and_a_caret_under_the_span():

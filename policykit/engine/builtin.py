@@ -16,6 +16,7 @@ from .specs import (
     MetricSpec,
     OperationSpec,
     Param,
+    VariantSpec,
     ViolationClassSpec,
 )
 
@@ -199,6 +200,10 @@ def _dma_read(e: Engine, a: dict[str, Any]) -> Outcome:
     return Outcome(tokens=e.dma_read(rid, index))
 
 
+def _alias(e: Engine, a: dict[str, Any]) -> Outcome:
+    return Outcome(result=a["region"][0])
+
+
 def _fail_alloc(e: Engine, a: dict[str, Any]) -> Outcome:
     e.machine.fail_allocs = a["count"]
     return Outcome()
@@ -247,7 +252,19 @@ def policykit_add_operations() -> list[OperationSpec]:
         o("put", (_REF,), _release, "put_page() on a FOLL_GET reference (close the pipe, end the I/O)"),
         o("dma_write", (_REF,), _dma_write, "the device writes through the reference"),
         o("dma_read", (_REF,), _dma_read, "the device (or a pipe reader) reads through the reference"),
+        o("alias", (_PROC, _REGION), _alias,
+          "name part of a region: later lines may use the name for those pages", result="region"),
         o("fail_alloc", (P("count", "int"),), _fail_alloc, "the next COUNT page allocations fail"),
         o("memory_pressure", (P("state", "word", ("on", "off")),), _memory_pressure,
           "under memory pressure GFP_ATOMIC allocations fail; others reclaim and succeed"),
+    ]
+
+
+@hookimpl
+def policykit_add_variants() -> list[VariantSpec]:
+    return [
+        VariantSpec("base", "base page", """
+            mmap {process} 1 private -> {region}
+            write {process} {region}
+        """),
     ]

@@ -100,6 +100,26 @@ class OperationSpec:
 
 @final
 @dataclass(frozen=True, slots=True)
+class VariantSpec:
+    """A kind of memory a scenario can be run on, as cow.c runs each test on a base page,
+    a swapped-out page, a THP...
+
+    A scenario that lists ``variants`` and maps its memory with ``mmap_variant P -> R``
+    is run once per variant, ``mmap_variant`` replaced by ``steps``: scenario lines in
+    which ``{process}`` and ``{region}`` stand for ``P`` and ``R``.  They must leave
+    ``{region}`` naming the memory under test (a region, or an ``alias`` of part of one),
+    filled with data.  ``tags`` join the scenario's tags.
+    """
+
+    name: str
+    title: str
+    steps: str
+    tags: frozenset[str] = frozenset()
+    provider: str = "policykit"
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class MetricSpec:
     """A per-run counter.  ``unit`` is ``pages``, ``bytes``, ``faults`` or ``count``."""
 
@@ -153,6 +173,7 @@ class Registry:
     operations: dict[str, OperationSpec] = field(default_factory=dict)
     metrics: dict[str, MetricSpec] = field(default_factory=dict)
     violation_classes: dict[str, ViolationClassSpec] = field(default_factory=dict)
+    variants: dict[str, VariantSpec] = field(default_factory=dict)
 
     def attributes_of(self, owner: str) -> dict[str, AttributeSpec]:
         return {n: a for (o, n), a in self.attributes.items() if o == owner}

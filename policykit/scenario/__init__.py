@@ -1,30 +1,63 @@
-"""Scenario files: syntax (:mod:`.parse`), names and arguments (:mod:`.check`), AST (:mod:`.model`)."""
+"""Scenario files: syntax (:mod:`.parse`), variants (:mod:`.variants`), names and arguments
+(:mod:`.check`), AST (:mod:`.model`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..engine.specs import Registry
-from ..errors import PolicyKitError
+from ..errors import PolicyKitError, ScenarioError
 from .check import check_scenario
 from .model import Scenario, Step
 from .parse import parse_scenario
+from .variants import expand
 
-__all__ = ["Scenario", "Step", "load_scenario", "parse_scenario", "check_scenario", "scenario_from_text"]
-
-
-def scenario_from_text(text: str, filename: str, registry: Registry) -> Scenario:
-    """Parse and check scenario text."""
-    return check_scenario(parse_scenario(text, filename), text, registry)
+__all__ = ["Scenario", "Step", "load_scenario", "load_scenarios", "parse_scenario", "check_scenario",
+           "scenario_from_text", "scenarios_from_text"]
 
 
-def load_scenario(path: str | Path, registry: Registry) -> Scenario:
-    """Read, parse and check a scenario file."""
-    p = Path(path)
+def scenarios_from_text(text: str, filename: str, registry: Registry,
+                        skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
+    """Parse and check scenario text: one scenario, or one per variant it lists.  Variants
+    no installed plugin declares are left out and, with ``skipped``, appended to it as
+    ``(NAME/VARIANT, reason)``."""
+    scenarios, left_out = expand(parse_scenario(text, filename), text, registry)
+    if skipped is not None:
+        skipped.extend(left_out)
+    return [check_scenario(scn, text, registry) for scn in scenarios]
+
+
+def scenario_from_text(text: str, filename: str, registry: Registry, variant: str | None = None) -> Scenario:
+    """Parse and check scenario text that makes one scenario (or pick ``variant``)."""
+    scn = parse_scenario(text, filename)
+    scenarios, skipped = expand(scn, text, registry)
+    if variant is not None:
+        scenarios = [s for s in scenarios if s.variant == variant]
+        if not scenarios:
+            reason = next((why for name, why in skipped if name.endswith("/" + variant)),
+                          f"it lists variants {', '.join(n for n, _ in scn.variants) or '(none)'}")
+            raise PolicyKitError(f"{filename}: no variant {variant!r}: {reason}")
+    elif scn.variants:
+        raise ScenarioError(f"{scn.name!r} has {len(scn.variants)} variants", scn.variants[0][1], text,
+                            "load them all (load_scenarios), or name one")
+    return check_scenario(scenarios[0], text, registry)
+
+
+def _read(path: str | Path) -> str:
     try:
-        text = p.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyKitError(f"{path}: cannot read scenario: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise PolicyKitError(f"{path}: not a text file") from None
-    return scenario_from_text(text, str(path), registry)
+
+
+def load_scenario(path: str | Path, registry: Registry, variant: str | None = None) -> Scenario:
+    """Read, parse and check a scenario file that makes one scenario (or pick ``variant``)."""
+    return scenario_from_text(_read(path), str(path), registry, variant)
+
+
+def load_scenarios(path: str | Path, registry: Registry,
+                   skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
+    """Read, parse and check a scenario file: its scenario, or one per variant."""
+    return scenarios_from_text(_read(path), str(path), registry, skipped)

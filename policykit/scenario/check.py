@@ -64,6 +64,7 @@ class _State:
     procs: dict[str, _Proc] = field(default_factory=dict)
     regions: dict[str, tuple[int, bool]] = field(default_factory=dict)   # name -> (npages, shared)
     refs: dict[str, _Ref] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # name -> (region, lo, hi)
 
 
 class _Checker:
@@ -212,16 +213,23 @@ class _Checker:
         return lo, hi
 
     def region(self, proc: _Proc, arg: Arg) -> tuple[str, int, int]:
+        """(region, lo, hi) of a region argument; an alias is resolved to its region."""
         name = arg.value
-        if arg.kind == "int" or name not in self.state.regions:
-            hint = did_you_mean(str(name), self.state.regions)
+        known = self.state.regions.keys() | self.state.aliases.keys()
+        if arg.kind == "int" or name not in known:
+            hint = did_you_mean(str(name), known)
             raise self.error(f"unknown region {str(name)!r}", arg.span,
                              hint or "regions are created with 'mmap P PAGES -> NAME'")
+        name, offset, npages = name, 0, None
+        if name in self.state.aliases:
+            name, offset, end = self.state.aliases[name]
+            npages = end - offset
         mapping = proc.regions.get(name)
         if mapping is None:
             raise self.error(f"region {name!r} is not mapped in {proc.name!r}", arg.span,
                              "a child has the regions its parent had at fork; later mmaps are the mapper's own")
-        lo, hi = self._slice(arg, mapping.npages, "a region")
+        lo, hi = self._slice(arg, mapping.npages if npages is None else npages, "a region")
+        lo, hi = lo + offset, hi + offset
         for i in range(lo, hi):
             if i not in mapping.mapped:
                 raise self.error(f"page {i} of {name!r} is not mapped in {proc.name!r}", arg.span,
@@ -242,7 +250,8 @@ class _Checker:
 
     def fresh(self, name: str, kind: str, span: Span) -> None:
         st = self.state
-        for taken, what in ((st.procs, "a process"), (st.regions, "a region"), (st.refs, "a reference")):
+        for taken, what in ((st.procs, "a process"), (st.regions, "a region"), (st.aliases, "a region"),
+                            (st.refs, "a reference")):
             if name in taken:
                 raise self.error(f"{name!r} is already {what}", span, "give every name once")
 
@@ -265,6 +274,8 @@ class _Checker:
             if a.get("prot") == "ro":
                 m.readonly = dict.fromkeys(range(a["pages"]), line)
             proc.regions[name] = m  # type: ignore[union-attr]
+        elif op == "alias":
+            st.aliases[a["_name"]] = a["region"]
         elif op == "fork":
             st.procs[a["_name"]] = _Proc(a["_name"], {r: m.copy_for_child(line)
                                                      for r, m in proc.regions.items()})  # type: ignore[union-attr]

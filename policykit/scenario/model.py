@@ -47,12 +47,14 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
-    """``expect POLICY: ok`` or ``expect POLICY: CLASS...``."""
+    """``expect POLICY: ok`` or ``expect POLICY: CLASS...``; with ``on VARIANT...`` it
+    holds only on those variants."""
 
     policy: str
     classes: frozenset[str]
     span: Span
     class_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False)
+    variants: tuple[tuple[str, Span], ...] = field(default=(), compare=False)
 
     def describe(self) -> str:
         return " ".join(sorted(self.classes)) or "ok"
@@ -75,7 +77,24 @@ class Bound:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """``budget POLICY [on VARIANT...]: BOUND, ...``."""
+
+    policy: str
+    bounds: tuple[Bound, ...]
+    span: Span
+    variants: tuple[tuple[str, Span], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
+    """A scenario as run: ``expectations`` and ``budgets`` by policy name.
+
+    A scenario file with a ``variants`` line parses to one Scenario carrying ``variants``
+    (names and spans) and ``overrides`` (the ``on VARIANT`` lines); expanding it gives one
+    Scenario per variant, named ``NAME/VARIANT``, with ``variant`` set.
+    """
+
     name: str
     steps: tuple[Step, ...]
     filename: str
@@ -84,3 +103,6 @@ class Scenario:
     source: str = ""
     expectations: dict[str, Expectation] = field(default_factory=dict)
     budgets: dict[str, tuple[Bound, ...]] = field(default_factory=dict)
+    variants: tuple[tuple[str, Span], ...] = ()
+    overrides: tuple[Expectation | Budget, ...] = ()
+    variant: str = ""

@@ -10,7 +10,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from ..errors import ScenarioError, Span
 from ..syntax import source_error
-from .model import Arg, Bound, Expectation, Scenario, Step
+from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
 
 @functools.cache
@@ -96,11 +96,19 @@ class _ToAst(Transformer):
     def tags(self, children: list[Token]) -> tuple:
         return ("tags", frozenset(str(c) for c in children), _span(self.filename, children[0]))
 
-    def expect(self, children: list[Token]) -> tuple:
-        policy, *classes = [c for c in children if c.type != "COLON"]
+    def variants(self, children: list[Token]) -> tuple:
+        names = tuple((str(c), _span(self.filename, c)) for c in children)
+        return ("variants", names, names[0][1])
+
+    def on(self, children: list[Token]) -> tuple:
+        return ("on", tuple((str(c), _span(self.filename, c)) for c in children))
+
+    def expect(self, children: list) -> tuple:
+        on = next((c[1] for c in children if isinstance(c, tuple)), ())
+        policy, *classes = [c for c in children if isinstance(c, Token) and c.type != "COLON"]
         span = _span(self.filename, policy)
         exp = Expectation(str(policy), frozenset(str(c) for c in classes if str(c) != "ok"), span,
-                          tuple((str(c), _span(self.filename, c)) for c in classes))
+                          tuple((str(c), _span(self.filename, c)) for c in classes), on)
         return ("expect", exp, span)
 
     def bound(self, children: list[Token]) -> Bound:
@@ -109,8 +117,10 @@ class _ToAst(Transformer):
 
     def budget(self, children: list) -> tuple:
         policy = children[0]
+        on = next((c[1] for c in children if isinstance(c, tuple)), ())
         bounds = tuple(c for c in children[1:] if isinstance(c, Bound))
-        return ("budget", (str(policy), bounds), _span(self.filename, policy))
+        span = _span(self.filename, policy)
+        return ("budget", Budget(str(policy), bounds, span, on), span)
 
 
 def _unquote(tok: Token) -> str:
@@ -131,7 +141,8 @@ def _syntax_hint(exc: UnexpectedInput) -> str:
     if "CMP" in expected:
         return "bounds read METRIC <= NUMBER, e.g. budget linux-5.19: wp_copies <= 1"
     if "POLICY" in expected or (isinstance(tok, Token) and "COLON" in expected):
-        return "expectations read 'expect POLICY: CLASS...', budgets 'budget POLICY: METRIC <= N'"
+        return ("expectations read 'expect POLICY [on VARIANT...]: CLASS...', "
+                "budgets 'budget POLICY [on VARIANT...]: METRIC <= N'")
     return "one statement per line: OPERATION ARGS... [-> NAME]; '#' starts a comment"
 
 
@@ -148,23 +159,31 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     header: dict = {}
     steps: list[Step] = []
     expectations: dict[str, Expectation] = {}
-    budgets: dict = {}
+    budgets: dict[str, tuple[Bound, ...]] = {}
+    overrides: list[Expectation | Budget] = []
+    seen: dict[tuple[str, str, str], Span] = {}     # (kind, policy, variant) -> first line
     for item in items:
         if isinstance(item, Step):
             steps.append(item)
             continue
         kind, value, span = item[0], item[1], item[2]
-        if kind == "expect":
-            if value.policy in expectations:
-                raise ScenarioError(f"second expectation for policy {value.policy!r}", span, text,
-                                    "give one 'expect' line per policy, listing every class")
-            expectations[value.policy] = value
-        elif kind == "budget":
-            policy, bounds = value
-            if policy in budgets:
-                raise ScenarioError(f"second budget for policy {policy!r}", span, text,
-                                    "separate bounds with ',' on one 'budget' line")
-            budgets[policy] = bounds
+        if kind in ("expect", "budget"):
+            for variant, _ in value.variants or (("", span),):
+                key = (kind, value.policy, variant)
+                if key in seen:
+                    where = f" on {variant}" if variant else ""
+                    raise ScenarioError(
+                        f"second {'expectation' if kind == 'expect' else 'budget'} for policy "
+                        f"{value.policy!r}{where} (the first is at line {seen[key].line})", span, text,
+                        "give one 'expect' line per policy, listing every class" if kind == "expect"
+                        else "separate bounds with ',' on one 'budget' line")
+                seen[key] = span
+            if value.variants:
+                overrides.append(value)
+            elif kind == "expect":
+                expectations[value.policy] = value
+            else:
+                budgets[value.policy] = value.bounds
         else:
             if kind in header:
                 raise ScenarioError(f"'{'scenario' if kind == 'name' else kind}' given twice",
@@ -175,4 +194,5 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
         name=name, steps=tuple(steps), filename=filename, title=header.get("title", ""),
         tags=header.get("tags", frozenset()), source=header.get("source", ""),
         expectations=expectations, budgets=budgets,
+        variants=header.get("variants", ()), overrides=tuple(overrides),
     )

@@ -83,6 +83,6 @@ def test_truncate_unmaps_and_later_access_is_sigbus():
     assert check_invariants(e.machine, refs(e)) == []
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)

@@ -29,6 +29,7 @@ from policykit import (
     MetricSpec,
     OperationFailed,
     OperationSpec,
+    VariantSpec,
     Outcome,
     Param,
     Pte,
@@ -257,3 +258,13 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
 def policykit_add_scenario_dirs() -> list[str]:
     from pathlib import Path
     return [str(Path(__file__).parent / "scenarios")]
+
+
+@hookimpl
+def policykit_add_variants() -> list[VariantSpec]:
+    # cow.c's hugetlb variant: it needs two free huge pages.
+    return [VariantSpec("hugetlb", "2 MiB hugetlb page", """
+        hugetlb_pool 2
+        mmap_hugetlb {process} 1 private -> {region}
+        write {process} {region}
+    """, frozenset({"hugetlb"}))]

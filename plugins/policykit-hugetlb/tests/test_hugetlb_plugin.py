@@ -88,6 +88,6 @@ def test_shared_hugetlb_is_shared_across_fork():
     assert check_invariants(e.machine, refs(e)) == []
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)

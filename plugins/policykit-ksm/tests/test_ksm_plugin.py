@@ -67,6 +67,6 @@ def test_reused_ksm_page_stops_being_one():
     assert e.metrics["wp_copies"] == 0 and "ksm" not in page.attrs
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)

@@ -70,6 +70,6 @@ def test_an_unmapped_batched_page_is_freed_by_the_drain():
     assert pfn not in e.machine.pages
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)

@@ -33,6 +33,7 @@ from policykit import (
     MetricSpec,
     OperationFailed,
     OperationSpec,
+    VariantSpec,
     Outcome,
     Param,
     Pte,
@@ -339,3 +340,13 @@ def policykit_page_refs(machine: Any, page: Any) -> int:
 def policykit_add_scenario_dirs() -> list[str]:
     from pathlib import Path
     return [str(Path(__file__).parent / "scenarios")]
+
+
+@hookimpl
+def policykit_add_variants() -> list[VariantSpec]:
+    # cow.c's "swapped-out base page": filled, then MADV_PAGEOUT before the test.
+    return [VariantSpec("swapped", "swapped-out base page", """
+        mmap {process} 1 private -> {region}
+        write {process} {region}
+        pageout {process} {region}
+    """, frozenset({"swap"}))]

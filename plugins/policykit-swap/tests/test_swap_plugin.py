@@ -97,6 +97,6 @@ def test_policies_that_predate_the_plugin_still_run():
     assert r.violations == []
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)

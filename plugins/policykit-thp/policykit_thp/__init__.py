@@ -36,6 +36,7 @@ from policykit import (
     MetricSpec,
     OperationFailed,
     OperationSpec,
+    VariantSpec,
     Outcome,
     Param,
     Pte,
@@ -385,3 +386,31 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
 def policykit_add_scenario_dirs() -> list[str]:
     from pathlib import Path
     return [str(Path(__file__).parent / "scenarios")]
+
+
+@hookimpl
+def policykit_add_variants() -> list[VariantSpec]:
+    # cow.c's THP variants.  On a PMD-mapped THP the tests work on all of it, as cow.c
+    # does (an mprotect() of part of it would split the PMD).  Once the THP is PTE-mapped
+    # every page behaves alike: the tests touch its first page (cow.c touches all), so
+    # copy counts are per page touched.
+    thp = frozenset({"thp"})
+    return [
+        VariantSpec("thp", "PMD-mapped THP", """
+            mmap_thp {process} 512 -> {region}
+            write {process} {region}
+        """, thp),
+        VariantSpec("pte-mapped-thp", "PTE-mapped THP", """
+            mmap_thp {process} 512 -> {region}_thp
+            write {process} {region}_thp[0]
+            mprotect {process} {region}_thp[1] ro
+            mprotect {process} {region}_thp[1] rw
+            alias {process} {region}_thp[0] -> {region}
+        """, thp),
+        VariantSpec("single-pte-thp", "single PTE of a THP", """
+            mmap_thp {process} 512 -> {region}_thp
+            write {process} {region}_thp[0]
+            madvise {process} {region}_thp[1:512] dontneed
+            alias {process} {region}_thp[0] -> {region}
+        """, thp),
+    ]

@@ -93,6 +93,6 @@ def test_collapse_refuses_a_page_with_io_in_flight():
     assert check_invariants(e.machine, refs(e)) == []
 
 
-@pytest.mark.parametrize("path,policy", scenario_params(SCENARIOS))
-def test_scenario(path, policy):
-    assert_passes(path, policy)
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)
