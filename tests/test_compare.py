@@ -82,7 +82,8 @@ def test_corpus_lists_scenarios(capsys):
     assert main(["corpus", "--tag", "cow.c", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     names = {s["scenario"] for s in doc["scenarios"]}
-    assert {"vmsplice-child-unmap/base", "thp-collapse-after-fork", "non-anon-basic-cow"} <= names
+    assert {"vmsplice-child-unmap/base", "thp-collapse-after-fork", "non-anon-cow/file",
+            "non-anon-ro-pin-fast/zeropage"} <= names
     assert all("cow.c" in s["tags"] for s in doc["scenarios"])
     assert doc["skipped"] == []
 

@@ -14,6 +14,7 @@ PY = {"py-" + p.stem.replace("_", "-"): str(p) for p in PY_POLICIES.glob("*.py")
 BUILTIN = set(dsl.builtin_names())
 CORE = ROOT / "policykit" / "corpus"
 PATHS = scenario_files([], session("linux-6.x").pm)
+VARIANTS = session("linux-6.x").registry.variants
 
 
 SCENARIOS = [(path, scn) for path in PATHS for scn in session("linux-6.x").load_all(str(path))]
@@ -43,6 +44,7 @@ def test_every_scenario_states_its_source_and_every_policys_expectation():
         assert scn.name not in names, f"two scenarios named {scn.name}"
         names.add(scn.name)
         assert scn.title and scn.source and scn.tags, scn.name
-        wanted = BUILTIN | (set(PY) if path.parent == CORE and scn.variant in ("", "base") else set())
+        core = not scn.variant or VARIANTS[scn.variant].provider == "policykit"
+        wanted = BUILTIN | (set(PY) if path.parent == CORE and core else set())
         assert wanted <= set(scn.expectations), (scn.name, sorted(wanted - set(scn.expectations)))
         assert set(scn.expectations) <= BUILTIN | set(PY), "expectations only for policies that exist"

@@ -267,4 +267,12 @@ def policykit_add_variants() -> list[VariantSpec]:
             mmap {process} 1 private -> {region}
             write {process} {region}
         """),
+        # cow.c's non-anonymous tests: a private mapping read-faulted, and {region}_smem,
+        # the second mapping the test compares with (here: another zero page mapping).
+        VariantSpec("zeropage", "shared zero page", """
+            mmap {process} 1 private -> {region}
+            read {process} {region}
+            mmap {process} 1 private -> {region}_smem
+            read {process} {region}_smem
+        """),
     ]

@@ -29,6 +29,7 @@ from policykit import (
     MetricSpec,
     OperationFailed,
     OperationSpec,
+    VariantSpec,
     Outcome,
     Param,
     Pte,
@@ -275,3 +276,16 @@ def _corrupt(oracle: Any, cells: dict) -> None:
 def policykit_add_scenario_dirs() -> list[str]:
     from pathlib import Path
     return [str(Path(__file__).parent / "scenarios")]
+
+
+@hookimpl
+def policykit_add_variants() -> list[VariantSpec]:
+    # cow.c's memfd and tmpfile backends (alike here: a page cache page): MAP_PRIVATE
+    # read-faulted, and {region}_smem, a MAP_SHARED mapping of the same file.
+    return [VariantSpec("file", "page cache page (memfd, tmpfile)", """
+        create_file {region}_file 1 rw
+        mmap_file {process} {region}_file 1 private rw -> {region}
+        mmap_file {process} {region}_file 1 shared rw -> {region}_smem
+        read {process} {region}
+        read {process} {region}_smem
+    """, frozenset({"file"}))]
