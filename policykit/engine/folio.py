@@ -1,7 +1,8 @@
 """Large folios: a head page and its tail pages, as ``page_folio()`` sees them.
 
-A large folio is ``nr`` pages with consecutive pfns; each page carries
-``attrs["folio"] = head pfn`` and ``attrs["folio_nr"] = nr``.  Each page
+A large folio is ``nr`` pages with consecutive pfns (made by :meth:`Engine.make_folio`);
+each page carries ``attrs["folio"] = head pfn`` and ``attrs["folio_nr"] = nr``, and a
+shared :class:`~policykit.engine.model.Folio` that sums their reference counts.  Each page
 keeps its own content and its own PTE mappings.  A PMD mapping of the folio is stored as
 ``nr`` PTEs (each flagged ``pmd``), one per page, and counted on the head as
 ``attrs["entire_mapcount"]``: so a page's ``mapcount`` is what ``page_mapcount()`` says
@@ -40,15 +41,19 @@ def note_pins(machine: Machine, page: Page, delta: int) -> None:
 
 
 def folio_ref_count(machine: Machine, page: Page) -> int:
-    """``folio_ref_count(page_folio(page))``."""
-    if "folio" not in page.attrs:
+    """``folio_ref_count(page_folio(page))``.
+
+    The pages' own counts hold one reference per PTE of a PMD mapping and
+    GUP_PIN_COUNTING_BIAS per pin; a folio counts one per PMD mapping and one per pin.
+    While a PMD maps the folio, every page of it is alive.
+    """
+    folio = page.folio
+    if folio is None:
         return page.refcount
-    pages = folio_pages(machine, page)
-    head = machine.pages.get(page.attrs["folio"])
-    total = sum(p.refcount for p in pages)
-    pins = folio_pincount(machine, page)
+    head = machine.pages.get(folio.head)
     pmd = head.attrs.get("entire_mapcount", 0) if head is not None else 0   # a PMD maps the head
-    return total - (len(pages) - 1) * pmd - (GUP_PIN_COUNTING_BIAS - 1) * pins
+    pins = folio_pincount(machine, page)
+    return folio.refs - (folio.nr - 1) * pmd - (GUP_PIN_COUNTING_BIAS - 1) * pins
 
 
 def folio_pincount(machine: Machine, page: Page) -> int:

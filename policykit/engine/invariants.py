@@ -53,9 +53,15 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
         for pfn in obj.values():
             cached[pfn] += 1
     folio_pins: Counter[int] = Counter()
+    folio_refs: dict[int, list] = {}                 # head -> [Folio, sum of its pages' refcounts]
     for page in m.pages.values():
         if "folio" in page.attrs and page.pins:
             folio_pins[page.attrs["folio"]] += page.pins
+        if page.folio is not None:
+            folio_refs.setdefault(page.folio.head, [page.folio, 0])[1] += page.refcount
+    for head, (folio, total) in folio_refs.items():
+        if folio.refs != total:
+            problems.append(f"folio {head}: kept refcount sum {folio.refs}, pages say {total}")
     if dict(folio_pins) != m.attrs.get("folio_pins", {}):
         problems.append(f"folio pin counts {m.attrs.get('folio_pins', {})}, pages say {dict(folio_pins)}")
     for pfn, page in m.pages.items():

@@ -16,7 +16,7 @@ import pluggy
 from ..errors import PluginError, PolicyDecisionError
 from .context import FollFlags, make_context
 from .folio import note_pins
-from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, GupRef, Machine, Mm, Page, Process, Pte, Vma
+from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import OWNERS, Decision, Registry
 
 #: gap left between two mmap()ed regions, so VMAs never touch
@@ -92,17 +92,21 @@ def _direct_calls(pm: pluggy.PluginManager, hook: Any) -> list[tuple[Callable[..
 
 
 def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
-    """A caller for hook ``name``, or None when no plugin implements it."""
+    """A caller for hook ``name`` (keyword arguments, as pluggy takes them), or None when
+    no plugin implements it."""
     hook = getattr(pm.hook, name)
     if not hook.get_hookimpls():
         return None
     calls = _direct_calls(pm, hook)
     if calls is None:
         return hook
+    every_arg = frozenset(hook.spec.argnames) if hook.spec is not None else None
+    # an implementation that takes every argument is called with them as they come
+    plain = [(fn, None if frozenset(names) == every_arg else names) for fn, names, _ in calls]
     if hook.spec is not None and hook.spec.opts.get("firstresult"):
         def first(**kwargs: Any) -> Any:
-            for fn, names, _ in calls:
-                res = fn(*[kwargs[n] for n in names])
+            for fn, names in plain:
+                res = fn(**kwargs) if names is None else fn(*[kwargs[n] for n in names])
                 if res is not None:
                     return res
             return None
@@ -110,8 +114,8 @@ def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
 
     def every(**kwargs: Any) -> list[Any]:
         out = []
-        for fn, names, _ in calls:
-            res = fn(*[kwargs[n] for n in names])
+        for fn, names in plain:
+            res = fn(**kwargs) if names is None else fn(*[kwargs[n] for n in names])
             if res is not None:
                 out.append(res)
         return out
@@ -281,6 +285,18 @@ class Engine:
         if self.observed:
             self.emit(Event("alloc", pfn=pfn))
         return page
+
+    def make_folio(self, pages: list[Page]) -> None:
+        """Make ``pages`` (consecutive pfns, fresh from :meth:`alloc_page`) one large
+        folio: ``page_count()`` of any of them is then the folio's."""
+        head, nr = pages[0].pfn, len(pages)
+        folio = Folio(head, nr)
+        for i, page in enumerate(pages):
+            assert page.pfn == head + i and page.folio is None, "a folio is fresh consecutive pages"
+            page.attrs["folio"] = head
+            page.attrs["folio_nr"] = nr
+            page.folio = folio
+            folio.refs += page.refcount
 
     def put_page(self, page: Page, n: int = 1) -> None:
         if page.zero:

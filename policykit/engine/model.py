@@ -28,7 +28,21 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-@dataclass(slots=True)
+class Folio:
+    """What the pages of one large folio share: the sum of their reference counts, kept
+    as they change, so that ``folio_ref_count()`` costs O(1) instead of O(nr)."""
+
+    __slots__ = ("head", "nr", "refs")
+
+    def __init__(self, head: int, nr: int, refs: int = 0) -> None:
+        self.head = head
+        self.nr = nr
+        self.refs = refs
+
+    def __repr__(self) -> str:
+        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs})"
+
+
 class Page:
     """A physical page (struct page / small folio).
 
@@ -36,20 +50,46 @@ class Page:
     engine-private truth for the oracle, which a realizable policy never reads (the
     kernel only has the fuzzy ``refcount >= GUP_PIN_COUNTING_BIAS`` test).
     ``attrs`` holds policy flags and plugin attributes that differ from their default.
+    ``folio`` is set for a page of a large folio (see :meth:`Engine.make_folio`).
     """
 
-    pfn: int
-    content: int = ZERO_TOKEN
-    refcount: int = 0
-    mapcount: int = 0
-    anon: bool = True
-    zero: bool = False
-    pins: int = 0
-    gets: int = 0
-    attrs: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("pfn", "content", "_refcount", "mapcount", "anon", "zero", "pins", "gets", "attrs",
+                 "folio")
+
+    def __init__(self, pfn: int, content: int = ZERO_TOKEN, refcount: int = 0, mapcount: int = 0,
+                 anon: bool = True, zero: bool = False, pins: int = 0, gets: int = 0,
+                 attrs: dict[str, Any] | None = None) -> None:
+        self.pfn = pfn
+        self.content = content
+        self._refcount = refcount
+        self.mapcount = mapcount
+        self.anon = anon
+        self.zero = zero
+        self.pins = pins
+        self.gets = gets
+        self.attrs: dict[str, Any] = {} if attrs is None else attrs
+        self.folio: Folio | None = None
+
+    @property
+    def refcount(self) -> int:
+        """This page's own reference count (``page_ref_count()``)."""
+        return self._refcount
+
+    @refcount.setter
+    def refcount(self, value: int) -> None:
+        folio = self.folio
+        if folio is not None:
+            folio.refs += value - self._refcount
+        self._refcount = value
+
+    def __repr__(self) -> str:
+        return (f"Page(pfn={self.pfn}, content={self.content}, refcount={self._refcount}, "
+                f"mapcount={self.mapcount}, anon={self.anon}, zero={self.zero}, pins={self.pins}, "
+                f"gets={self.gets}, attrs={self.attrs})")
 
     def copy(self) -> Page:
-        return Page(self.pfn, self.content, self.refcount, self.mapcount, self.anon,
+        """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
+        return Page(self.pfn, self.content, self._refcount, self.mapcount, self.anon,
                     self.zero, self.pins, self.gets, dict(self.attrs))
 
 
@@ -182,8 +222,16 @@ class Machine:
         return m
 
     def copy(self) -> Machine:
+        pages = {k: p.copy() for k, p in self.pages.items()}
+        folios: dict[int, Folio] = {}
+        for k, p in self.pages.items():
+            if p.folio is not None:
+                f = folios.get(p.folio.head)
+                if f is None:
+                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs)
+                pages[k].folio = f
         return Machine(
-            {k: p.copy() for k, p in self.pages.items()},
+            pages,
             {k: p.copy() for k, p in self.processes.items()},
             {k: r.copy() for k, r in self.refs.items()},
             {k: dict(v) for k, v in self.shmem.items()},

@@ -178,9 +178,9 @@ def _alloc_thp(engine: Any) -> list[Any] | None:
                 engine.put_page(p)
             return None
         pages.append(page)
-    head = pages[0].pfn
+    engine.make_folio(pages)
     for page in pages:
-        page.attrs.update(folio=head, folio_nr=HPAGE_PMD_NR, owner="thp")
+        page.attrs["owner"] = "thp"
     return pages
 
 
