@@ -8,6 +8,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
+from .._parse_cache import lark_cache
 from ..errors import Span
 from ..syntax import source_error
 from . import ast
@@ -29,10 +30,9 @@ TERMINALS = {
 
 @functools.cache
 def _parser() -> Lark:
-    # Built once per process.  No cache=True: lark's default cache is a pickle in a
-    # shared temp dir, which another user of the machine could replace.
+    # Built once per process; the tables are kept in the user's cache (see _parse_cache).
     return Lark.open(
-        "policy.lark", rel_to=__file__,
+        "policy.lark", rel_to=__file__, cache=lark_cache("policy"),
         parser="lalr",              # linear time; errors say what was expected
         lexer="contextual",         # 'extends linux-5.9' lexes the name as POLICY
         propagate_positions=True,   # every node knows where it came from

@@ -8,6 +8,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
+from .._parse_cache import lark_cache
 from ..errors import ScenarioError, Span
 from ..syntax import source_error
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
@@ -15,10 +16,9 @@ from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
 @functools.cache
 def _parser() -> Lark:
-    # Built once per process.  No cache=True: lark's default cache is a pickle in a
-    # shared temp dir, which another user of the machine could replace.
+    # Built once per process; the tables are kept in the user's cache (see _parse_cache).
     return Lark.open(
-        "scenario.lark", rel_to=__file__,
+        "scenario.lark", rel_to=__file__, cache=lark_cache("scenario"),
         parser="lalr",              # fast, and errors name what was expected
         lexer="contextual",         # 'expect linux-5.9:' lexes the policy name as POLICY
         propagate_positions=True,   # every node knows its line and column
