@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark.exceptions import UnexpectedInput
 
 from .._parse_cache import lark_cache
 from ..errors import ScenarioError, Span
@@ -14,15 +15,20 @@ from ..syntax import source_error
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
 
+_TRANSFORMER: _ToAst
+
+
 @functools.cache
 def _parser() -> Lark:
     # Built once per process; the tables are kept in the user's cache (see _parse_cache).
+    # The transformer runs as the parser reduces (no tree is built): the fastest way
+    # through lark, which is why no rule needs positions beyond its tokens'.
     return Lark.open(
         "scenario.lark", rel_to=__file__, cache=lark_cache("scenario"),
         parser="lalr",              # fast, and errors name what was expected
         lexer="contextual",         # 'expect linux-5.9:' lexes the policy name as POLICY
-        propagate_positions=True,   # every node knows its line and column
         maybe_placeholders=False,
+        transformer=_TRANSFORMER,
     )
 
 
@@ -31,14 +37,16 @@ def _span(filename: str, tok: Token) -> Span:
 
 
 class _ToAst(Transformer):
-    def __init__(self, filename: str, text: str) -> None:
-        super().__init__()
-        self.filename = filename
-        self.lines = text.splitlines()
+    """Parse-time transformer: ``filename`` and ``lines`` are set before each parse."""
 
-    def _node_span(self, meta) -> Span:  # type: ignore[no-untyped-def]
-        end = meta.end_column if meta.end_line == meta.line else None
-        return Span(self.filename, meta.line, meta.column, end)
+    def __init__(self) -> None:
+        super().__init__()
+        self.filename = "<scenario>"
+        self.lines: list[str] = []
+
+    def _bracket_span(self, name: Token, close: Token) -> Span:
+        end = (close.column or 1) + 1 if close.line == name.line else None
+        return Span(self.filename, name.line or 1, name.column or 1, end)
 
     @v_args(inline=True)
     def word(self, name: Token) -> Arg:
@@ -48,27 +56,24 @@ class _ToAst(Transformer):
     def int(self, num: Token) -> Arg:
         return Arg("int", int(num), None, _span(self.filename, num))
 
-    @v_args(meta=True)
-    def index(self, meta, children) -> Arg:  # type: ignore[no-untyped-def]
-        name, i = children
-        return Arg("index", str(name), (int(i), int(i) + 1), self._node_span(meta))
+    def index(self, children: list[Token]) -> Arg:
+        name, _, i, close = children
+        return Arg("index", str(name), (int(i), int(i) + 1), self._bracket_span(name, close))
 
-    @v_args(meta=True)
-    def slice(self, meta, children) -> Arg:  # type: ignore[no-untyped-def]
-        name = children[0]
+    def slice(self, children: list[Token]) -> Arg:
+        name, close = children[0], children[-1]
         lo = hi = None
         seen_colon = False
-        for c in children[1:]:
+        for c in children[2:-1]:
             if c.type == "COLON":
                 seen_colon = True
             elif seen_colon:
                 hi = int(c)
             else:
                 lo = int(c)
-        return Arg("slice", str(name), (lo, hi), self._node_span(meta))
+        return Arg("slice", str(name), (lo, hi), self._bracket_span(name, close))
 
-    @v_args(meta=True)
-    def step(self, meta, children) -> Step:  # type: ignore[no-untyped-def]
+    def step(self, children: list) -> Step:
         op = children[0]
         result = None
         args = []
@@ -78,7 +83,7 @@ class _ToAst(Transformer):
                 result = rest[i + 1]
                 break
             args.append(c)
-        text = self.lines[meta.line - 1].split("#")[0].strip()
+        text = self.lines[op.line - 1].split("#")[0].strip()
         span = Span(self.filename, op.line, op.column, op.column + len(str(op)))
         if result is None:
             return Step(str(op), tuple(args), None, span, text)
@@ -123,6 +128,10 @@ class _ToAst(Transformer):
         return ("budget", Budget(str(policy), bounds, span, on), span)
 
 
+_TRANSFORMER = _ToAst()
+_LOCK = threading.Lock()
+
+
 def _unquote(tok: Token) -> str:
     s = str(tok)[1:-1]
     return s.replace('\\"', '"').replace("\\\\", "\\")
@@ -148,13 +157,13 @@ def _syntax_hint(exc: UnexpectedInput) -> str:
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     """Parse scenario text; raise :class:`ScenarioError` on a syntax error."""
+    parser = _parser()
     try:
-        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
-        items = _ToAst(filename, text).transform(tree).children
+        with _LOCK:                     # one transformer, set for this text
+            _TRANSFORMER.filename, _TRANSFORMER.lines = filename, text.splitlines()
+            items = parser.parse(text if text.endswith("\n") else text + "\n").children
     except UnexpectedInput as exc:
         raise source_error(exc, text, filename, ScenarioError, hint=_syntax_hint(exc)) from None
-    except VisitError as exc:  # pragma: no cover - the transformer raises nothing by design
-        raise exc.orig_exc from None
 
     header: dict = {}
     steps: list[Step] = []
