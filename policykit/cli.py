@@ -108,7 +108,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
     sessions = [Session(load_policy(p)) for p in ns.policies]
     scenarios = _corpus(sessions[0], ns)
-    cmp = compare(sessions, scenarios, _yardstick(sessions), _progress)
+    cmp = compare(sessions, scenarios, _yardstick(sessions), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, ns.only_diff))
     return ExitCode.FAILED if cmp.regressions else ExitCode.OK
 
@@ -118,7 +118,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
 
     session = Session(load_policy(ns.policy))
     scenarios = _corpus(session, ns)
-    cmp = compare([session], scenarios, _yardstick([session]), _progress)
+    cmp = compare([session], scenarios, _yardstick([session]), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, only_diff=False))
     unmet = [row.results[0] for row in cmp.rows if not row.results[0].passed]
     for r in unmet:
@@ -167,6 +167,21 @@ def _selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", metavar="PATTERN", help="only scenarios whose name matches (glob or substring)")
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                         help="output format (default: table)")
+
+
+def _jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-j", "--jobs", metavar="N", type=_positive,
+                        help="run on N processes (default: one per CPU this process may use)")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return n
 
 
 def _registry():  # type: ignore[no-untyped-def]
@@ -343,6 +358,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
         formatter_class=argparse.RawDescriptionHelpFormatter)
     comp.add_argument("policies", metavar="POLICY", nargs="+", help="two or more policies (the first is the baseline)")
     _selection(comp)
+    _jobs(comp)
     comp.add_argument("--only-diff", action="store_true", help="list only scenarios where the policies differ")
     comp.set_defaults(func=cmd_compare)
 
@@ -351,6 +367,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                                        "exit 1 if a scenario misses its expectation for it or its budget.")
     score.add_argument("policy", metavar="POLICY")
     _selection(score)
+    _jobs(score)
     score.set_defaults(func=cmd_score)
     if pm is not None:
         for runs_scenarios in (run, comp, score):

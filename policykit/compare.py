@@ -130,20 +130,15 @@ def relate(a: str, ra: list[RunResult], b: str, rb: list[RunResult]) -> Relation
                     sum(r.metrics["bytes_copied"] for r in rb) - sum(r.metrics["bytes_copied"] for r in ra))
 
 
-def run_all(session: Session, scenarios: Sequence[Scenario], progress=None) -> list[RunResult]:  # type: ignore[no-untyped-def]
-    out = []
-    for i, scn in enumerate(scenarios, 1):
-        if progress is not None:
-            progress(i, len(scenarios), f"{session.policy.name}: {scn.name}")
-        out.append(session.run(scn))
-    return out
-
-
 def compare(sessions: Sequence[Session], scenarios: Sequence[Scenario], yardstick: Session | None = None,
-            progress=None) -> Comparison:  # type: ignore[no-untyped-def]
-    """Run every scenario under every policy (and the yardstick) and compare."""
-    results = [run_all(s, scenarios, progress) for s in sessions]
-    ideal = run_all(yardstick, scenarios, progress) if yardstick is not None else None
+            progress=None, jobs: int | None = None) -> Comparison:  # type: ignore[no-untyped-def]
+    """Run every scenario under every policy (and the yardstick) and compare; the runs
+    are shared out between ``jobs`` processes (see :mod:`policykit.parallel`)."""
+    from .parallel import run_pairs
+
+    everyone = list(sessions) + ([yardstick] if yardstick is not None else [])
+    results = run_pairs(everyone, scenarios, jobs, progress)
+    ideal = results.pop() if yardstick is not None else None
     summaries = [summarize(s.policy, rs, ideal) for s, rs in zip(sessions, results)]
     rows = [Row(scn, [rs[i] for rs in results], ideal[i] if ideal else None) for i, scn in enumerate(scenarios)]
     rows.sort(key=lambda row: (not row.verdicts_differ, not row.costs_differ, row.scenario.name))

@@ -1,0 +1,102 @@
+"""Running many (policy, scenario) pairs on every CPU the process may use.
+
+Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` share
+them out between forked workers, the way pytest-xdist shares tests.  A worker sends back
+what a comparison reads of a run -- verdict, violations, metrics, warnings, budgets,
+rules -- not its step records.  Where ``fork()`` is missing, or with one job, everything
+runs in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import PolicyKitError
+from .run import RunResult, Session
+from .scenario.model import Scenario
+
+#: below this many runs a worker costs more than it saves
+MIN_RUNS_PER_WORKER = 20
+
+
+class WorkerError(PolicyKitError):
+    """A worker process failed: a bug in policykit or a plugin."""
+
+    exit_code = 3
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: int | None = None,
+              progress: Callable[[int, int, str], None] | None = None) -> list[list[RunResult]]:
+    """``results[s][i]``: ``scenarios[i]`` run under ``sessions[s]``, on up to ``jobs``
+    processes (default: :func:`default_jobs`)."""
+    pairs = [(s, i) for i in range(len(scenarios)) for s in range(len(sessions))]
+    jobs = default_jobs() if jobs is None else jobs
+    jobs = max(1, min(jobs, len(pairs) // MIN_RUNS_PER_WORKER))
+    if not hasattr(os, "fork"):
+        jobs = 1
+    shares = [pairs[k::jobs] for k in range(jobs)]
+    workers = [_start(sessions, scenarios, share) for share in shares[1:]]
+    results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
+    mine = shares[0]
+    for n, (s, i) in enumerate(mine, 1):
+        if progress is not None:
+            progress(n, len(mine), f"{sessions[s].policy.name}: {scenarios[i].name}")
+        results[s][i] = sessions[s].run(scenarios[i])
+    for (pid, reader), share in zip(workers, shares[1:]):
+        for (s, i), compact in zip(share, _collect(pid, reader)):
+            results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+    return results
+
+
+def _start(sessions: Sequence[Session], scenarios: Sequence[Scenario],
+           share: list[tuple[int, int]]) -> tuple[int, int]:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(writer)
+        return pid, reader
+    os.close(reader)                             # the worker: run, send, leave at once
+    status = 0
+    try:
+        try:
+            payload: Any = ("ok", [_compact(sessions[s].run(scenarios[i])) for s, i in share])
+        except BaseException as exc:             # noqa: BLE001 - reported to the parent
+            payload = ("error", f"{type(exc).__name__}: {exc}")
+        with os.fdopen(writer, "wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:                        # noqa: BLE001 - nothing left to tell
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _collect(pid: int, reader: int) -> list[tuple[Any, ...]]:
+    with os.fdopen(reader, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise WorkerError(f"a worker process died (wait status {status}) before reporting its runs")
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise WorkerError(f"a worker process failed: {value}")
+    return value
+
+
+def _compact(r: RunResult) -> tuple[Any, ...]:
+    return (r.violations, r.metrics, r.warnings, r.budget_failures, r.rules)
+
+
+def _expand(compact: tuple[Any, ...], scenario: Scenario, policy: str) -> RunResult:
+    violations, metrics, warnings, budget_failures, rules = compact
+    return RunResult(scenario, policy, violations, metrics, [], warnings, budget_failures, rules)

@@ -1,0 +1,50 @@
+"""compare's runs shared out between forked workers give what one process gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policykit import parallel
+from policykit.cli import ExitCode, main
+from policykit.testing import session
+
+
+def test_parallel_compare_is_the_serial_compare(capsys):
+    outputs = []
+    for jobs in ("1", "2"):
+        assert main(["compare", "linux-5.9", "linux-5.19", "--tag", "cow.c", "-j", jobs,
+                     "--format", "json"]) == ExitCode.OK
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]["scenarios"]) > 2 * parallel.MIN_RUNS_PER_WORKER
+
+
+def test_workers_take_shares_of_the_runs(monkeypatch):
+    forks = []
+    real_fork = parallel.os.fork
+    monkeypatch.setattr(parallel.os, "fork", lambda: forks.append(1) or real_fork())
+    s = session("linux-6.x")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
+    [results] = parallel.run_pairs([s], scenarios, jobs=2)
+    assert forks == [1]
+    assert [r.scenario.name for r in results] == [scn.name for scn in scenarios]
+    assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
+
+
+def test_a_failing_worker_is_an_internal_error(monkeypatch):
+    s = session("linux-6.x")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
+    real_run = type(s).run
+
+    def run(self, scn, **kw):
+        if scn is scenarios[1]:                  # in the second worker's share
+            raise RuntimeError("boom")
+        return real_run(self, scn, **kw)
+    monkeypatch.setattr(type(s), "run", run)
+    with pytest.raises(parallel.WorkerError, match="a worker process failed: RuntimeError: boom") as info:
+        parallel.run_pairs([s], scenarios, jobs=2)
+    assert info.value.exit_code == 3
