@@ -1,6 +1,6 @@
 """Large folios: a head page and its tail pages, as ``page_folio()`` sees them.
 
-A large folio is ``nr`` pages with consecutive pfns (made by :meth:`Engine.make_folio`);
+A large folio is ``nr`` pages with consecutive pfns (made by :meth:`Engine.alloc_folio`);
 each page carries ``attrs["folio"] = head pfn`` and ``attrs["folio_nr"] = nr``, and a
 shared :class:`~policykit.engine.model.Folio` that sums their reference counts.  Each page
 keeps its own content and its own PTE mappings.  A PMD mapping of the folio is stored as

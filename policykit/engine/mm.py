@@ -262,41 +262,62 @@ class Engine:
 
     # -- pages -------------------------------------------------------------------------
 
-    def alloc_page(self, anon: bool = True, atomic: bool = False) -> Page | None:
-        """Allocate a page holding one reference for its caller; None on failure: an
-        injected one (``fail_alloc``), or a GFP_ATOMIC one under memory pressure."""
+    def _may_allocate(self, atomic: bool) -> bool:
+        """False for an injected failure (``fail_alloc``) or a GFP_ATOMIC allocation
+        under memory pressure: each takes one allocation."""
         m = self.machine
         if atomic and m.pressure:
             if self.observed:
                 self.emit(Event("alloc-fail", info="GFP_ATOMIC under memory pressure"))
-            return None
+            return False
         if m.fail_allocs:
             m.fail_allocs -= 1
             if self.observed:
                 self.emit(Event("alloc-fail"))
-            return None
-        pfn = m.next_pfn
-        m.next_pfn += 1
-        page = Page(pfn, refcount=1, anon=anon)
-        m.pages[pfn] = page
-        self.nr_pages += 1
+            return False
+        return True
+
+    def _allocated(self, nr: int) -> None:
+        self.nr_pages += nr
         if self.nr_pages - 1 > self.metrics["peak_pages"]:
             self.metrics["peak_pages"] = self.nr_pages - 1
+
+    def alloc_page(self, anon: bool = True, atomic: bool = False) -> Page | None:
+        """Allocate a page holding one reference for its caller; None on failure: an
+        injected one (``fail_alloc``), or a GFP_ATOMIC one under memory pressure."""
+        if not self._may_allocate(atomic):
+            return None
+        m = self.machine
+        pfn = m.next_pfn
+        m.next_pfn += 1
+        page = m.pages[pfn] = Page(pfn, refcount=1, anon=anon)
+        self._allocated(1)
         if self.observed:
             self.emit(Event("alloc", pfn=pfn))
         return page
 
-    def make_folio(self, pages: list[Page]) -> None:
-        """Make ``pages`` (consecutive pfns, fresh from :meth:`alloc_page`) one large
-        folio: ``page_count()`` of any of them is then the folio's."""
-        head, nr = pages[0].pfn, len(pages)
-        folio = Folio(head, nr)
-        for i, page in enumerate(pages):
-            assert page.pfn == head + i and page.folio is None, "a folio is fresh consecutive pages"
-            page.attrs["folio"] = head
-            page.attrs["folio_nr"] = nr
+    def alloc_folio(self, nr: int, anon: bool = True, atomic: bool = False) -> list[Page] | None:
+        """Allocate a large folio: ``nr`` pages with consecutive pfns in one allocation
+        (``folio_alloc()`` of order log2(nr)), each holding one reference for its caller;
+        ``page_count()`` of any of them is the folio's.  None on failure, as
+        :meth:`alloc_page`."""
+        if not self._may_allocate(atomic):
+            return None
+        m = self.machine
+        first = m.next_pfn
+        m.next_pfn += nr
+        folio = Folio(first, nr, nr)
+        pages = []
+        for pfn in range(first, first + nr):
+            page = m.pages[pfn] = Page(pfn, refcount=1, anon=anon,
+                                       attrs={"folio": first, "folio_nr": nr})
             page.folio = folio
-            folio.refs += page.refcount
+            pages.append(page)
+        self._allocated(nr)
+        if self.observed:
+            for page in pages:
+                self.emit(Event("alloc", pfn=page.pfn))
+        return pages
 
     def put_page(self, page: Page, n: int = 1) -> None:
         if page.zero:

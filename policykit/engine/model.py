@@ -50,7 +50,7 @@ class Page:
     engine-private truth for the oracle, which a realizable policy never reads (the
     kernel only has the fuzzy ``refcount >= GUP_PIN_COUNTING_BIAS`` test).
     ``attrs`` holds policy flags and plugin attributes that differ from their default.
-    ``folio`` is set for a page of a large folio (see :meth:`Engine.make_folio`).
+    ``folio`` is set for a page of a large folio (see :meth:`Engine.alloc_folio`).
     """
 
     __slots__ = ("pfn", "content", "_refcount", "mapcount", "anon", "zero", "pins", "gets", "attrs",

@@ -170,16 +170,8 @@ def split_huge_pmd(engine: Any, mm: Any, vma: Any, vpn: int) -> None:
 
 def _alloc_thp(engine: Any) -> list[Any] | None:
     """512 pages with consecutive pfns, as one large folio; None on failure."""
-    pages = []
-    for _ in range(HPAGE_PMD_NR):
-        page = engine.alloc_page()
-        if page is None or (pages and page.pfn != pages[-1].pfn + 1):
-            for p in pages + ([page] if page is not None else []):
-                engine.put_page(p)
-            return None
-        pages.append(page)
-    engine.make_folio(pages)
-    for page in pages:
+    pages = engine.alloc_folio(HPAGE_PMD_NR)
+    for page in pages or ():
         page.attrs["owner"] = "thp"
     return pages
 
