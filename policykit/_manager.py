@@ -9,6 +9,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -42,12 +43,27 @@ class _PluginManager(pluggy.PluginManager):
         self.distributions: dict[str, tuple[str, str]] = {}
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        # The same plugin modules join every session's manager: look at each once.
+        try:
+            seen = _HOOKIMPL_OPTS.setdefault(plugin, {})
+        except TypeError:                   # not weakly referenceable, or unhashable
+            return self._hookimpl_opts(plugin, name)
+        if name not in seen:
+            seen[name] = self._hookimpl_opts(plugin, name)
+        opts = seen[name]
+        return None if opts is None else dict(opts)     # pluggy fills in what it returns
+
+    def _hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith("policykit_"):
             method = getattr(plugin, name, None)
             if inspect.isroutine(method):
                 return {}
         return opts
+
+
+#: plugin -> {attribute name: hookimpl options or None}, as pluggy parsed them
+_HOOKIMPL_OPTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
