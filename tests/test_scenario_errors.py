@@ -50,6 +50,12 @@ CASES = [
     ("syntax-double-arrow", "spawn -> p -> q\n", 1, 12, "unexpected '->'", "one '-> NAME'"),
     ("syntax-expect-colon", "expect a b\n", 1, 10, "expected ':'", "expect POLICY [on VARIANT...]: CLASS"),
     ("syntax-bound", HEAD + "budget x: wp_copies 3\n", 3, 21, "unexpected '3'", "METRIC <= NUMBER"),
+    ("syntax-bounds-without-comma", HEAD + "budget x: wp_copies <= 1 fork_copies == 0\n", 3, 26,
+     "unexpected 'fork_copies'; expected end of line", "METRIC <= NUMBER"),
+    ("syntax-title-unquoted", "title abc\n", 1, 7, "expected a quoted string", "double quotes"),
+    ("syntax-number-for-operation", "3 p\n", 1, 1, "unexpected '3'", "one statement per line"),
+    ("syntax-slice-unclosed", HEAD + "write p buf[1:2\n", 3, 16, "unexpected end of line; expected ']'", "[i] or [i:j]"),
+    ("syntax-on-without-variant", "expect x on: ok\n", 1, 12, "unexpected ':'; expected a name", "expect POLICY [on"),
 ]
 
 

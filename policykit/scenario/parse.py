@@ -1,182 +1,260 @@
-"""Scenario text to :class:`~policykit.scenario.model.Scenario` (syntax only)."""
+"""Scenario text to :class:`~policykit.scenario.model.Scenario` (syntax only).
+
+A scenario file has one statement per line; ``#`` starts a comment::
+
+    scenario vmsplice-child-unmap             # header lines
+    title "vmsplice() + unmap in child"
+    tags cow.c vmsplice
+    source "cow.c: test_vmsplice_in_child"
+    variants base swapped thp                 # optional: one run per memory variant
+    spawn -> parent                           # operations: NAME ARG... [-> NAME]
+    mmap parent 1 private -> buf              # an ARG is a word, a number, NAME[i], NAME[i:j]
+    expect linux-5.7: leak                    # expectations and budgets per policy,
+    expect linux-5.9 on swapped: leak         # ... per variant with 'on'
+    budget linux-5.19: wp_copies <= 1, fork_copies == 0
+
+Operations are generic: their parameters come from the operation registry (see
+:mod:`.check`), so a plugin's operation needs nothing here.  The format is line-oriented
+and small, so this is a hand-written lexer and parser: it reads the whole corpus in a few
+milliseconds, and reports a mistake at its line and column, with what was expected.
+"""
 
 from __future__ import annotations
 
-import functools
-import threading
+import re
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput
-
-from .._parse_cache import lark_cache
 from ..errors import ScenarioError, Span
-from ..syntax import source_error
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
+#: one token: its kind is the name of the group that matched
+_TOKEN = re.compile(r"""
+    (?P<ws>[ \t]+)
+  | (?P<comment>\#.*)
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<arrow>->)
+  | (?P<cmp><=|>=|==|<|>)
+  | (?P<punct>[:,\[\]])
+  | (?P<int>(?:0|[1-9][0-9]*)(?![A-Za-z0-9_.\-]))
+  | (?P<word>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?)
+""", re.VERBOSE)
 
-_TRANSFORMER: _ToAst
+#: what each expected token is called in messages
+_NAMES = {"word": "a name", "int": "a number", "string": 'a quoted string ("...")',
+          "cmp": "a comparison (<=, ==, ...)", "arrow": "'->'", "eol": "end of line"}
+
+_HEADERS = ("scenario", "title", "tags", "source", "variants", "expect", "budget")
+
+_HINTS = {
+    "string": 'text is written in double quotes and closed on the same line: title "..."',
+    "expect": ("expectations read 'expect POLICY [on VARIANT...]: CLASS...', "
+               "budgets 'budget POLICY [on VARIANT...]: METRIC <= N'"),
+    "bound": "bounds read METRIC <= NUMBER, e.g. budget linux-5.19: wp_copies <= 1",
+    "slice": "pages are chosen with [i] or [i:j], e.g. buf[0] or buf[1:3]",
+    "result": "a result is named by one '-> NAME' at the end of an operation",
+    "line": "one statement per line: OPERATION ARGS... [-> NAME]; '#' starts a comment",
+}
 
 
-@functools.cache
-def _parser() -> Lark:
-    # Built once per process; the tables are kept in the user's cache (see _parse_cache).
-    # The transformer runs as the parser reduces (no tree is built): the fastest way
-    # through lark, which is why no rule needs positions beyond its tokens'.
-    return Lark.open(
-        "scenario.lark", rel_to=__file__, cache=lark_cache("scenario"),
-        parser="lalr",              # fast, and errors name what was expected
-        lexer="contextual",         # 'expect linux-5.9:' lexes the policy name as POLICY
-        maybe_placeholders=False,
-        transformer=_TRANSFORMER,
-    )
+class _Tok:
+    __slots__ = ("kind", "text", "col")
+
+    def __init__(self, kind: str, text: str, col: int) -> None:
+        self.kind, self.text, self.col = kind, text, col
+
+    def describe(self) -> str:
+        return "end of line" if self.kind == "eol" else repr(self.text)
 
 
-def _span(filename: str, tok: Token) -> Span:
-    return Span(filename, tok.line or 1, tok.column or 1, (tok.column or 1) + len(str(tok)))
+class _Line:
+    """The tokens of one line, read left to right; mistakes raise ScenarioError."""
+
+    def __init__(self, tokens: list[_Tok], line: int, filename: str, source: str) -> None:
+        self.tokens, self.pos = tokens, 0
+        self.line, self.filename, self.source = line, filename, source
+
+    def span(self, tok: _Tok, end: int | None = None) -> Span:
+        width = 1 if tok.kind == "eol" else len(tok.text)
+        return Span(self.filename, self.line, tok.col, end if end is not None else tok.col + width)
+
+    def peek(self) -> _Tok:
+        return self.tokens[self.pos]
+
+    def take(self, kind: str, text: str | None = None, hint: str = "line") -> _Tok:
+        tok = self.tokens[self.pos]
+        if tok.kind != kind or (text is not None and tok.text != text):
+            self.unexpected(repr(text) if text is not None else _NAMES.get(kind, kind), hint)
+        self.pos += 1
+        return tok
+
+    def accept(self, kind: str, text: str | None = None) -> _Tok | None:
+        tok = self.tokens[self.pos]
+        if tok.kind == kind and (text is None or tok.text == text):
+            self.pos += 1
+            return tok
+        return None
+
+    def unexpected(self, expected: str, hint: str = "line") -> None:
+        tok = self.peek()
+        raise ScenarioError(f"unexpected {tok.describe()}; expected {expected}", self.span(tok),
+                            self.source, _HINTS[hint])
+
+    def end(self, hint: str = "line") -> None:
+        if self.peek().kind != "eol":
+            self.unexpected("end of line", hint)
 
 
-class _ToAst(Transformer):
-    """Parse-time transformer: ``filename`` and ``lines`` are set before each parse."""
+def _tokens(text: str, line: int, filename: str, source: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            kind = "string" if text[pos] == '"' else "line"
+            raise ScenarioError(f"unexpected character {text[pos]!r}",
+                                Span(filename, line, pos + 1, pos + 2), source, _HINTS[kind])
+        kind = m.lastgroup
+        if kind == "comment":
+            break
+        if kind != "ws":
+            out.append(_Tok("word" if kind == "word" else kind, m.group(), pos + 1))
+        pos = m.end()
+    end = len(text.split("#")[0].rstrip()) + 1 if out else 1
+    out.append(_Tok("eol", "", end))
+    return out
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.filename = "<scenario>"
-        self.lines: list[str] = []
 
-    def _bracket_span(self, name: Token, close: Token) -> Span:
-        end = (close.column or 1) + 1 if close.line == name.line else None
-        return Span(self.filename, name.line or 1, name.column or 1, end)
+def _unquote(s: str) -> str:
+    return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
 
-    @v_args(inline=True)
-    def word(self, name: Token) -> Arg:
-        return Arg("word", str(name), None, _span(self.filename, name))
 
-    @v_args(inline=True)
-    def int(self, num: Token) -> Arg:
-        return Arg("int", int(num), None, _span(self.filename, num))
+def _on(t: _Line) -> tuple[tuple[str, Span], ...]:
+    """``on VARIANT...`` before the ':' of an expectation or a budget."""
+    if t.accept("word", "on") is None:
+        return ()
+    names = [t.take("word", hint="expect")]
+    while t.peek().kind == "word":
+        names.append(t.take("word"))
+    return tuple((n.text, t.span(n)) for n in names)
 
-    def index(self, children: list[Token]) -> Arg:
-        name, _, i, close = children
-        return Arg("index", str(name), (int(i), int(i) + 1), self._bracket_span(name, close))
 
-    def slice(self, children: list[Token]) -> Arg:
-        name, close = children[0], children[-1]
-        lo = hi = None
-        seen_colon = False
-        for c in children[2:-1]:
-            if c.type == "COLON":
-                seen_colon = True
-            elif seen_colon:
-                hi = int(c)
-            else:
-                lo = int(c)
-        return Arg("slice", str(name), (lo, hi), self._bracket_span(name, close))
+def _policy_head(t: _Line) -> tuple[_Tok, tuple[tuple[str, Span], ...]]:
+    policy = t.accept("word") or t.accept("int")
+    if policy is None:
+        t.unexpected("a policy name", "expect")
+    on = _on(t)
+    if t.peek().kind == "word" and not on:
+        t.unexpected("':', 'on'", "expect")
+    t.take("punct", ":", hint="expect")
+    return policy, on  # type: ignore[return-value]
 
-    def step(self, children: list) -> Step:
-        op = children[0]
-        result = None
-        args = []
-        rest = children[1:]
-        for i, c in enumerate(rest):
-            if isinstance(c, Token) and c.type == "ARROW":
-                result = rest[i + 1]
-                break
-            args.append(c)
-        text = self.lines[op.line - 1].split("#")[0].strip()
-        span = Span(self.filename, op.line, op.column, op.column + len(str(op)))
-        if result is None:
-            return Step(str(op), tuple(args), None, span, text)
-        return Step(str(op), tuple(args), str(result), span, text, _span(self.filename, result))
 
-    def scenario_name(self, children: list[Token]) -> tuple:
-        return ("name", str(children[0]), _span(self.filename, children[0]))
+def _arg(t: _Line) -> Arg:
+    tok = t.peek()
+    if tok.kind == "int":
+        t.pos += 1
+        return Arg("int", int(tok.text), None, t.span(tok))
+    name = t.take("word")
+    if t.accept("punct", "[") is None:
+        return Arg("word", name.text, None, t.span(name))
+    lo = t.accept("int")
+    if lo is not None and t.accept("punct", "]") is not None:
+        close = t.tokens[t.pos - 1]
+        return Arg("index", name.text, (int(lo.text), int(lo.text) + 1), t.span(name, close.col + 1))
+    if t.accept("punct", ":") is None:
+        t.unexpected("':', ']'" if lo is not None else "':', a number", "slice")
+    hi = t.accept("int")
+    if t.peek().kind != "punct" or t.peek().text != "]":
+        t.unexpected("']'" if hi is not None else "']', a number", "slice")
+    close = t.take("punct", "]")
+    return Arg("slice", name.text, (int(lo.text) if lo else None, int(hi.text) if hi else None),
+               t.span(name, close.col + 1))
 
-    def title(self, children: list[Token]) -> tuple:
-        return ("title", _unquote(children[0]), _span(self.filename, children[0]))
 
-    def source(self, children: list[Token]) -> tuple:
-        return ("source", _unquote(children[0]), _span(self.filename, children[0]))
+def _step(t: _Line, text: str) -> Step:
+    op = t.take("word")
+    args: list[Arg] = []
+    while t.peek().kind in ("word", "int"):
+        args.append(_arg(t))
+    result = None
+    if t.accept("arrow") is not None:
+        result = t.take("word", hint="result")
+        t.end("result")
+    elif t.peek().kind != "eol":
+        t.unexpected("an argument, '->', end of line")
+    clean = text.split("#")[0].strip()
+    span = t.span(op)
+    if result is None:
+        return Step(op.text, tuple(args), None, span, clean)
+    return Step(op.text, tuple(args), result.text, span, clean, t.span(result))
 
-    def tags(self, children: list[Token]) -> tuple:
-        return ("tags", frozenset(str(c) for c in children), _span(self.filename, children[0]))
 
-    def variants(self, children: list[Token]) -> tuple:
-        names = tuple((str(c), _span(self.filename, c)) for c in children)
-        return ("variants", names, names[0][1])
-
-    def on(self, children: list[Token]) -> tuple:
-        return ("on", tuple((str(c), _span(self.filename, c)) for c in children))
-
-    def expect(self, children: list) -> tuple:
-        on = next((c[1] for c in children if isinstance(c, tuple)), ())
-        policy, *classes = [c for c in children if isinstance(c, Token) and c.type != "COLON"]
-        span = _span(self.filename, policy)
-        exp = Expectation(str(policy), frozenset(str(c) for c in classes if str(c) != "ok"), span,
-                          tuple((str(c), _span(self.filename, c)) for c in classes), on)
+def _statement(t: _Line, text: str) -> tuple[str, object, Span] | Step:
+    first = t.peek()
+    if first.kind != "word" or first.text not in _HEADERS:
+        if first.kind != "word":
+            t.unexpected("an operation or a header (scenario, title, tags, source, variants, expect, budget)")
+        return _step(t, text)
+    t.pos += 1
+    kw = first.text
+    if kw == "scenario":
+        name = t.take("word")
+        t.end()
+        return ("name", name.text, t.span(name))
+    if kw in ("title", "source"):
+        s = t.take("string", hint="string")
+        t.end()
+        return (kw, _unquote(s.text), t.span(s))
+    if kw in ("tags", "variants"):
+        names = [t.take("word")]
+        while t.peek().kind == "word":
+            names.append(t.take("word"))
+        t.end()
+        if kw == "tags":
+            return ("tags", frozenset(n.text for n in names), t.span(names[0]))
+        spans = tuple((n.text, t.span(n)) for n in names)
+        return ("variants", spans, spans[0][1])
+    policy, on = _policy_head(t)
+    span = t.span(policy)
+    if kw == "expect":
+        classes = [t.take("word", hint="expect")]
+        while t.peek().kind == "word":
+            classes.append(t.take("word"))
+        t.end("expect")
+        exp = Expectation(policy.text, frozenset(c.text for c in classes if c.text != "ok"), span,
+                          tuple((c.text, t.span(c)) for c in classes), on)
         return ("expect", exp, span)
-
-    def bound(self, children: list[Token]) -> Bound:
-        metric, cmp, value = children
-        return Bound(str(metric), str(cmp), int(value), _span(self.filename, metric))
-
-    def budget(self, children: list) -> tuple:
-        policy = children[0]
-        on = next((c[1] for c in children if isinstance(c, tuple)), ())
-        bounds = tuple(c for c in children[1:] if isinstance(c, Bound))
-        span = _span(self.filename, policy)
-        return ("budget", Budget(str(policy), bounds, span, on), span)
-
-
-_TRANSFORMER = _ToAst()
-_LOCK = threading.Lock()
-
-
-def _unquote(tok: Token) -> str:
-    s = str(tok)[1:-1]
-    return s.replace('\\"', '"').replace("\\\\", "\\")
-
-
-def _syntax_hint(exc: UnexpectedInput) -> str:
-    """A one-line hint for the common syntax mistakes."""
-    tok = getattr(exc, "token", None)
-    expected = set(getattr(exc, "expected", ()) or getattr(exc, "allowed", ()) or ())
-    if isinstance(tok, Token) and tok.type == "ARROW":
-        return "a result is named by one '-> NAME' at the end of an operation"
-    if "STRING" in expected:
-        return 'text is written in double quotes and closed on the same line: title "..."'
-    if "COLON" in expected and "INT" in expected:
-        return "pages are chosen with [i] or [i:j], e.g. buf[0] or buf[1:3]"
-    if "CMP" in expected:
-        return "bounds read METRIC <= NUMBER, e.g. budget linux-5.19: wp_copies <= 1"
-    if "POLICY" in expected or (isinstance(tok, Token) and "COLON" in expected):
-        return ("expectations read 'expect POLICY [on VARIANT...]: CLASS...', "
-                "budgets 'budget POLICY [on VARIANT...]: METRIC <= N'")
-    return "one statement per line: OPERATION ARGS... [-> NAME]; '#' starts a comment"
+    bounds = []
+    while True:
+        metric = t.take("word", hint="bound")
+        cmp = t.take("cmp", hint="bound")
+        value = t.take("int", hint="bound")
+        bounds.append(Bound(metric.text, cmp.text, int(value.text), t.span(metric)))
+        if t.accept("punct", ",") is None:
+            break
+    t.end("bound")
+    return ("budget", Budget(policy.text, tuple(bounds), span, on), span)
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     """Parse scenario text; raise :class:`ScenarioError` on a syntax error."""
-    parser = _parser()
-    try:
-        with _LOCK:                     # one transformer, set for this text
-            _TRANSFORMER.filename, _TRANSFORMER.lines = filename, text.splitlines()
-            items = parser.parse(text if text.endswith("\n") else text + "\n").children
-    except UnexpectedInput as exc:
-        raise source_error(exc, text, filename, ScenarioError, hint=_syntax_hint(exc)) from None
-
     header: dict = {}
     steps: list[Step] = []
     expectations: dict[str, Expectation] = {}
     budgets: dict[str, tuple[Bound, ...]] = {}
     overrides: list[Expectation | Budget] = []
     seen: dict[tuple[str, str, str], Span] = {}     # (kind, policy, variant) -> first line
-    for item in items:
+    for number, line_text in enumerate(text.splitlines(), 1):
+        tokens = _tokens(line_text, number, filename, text)
+        if len(tokens) == 1:                        # blank, or a comment
+            continue
+        item = _statement(_Line(tokens, number, filename, text), line_text)
         if isinstance(item, Step):
             steps.append(item)
             continue
-        kind, value, span = item[0], item[1], item[2]
+        kind, value, span = item
         if kind in ("expect", "budget"):
+            assert isinstance(value, (Expectation, Budget))
             for variant, _ in value.variants or (("", span),):
                 key = (kind, value.policy, variant)
                 if key in seen:
@@ -189,7 +267,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
                 seen[key] = span
             if value.variants:
                 overrides.append(value)
-            elif kind == "expect":
+            elif isinstance(value, Expectation):
                 expectations[value.policy] = value
             else:
                 budgets[value.policy] = value.bounds
