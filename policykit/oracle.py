@@ -235,8 +235,11 @@ class Oracle:
 
     def _op_read(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
+        space = self.space[pid]
         for vpn, tok in zip(a["region"], out.tokens):
-            self.judge(self.space[pid][vpn], tok, lambda: f"{self.where(pid, vpn)} read", exact=True)
+            cell = space[vpn]
+            if tok != cell.tokens[-1]:
+                self.judge(cell, tok, lambda vpn=vpn: f"{self.where(pid, vpn)} read", exact=True)
 
     def _op_fork(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
@@ -358,10 +361,10 @@ class Oracle:
     def _audit(self, pid: int, vpns: Any = None) -> None:
         """Compare what the process would see with its cells, without faulting."""
         space = self.space[pid]
-        for vpn in (vpns if vpns is not None else list(space)):
-            cell = space.get(vpn)
-            if cell is not None:
-                self.judge(cell, self.engine.peek(pid, vpn), lambda: f"{self.where(pid, vpn)} (audit)", exact=True)
+        cells = [(vpn, space[vpn]) for vpn in (vpns if vpns is not None else space) if vpn in space]
+        for (vpn, cell), seen in zip(cells, self.engine.peek_many(pid, [vpn for vpn, _ in cells])):
+            if seen != cell.tokens[-1]:
+                self.judge(cell, seen, lambda vpn=vpn: f"{self.where(pid, vpn)} (audit)", exact=True)
 
     def finish(self) -> list[Violation]:
         """Audit every live page of every live process; return all violations."""

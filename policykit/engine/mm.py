@@ -623,6 +623,16 @@ class Engine:
                 return self.machine.pages[pfn].content
         return ZERO_TOKEN
 
+    def peek_many(self, pid: int, vpns: Iterable[int]) -> list[int]:
+        """:meth:`peek` at each of ``vpns``."""
+        ptes = self.process(pid).mm.ptes
+        pages = self.machine.pages
+        out = []
+        for vpn in vpns:
+            pte = ptes.get(vpn)
+            out.append(pages[pte.pfn].content if pte is not None and pte.present else self.peek(pid, vpn))
+        return out
+
     def fork(self, pid: int, name: str) -> int:
         """fork(): ``dup_mmap`` + ``copy_page_range``; returns the child's pid."""
         m = self.machine
