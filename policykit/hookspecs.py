@@ -186,8 +186,10 @@ def policykit_wp_fault(ctx: Context) -> Decision | str | None:
     """Decide a write fault on a write-protected PTE of an anonymous page (``do_wp_page``).
 
     :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm`` of the faulting process.
-    :returns: ``reuse`` (make the PTE writable, keep the page) or ``copy`` (map a fresh
-        copy writable; ``wp_page_copy``).
+    :returns: ``reuse`` (make the PTE writable, keep the page), ``copy`` (map a fresh
+        copy writable; ``wp_page_copy``), or ``directed_copy`` (keep the page, and remap
+        every other process that maps it to a copy of its own: Linus' "directed" COW of
+        2009, which the kernel never had; only an ``unrealizable`` policy may answer it).
 
     Called for private VMAs only, and not for the shared zero page (which is always
     replaced by a fresh page).  Stops at first non-None result.
@@ -262,6 +264,22 @@ def policykit_clear_refs_pte(ctx: Context) -> Decision | str | None:
 
     Called for each present writable PTE of an anonymous page in private VMAs.  Stops at
     first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def policykit_dma_write(ctx: Context) -> Decision | str | None:
+    """Decide what happens before a device writes through a GUP reference into a page that
+    processes other than the reference's owner map too.
+
+    :param ctx: read-only context: ``page``; ``pte``, ``vma``, ``mm`` of the owner (``pte``
+        and ``vma`` are None when the owner no longer maps the page).
+    :returns: ``write`` (the device writes the page: everyone mapping it sees the write)
+        or ``directed_copy`` (first give every other process a copy of its own: no kernel
+        can, since none sees a DMA coming; only an ``unrealizable`` policy may answer it).
+
+    Called by the ``dma_write`` operation.  Default ``write``.  Stops at first non-None
+    result.
     """
 
 

@@ -49,6 +49,8 @@ ERRORS = [
      2, 5, "provided by the plugin policykit-ksm, which is not installed", "install policykit-ksm"),
     ("oracle-only", "on fork_pte {\n    page.pins > 0 -> copy\n    otherwise -> share\n}\n",
      2, 5, "page.pins is engine-private truth", "unrealizable"),
+    ("unrealizable-action", "on wp_fault {\n    page.mapcount > 1 -> directed_copy\n    otherwise -> reuse\n}\n",
+     2, 26, "no kernel can 'directed_copy' at wp_fault", "unrealizable"),
     ("object-not-in-context", "on wp_fault {\n    foll.write -> copy\n    otherwise -> copy\n}\n",
      2, 5, "'foll' is not available here", "available: mm, page, pte, vma"),
     ("unknown-name", "on wp_fault {\n    exclusive -> reuse\n    otherwise -> copy\n}\n",

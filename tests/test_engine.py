@@ -301,3 +301,49 @@ write p buf
     decisions = [(e.info, e.decision.action) for e in last.events if e.decision]
     assert decisions == [("wp_fault", "copy")]
     assert sorted(last.pages) == [(1, 1, 1), (2, 1, 1)]
+
+
+class _DirectedCow:
+    """A yardstick's rules, in Python: keep a page this process pins, copy for the others."""
+
+    @staticmethod
+    def policykit_fork_pte(ctx):
+        return "share"
+
+    @staticmethod
+    def policykit_wp_fault(ctx):
+        if ctx.page.mapcount == 1:
+            return "reuse"
+        return "directed_copy" if ctx.page.pins else "copy"
+
+    @staticmethod
+    def policykit_dma_write(ctx):
+        return "directed_copy"
+
+
+def _directed_session():
+    from policykit import Policy, Session, load_policy
+    base = load_policy("linux-6.x")
+    return Session(Policy("directed", _DirectedCow(), "test"), plugins=[base.plugin])
+
+
+def test_directed_copy_keeps_the_pinned_page_and_copies_for_the_others():
+    s = _directed_session()
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\npin p b write longterm -> mr\n"
+                      "fork p -> c\nfork p -> d\nwrite p b\ndma_write mr\nread p b\nread c b\nread d b\n"),
+              trace=True, invariants=True)
+    assert r.verdict == "ok"
+    assert (r.metrics["fork_copies"], r.metrics["wp_copies"]) == (0, 2)      # c and d moved
+    copies = [e.info for rec in r.steps for e in rec.events if e.kind == "copy"]
+    assert len(copies) == 2 and all(c.startswith("directed:") for c in copies)
+
+
+def test_a_device_write_to_a_shared_page_asks_dma_write_first():
+    s = _directed_session()
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\npin p b write longterm -> mr\n"
+                      "fork p -> c\ndma_write mr\nread p b\nread c b\n"), invariants=True)
+    assert r.verdict == "ok" and r.metrics["wp_copies"] == 1
+    plain = session("never_copy")             # default: the device writes the shared page
+    r = plain.run(plain.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\npin p b write longterm -> mr\n"
+                              "fork p -> c\ndma_write mr\nread c b\n"), invariants=True)
+    assert r.verdict == "leak"

@@ -490,6 +490,9 @@ class _Check:
                 hint = did_you_mean(rule.action, spec.actions)
                 self.error(f"{block.point} has no action {rule.action!r}", rule.action_span,
                            hint or f"actions of {block.point}: {', '.join(spec.actions)}")
+            elif rule.action in spec.unrealizable_actions and self._unrealizable is None:
+                self.error(f"no kernel can {rule.action!r} at {block.point}", rule.action_span,
+                           "only a policy that declares 'unrealizable \"why\"' may take this action")
             for eff in rule.effects:
                 self.effect(eff, env, block.point)
         if all(rule.condition is not None for rule in block.rules):

@@ -36,6 +36,8 @@ def policykit_add_attributes() -> list[AttributeSpec]:
         a("page", "pincount", int, 0, "exact FOLL_PIN count of the page's large folio (0 for a small page)"),
         a("page", "pins", int, 0, "exact number of FOLL_PIN references", oracle_only=True),
         a("page", "gets", int, 0, "exact number of FOLL_GET references", oracle_only=True),
+        a("page", "foreign_refs", int, 0, "GUP references (pins and gets) that processes other than "
+          "the deciding one hold on the page", oracle_only=True),
         a("page", "write_refs", int, 0, "GUP references with FOLL_WRITE holding the page: I/O that will "
           "write it", oracle_only=True),
         a("pte", "present", bool, True, "pte_present()"),
@@ -65,8 +67,10 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
     return [
         d("fork_pte", ("share", "copy", "copy_atomic", "fail"), _CTX,
           "fork() meets a present anonymous page in a COW mapping (copy_present_pte)"),
-        d("wp_fault", ("reuse", "copy"), _CTX,
-          "write fault on a write-protected anonymous page (do_wp_page)"),
+        d("wp_fault", ("reuse", "copy", "directed_copy"), _CTX,
+          "write fault on a write-protected anonymous page (do_wp_page); directed_copy: keep "
+          "the page, and give every other process mapping it a copy (unrealizable)",
+          unrealizable_actions=("directed_copy",)),
         d("unshare_fault", ("reuse", "copy"), _CTX,
           "GUP asked to unshare a possibly shared anonymous page (FAULT_FLAG_UNSHARE)"),
         d("gup", ("grab", "write_fault", "unshare_fault", "fail"), _CTX + ("foll",),
@@ -78,6 +82,10 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
           "mprotect(PROT_WRITE) meets a read-only anonymous PTE (can_change_pte_writable)"),
         d("clear_refs_pte", ("wrprotect", "skip"), _CTX,
           "clear_refs soft-dirty meets a writable anonymous PTE (clear_soft_dirty)"),
+        d("dma_write", ("write", "directed_copy"), _CTX,
+          "a device is about to write through a GUP reference into a page that other processes "
+          "map too; directed_copy gives them copies first (unrealizable: no kernel sees DMA coming)",
+          default="write", unrealizable_actions=("directed_copy",)),
     ]
 
 

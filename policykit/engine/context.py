@@ -76,6 +76,14 @@ class PageView(_View):
         return sum(1 for r in self[2].refs.values() if r.write and pfn in r.pfns)
 
     @property
+    def foreign_refs(self) -> int:
+        """GUP references held by processes other than the deciding mm's (engine-private)."""
+        pfn, machine = self[0].pfn, self[2]
+        mm = self[3] if len(self) > 3 else None
+        procs = machine.processes
+        return sum(r.count for r in machine.refs.values() if pfn in r.pfns and procs[r.owner].mm is not mm)
+
+    @property
     def pincount(self) -> int:
         """Exact pins of the page's large folio (``folio_maybe_dma_pinned``'s exact branch)."""
         return folio_pincount(self[2], self[0])
@@ -160,7 +168,7 @@ def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | N
                  foll: FollFlags | None = None, machine: Machine | None = None) -> Context:
     return _new(Context, (
         point,
-        _new(PageView, (page, defaults["page"], machine)) if page is not None else None,
+        _new(PageView, (page, defaults["page"], machine, mm)) if page is not None else None,
         _new(PteView, (pte, defaults["pte"], machine)) if pte is not None else None,
         _new(VmaView, (vma, defaults["vma"], machine)) if vma is not None else None,
         _new(MmView, (mm, defaults["mm"], machine)) if mm is not None else None,

@@ -515,6 +515,9 @@ class Engine:
         if self._prepare_hook is not None:
             self._prepare_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
         d = self.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn)
+        if d.action == "directed_copy":                 # the others move; this mm reuses
+            self.directed_copy(page, mm, "unshare_copies" if unshare else "wp_copies")
+            d = Decision("reuse")
         if d.action == "reuse":                         # wp_page_reuse
             if not unshare:
                 pte.writable = vma.write                # maybe_mkwrite()
@@ -523,6 +526,36 @@ class Engine:
                 self._reused_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
             return pte
         return self._cow_copy(proc, vma, vpn, pte, page, unshare)
+
+    def directed_copy(self, page: Page, keep: Mm, metric: str) -> None:
+        """COW in the direction of the page's owner: every process but ``keep``'s that maps
+        ``page`` gets a copy of its own (read-only; its next write reuses it), counted in
+        ``metric``.  The kernel has no such mechanism (it would have to find the other
+        mappings and could not do it for a device's write): the yardstick's."""
+        if page.zero or page.folio is not None or page.attrs.get("ksm") or page.attrs.get("owner"):
+            raise PolicyDecisionError(f"directed_copy of page {page.pfn}: only small anonymous pages "
+                                      "are remapped (not THP, hugetlb, KSM or zero pages)")
+        for proc in self.machine.processes.values():
+            if proc.mm is keep or not proc.alive:
+                continue
+            for vpn, pte in proc.mm.ptes.items():
+                if pte.pfn != page.pfn or not pte.present:
+                    continue
+                if pte.attrs:
+                    raise PolicyDecisionError(f"directed_copy of page {page.pfn}: pid {proc.pid} maps "
+                                              f"it with a plugin's PTE ({pte.attrs})")
+                new = self.copy_page(page, metric)
+                if new is None:
+                    raise OperationFailed("ENOMEM", f"directed COW: no page to copy {page.pfn} into")
+                new.mapcount = 1
+                pte.pfn = new.pfn
+                pte.writable = False
+                page.mapcount -= 1
+                self.put_page(page)
+                if self._added_hook is not None:
+                    self._added_hook(engine=self, page=new, mm=proc.mm, vpn=vpn)
+                if self.observed:
+                    self.emit(Event("copy", proc.pid, vpn, new.pfn, f"directed: {page.pfn} -> {new.pfn}"))
 
     def _cow_copy(self, proc: Process, vma: Vma, vpn: int, pte: Pte, page: Page, unshare: bool) -> Pte:
         """wp_page_copy(): map a fresh copy of ``page`` (read-only for an unshare)."""
@@ -905,10 +938,20 @@ class Engine:
         """A device writes a fresh token through the reference into each indexed page."""
         ref = self.machine.refs[rid]
         pages = self.machine.pages
+        owner = self.process(ref.owner)
         out = []
         for i in index:
+            page = pages[ref.pfns[i]]
+            pte = owner.mm.ptes.get(ref.vpns[i])
+            mapped = pte is not None and pte.present and pte.pfn == page.pfn
+            if page.anon and not page.zero and page.mapcount > mapped:   # others map it too
+                d = self.decide("dma_write", page, pte if mapped else None,
+                                owner.mm.find_vma(ref.vpns[i]) if mapped else None, owner.mm,
+                                pid=ref.owner, vpn=ref.vpns[i])
+                if d.action == "directed_copy":
+                    self.directed_copy(page, owner.mm, "wp_copies")
             tok = self.next_token()
-            pages[ref.pfns[i]].content = tok
+            page.content = tok
             out.append(tok)
             if self.observed:
                 self.emit(Event("dma_write", ref.owner, ref.vpns[i], ref.pfns[i]))

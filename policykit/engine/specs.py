@@ -53,6 +53,9 @@ class DecisionPointSpec:
     #: choice there.  Plugins adding a point give one, so that policies written before
     #: the plugin keep working; of the engine's own points only ``gup_cow_retry`` has one.
     default: str | None = None
+    #: actions no kernel could take (they need knowledge or a mechanism it lacks): only
+    #: a policy that declares itself ``unrealizable`` may answer with them
+    unrealizable_actions: tuple[str, ...] = ()
 
     @property
     def hook_name(self) -> str:
