@@ -9,7 +9,7 @@ from typing import Any
 
 from ._manager import Policy, build_registry, check_policy_complete, get_plugin_manager
 from .engine.invariants import check_invariants
-from .engine.mm import Engine, Event, OperationFailed, Outcome
+from .engine.mm import Dispatch, Engine, Event, OperationFailed, Outcome
 from .engine.specs import OperationSpec, Registry
 from .errors import PluginError, PolicyKitError
 from .oracle import Oracle, Violation
@@ -93,6 +93,7 @@ class Session:
         self.pm = get_plugin_manager(policy, list(plugins), autoload)
         self.registry: Registry = build_registry(self.pm)
         check_policy_complete(self.pm, self.registry, policy)
+        self._dispatch: Dispatch | None = None
 
     def _extra_refs(self, engine: Engine):  # type: ignore[no-untyped-def]
         hook = self.pm.hook.policykit_page_refs
@@ -119,7 +120,9 @@ class Session:
     def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
         """Run ``scenario``; with ``invariants`` the engine's invariants are checked after
         every step and a broken one raises :class:`EngineInvariantError`."""
-        engine = Engine(self.pm, self.registry)
+        if self._dispatch is None:
+            self._dispatch = Dispatch(self.pm, self.registry)
+        engine = Engine(self.pm, self.registry, dispatch=self._dispatch)
         oracle = Oracle(engine, self.pm)
         records: list[StepRecord] = []
         current: list[Event] = []

@@ -27,17 +27,10 @@ def folio_pages(machine: Machine, page: Page) -> list[Page]:
 
 
 def note_pins(machine: Machine, page: Page, delta: int) -> None:
-    """Keep the folio's pin count (``machine.attrs["folio_pins"]``) as GUP pins or unpins
-    one of its pages, so that ``pincount`` is cheap."""
-    head = page.attrs.get("folio")
-    if head is None:
-        return
-    pins = machine.attrs.setdefault("folio_pins", {})
-    n = pins.get(head, 0) + delta
-    if n:
-        pins[head] = n
-    else:
-        pins.pop(head, None)
+    """Keep the folio's pin count (``Folio.pins``) as GUP pins or unpins one of its pages,
+    so that ``pincount`` is cheap."""
+    if page.folio is not None:
+        page.folio.pins += delta
 
 
 def folio_ref_count(machine: Machine, page: Page) -> int:
@@ -58,5 +51,5 @@ def folio_ref_count(machine: Machine, page: Page) -> int:
 
 def folio_pincount(machine: Machine, page: Page) -> int:
     """``folio->_pincount``: exact pins of a large folio; 0 for a small page."""
-    head = page.attrs.get("folio")
-    return 0 if head is None else machine.attrs.get("folio_pins", {}).get(head, 0)
+    folio = page.folio
+    return 0 if folio is None else folio.pins

@@ -52,18 +52,16 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
     for obj in m.shmem.values():
         for pfn in obj.values():
             cached[pfn] += 1
-    folio_pins: Counter[int] = Counter()
-    folio_refs: dict[int, list] = {}                 # head -> [Folio, sum of its pages' refcounts]
+    folios: dict[int, list] = {}       # head -> [Folio, sum of its pages' refcounts, of their pins]
     for page in m.pages.values():
-        if "folio" in page.attrs and page.pins:
-            folio_pins[page.attrs["folio"]] += page.pins
         if page.folio is not None:
-            folio_refs.setdefault(page.folio.head, [page.folio, 0])[1] += page.refcount
-    for head, (folio, total) in folio_refs.items():
-        if folio.refs != total:
-            problems.append(f"folio {head}: kept refcount sum {folio.refs}, pages say {total}")
-    if dict(folio_pins) != m.attrs.get("folio_pins", {}):
-        problems.append(f"folio pin counts {m.attrs.get('folio_pins', {})}, pages say {dict(folio_pins)}")
+            kept = folios.setdefault(page.folio.head, [page.folio, 0, 0])
+            kept[1] += page.refcount
+            kept[2] += page.pins
+    for head, (folio, refs, pinned) in folios.items():
+        if (folio.refs, folio.pins) != (refs, pinned):
+            problems.append(f"folio {head}: kept refcount sum {folio.refs} and pins {folio.pins}, "
+                            f"pages say {refs} and {pinned}")
     for pfn, page in m.pages.items():
         if page.zero:
             continue

@@ -135,48 +135,65 @@ def _culprit(hook: Any, exc: BaseException) -> str | None:
     return None
 
 
-class Engine:
-    """Applies operations to a :class:`Machine`, asking the policy at decision points."""
+class Dispatch:
+    """How an engine calls the policy and the plugins of one plugin manager, worked out
+    once: a session makes one for all its runs (plugins registered later are not seen)."""
 
-    def __init__(self, pm: pluggy.PluginManager, registry: Registry,
-                 machine: Machine | None = None) -> None:
-        self.pm = pm
-        self.registry = registry
-        self.machine = machine if machine is not None else Machine.boot()
-        self.metrics: dict[str, int] = dict.fromkeys(registry.metrics, 0)
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry) -> None:
         self.defaults: dict[str, dict[str, Any]] = {
             owner: {a.name: a.default for a in registry.attributes_of(owner).values()}
             for owner in OWNERS
         }
-        self._hooks = {name: getattr(pm.hook, spec.hook_name)
-                       for name, spec in registry.decision_points.items()}
+        self.hooks = {name: getattr(pm.hook, spec.hook_name)
+                      for name, spec in registry.decision_points.items()}
         # Decision hooks take one argument, ctx: impls that take it (not fewer) are
         # called directly; otherwise, or with a wrapper or tracing, pluggy calls.
-        self._fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
-        for name, hook in self._hooks.items():
+        self.fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
+        for name, hook in self.hooks.items():
             calls = _direct_calls(pm, hook)
             plain = calls is not None and all(names == ("ctx",) for _, names, _ in calls)
-            self._fast[name] = tuple((fn, who) for fn, _, who in calls) if plain else None
-        self._flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
-        self._actions = {name: frozenset(spec.actions)
-                         for name, spec in registry.decision_points.items()}
+            self.fast[name] = tuple((fn, who) for fn, _, who in calls) if plain else None
+        self.flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
+        self.actions = {name: frozenset(spec.actions) for name, spec in registry.decision_points.items()}
+        #: id(Decision) -> (the Decision, its checked effects): see Engine._check_effects
+        self.checked: dict[int, tuple[Decision, tuple]] = {}
+        hook = pm.hook.policykit_engine_event
+        self.event_hook = hook if hook.get_hookimpls() else None
+        # mechanism hooks of plugins, None when nobody implements them (the common case)
+        self.mechanism = {name: _implemented(pm, f"policykit_{name}") for name in (
+            "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
+            "page_reused", "page_freed", "range_prepare")}
+
+
+class Engine:
+    """Applies operations to a :class:`Machine`, asking the policy at decision points."""
+
+    def __init__(self, pm: pluggy.PluginManager, registry: Registry,
+                 machine: Machine | None = None, dispatch: Dispatch | None = None) -> None:
+        self.pm = pm
+        self.registry = registry
+        self.machine = machine if machine is not None else Machine.boot()
+        self.metrics: dict[str, int] = dict.fromkeys(registry.metrics, 0)
+        d = dispatch if dispatch is not None else Dispatch(pm, registry)
+        self.defaults = d.defaults
+        self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
+        self._checked = d.checked
         self.listeners: list[Callable[[Event], None]] = []
         #: (decision point, message) of every decision that carried a warning
         self.warnings: list[tuple[str, str]] = []
         #: how often each rule (``file:line``) decided
         self.rules_fired: dict[str, int] = {}
-        hook = pm.hook.policykit_engine_event
-        self._event_hook = hook if hook.get_hookimpls() else None
-        # mechanism hooks of plugins, None when nobody implements them (the common case)
-        self._fault_hook = _implemented(pm, "policykit_handle_fault")
-        self._copy_hook = _implemented(pm, "policykit_copy_pte")
-        self._zap_hook = _implemented(pm, "policykit_zap_pte")
-        self._peek_hook = _implemented(pm, "policykit_peek_pte")
-        self._added_hook = _implemented(pm, "policykit_page_added")
-        self._prepare_hook = _implemented(pm, "policykit_wp_prepare")
-        self._reused_hook = _implemented(pm, "policykit_page_reused")
-        self._freed_hook = _implemented(pm, "policykit_page_freed")
-        self._range_hook = _implemented(pm, "policykit_range_prepare")
+        self._event_hook = d.event_hook
+        m = d.mechanism
+        self._fault_hook = m["handle_fault"]
+        self._copy_hook = m["copy_pte"]
+        self._zap_hook = m["zap_pte"]
+        self._peek_hook = m["peek_pte"]
+        self._added_hook = m["page_added"]
+        self._prepare_hook = m["wp_prepare"]
+        self._reused_hook = m["page_reused"]
+        self._freed_hook = m["page_freed"]
+        self._range_hook = m["range_prepare"]
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -234,21 +251,20 @@ class Engine:
                 f"decision point {point!r} answered {got!r}; legal actions: "
                 f"{', '.join(self.registry.decision_points[point].actions)}",
                 plugin=who, hook=f"policykit_{point}")
-        for eff in d.effects:
-            target = page if eff.target == "page" else mm if eff.target == "mm" else None
-            kind = self._flag_types.get((eff.target, eff.name))
-            if target is None or kind is None:
-                raise PolicyDecisionError(
-                    f"decision at {point!r} sets {eff.target}.{eff.name}, which is not a "
-                    f"declared {eff.target} flag", plugin=who, hook=f"policykit_{point}")
-            if type(eff.value) is not kind:
-                raise PolicyDecisionError(
-                    f"decision at {point!r} sets {eff.target}.{eff.name} to {eff.value!r}, "
-                    f"not a {kind.__name__}", plugin=who, hook=f"policykit_{point}")
-            if eff.value == self.defaults[eff.target][eff.name]:
-                target.attrs.pop(eff.name, None)
-            else:
-                target.attrs[eff.name] = eff.value
+        if d.effects:
+            checked = self._checked.get(id(d))
+            if checked is None or checked[0] is not d:
+                checked = self._check_effects(point, d, who)
+            for to_page, name, value, default in checked[1]:
+                target = page if to_page else mm
+                if target is None:
+                    raise PolicyDecisionError(f"decision at {point!r} sets a flag of a missing "
+                                              f"{'page' if to_page else 'mm'}", plugin=who,
+                                              hook=f"policykit_{point}")
+                if default:
+                    target.attrs.pop(name, None)
+                else:
+                    target.attrs[name] = value
         self.metrics["decisions"] += 1
         if d.rule is not None:
             self.rules_fired[d.rule] = self.rules_fired.get(d.rule, 0) + 1
@@ -259,6 +275,27 @@ class Engine:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d,
                             state=_state_read(ctx)))
         return d
+
+    def _check_effects(self, point: str, d: Decision, who: str | None) -> tuple[Decision, tuple]:
+        """Check a decision's effects once: (decision, [(on page?, flag, value, is it the
+        default?)]).  Policies return the same Decision objects again and again."""
+        plan = []
+        for eff in d.effects:
+            kind = self._flag_types.get((eff.target, eff.name))
+            if eff.target not in ("page", "mm") or kind is None:
+                raise PolicyDecisionError(
+                    f"decision at {point!r} sets {eff.target}.{eff.name}, which is not a "
+                    f"declared {eff.target} flag", plugin=who, hook=f"policykit_{point}")
+            if type(eff.value) is not kind:
+                raise PolicyDecisionError(
+                    f"decision at {point!r} sets {eff.target}.{eff.name} to {eff.value!r}, "
+                    f"not a {kind.__name__}", plugin=who, hook=f"policykit_{point}")
+            plan.append((eff.target == "page", eff.name, eff.value,
+                         eff.value == self.defaults[eff.target][eff.name]))
+        if len(self._checked) > 4096:           # a policy making new Decisions every time
+            self._checked.clear()
+        checked = self._checked[id(d)] = (d, tuple(plan))
+        return checked
 
     # -- pages -------------------------------------------------------------------------
 

@@ -32,15 +32,17 @@ class Folio:
     """What the pages of one large folio share: the sum of their reference counts, kept
     as they change, so that ``folio_ref_count()`` costs O(1) instead of O(nr)."""
 
-    __slots__ = ("head", "nr", "refs")
+    __slots__ = ("head", "nr", "refs", "pins")
 
-    def __init__(self, head: int, nr: int, refs: int = 0) -> None:
+    def __init__(self, head: int, nr: int, refs: int = 0, pins: int = 0) -> None:
         self.head = head
         self.nr = nr
         self.refs = refs
+        #: FOLL_PIN references on any of its pages (``folio->_pincount``)
+        self.pins = pins
 
     def __repr__(self) -> str:
-        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs})"
+        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs}, pins={self.pins})"
 
 
 class Page:
@@ -228,7 +230,7 @@ class Machine:
             if p.folio is not None:
                 f = folios.get(p.folio.head)
                 if f is None:
-                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs)
+                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs, p.folio.pins)
                 pages[k].folio = f
         return Machine(
             pages,
