@@ -71,7 +71,7 @@ def _answered_by_hand(session: Session) -> bool:
     """Did the fork and write fault decisions come from HandWritten (no rule recorded)?"""
     e = Engine(session.pm, session.registry)
     seen = []
-    e.listeners.append(lambda ev: seen.append(ev.decision) if ev.decision else None)
+    e.listen(lambda ev: seen.append(ev.decision) if ev.decision else None)
     p = e.spawn("p")
     b = e.mmap(p, 1)
     e.write(p, [b])

@@ -127,7 +127,7 @@ class Session:
         records: list[StepRecord] = []
         current: list[Event] = []
         if trace:
-            engine.listeners.append(current.append)
+            engine.listen(current.append)
         pids: dict[str, int] = {}
         bases: dict[str, int] = {}
         rids: dict[str, int] = {}

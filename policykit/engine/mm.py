@@ -179,6 +179,9 @@ class Engine:
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
         self._checked = d.checked
         self.listeners: list[Callable[[Event], None]] = []
+        #: someone watches events (a listener, or a plugin's policykit_engine_event):
+        #: the engine builds them only then (see :meth:`listen`)
+        self.observed = d.event_hook is not None
         #: (decision point, message) of every decision that carried a warning
         self.warnings: list[tuple[str, str]] = []
         #: how often each rule (``file:line``) decided
@@ -198,9 +201,10 @@ class Engine:
 
     # -- bookkeeping -------------------------------------------------------------------
 
-    @property
-    def observed(self) -> bool:
-        return bool(self.listeners) or self._event_hook is not None
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` with every event of this engine from now on."""
+        self.listeners.append(listener)
+        self.observed = True
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:

@@ -382,15 +382,17 @@ def policykit_add_scenario_dirs() -> list[str]:
 
 @hookimpl
 def policykit_add_variants() -> list[VariantSpec]:
-    # cow.c's THP variants.  On a PMD-mapped THP the tests work on all of it, as cow.c
-    # does (an mprotect() of part of it would split the PMD).  Once the THP is PTE-mapped
-    # every page behaves alike: the tests touch its first page (cow.c touches all), so
-    # copy counts are per page touched.
+    # cow.c's THP variants.  Each is faulted in by a write to its first page (cow.c fills
+    # all of it: the tests then write fresh data, so whatever the others held is seen
+    # alike).  On a PMD-mapped THP the tests work on all of it, as cow.c does (an
+    # mprotect() of part of it would split the PMD).  Once the THP is PTE-mapped every
+    # page behaves alike: the tests touch its first page (cow.c touches all), so copy
+    # counts are per page touched.
     thp = frozenset({"thp"})
     return [
         VariantSpec("thp", "PMD-mapped THP", """
             mmap_thp {process} 512 -> {region}
-            write {process} {region}
+            write {process} {region}[0]
         """, thp),
         VariantSpec("pte-mapped-thp", "PTE-mapped THP", """
             mmap_thp {process} 512 -> {region}_thp
