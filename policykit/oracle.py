@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 #: operations whose failure is reported (fork-failed, gup-failed)
-_AVAILABILITY = frozenset({"fork", "gup", "pin", "vmsplice"})
+_AVAILABILITY = frozenset({"fork", "fork_children", "gup", "pin", "vmsplice"})
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,19 @@ class Oracle:
             self.report("fork-failed", f"fork of {self.names[pid]} failed: {out.errno} ({out.message})",
                         key=-step.line)
             return
-        child = out.result
-        self.names[child] = step.result  # type: ignore[index,assignment]
+        self._child(pid, out.result, step.result)  # type: ignore[arg-type]
+
+    def _op_fork_children(self, step: Step, a: dict, out: Outcome) -> None:
+        pid = a["process"]
+        for i, child in enumerate(out.result or ()):  # type: ignore[union-attr]
+            self._child(pid, child, f"{self.names[pid]}#{i}")
+        if not out.ok:
+            self.report("fork-failed", f"fork of {self.names[pid]} failed: {out.errno} ({out.message})",
+                        key=-step.line)
+
+    def _child(self, pid: int, child: int, name: str) -> None:
+        """A child of ``pid`` starts with the parent's memory as it was at fork."""
+        self.names[child] = name
         space = {}
         for vpn, cell in self.space[pid].items():
             if vpn in self.dontfork[pid]:

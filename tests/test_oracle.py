@@ -212,3 +212,14 @@ def test_warnings_are_counted_and_listed():
     r = s.run(s.parse("spawn -> p\nmmap p 2 private -> b\nwrite p b\nfork p -> c\n"))
     assert r.metrics["warnings"] == 2
     assert r.warnings == ["line 4: fork_pte: pinned page shared at fork"] * 2
+
+
+def test_children_of_fork_children_are_judged_like_named_ones():
+    text = "spawn -> p\nmmap p 1 private -> b\nwrite p b\nfork_children p 3\nwrite p b\n"
+    assert run("never_copy", text).verdict == "leak"        # the end audit reads the children too
+    assert run("copy_on_wp", text).verdict == "ok"
+    from policykit.testing import session as builtin
+    s = builtin("copy-at-fork")
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\nwrite p b\nfail_alloc 1\nfork_children p 3\n"),
+              invariants=True)
+    assert r.verdict == "fork-failed"

@@ -38,6 +38,7 @@ CASES = [
     ("dma-write-read-only-ref", HEAD + "pin p buf -> r\ndma_write r\n", 4, 11, "cannot write through it", "'write' flag"),
     ("partial-unpin", HEAD + "pin p buf -> r\nunpin r[0]\n", 4, 7, "drops the whole reference", "unpin r"),
     ("mmap-zero-pages", "spawn -> p\nmmap p 0 -> z\n", 2, 8, "mmap of 0 pages", "between 1 and"),
+    ("too-many-children", "spawn -> p\nfork_children p 5000\n", 2, 17, "fork_children of 5000", "between 1 and 4096"),
     ("number-for-name", HEAD + "write 3 buf\n", 3, 7, "expected a process name", None),
     ("unknown-class", HEAD + "expect x: lek\n", 3, 11, "unknown violation class 'lek'", "did you mean 'leak'"),
     ("ok-with-class", HEAD + "expect x: ok leak\n", 3, 11, "'ok' cannot be combined", None),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from .mm import Engine, Outcome
+from .mm import Engine, OperationFailed, Outcome
 from .specs import (
     AttributeSpec,
     DecisionPointSpec,
@@ -149,6 +149,17 @@ def _fork(e: Engine, a: dict[str, Any]) -> Outcome:
     return Outcome(result=e.fork(a["process"], a["_name"]))
 
 
+def _fork_children(e: Engine, a: dict[str, Any]) -> Outcome:
+    children: list[int] = []
+    name = e.process(a["process"]).name
+    for i in range(a["count"]):
+        try:
+            children.append(e.fork(a["process"], f"{name}#{i}"))
+        except OperationFailed as exc:
+            return Outcome(ok=False, errno=exc.errno, message=exc.message, result=children)
+    return Outcome(result=children)
+
+
 def _exit(e: Engine, a: dict[str, Any]) -> Outcome:
     e.exit(a["process"])
     return Outcome()
@@ -241,6 +252,9 @@ def policykit_add_operations() -> list[OperationSpec]:
         o("write", (_PROC, _REGION), _write, "the process writes every page (a fresh value each)"),
         o("read", (_PROC, _REGION), _read, "the process reads every page"),
         o("fork", (_PROC,), _fork, "fork(); the child's name follows ->", result="process"),
+        o("fork_children", (_PROC, P("count", "int", doc="how many children")), _fork_children,
+          "fork() COUNT children that stay alive and do nothing more (a pre-forking server's "
+          "workers); they are not named"),
         o("exit", (_PROC,), _exit, "the process exits; its references are dropped"),
         o("munmap", (_PROC, _REGION), _munmap, "unmap the pages"),
         o("mprotect", (_PROC, _REGION, P("prot", "word", ("ro", "rw"))), _mprotect,

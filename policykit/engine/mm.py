@@ -52,7 +52,8 @@ class Outcome:
     errno: str | None = None
     message: str = ""
     tokens: list[int] = field(default_factory=list)
-    result: int | None = None
+    #: a new pid, reference id or region base; the new pids for ``fork_children``
+    result: Any = None
 
 
 class OperationFailed(Exception):

@@ -18,6 +18,8 @@ from .model import Arg, Scenario, Step
 
 #: largest mmap a scenario may ask for, in pages (4 GiB)
 MAX_PAGES = 1 << 20
+#: most children one fork_children may make
+MAX_CHILDREN = 4096
 
 
 @dataclass
@@ -274,6 +276,10 @@ class _Checker:
             if a.get("prot") == "ro":
                 m.readonly = dict.fromkeys(range(a["pages"]), line)
             proc.regions[name] = m  # type: ignore[union-attr]
+        elif op == "fork_children":
+            if not 1 <= a["count"] <= MAX_CHILDREN:
+                raise self.error(f"fork_children of {a['count']} children", step.args[1].span,
+                                 f"between 1 and {MAX_CHILDREN}")
         elif op == "alias":
             st.aliases[a["_name"]] = a["region"]
         elif op == "fork":
