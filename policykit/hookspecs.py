@@ -342,8 +342,9 @@ def policykit_zap_pte(engine: Engine, mm: Mm, vma: Vma | None, vpn: int, pte: Pt
     :param pte: the PTE.
     :returns: True when handled; None: not this plugin's.
 
-    Called for non-present PTEs, and for present ones of pages the plugin marked with
-    ``page.attrs["owner"] = <plugin name>``.  Stops at first non-None result.
+    Called for non-present PTEs, for present ones the plugin gave attributes (a THP's
+    ``pmd``), and for present ones of pages the plugin marked with ``page.attrs["owner"] =
+    <plugin name>``.  Stops at first non-None result.
     """
 
 

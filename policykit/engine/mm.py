@@ -395,7 +395,8 @@ class Engine:
         pte = mm.ptes.pop(vpn, None)
         if pte is None:
             return
-        if not pte.present or (pte.pfn in self.machine.pages and "owner" in self.machine.pages[pte.pfn].attrs):
+        if not pte.present or pte.attrs or (pte.pfn in self.machine.pages
+                                            and "owner" in self.machine.pages[pte.pfn].attrs):
             if self._zap_hook is None or not self._zap_hook(engine=self, mm=mm, vma=mm.find_vma(vpn),
                                                              vpn=vpn, pte=pte):
                 raise PluginError(f"no plugin tears down the PTE at {vpn:#x} ({pte.attrs})")

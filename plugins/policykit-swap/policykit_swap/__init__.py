@@ -196,7 +196,7 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         if pte is None or not pte.present or vma is None or vma.shared:
             continue
         page = pages[pte.pfn]
-        if page.zero or not page.anon or page.attrs.get("owner"):
+        if page.zero or not page.anon or page.attrs.get("owner") or "folio" in page.attrs:   # no THP swap
             continue
         if engine.decide("reclaim_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "swap_out":
             continue

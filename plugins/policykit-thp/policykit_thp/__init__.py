@@ -170,10 +170,7 @@ def split_huge_pmd(engine: Any, mm: Any, vma: Any, vpn: int) -> None:
 
 def _alloc_thp(engine: Any) -> list[Any] | None:
     """512 pages with consecutive pfns, as one large folio; None on failure."""
-    pages = engine.alloc_folio(HPAGE_PMD_NR)
-    for page in pages or ():
-        page.attrs["owner"] = "thp"
-    return pages
+    return engine.alloc_folio(HPAGE_PMD_NR)
 
 
 def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool) -> None:
@@ -277,12 +274,10 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
 
 @hookimpl
 def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
-    if not pte.present:
+    if not pte.present or not (pte.attrs or {}).get("pmd"):    # PTE-mapped: the core's
         return None
-    page = engine.machine.pages.get(pte.pfn)
-    if page is None or page.attrs.get("owner") != "thp":
-        return None
-    if (pte.attrs or {}).get("pmd") and vma is not None:
+    page = engine.machine.pages[pte.pfn]
+    if vma is not None:
         mm.ptes[vpn] = pte                                    # still mapped while we split
         split_huge_pmd(engine, mm, vma, vpn)
         del mm.ptes[vpn]
