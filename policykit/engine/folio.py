@@ -17,16 +17,7 @@ from __future__ import annotations
 from .model import GUP_PIN_COUNTING_BIAS, Machine, Page
 
 
-def folio_pages(machine: Machine, page: Page) -> list[Page]:
-    """The pages of ``page``'s folio that are still referenced."""
-    head = page.attrs.get("folio")
-    if head is None:
-        return [page]
-    nr = page.attrs.get("folio_nr", 1)
-    return [machine.pages[pfn] for pfn in range(head, head + nr) if pfn in machine.pages]
-
-
-def note_pins(machine: Machine, page: Page, delta: int) -> None:
+def note_pins(page: Page, delta: int) -> None:
     """Keep the folio's pin count (``Folio.pins``) as GUP pins or unpins one of its pages,
     so that ``pincount`` is cheap."""
     if page.folio is not None:

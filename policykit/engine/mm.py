@@ -920,8 +920,7 @@ class Engine:
                 if pin:
                     page.refcount += GUP_PIN_COUNTING_BIAS * count
                     page.pins += count
-                    if "folio" in page.attrs:
-                        note_pins(m, page, count)
+                    note_pins(page, count)
                 else:
                     page.refcount += count
                     page.gets += count
@@ -959,8 +958,7 @@ class Engine:
     def _drop_ref(self, page: Page, pin: bool, count: int = 1) -> None:
         if pin:
             page.pins -= count
-            if "folio" in page.attrs:
-                note_pins(self.machine, page, -count)
+            note_pins(page, -count)
             self.put_page(page, GUP_PIN_COUNTING_BIAS * count)
         else:
             page.gets -= count
