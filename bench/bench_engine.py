@@ -85,7 +85,7 @@ def main() -> int:
 
     # -- whole runs: the built-in corpus through Session.run (engine + oracle) ---------
     from policykit.cli import scenario_paths
-    corpus = [session.load(str(path)) for path in scenario_paths([])]
+    corpus = [scn for path in scenario_paths([]) for scn in session.load_all(str(path))]
     steps = sum(len(scn.steps) for scn in corpus)
 
     def corpus_run() -> None:
