@@ -290,6 +290,23 @@ def policykit_dma_write(ctx: Context) -> Decision | str | None:
 
 
 @hookspec(firstresult=True)
+def policykit_copy_page(engine: Engine, page: Page, metric: str) -> Page | None:
+    """Copy a page the plugin owns (a huge page from the pool) for the engine: allocate
+    its like, copy the content, count ``metric``, the bytes and any metric of the plugin's.
+
+    :param engine: the engine.
+    :param page: the page to copy.
+    :param metric: the copy metric to count (``wp_copies``, ...).
+    :returns: the new page, holding one reference for the caller; None when the page is
+        not this plugin's (the core copies it).  Raise ``OperationFailed`` when there is
+        no page to copy into.
+
+    Called by the engine's directed COW (``directed_copy``) for every page it hands to
+    another process.  Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def policykit_handle_fault(engine: Engine, proc: Process, vma: Vma, vpn: int, pte: Pte | None,
                            write: bool, unshare: bool) -> Pte | None:
     """Handle a fault the core cannot: on a non-present PTE (a swap entry), or any fault in

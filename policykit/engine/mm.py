@@ -163,7 +163,7 @@ class Dispatch:
         # mechanism hooks of plugins, None when nobody implements them (the common case)
         self.mechanism = {name: _implemented(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
-            "page_reused", "page_freed", "range_prepare")}
+            "page_reused", "page_freed", "range_prepare", "copy_page")}
 
 
 class Engine:
@@ -198,6 +198,7 @@ class Engine:
         self._reused_hook = m["page_reused"]
         self._freed_hook = m["page_freed"]
         self._range_hook = m["range_prepare"]
+        self._copy_page_hook = m["copy_page"]
         self.nr_pages = len(self.machine.pages)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -576,8 +577,8 @@ class Engine:
         ``metric``.  The kernel has no such mechanism (it would have to find the other
         mappings and could not do it for a device's write): the yardstick's."""
         if page.zero or page.folio is not None or page.attrs.get("ksm") or page.attrs.get("owner"):
-            raise PolicyDecisionError(f"directed_copy of page {page.pfn}: only small anonymous pages "
-                                      "are remapped (not THP, hugetlb, KSM or zero pages)")
+            raise PolicyDecisionError(f"directed_copy of page {page.pfn}: only anonymous pages that are "
+                                      "mapped whole are remapped (not THP, KSM or zero pages)")
         for proc in self.machine.processes.values():
             if proc.mm is keep or not proc.alive:
                 continue
@@ -587,7 +588,10 @@ class Engine:
                 if pte.attrs:
                     raise PolicyDecisionError(f"directed_copy of page {page.pfn}: pid {proc.pid} maps "
                                               f"it with a plugin's PTE ({pte.attrs})")
-                new = self.copy_page(page, metric)
+                new = self._copy_page_hook(engine=self, page=page, metric=metric) \
+                    if self._copy_page_hook is not None else None
+                if new is None:
+                    new = self.copy_page(page, metric)
                 if new is None:
                     raise OperationFailed("ENOMEM", f"directed COW: no page to copy {page.pfn} into")
                 new.mapcount = 1

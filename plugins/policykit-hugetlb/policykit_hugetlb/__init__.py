@@ -8,7 +8,8 @@
   (which holds a reference); private ones get anonymous huge pages, mapped read-only by
   a read fault.
 * A write (or unshare) fault on a read-only huge page is ``hugetlb_wp``: the decision
-  point ``hugetlb_wp`` (``reuse`` | ``copy``); every era reuses by mapcount, which is why
+  point ``hugetlb_wp`` (``reuse`` | ``copy``, and for an unrealizable yardstick
+  ``directed_copy``); every era reuses by mapcount, which is why
   a vmsplice() reference still leaks on current kernels (cow.c flags those cases XFAIL).
   Its default for policies that know nothing of hugetlb is ``copy``: always safe.
 * fork shares or, by the decision point ``hugetlb_fork`` (``share`` | ``copy``), copies a
@@ -49,7 +50,9 @@ class Hooks:
         """Decide a write or unshare fault on a read-only huge page (``hugetlb_wp``).
 
         :param ctx: read-only context: ``page``, ``pte``, ``vma``, ``mm``.
-        :returns: ``reuse`` or ``copy`` (a new huge page from the pool).
+        :returns: ``reuse``, ``copy`` (a new huge page from the pool), or
+            ``directed_copy`` (keep it; every other process mapping it gets a copy from
+            the pool: only an ``unrealizable`` policy may answer it).
 
         Called for private hugetlb mappings.  Stops at first non-None result.
         """
@@ -77,8 +80,10 @@ def policykit_addhooks(pluginmanager: Any) -> None:
 @hookimpl
 def policykit_add_decision_points() -> list[DecisionPointSpec]:
     return [
-        DecisionPointSpec("hugetlb_wp", ("reuse", "copy"), _CTX,
-                          "a write or unshare fault on a read-only huge page", default="copy"),
+        DecisionPointSpec("hugetlb_wp", ("reuse", "copy", "directed_copy"), _CTX,
+                          "a write or unshare fault on a read-only huge page; directed_copy: keep it, "
+                          "the other processes mapping it get copies (unrealizable)", default="copy",
+                          unrealizable_actions=("directed_copy",)),
         DecisionPointSpec("hugetlb_fork", ("share", "copy"), _CTX,
                           "fork meets a huge page of a private mapping", default="share"),
     ]
@@ -121,6 +126,16 @@ def _copy(engine: Any, src: Any, metric: str) -> Any:
     engine.count(metric)
     engine.count("hugetlb_copies")
     engine.count("bytes_copied", HPAGE_SIZES[src.attrs["hpage_size"]])
+    return new
+
+
+@hookimpl
+def policykit_copy_page(engine: Any, page: Any, metric: str) -> Any:
+    if not page.attrs.get("hugetlb"):
+        return None
+    new = _copy(engine, page, metric)
+    if new is None:
+        raise OperationFailed("SIGBUS", "no free huge page for the copy")
     return new
 
 
@@ -192,7 +207,11 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return pte
     if unshare and pte.writable:
         return pte
-    if engine.decide("hugetlb_wp", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action == "reuse":
+    action = engine.decide("hugetlb_wp", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action
+    if action == "directed_copy":                            # the others move; this mm reuses
+        engine.directed_copy(page, mm, "unshare_copies" if unshare else "wp_copies")
+        action = "reuse"
+    if action == "reuse":
         if not unshare:
             pte.writable, pte.dirty = vma.write, True
         return pte

@@ -91,3 +91,15 @@ def test_shared_hugetlb_is_shared_across_fork():
 @pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
 def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
+
+
+def test_a_directed_copy_hands_the_other_process_a_huge_page_from_the_pool():
+    from policykit.testing import session
+    s = session("ideal")
+    text = ("hugetlb_pool {n}\nspawn -> p\nmmap_hugetlb p 1 private -> b\nwrite p b\n"
+            "pin p b write longterm -> mr\nfork p -> c\ndma_write mr\nread c b\nread p b\n")
+    r = s.run(s.parse(text.format(n=2)), invariants=True)
+    assert (r.verdict, r.metrics["fork_copies"], r.metrics["hugetlb_copies"]) == ("ok", 0, 1)
+    r = s.run(s.parse(text.format(n=1)), invariants=True)       # nothing to copy into
+    [failed] = [rec for rec in r.steps if rec.status == "failed"]
+    assert failed.step.op == "dma_write" and "no free huge page" in failed.message
