@@ -8,10 +8,12 @@
 (b) parse + check + compile of every built-in policy in a warm process.  Floor: <= 100 ms.
 
 Run:  python bench/bench_dsl.py
+POLICYKIT_BENCH_QUICK=1 runs it small and once (the test suite does, to see it runs).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from policykit.dsl.parse import parse_policy
 from policykit.engine.model import Mm, Page, Pte, Vma
 
 ROOT = Path(__file__).resolve().parent.parent
+QUICK = bool(os.environ.get("POLICYKIT_BENCH_QUICK"))
 
 # linux-5.19's fork_pte and wp_fault, by hand (policies/linux-5.19.pol and its chain)
 _SHARE = Decision("share", (Effect("page", "anon_exclusive", False),))
@@ -59,7 +62,7 @@ class HandWritten:
 def interleaved(fns: dict[str, callable], rounds: int = 7) -> dict[str, float]:
     """Best time of each function, the functions taking turns so drift hits all alike."""
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
+    for _ in range(1 if QUICK else rounds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
@@ -101,7 +104,7 @@ def main() -> int:
     for point in ("wp_fault", "fork_pte"):
         c_fn = getattr(compiled.policy.plugin, f"policykit_{point}")
         h_fn = getattr(HandWritten, f"policykit_{point}")
-        ctxs = contexts(compiled, point) * 50_000
+        ctxs = contexts(compiled, point) * (500 if QUICK else 50_000)
         for ctx in ctxs[:4]:
             c, h = c_fn(ctx), h_fn(ctx)
             assert (c.action if not isinstance(c, str) else c) == (h if isinstance(h, str) else h.action)

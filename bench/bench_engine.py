@@ -2,10 +2,12 @@
 
 Run:  python bench/bench_engine.py
 Floors (issue #2): >= 100k simple steps/s on one core; fork cost linear in mapped pages.
+POLICYKIT_BENCH_QUICK=1 runs it small and once (the test suite does, to see it runs).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,11 +16,12 @@ from policykit import Engine, Session, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "policies" / "python" / "anon_exclusive.py"
+QUICK = bool(os.environ.get("POLICYKIT_BENCH_QUICK"))
 
 
 def best_of(fn, repeat: int = 5) -> float:
     best = float("inf")
-    for _ in range(repeat):
+    for _ in range(1 if QUICK else repeat):
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
@@ -32,7 +35,7 @@ def main() -> int:
         return Engine(session.pm, session.registry)
 
     # -- simple steps: one write or read of one mapped page, as a scenario step does --
-    n = 200_000
+    n = 2_000 if QUICK else 200_000
     e = new_engine()
     pid = e.spawn("p")
     base = e.mmap(pid, 64)
@@ -66,7 +69,7 @@ def main() -> int:
 
     # -- fork cost --------------------------------------------------------------------
     forks = []
-    for pages in (1_000, 10_000, 100_000):
+    for pages in (1_000, 10_000) if QUICK else (1_000, 10_000, 100_000):
         x = new_engine()
         p = x.spawn("p")
         b = x.mmap(p, pages)

@@ -1,0 +1,24 @@
+"""The benchmarks run (small, once): a bench that breaks should fail here, not when a
+figure is wanted.  Their figures are not judged here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("script,prints", [
+    ("bench_engine.py", "floor >= 100k simple steps/s"),
+    ("bench_dsl.py", "parse + check + compile of every built-in policy"),
+    ("bench_compare.py", "python startup; floor <= 1000 ms"),
+])
+def test_benchmark_runs(script, prints):
+    env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert prints in done.stdout
