@@ -10,7 +10,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from .._parse_cache import lark_cache
 from ..errors import Span
-from ..syntax import source_error
+from ._lark_errors import source_error
 from . import ast
 from ._syntax_errors import PolicySyntaxError, hint_for
 

@@ -1,5 +1,5 @@
 """Turning lark's parse errors into :class:`~policykit.errors.SourceError` with English
-names for terminals, shared by the scenario and policy parsers."""
+names for terminals (the hints for policies are in :mod:`._syntax_errors`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .errors import SourceError, Span
+from ..errors import SourceError, Span
 
 #: how terminals are named in messages
 TERMINAL_NAMES = {
