@@ -13,6 +13,7 @@ import contextlib
 import gc
 import os
 import pickle
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,16 +51,30 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
     shares = [pairs[k::jobs] for k in range(jobs)]
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
     with _long_lived_frozen():
-        workers = [_start(sessions, scenarios, share) for share in shares[1:]]
-        mine = shares[0]
-        for n, (s, i) in enumerate(mine, 1):
-            if progress is not None:
-                progress(n, len(mine), f"{sessions[s].policy.name}: {scenarios[i].name}")
-            results[s][i] = sessions[s].run(scenarios[i])
-        for (pid, reader), share in zip(workers, shares[1:]):
-            for (s, i), compact in zip(share, _collect(pid, reader)):
-                results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+        workers = [(*_start(sessions, scenarios, share), share) for share in shares[1:]]
+        try:
+            mine = shares[0]
+            for n, (s, i) in enumerate(mine, 1):
+                if progress is not None:
+                    progress(n, len(mine), f"{sessions[s].policy.name}: {scenarios[i].name}")
+                results[s][i] = sessions[s].run(scenarios[i])
+            while workers:
+                pid, reader, share = workers.pop(0)
+                for (s, i), compact in zip(share, _collect(pid, reader)):
+                    results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+        finally:
+            for pid, reader, _ in workers:      # this process failed: stop the others
+                _stop(pid, reader)
     return results
+
+
+def _stop(pid: int, reader: int) -> None:
+    os.close(reader)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

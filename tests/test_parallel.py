@@ -48,3 +48,20 @@ def test_a_failing_worker_is_an_internal_error(monkeypatch):
     with pytest.raises(parallel.WorkerError, match="a worker process failed: RuntimeError: boom") as info:
         parallel.run_pairs([s], scenarios, jobs=2)
     assert info.value.exit_code == 3
+
+
+def test_a_failure_here_stops_the_workers(monkeypatch):
+    s = session("linux-6.x")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
+    real_run = type(s).run
+
+    def run(self, scn, **kw):
+        if scn is scenarios[0]:                  # in this process's share
+            raise RuntimeError("here")
+        return real_run(self, scn, **kw)
+    monkeypatch.setattr(type(s), "run", run)
+    with pytest.raises(RuntimeError, match="here"):
+        parallel.run_pairs([s], scenarios, jobs=2)
+    with pytest.raises(ChildProcessError):       # no worker left behind, not even a zombie
+        parallel.os.waitpid(-1, parallel.os.WNOHANG)
