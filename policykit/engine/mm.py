@@ -243,14 +243,20 @@ class Engine:
             hook = self._hooks[point]
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
-        if res is None and self.registry.decision_points[point].default is not None:
-            res = Decision(self.registry.decision_points[point].default, rule="(default)")
-        if res is None:
-            raise PolicyDecisionError(
-                f"no policy answered decision point {point!r} "
-                f"(legal actions: {', '.join(sorted(self._actions[point]))})",
-                hook=f"policykit_{point}")
-        d = Decision(res) if isinstance(res, str) else res
+        if type(res) is Decision:                    # the common case: a compiled rule's
+            d = res
+        elif res is None:
+            default = self.registry.decision_points[point].default
+            if default is None:
+                raise PolicyDecisionError(
+                    f"no policy answered decision point {point!r} "
+                    f"(legal actions: {', '.join(sorted(self._actions[point]))})",
+                    hook=f"policykit_{point}")
+            d = Decision(default, rule="(default)")
+        elif isinstance(res, str):
+            d = Decision(res)
+        else:
+            d = res
         if not isinstance(d, Decision) or d.action not in self._actions[point]:
             got = d.action if isinstance(d, Decision) else d
             raise PolicyDecisionError(
@@ -272,8 +278,10 @@ class Engine:
                 else:
                     target.attrs[name] = value
         self.metrics["decisions"] += 1
-        if d.rule is not None:
-            self.rules_fired[d.rule] = self.rules_fired.get(d.rule, 0) + 1
+        rule = d.rule
+        if rule is not None:
+            fired = self.rules_fired
+            fired[rule] = fired.get(rule, 0) + 1
         if d.warn is not None:
             self.metrics["warnings"] += 1
             self.warnings.append((point, d.warn))
