@@ -7,6 +7,10 @@
   pool; an empty pool fails it (SIGBUS).  Shared mappings share a hugetlbfs object
   (which holds a reference); private ones get anonymous huge pages, mapped read-only by
   a read fault.
+* ``mmap_hugetlb_file P FILE PAGES [private|shared] [2M|1G] -> R`` maps the hugetlbfs
+  file FILE (``memfd_create(MFD_HUGETLB)``, empty until its pages are faulted).  A
+  private mapping maps the file's pages read-only, and a write copies them, always (as
+  a page cache page in a private mapping is always copied: nothing to decide).
 * A write (or unshare) fault on a read-only huge page is ``hugetlb_wp``: the decision
   point ``hugetlb_wp`` (``reuse`` | ``copy``, and for an unrealizable yardstick
   ``directed_copy``); every era reuses by mapcount, which is why
@@ -162,6 +166,18 @@ def mmap_hugetlb(engine: Any, args: dict[str, Any]) -> Outcome:
     return Outcome(result=base)
 
 
+def mmap_hugetlb_file(engine: Any, args: dict[str, Any]) -> Outcome:
+    """Map a hugetlbfs file (memfd_create(MFD_HUGETLB)), made empty on first use: its huge
+    pages are allocated as they are first faulted, shared or not."""
+    st = _state(engine)
+    key = f"file:{args['name']}"
+    st["objects"].setdefault(key, {})
+    attrs = {"hugetlb": True, "hpage_size": args["size"], "object": key}
+    base = engine.mmap(args["process"], args["pages"], shared=args["sharing"] == "shared",
+                       attrs=attrs, shmem=False)
+    return Outcome(result=base)
+
+
 @hookimpl
 def policykit_add_operations() -> list[OperationSpec]:
     return [
@@ -170,6 +186,12 @@ def policykit_add_operations() -> list[OperationSpec]:
                                        Param("sharing", "word", ("private", "shared"), "private"),
                                        Param("size", "word", tuple(HPAGE_SIZES), "2M")),
                       mmap_hugetlb, "map PAGES huge pages of 2 MiB or 1 GiB (MAP_HUGETLB)", result="region"),
+        OperationSpec("mmap_hugetlb_file", (Param("process", "process"), Param("name", "name"),
+                                            Param("pages", "int"),
+                                            Param("sharing", "word", ("private", "shared"), "private"),
+                                            Param("size", "word", tuple(HPAGE_SIZES), "2M")),
+                      mmap_hugetlb_file, "map PAGES huge pages of the hugetlbfs file NAME "
+                      "(memfd_create(MFD_HUGETLB)); private mappings COW its pages", result="region"),
     ]
 
 
@@ -180,7 +202,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return None
     mm = proc.mm
     if pte is None:                                          # hugetlb_no_page()
-        if vma.shared:
+        if "object" in vma.attrs:                            # the file's page, shared or not
             obj = _state(engine)["objects"][vma.attrs["object"]]
             index = vpn - vma.start + vma.pgoff
             page = engine.machine.pages.get(obj.get(index, -1))
@@ -195,9 +217,12 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
             if page is None:
                 raise OperationFailed("SIGBUS", "no free huge page")
         page.mapcount += 1
-        pte = Pte(page.pfn, writable=vma.write and (vma.shared or write), dirty=write)
+        private_file = not vma.shared and not page.anon      # mapped read-only; a write COWs
+        pte = Pte(page.pfn, writable=vma.write and (vma.shared or write) and not private_file,
+                  dirty=write and not private_file)
         mm.ptes[vpn] = pte
-        return pte
+        if not (private_file and write):
+            return pte
     if pte.writable and not unshare:
         return pte
     page = engine.machine.pages[pte.pfn]
@@ -207,7 +232,10 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return pte
     if unshare and pte.writable:
         return pte
-    action = engine.decide("hugetlb_wp", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action
+    # a hugetlbfs file's page in a private mapping is always copied, as the core copies
+    # a page cache page: there is nothing to decide
+    action = engine.decide("hugetlb_wp", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action \
+        if page.anon else "copy"
     if action == "directed_copy":                            # the others move; this mm reuses
         engine.directed_copy(page, mm, "unshare_copies" if unshare else "wp_copies")
         action = "reuse"
@@ -250,7 +278,7 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
 def policykit_peek_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
     if not vma.attrs.get("hugetlb") or pte is not None:
         return None
-    if vma.shared:
+    if "object" in vma.attrs:
         pfn = _state(engine)["objects"][vma.attrs["object"]].get(vpn - vma.start + vma.pgoff)
         if pfn is not None:
             return engine.machine.pages[pfn].content
@@ -271,6 +299,16 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
         for i in range(args["pages"]):
             vpn = outcome.result + i
             oracle.map_cell(args["process"], vpn, oracle.new_cell(shared=shared))
+    elif step.op == "mmap_hugetlb_file" and outcome.ok:
+        # oracle.state["hugetlb.cells"][(file, index)]: the logical content of each page
+        cells = oracle.state.setdefault("hugetlb.cells", {})
+        oracle.name_region(outcome.result, step.result)
+        for i in range(args["pages"]):
+            cell = cells.get((args["name"], i))
+            if cell is None:
+                cell = cells[(args["name"], i)] = oracle.new_cell(shared=True)
+            view = cell if args["sharing"] == "shared" else oracle.new_cell(base=cell)
+            oracle.map_cell(args["process"], outcome.result + i, view)
 
 
 @hookimpl
@@ -281,8 +319,16 @@ def policykit_add_scenario_dirs() -> list[str]:
 
 @hookimpl
 def policykit_add_variants() -> list[VariantSpec]:
-    # cow.c's hugetlb variant: it needs two free huge pages.
-    return [VariantSpec("hugetlb", "2 MiB hugetlb page", """
+    # cow.c's hugetlb variants: they need two free huge pages.  hugetlb-file is for the
+    # non-anonymous tests: a private mapping of a memfd_create(MFD_HUGETLB) file,
+    # read-faulted, and {region}_smem, a shared mapping of the same file.
+    return [VariantSpec("hugetlb-file", "2 MiB hugetlbfs page (memfd)", """
+        hugetlb_pool 2
+        mmap_hugetlb_file {process} {region}_file 1 private -> {region}
+        mmap_hugetlb_file {process} {region}_file 1 shared -> {region}_smem
+        read {process} {region}
+        read {process} {region}_smem
+    """, frozenset({"hugetlb"})), VariantSpec("hugetlb", "2 MiB hugetlb page", """
         hugetlb_pool 2
         mmap_hugetlb {process} 1 private -> {region}
         write {process} {region}

@@ -103,3 +103,14 @@ def test_a_directed_copy_hands_the_other_process_a_huge_page_from_the_pool():
     r = s.run(s.parse(text.format(n=1)), invariants=True)       # nothing to copy into
     [failed] = [rec for rec in r.steps if rec.status == "failed"]
     assert failed.step.op == "dma_write" and "no free huge page" in failed.message
+
+
+def test_a_private_mapping_of_a_hugetlbfs_file_reads_the_file_and_copies_on_write():
+    from policykit.testing import session
+    s = session("linux-5.9")
+    r = s.run(s.parse("hugetlb_pool 2\nspawn -> p\nmmap_hugetlb_file p f 1 shared -> shm\nwrite p shm\n"
+                      "mmap_hugetlb_file p f 1 private -> priv\nread p priv\nwrite p priv\nread p shm\n"
+                      "read p priv\n"), invariants=True)
+    assert r.verdict == "ok"
+    assert (r.metrics["hugetlb_copies"], r.metrics["wp_copies"]) == (1, 1)    # the write copied
+    assert r.metrics["decisions"] == 0, "a file's page is copied without asking the policy"
