@@ -136,6 +136,18 @@ def _kib(n: int) -> str:
     return f"{sign}{n // 1024} KiB" if n < 1 << 20 else f"{sign}{n / (1 << 20):.1f} MiB"
 
 
+def _names(names: Sequence[str]) -> str:
+    """Scenario names for a sentence, the variants of one scenario together:
+    ``ro-pin-shared/{base,swapped}``."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        base, _, variant = name.partition("/")
+        groups.setdefault(base, []).append(variant)
+    return ", ".join(base if variants == [""] else
+                     f"{base}/{variants[0]}" if len(variants) == 1 else f"{base}/{{{','.join(variants)}}}"
+                     for base, variants in groups.items())
+
+
 def _first_violation(r: RunResult) -> str:
     if not r.violations:
         return ""
@@ -163,9 +175,9 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
     for rel in cmp.relations:
         text = f"{rel.b} vs {rel.a}: {rel.kind}"
         if rel.only_b:
-            text += f"; correct only under {rel.b}: {', '.join(rel.only_b)}"
+            text += f"; correct only under {rel.b}: {_names(rel.only_b)}"
         if rel.only_a:
-            text += f"; correct only under {rel.a}: {', '.join(rel.only_a)}"
+            text += f"; correct only under {rel.a}: {_names(rel.only_a)}"
         text += f"; copies {rel.copies_delta:+d} ({_kib(rel.bytes_delta)})"
         out.append(("- " if fmt == "markdown" else "") + text)
     out.append("")
@@ -190,7 +202,7 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
     differ = sum(row.verdicts_differ for row in cmp.rows)
     out += ["", f"{len(cmp.rows)} scenarios, {differ} with different verdicts"
                 + (f"; regressions ({cmp.policies[-1]} wrong where {cmp.policies[0]} is right): "
-                   + ", ".join(cmp.regressions) if cmp.regressions else "")]
+                   + _names(cmp.regressions) if cmp.regressions else "")]
     return "\n".join(out)
 
 
