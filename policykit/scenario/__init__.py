@@ -39,7 +39,7 @@ def scenario_from_text(text: str, filename: str, registry: Registry, variant: st
             raise PolicyKitError(f"{filename}: no variant {variant!r}: {reason}")
     elif scn.variants:
         raise ScenarioError(f"{scn.name!r} has {len(scn.variants)} variants", scn.variants[0][1], text,
-                            "load them all (load_scenarios), or name one")
+                            f"name one ('policykit explain --variant V'): {', '.join(n for n, _ in scn.variants)}")
     return check_scenario(scenarios[0], text, registry)
 
 
