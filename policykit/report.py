@@ -225,20 +225,34 @@ def comparison_to_json(cmp: Any) -> dict[str, Any]:
             for r in cmp.relations
         ],
         "scenarios": [
-            {"scenario": row.scenario.name, "file": row.scenario.filename, "tags": sorted(row.scenario.tags),
+            {"scenario": row.scenario.name, "variant": row.scenario.variant or None,
+             "file": row.scenario.filename, "tags": sorted(row.scenario.tags),
              "verdicts_differ": row.verdicts_differ, "costs_differ": row.costs_differ,
              "ideal_copies": row.ideal.copies if row.ideal is not None else None,
-             "results": [
-                 {"policy": r.policy, "verdict": sorted(r.classes) or ["ok"],
-                  "expectation_met": r.expectation_met, "copies": r.copies,
-                  "bytes_copied": r.metrics["bytes_copied"],
-                  "first_violation": ({"class": r.violations[0].cls, "line": r.violations[0].line,
-                                       "detail": r.violations[0].detail, "seen": r.violations[0].seen,
-                                       "expected": r.violations[0].expected} if r.violations else None)}
-                 for r in row.results]}
+             "results": [_result_json(r, row.ideal) for r in row.results]}
             for row in cmp.rows
         ],
         "regressions": cmp.regressions,
+    }
+
+
+def _result_json(r: RunResult, ideal: RunResult | None) -> dict[str, Any]:
+    """One (policy, scenario) of a comparison: verdict, first violation, expectation,
+    copies by kind, bytes, faults by kind, warnings, and copies over ``ideal`` (when both
+    are correct)."""
+    m = r.metrics
+    v = r.violations[0] if r.violations else None
+    both_correct = ideal is not None and not r.violations and not ideal.violations
+    return {
+        "policy": r.policy, "verdict": sorted(r.classes) or ["ok"], "expectation_met": r.expectation_met,
+        "copies": r.copies,
+        "copies_by": {"fork": m["fork_copies"], "wp": m["wp_copies"], "unshare": m["unshare_copies"]},
+        "bytes_copied": m["bytes_copied"],
+        "faults": {k[len("faults_"):]: n for k, n in m.items() if k.startswith("faults_")},
+        "warnings": len(r.warnings),
+        "excess_copies": r.copies - ideal.copies if both_correct else None,  # type: ignore[union-attr]
+        "first_violation": ({"class": v.cls, "step": v.step, "line": v.line, "detail": v.detail,
+                             "seen": v.seen, "expected": v.expected} if v is not None else None),
     }
 
 

@@ -55,7 +55,13 @@ def test_compare_json_is_versioned(capsys):
     by_name = {s["scenario"]: s for s in doc["scenarios"]}
     row = by_name["ro-pin-previously-shared/base"]
     assert row["verdicts_differ"] and row["results"][0]["first_violation"]["class"] == "pin-incoherent"
-    assert row["ideal_copies"] == 0
+    assert row["ideal_copies"] == 0 and row["variant"] == "base"
+    under_59 = row["results"][0]
+    # the 8th step run (the variant's two lines stand for mmap_variant): dma_read
+    assert under_59["first_violation"]["step"] == 7 and under_59["excess_copies"] is None    # wrong: no excess
+    assert under_59["copies_by"] == {"fork": 0, "wp": 1, "unshare": 0} and under_59["faults"]["wp"] == 1
+    under_519 = row["results"][1]
+    assert under_519["excess_copies"] == under_519["copies"] - row["ideal_copies"]
     s59 = doc["summaries"][0]
     assert s59["classes"]["pin-incoherent"] >= 3 and s59["copies"]["wp"] > 0 and s59["never_fired"]
 
