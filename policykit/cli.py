@@ -57,7 +57,7 @@ def _progress(i: int, n: int, what: str) -> None:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     session = Session(load_policy(ns.policy))
-    scenarios = _load(session, scenario_paths(ns.scenarios, session.pm))
+    scenarios = _load(session.registry, scenario_paths(ns.scenarios, session.pm))
     results = []
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)
@@ -69,13 +69,17 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILED
 
 
-def _load(session: Session, paths: list[Path]) -> list:  # type: ignore[type-arg]
-    """Every scenario of ``paths`` (variants expanded); skipped variants noted on stderr."""
+def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = None) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Every scenario of ``paths`` (variants expanded).  The variants left out are added
+    to ``skipped``; without it, they are noted on stderr."""
+    from .scenario import load_scenarios
+
     scenarios: list = []  # type: ignore[type-arg]
-    skipped: list[tuple[str, str]] = []
+    quiet = skipped is not None
+    skipped = [] if skipped is None else skipped
     for p in paths:
-        scenarios.extend(session.load_all(str(p), skipped))
-    if skipped:
+        scenarios.extend(load_scenarios(p, registry, skipped))
+    if skipped and not quiet:
         print(f"note: {len(skipped)} variant{'s' * (len(skipped) != 1)} skipped "
               f"({'; '.join(sorted({why for _, why in skipped}))}); see 'policykit corpus'", file=sys.stderr)
     return scenarios
@@ -85,7 +89,7 @@ def _corpus(session: Session, ns: argparse.Namespace) -> list:  # type: ignore[t
     """The scenarios a command works on: --corpus (or the built-in corpus), --tag, -k."""
     from .corpus import select
 
-    scenarios = _load(session, scenario_paths(ns.corpus or [], session.pm))
+    scenarios = _load(session.registry, scenario_paths(ns.corpus or [], session.pm))
     chosen = select(scenarios, ns.tag or (), ns.k)
     if not chosen:
         raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
@@ -130,14 +134,8 @@ def cmd_score(ns: argparse.Namespace) -> int:
 def cmd_corpus(ns: argparse.Namespace) -> int:
     from ._manager import get_plugin_manager
     from .corpus import select
-    from .scenario import load_scenarios
-
-    pm = get_plugin_manager()
-    registry = _registry()
-    scenarios = []
     skipped: list[tuple[str, str]] = []
-    for p in scenario_paths(ns.corpus or [], pm):
-        scenarios.extend(load_scenarios(p, registry, skipped))
+    scenarios = _load(_registry(), scenario_paths(ns.corpus or [], get_plugin_manager()), skipped)
     print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format, skipped))
     return ExitCode.OK
 
@@ -147,7 +145,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     if Path(ns.scenario).is_file():
         scn = session.load(ns.scenario, ns.variant)
     else:
-        by_name = {s.name: s for p in scenario_paths([], session.pm) for s in session.load_all(str(p))}
+        by_name = {s.name: s for s in _load(session.registry, scenario_paths([], session.pm), [])}
         if ns.scenario not in by_name:
             from .errors import did_you_mean
             variants = sorted(n for n in by_name if n.startswith(ns.scenario + "/"))

@@ -179,7 +179,7 @@ class Engine:
         self.defaults = d.defaults
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
         self._checked = d.checked
-        self.listeners: list[Callable[[Event], None]] = []
+        self._listeners: list[Callable[[Event], None]] = []
         #: someone watches events (a listener, or a plugin's policykit_engine_event):
         #: the engine builds them only then (see :meth:`listen`)
         self.observed = d.event_hook is not None
@@ -205,11 +205,11 @@ class Engine:
 
     def listen(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` with every event of this engine from now on."""
-        self.listeners.append(listener)
+        self._listeners.append(listener)
         self.observed = True
 
     def emit(self, event: Event) -> None:
-        for listener in self.listeners:
+        for listener in self._listeners:
             listener(event)
         if self._event_hook is not None:
             self._event_hook(engine=self, event=event)
