@@ -114,6 +114,49 @@ class Oracle:
         hook = pm.hook.policykit_oracle_step if pm is not None else None
         self._plugin_checks = hook if hook is not None and hook.get_hookimpls() else None
 
+    def copy(self, engine: Engine) -> Oracle:
+        """A snapshot following ``engine`` (a copy of this oracle's engine): cells are
+        copied once each, so the cells that processes share, and those references are
+        bound to, stay shared in the copy.  A cell's inherited history (``base``) is
+        shared with this oracle: it is never changed once a child cell starts from it."""
+        new = Oracle.__new__(Oracle)
+        memo: dict[int, Cell] = {}
+
+        def cell(c: Cell) -> Cell:
+            n = memo.get(id(c))
+            if n is None:
+                n = memo[id(c)] = Cell.__new__(Cell)
+                n.cid, n.tokens, n.base, n.base_len = c.cid, list(c.tokens), c.base, c.base_len
+                n.mappers, n.shared = c.mappers, c.shared
+            return n
+
+        def deep(value: Any) -> Any:
+            if isinstance(value, Cell):
+                return cell(value)
+            if isinstance(value, dict):
+                return {k: deep(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [deep(v) for v in value]
+            if isinstance(value, set):
+                return set(value)
+            return value
+
+        new.engine, new.pm = engine, self.pm
+        new.violations = list(self.violations)
+        new.space = {pid: {vpn: cell(c) for vpn, c in space.items()} for pid, space in self.space.items()}
+        new.names = dict(self.names)
+        new.dontfork = {pid: set(s) for pid, s in self.dontfork.items()}
+        new.wipeonfork = {pid: set(s) for pid, s in self.wipeonfork.items()}
+        new.refs = {rid: _Ref(r.name, r.owner, r.vpns, [cell(c) for c in r.cells], r.pin, r.write)
+                    for rid, r in self.refs.items()}
+        new.origin = dict(self.origin)
+        new._seen = set(self._seen)
+        new._next_cid, new._step, new._line = self._next_cid, self._step, self._line
+        new._regions = dict(self._regions)
+        new.state = deep(self.state) if self.state else {}
+        new._plugin_checks = self._plugin_checks
+        return new
+
     # -- reporting ---------------------------------------------------------------------
 
     def report(self, cls: str, detail: str, seen: str = "", expected: str = "",
@@ -321,9 +364,11 @@ class Oracle:
         vpns = tuple(a["region"])
         if "zap_race" in a.get("flags", ()):
             # another thread's MADV_DONTNEED dropped the private pages GUP faulted in
+            # (the race window opens only where GUP took a fault)
             space = self.space[pid]
+            zapped = self.engine.zapped_by_race
             for vpn in vpns:
-                if not space[vpn].shared:
+                if not space[vpn].shared and vpn in zapped:
                     space[vpn].mappers -= 1
                     space[vpn] = self._cell()
         self.refs[out.result] = _Ref(step.result, pid, vpns,  # type: ignore[index,arg-type]

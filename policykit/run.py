@@ -117,60 +117,31 @@ class Session:
     def parse(self, text: str, filename: str = "<scenario>", variant: str | None = None) -> Scenario:
         return scenario_from_text(text, filename, self.registry, variant)
 
-    def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
-        """Run ``scenario``; with ``invariants`` the engine's invariants are checked after
-        every step and a broken one raises :class:`EngineInvariantError`."""
+    def start(self) -> Runner:
+        """A fresh machine and oracle, ready to take steps one by one."""
         if self._dispatch is None:
             self._dispatch = Dispatch(self.pm, self.registry)
         engine = Engine(self.pm, self.registry, dispatch=self._dispatch)
-        oracle = Oracle(engine, self.pm)
+        return Runner(self, engine, Oracle(engine, self.pm))
+
+    def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
+        """Run ``scenario``; with ``invariants`` the engine's invariants are checked after
+        every step and a broken one raises :class:`EngineInvariantError`."""
+        runner = self.start()
+        engine, oracle = runner.engine, runner.oracle
         records: list[StepRecord] = []
         current: list[Event] = []
         if trace:
             engine.listen(current.append)
-        pids: dict[str, int] = {}
-        bases: dict[str, int] = {}
-        rids: dict[str, int] = {}
-        gone: set[str] = set()         # names whose creating step failed
         warnings: list[str] = []
         extra_refs = self._extra_refs(engine) if invariants else None
         for index, step in enumerate(scenario.steps):
-            rec = StepRecord(index, step, "ok")
+            rec = runner.step(index, step)
             records.append(rec)
-            spec = self.registry.operations[step.op]
-            names = _names_used(step, spec)
-            if names & gone:
-                rec.status = "skipped"
-                rec.message = f"{', '.join(sorted(names & gone))} does not exist (an earlier step failed)"
-                if step.result:
-                    gone.add(step.result)
+            if rec.status == "error":
+                break
+            if rec.status == "skipped":
                 continue
-            args = _resolve(step, spec, pids, bases, rids)
-            if engine.observed:
-                engine.emit(Event("step", info=step.text, step=index))
-            oracle.before(index, step, args)
-            try:
-                outcome = spec.apply(engine, args)
-            except OperationFailed as exc:
-                outcome = Outcome(ok=False, errno=exc.errno, message=exc.message)
-            except Exception as exc:  # a policy's or plugin's code raised
-                rec.status, rec.message = "error", self._error(exc, f"operation {step.op!r}", spec.provider)
-                oracle.report("error", rec.message, key=-1)
-                break
-            if not outcome.ok:
-                rec.status, rec.message = "failed", f"{outcome.errno}: {outcome.message}"
-                if step.result:
-                    gone.add(step.result)
-            elif step.result:
-                kind = spec.result
-                table = pids if kind == "process" else rids if kind == "ref" else bases
-                table[step.result] = outcome.result  # type: ignore[assignment]
-            try:
-                oracle.step(index, step, args, outcome)
-            except Exception as exc:  # an oracle check of a plugin's raised
-                rec.status, rec.message = "error", self._error(exc, "an oracle check", "a plugin")
-                oracle.report("error", rec.message, key=-1)
-                break
             while len(warnings) < len(engine.warnings):
                 point, message = engine.warnings[len(warnings)]
                 warnings.append(f"line {step.line}: {point}: {message}")
@@ -194,6 +165,85 @@ class Session:
                 result.budget_failures.append(f"{bound} (was {actual})")
         self.pm.hook.policykit_run_finish(result=result)
         return result
+
+
+class Runner:
+    """A run in progress: the engine, the oracle and the scenario's names (processes,
+    regions, references), taking one step at a time.  :meth:`copy` snapshots it, which
+    is how ``explore`` tries every next step from one state."""
+
+    __slots__ = ("session", "engine", "oracle", "pids", "bases", "rids", "sizes", "gone")
+
+    def __init__(self, session: Session, engine: Engine, oracle: Oracle) -> None:
+        self.session, self.engine, self.oracle = session, engine, oracle
+        self.pids: dict[str, int] = {}
+        self.bases: dict[str, int] = {}
+        self.rids: dict[str, int] = {}
+        #: pages of each region
+        self.sizes: dict[str, int] = {}
+        #: names whose creating step failed
+        self.gone: set[str] = set()
+
+    def copy(self) -> Runner:
+        """An independent snapshot: a copy of the machine and the oracle, the same
+        policy and plugins; the engine's counters start from this one's."""
+        old = self.engine
+        engine = Engine(old.pm, old.registry, old.machine.copy(), self.session._dispatch)
+        engine.metrics = dict(old.metrics)
+        engine.nr_pages = old.nr_pages
+        engine.last_point = old.last_point
+        new = Runner(self.session, engine, self.oracle.copy(engine))
+        new.pids, new.bases, new.rids = dict(self.pids), dict(self.bases), dict(self.rids)
+        new.sizes = self.sizes
+        new.gone = set(self.gone)
+        return new
+
+    def step(self, index: int, step: Step) -> StepRecord:
+        """Take ``step`` (the ``index``-th): the engine applies it, the oracle judges it.
+        The record's status is ``ok``, ``failed`` (as the kernel fails it), ``skipped``
+        (it names what an earlier failed step did not make) or ``error`` (a policy or
+        plugin misbehaved: the run cannot go on)."""
+        engine, oracle = self.engine, self.oracle
+        rec = StepRecord(index, step, "ok")
+        spec = self.session.registry.operations[step.op]
+        gone = self.gone
+        if gone:
+            names = _names_used(step, spec)
+            if names & gone:
+                rec.status = "skipped"
+                rec.message = f"{', '.join(sorted(names & gone))} does not exist (an earlier step failed)"
+                if step.result:
+                    gone.add(step.result)
+                return rec
+        args = _resolve(step, spec, self.pids, self.bases, self.rids)
+        if engine.observed:
+            engine.emit(Event("step", info=step.text, step=index))
+        oracle.before(index, step, args)
+        try:
+            outcome = spec.apply(engine, args)
+        except OperationFailed as exc:
+            outcome = Outcome(ok=False, errno=exc.errno, message=exc.message)
+        except Exception as exc:  # a policy's or plugin's code raised
+            rec.status, rec.message = "error", self.session._error(exc, f"operation {step.op!r}", spec.provider)
+            oracle.report("error", rec.message, key=-1)
+            return rec
+        if not outcome.ok:
+            rec.status, rec.message = "failed", f"{outcome.errno}: {outcome.message}"
+            if step.result:
+                gone.add(step.result)
+        elif step.result:
+            kind = spec.result
+            table = self.pids if kind == "process" else self.rids if kind == "ref" else self.bases
+            table[step.result] = outcome.result  # type: ignore[assignment]
+            if kind == "region":
+                self.sizes = {**self.sizes, step.result: len(args["region"]) if "region" in args
+                              else args.get("pages", 1)}
+        try:
+            oracle.step(index, step, args, outcome)
+        except Exception as exc:  # an oracle check of a plugin's raised
+            rec.status, rec.message = "error", self.session._error(exc, "an oracle check", "a plugin")
+            oracle.report("error", rec.message, key=-1)
+        return rec
 
 
 def _names_used(step: Step, spec: OperationSpec) -> set[str]:

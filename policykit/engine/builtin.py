@@ -238,6 +238,11 @@ _PROC = P("process", "process", doc="a running process")
 _REGION = P("region", "region", doc="a region of that process, optionally [i] or [i:j]")
 _REF = P("ref", "ref", doc="a live GUP reference, optionally [i] or [i:j]")
 _GUP_FLAGS = ("write", "longterm", "fast", "force", "zap_race")
+#: the flag sets explore tries: every mix of write, longterm and fast, and FOLL_FORCE
+#: writes (with the MADV_DONTNEED race of Dirty COW)
+_GUP_EXPLORE = ((), ("write",), ("longterm",), ("fast",), ("write", "longterm"), ("write", "fast"),
+                ("longterm", "fast"), ("write", "longterm", "fast"), ("write", "force"),
+                ("write", "force", "zap_race"))
 
 
 @hookimpl
@@ -263,7 +268,8 @@ def policykit_add_operations() -> list[OperationSpec]:
                                          ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed"))),
           _madvise, "MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTNEED"),
         o("clear_refs", (_PROC,), _clear_refs, "echo 4 > /proc/pid/clear_refs (soft-dirty)"),
-        o("gup", (_PROC, _REGION, P("kind", "word", ("get", "pin")), P("flags", "flags", _GUP_FLAGS)),
+        o("gup", (_PROC, _REGION, P("kind", "word", ("get", "pin")),
+                  P("flags", "flags", _GUP_FLAGS, explore=_GUP_EXPLORE)),
           _gup, "get_user_pages (get) or pin_user_pages (pin), with FOLL_* flags", result="ref"),
         o("pin", (_PROC, _REGION, P("flags", "flags", _GUP_FLAGS)), _pin,
           "pin_user_pages: same as 'gup ... pin'", result="ref"),

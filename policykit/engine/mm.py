@@ -187,6 +187,10 @@ class Engine:
         self.warnings: list[tuple[str, str]] = []
         #: how often each rule (``file:line``) decided
         self.rules_fired: dict[str, int] = {}
+        #: the decision point asked last (None before the first decision)
+        self.last_point: str | None = None
+        #: the pages the last ``gup ... zap_race`` saw zapped after a fault
+        self.zapped_by_race: list[int] = []
         self._event_hook = d.event_hook
         m = d.mechanism
         self._fault_hook = m["handle_fault"]
@@ -278,6 +282,7 @@ class Engine:
                 else:
                     target.attrs[name] = value
         self.metrics["decisions"] += 1
+        self.last_point = point
         rule = d.rule
         if rule is not None:
             fired = self.rules_fired
@@ -894,6 +899,8 @@ class Engine:
         m = self.machine
         if pin:
             mm.has_pinned = True                        # mm_set_has_pinned_flag(): sticky
+        if zap_race:
+            self.zapped_by_race = []
         taken: list[Page] = []
         vpns = tuple(vpns)
         try:
@@ -964,6 +971,7 @@ class Engine:
                 foll.cow = True
         if zap_race:
             self.zap_pte(proc.mm, vpn)
+            self.zapped_by_race.append(vpn)
             return None
         return pte
 

@@ -81,6 +81,10 @@ class Param:
     choices: tuple[str, ...] = ()
     default: Any = None
     doc: str = ""
+    #: the values ``policykit explore`` tries (for ``flags``: a tuple of flag tuples);
+    #: empty: every choice of a word, every subset of flags, the default (or 1) of an
+    #: int, ``f`` for a name.  Processes, regions and references come from the state.
+    explore: tuple[Any, ...] = ()
 
 
 @final

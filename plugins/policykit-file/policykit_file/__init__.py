@@ -240,9 +240,10 @@ def _file_vma(oracle: Any, pid: int, vpn: int) -> Any:
 
 def _private_views_again(oracle: Any, cells: dict, pid: int, vpns: Any) -> None:
     # MADV_DONTNEED on a private file mapping shows the file's content again
+    zapped = oracle.engine.zapped_by_race
     for vpn in vpns:
         vma = _file_vma(oracle, pid, vpn)
-        if vma is not None and not vma.shared:
+        if vma is not None and not vma.shared and vpn in zapped:
             cell = cells.get((vma.attrs["file"], vpn - vma.start + vma.pgoff))
             if cell is not None:
                 fresh = oracle.space[pid][vpn]

@@ -1,0 +1,229 @@
+"""Breadth-first search over operation sequences, exhaustive within its bounds.
+
+A *node* is one run in progress per policy (one for ``explore``, one per policy for
+``diverge``, which runs them in lock step); a transition copies the node and takes one
+step in every run.  The oracle judges every step, and what the end-of-run audit would
+find if the run stopped there.  Nodes are deduplicated by the fingerprint of their
+canonical form (:mod:`.canonical`), so each distinct state is expanded once; the
+visited set keeps 8-byte fingerprints, the trace store a parent index and a step per
+state, from which a witness is rebuilt.
+
+The search goes level by level: every node at depth d is expanded, in a fixed order,
+before any at d+1, so the first witness of anything is a shortest one, and the same
+whatever ``-j``: a level's nodes are shared out between forked workers in contiguous
+slices, and what they send back is merged in the sequential order (see
+:mod:`.parallel`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PluginError
+from ..oracle import Violation
+from ..run import Runner, Session
+from ..scenario.model import Step
+from .canonical import fingerprint
+from .space import Space
+from .visited import FingerprintSet
+
+Node = tuple[Runner, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one step showed under one policy: the violation classes seen (the step's,
+    and the audit's had the run stopped there), each with the decision point asked
+    last, and the pages copied by kind."""
+
+    classes: frozenset[str]
+    violations: tuple[Violation, ...]
+    point: str
+    copies: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass
+class Stats:
+    """The search's statistics, TLC's way."""
+
+    generated: int = 0            # transitions taken
+    distinct: int = 0             # states found (the start states included)
+    depth: int = 0                # deepest level expanded
+    frontier: int = 0             # states waiting at the last level reached
+    elapsed: float = 0.0
+    exhaustive: bool = True
+    stopped: str = ""             # why the search stopped early, if it did
+    left: int = 0                 # states left unexpanded by the stop
+    visited_bytes: int = 0
+    hidden: int = 0               # violations hidden by --ignore or --baseline
+    split: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.distinct / self.elapsed if self.elapsed else 0.0
+
+    def describe_stop(self) -> str:
+        if self.exhaustive:
+            return f"exhaustive to depth {self.depth}"
+        return f"not exhaustive: {self.stopped} left {self.left:,} states"
+
+
+@dataclass
+class Hit:
+    """A transition worth reporting: its parent state, the step, the verdict of each run."""
+
+    parent: int
+    step: Step
+    verdicts: tuple[Verdict, ...]
+    depth: int
+
+
+class Trace:
+    """Parent pointers: for every state, the state it was reached from and the step."""
+
+    def __init__(self) -> None:
+        self.parents: list[int] = []
+        self.steps: list[Step] = []
+
+    def add(self, parent: int, step: Step | None) -> int:
+        self.parents.append(parent)
+        self.steps.append(step)  # type: ignore[arg-type]
+        return len(self.parents) - 1
+
+    def path(self, gid: int) -> tuple[int, list[Step]]:
+        """(the start state it began from, the steps from it to state ``gid``)."""
+        steps = []
+        while self.parents[gid] >= 0:
+            steps.append(self.steps[gid])
+            gid = self.parents[gid]
+        steps.reverse()
+        return gid, steps
+
+
+def audit(runner: Runner) -> list[Violation]:
+    """What the end-of-run audit would find if the run stopped now (changes nothing)."""
+    o = runner.oracle
+    seen, line, n = o._seen, o._line, len(o.violations)
+    o._seen, o._line = set(), None
+    try:
+        processes = runner.engine.machine.processes
+        for pid in o.space:
+            if processes[pid].alive:
+                o._audit(pid)
+        return o.violations[n:]
+    finally:
+        del o.violations[n:]
+        o._seen, o._line = seen, line
+
+
+def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -> tuple[Node, tuple[Verdict, ...]]:
+    """Copy ``node`` and take ``step`` in each of its runs; the new node and the verdicts."""
+    out = []
+    verdicts = []
+    for runner in node:
+        r = runner.copy()
+        o = r.oracle
+        o.violations, o._seen = [], set()
+        before = [r.engine.metrics[m] for m in copy_metrics] if copy_metrics else ()
+        rec = r.step(index, step)
+        if rec.status == "error":
+            raise PluginError(f"after '{step.text}': {rec.message}")
+        found = o.violations + audit(r)
+        copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
+        verdicts.append(Verdict(frozenset(v.cls for v in found), tuple(found),
+                                r.engine.last_point or "-", copies))
+        out.append(r)
+    return tuple(out), tuple(verdicts)
+
+
+Judge = Callable[[int, Step, tuple[Verdict, ...], int], bool]
+
+
+@dataclass
+class Search:
+    """One breadth-first search from ``roots`` (start nodes), asking ``judge(parent,
+    step, verdicts, depth)`` of every transition; it returns True to stop the search at
+    the end of this level (``diverge`` stops at its first finding)."""
+
+    space: Space
+    roots: list[Node]
+    judge: Judge
+    copy_metrics: tuple[str, ...] = ()
+    progress: Callable[[Stats], None] | None = None
+    jobs: int = 1
+    trace: Trace = field(default_factory=Trace)
+    stats: Stats = field(default_factory=Stats)
+
+    def run(self) -> Stats:
+        st = self.stats
+        start = time.perf_counter()
+        visited = FingerprintSet()
+        frontier: list[tuple[int, Node]] = []
+        for node in self.roots:
+            if visited.add(fingerprint(node)):
+                frontier.append((self.trace.add(-1, None), node))
+        st.distinct = len(frontier)
+        bounds = self.space.bounds
+        stop = False
+        for depth in range(1, bounds.depth + 1):
+            if not frontier or stop:
+                break
+            st.frontier = len(frontier)
+            level = self._expand if self.jobs <= 1 or len(frontier) < 64 else self._expand_parallel
+            frontier, stop, cut = level(frontier, depth, visited, start)
+            st.depth = depth
+            st.frontier = len(frontier)
+            if cut:
+                st.exhaustive = False
+                break
+            if self.progress is not None:
+                st.elapsed = time.perf_counter() - start
+                self.progress(st)
+        else:
+            if frontier and not stop:
+                st.frontier = len(frontier)
+        st.elapsed = time.perf_counter() - start
+        st.visited_bytes = visited.nbytes
+        return st
+
+    def _limits_hit(self, start: float) -> str:
+        b = self.space.bounds
+        if b.max_states and self.stats.distinct >= b.max_states:
+            return f"--max-states {b.max_states:,} reached at depth {self.stats.depth + 1}:"
+        if b.time and time.perf_counter() - start >= b.time:
+            return f"--time {b.time:g}s ran out at depth {self.stats.depth + 1}:"
+        return ""
+
+    def _expand(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,
+                start: float) -> tuple[list[tuple[int, Node]], bool, bool]:
+        st = self.stats
+        nxt: list[tuple[int, Node]] = []
+        stop = False
+        space, metrics, judge, trace = self.space, self.copy_metrics, self.judge, self.trace
+        for n, (gid, node) in enumerate(frontier):
+            if n % 64 == 0 and n:
+                why = self._limits_hit(start)
+                if why:
+                    st.stopped, st.left = why, len(frontier) - n + len(nxt)
+                    return nxt, True, True
+                if self.progress is not None:
+                    st.elapsed = time.perf_counter() - start
+                    st.frontier = len(frontier) - n
+                    self.progress(st)
+            for step in space.steps(node[0], depth):
+                child, verdicts = take(node, step, depth, metrics)
+                st.generated += 1
+                if judge(gid, step, verdicts, depth):
+                    stop = True
+                if visited.add(fingerprint(child)):
+                    st.distinct += 1
+                    nxt.append((trace.add(gid, step), child))
+        return nxt, stop, False
+
+    def _expand_parallel(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,
+                         start: float) -> tuple[list[tuple[int, Node]], bool, bool]:
+        from .parallel import expand_level
+        return expand_level(self, frontier, depth, visited, start)

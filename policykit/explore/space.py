@@ -1,0 +1,311 @@
+"""What explore may do next: the bounds of a search, and every operation of the registry
+enumerated over small argument domains, as scenario steps.
+
+Each parameter kind has a domain: a process is any live named process; a region, any
+region mapped whole in it, and each of its pages on its own; a reference, any live one;
+a word, its choices; flags, the subsets an operation's :class:`Param` lists in
+``explore`` (else every subset); an int or a name, ``Param.explore`` (else its default,
+or 1, or ``f``).  ``--domain OP.PARAM=V,...`` replaces a domain (``fork_children.count=1024``;
+flags are written joined by ``+``, ``-`` for none: ``gup.flags=-,write,write+longterm``).
+
+Steps that a scenario could not state are not taken (the scenario checker would refuse
+them: a write to a read-only page, FOLL_WRITE on one without ``force``, ``unpin`` of a
+FOLL_GET reference, a device write through a read-only one...), nor steps past a bound.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..engine.specs import OperationSpec, Param, Registry
+from ..errors import PolicyKitError, Span, did_you_mean
+from ..scenario.model import Step
+
+if TYPE_CHECKING:
+    from ..run import Runner
+
+#: operations a search leaves out unless ``--ops`` names them: they only make what the
+#: start state already has (a process, a mapping), rename (alias, pin = gup ... pin), or
+#: inject failures every policy meets alike
+SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure"})
+
+#: the file name of steps explore makes
+EXPLORE_FILE = "<explore>"
+
+
+class ExploreError(PolicyKitError):
+    """Bad explore or diverge arguments (an unknown operation, variant or domain)."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The limits of a search.  ``procs``: live named processes; ``pages``: pages of the
+    start mapping; ``refs``: live GUP references; ``depth``: steps after the start;
+    ``maps``: extra mappings a path may make (only with a mapping operation in ``ops``);
+    ``max_states`` and ``time``: when to stop early (0: never)."""
+
+    procs: int = 2
+    pages: int = 1
+    refs: int = 2
+    depth: int = 6
+    maps: int = 1
+    max_states: int = 0
+    time: float = 0.0
+
+    def describe(self) -> str:
+        return (f"{self.procs} processes, {self.pages} page{'s' * (self.pages != 1)}, "
+                f"{self.refs} reference{'s' * (self.refs != 1)}, depth {self.depth}")
+
+
+def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
+    out = []
+    for n in range(len(choices) + 1):
+        out.extend(frozenset(c) for c in itertools.combinations(choices, n))
+    return tuple(out)
+
+
+@dataclass
+class Space:
+    """The operations a search takes, with their domains, resolved against a registry."""
+
+    registry: Registry
+    ops: tuple[OperationSpec, ...]
+    bounds: Bounds
+    domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    _cache: dict[Any, list[Step]] = field(default_factory=dict, repr=False)
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, registry: Registry, bounds: Bounds, ops: Iterable[str] = (),
+              domains: Iterable[str] = ()) -> Space:
+        """``ops``: names to use instead of the default (every operation but
+        :data:`SETUP_OPS`); ``+NAME`` adds one, ``-NAME`` leaves one out; a plugin's
+        name (``file``, ``swap``) stands for all its operations."""
+        specs = registry.operations
+        chosen = [n for n, s in specs.items() if n not in SETUP_OPS and s.provider == "policykit"]
+        items = [o.strip() for o in ops if o.strip()]
+        if items and not all(o[0] in "+-" for o in items):
+            chosen = []
+        providers = {s.provider.removeprefix("policykit_").removeprefix("policykit-") for s in specs.values()}
+        for item in items:
+            sign, name = (item[0], item[1:]) if item[0] in "+-" else ("+", item)
+            if name in specs:
+                names = [name]
+            elif name in providers:
+                names = [n for n, s in specs.items() if n not in SETUP_OPS
+                         and s.provider.removeprefix("policykit_").removeprefix("policykit-") == name]
+            else:
+                hint = did_you_mean(name, list(specs) + sorted(providers))
+                raise ExploreError(f"unknown operation {name!r} in --ops"
+                                   + (f"; {hint}" if hint else "")
+                                   + f" (operations: {', '.join(sorted(specs))})")
+            for n in names:
+                if sign == "-":
+                    chosen = [c for c in chosen if c != n]
+                elif n not in chosen:
+                    chosen.append(n)
+        space = cls(registry, tuple(specs[n] for n in chosen), bounds)
+        for text in domains:
+            space._set_domain(text)
+        return space
+
+    def _set_domain(self, text: str) -> None:
+        where, eq, values = text.partition("=")
+        op, dot, pname = where.strip().partition(".")
+        spec = self.registry.operations.get(op)
+        if not eq or not dot or spec is None:
+            hint = did_you_mean(op, self.registry.operations) if spec is None and op else None
+            raise ExploreError(f"--domain {text!r}: write OP.PARAM=V1,V2 (e.g. fork_children.count=1024)"
+                               + (f"; {hint}" if hint else ""))
+        param = next((p for p in spec.params if p.name == pname), None)
+        if param is None:
+            raise ExploreError(f"--domain {text!r}: {op!r} has no parameter {pname!r} "
+                               f"(it has: {', '.join(p.name for p in spec.params) or 'none'})")
+        parsed: list[Any] = []
+        for v in values.split(","):
+            v = v.strip()
+            if param.kind == "int":
+                if not v.isdigit() or int(v) < 1:
+                    raise ExploreError(f"--domain {text!r}: {v!r} is not a positive number")
+                parsed.append(int(v))
+            elif param.kind == "word":
+                if v not in param.choices:
+                    raise ExploreError(f"--domain {text!r}: {v!r} is not one of {', '.join(param.choices)}")
+                parsed.append(v)
+            elif param.kind == "flags":
+                flags = frozenset() if v in ("-", "") else frozenset(v.split("+"))
+                bad = flags - set(param.choices)
+                if bad:
+                    raise ExploreError(f"--domain {text!r}: unknown flag {sorted(bad)[0]!r} "
+                                       f"(flags: {', '.join(param.choices)})")
+                parsed.append(flags)
+            elif param.kind == "name":
+                parsed.append(v)
+            else:
+                raise ExploreError(f"--domain {text!r}: the {param.kind} parameter {pname!r} "
+                                   "takes its values from the state")
+        self.domains[(op, pname)] = tuple(parsed)
+
+    def domain(self, spec: OperationSpec, p: Param) -> tuple[Any, ...]:
+        """The values tried for a parameter that does not come from the state."""
+        d = self.domains.get((spec.name, p.name))
+        if d is not None:
+            return d
+        if p.explore:
+            return tuple(frozenset(v) if p.kind == "flags" else v for v in p.explore)
+        if p.kind == "word":
+            return p.choices
+        if p.kind == "flags":
+            return _subsets(p.choices)
+        if p.kind == "name":
+            return ("f",)
+        return (p.default if p.default is not None else 1,)
+
+    def describe_ops(self) -> str:
+        return ", ".join(s.name for s in self.ops)
+
+    # -- the next steps of a state -----------------------------------------------------
+
+    def steps(self, runner: Runner, line: int) -> list[Step]:
+        """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``."""
+        key = (line, _shape(runner))
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            cached = self._cache[key] = list(self._enumerate(runner, line))
+        return cached
+
+    def _enumerate(self, runner: Runner, line: int) -> Iterable[Step]:
+        m = runner.engine.machine
+        procs = [(n, pid) for n, pid in runner.pids.items()
+                 if n not in runner.gone and m.processes[pid].alive]
+        refs = [(n, m.refs[rid]) for n, rid in runner.rids.items() if rid in m.refs]
+        names = set(runner.pids) | set(runner.bases) | set(runner.rids) | runner.gone
+        b = self.bounds
+        for spec in self.ops:
+            if spec.result == "process" and len(procs) >= b.procs:
+                continue
+            if spec.result == "ref" and len(refs) >= b.refs:
+                continue
+            if spec.result == "region" and len(runner.bases) >= 1 + b.maps:
+                continue
+            result = _fresh(spec.result, names) if spec.result else None
+            for params in self._bind(spec, 0, {}, runner, procs, refs):
+                if _allowed(spec, params, runner):
+                    yield _step(spec, params, result, line, runner.sizes)
+
+    def _bind(self, spec: OperationSpec, i: int, done: dict[str, Any], runner: Runner,
+              procs: list[tuple[str, int]], refs: list[tuple[str, Any]]) -> Iterable[dict[str, Any]]:
+        if i == len(spec.params):
+            yield dict(done)
+            return
+        p = spec.params[i]
+        if p.kind == "process":
+            values: Iterable[Any] = [n for n, _ in procs]
+        elif p.kind == "region":
+            values = _regions(runner, done[_proc_param(spec)])
+        elif p.kind == "ref":
+            values = [(n, 0, len(r.vpns)) for n, r in refs]
+        else:
+            values = self.domain(spec, p)
+        for v in values:
+            done[p.name] = v
+            yield from self._bind(spec, i + 1, done, runner, procs, refs)
+        done.pop(p.name, None)
+
+
+def _proc_param(spec: OperationSpec) -> str:
+    return next(p.name for p in spec.params if p.kind == "process")
+
+
+def _shape(runner: Runner) -> tuple:
+    """What the enumeration reads of a state: the names, which are live, where each
+    process maps each region and whether it may write there, the references."""
+    m = runner.engine.machine
+    procs = []
+    for n, pid in runner.pids.items():
+        proc = m.processes[pid]
+        procs.append((n, proc.alive and n not in runner.gone,
+                       tuple((v.start, v.end, v.write, v.shared, v.is_cow_mapping) for v in proc.mm.vmas)))
+    refs = tuple((n, rid in m.refs, m.refs[rid].pin if rid in m.refs else None,
+                  m.refs[rid].write if rid in m.refs else None) for n, rid in runner.rids.items())
+    return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
+
+
+def _regions(runner: Runner, proc_name: str) -> list[tuple[str, int, int]]:
+    """The region arguments a process can name: each region mapped whole in it, and,
+    for a region of several pages, each page mapped in it."""
+    mm = runner.engine.machine.processes[runner.pids[proc_name]].mm
+    out = []
+    for name, base in runner.bases.items():
+        npages = runner.sizes.get(name, 1)
+        mapped = [mm.find_vma(base + i) is not None for i in range(npages)]
+        if all(mapped):
+            out.append((name, 0, npages))
+        if npages > 1:
+            out.extend((name, i, i + 1) for i in range(npages) if mapped[i])
+    return out
+
+
+def _fresh(kind: str, taken: set[str]) -> str:
+    prefix = {"process": "c", "ref": "r", "region": "m"}.get(kind, "x")
+    n = 1
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
+    """False for a step the scenario checker would refuse, or one every policy fails
+    alike for the user's own mistake (FOLL_WRITE where the VMA forbids it)."""
+    op = spec.name
+    m = runner.engine.machine
+    if "region" in a and "process" in a:
+        mm = m.processes[runner.pids[a["process"]]].mm
+        name, lo, hi = a["region"]
+        base = runner.bases[name]
+        vmas = [mm.find_vma(base + i) for i in range(lo, hi)]
+        if op == "write" and not all(v.write for v in vmas):
+            return False
+        flags = a.get("flags", frozenset())
+        if op in ("gup", "pin") and "write" in flags and not all(
+                v.write or ("force" in flags and v.is_cow_mapping) for v in vmas):
+            return False
+        if op == "madvise" and a["advice"] == "wipeonfork" and any(v.shared for v in vmas):
+            return False
+    if "ref" in a:
+        ref = m.refs[runner.rids[a["ref"][0]]]
+        if op == "unpin" and not ref.pin or op == "put" and ref.pin:
+            return False
+        if op == "dma_write" and not ref.write:
+            return False
+    return True
+
+
+def _step(spec: OperationSpec, a: dict[str, Any], result: str | None, line: int,
+          sizes: dict[str, int]) -> Step:
+    words = [spec.name]
+    for p in spec.params:
+        v = a[p.name]
+        if p.kind in ("region", "ref"):
+            name, lo, hi = v
+            whole = (lo, hi) == (0, sizes.get(name, 1)) if p.kind == "region" else lo == 0
+            words.append(name if whole else f"{name}[{lo}]" if hi == lo + 1 else f"{name}[{lo}:{hi}]")
+        elif p.kind == "flags":
+            words.extend(c for c in p.choices if c in v)
+        elif p.kind == "word" and p.default is not None and v == p.default:
+            continue
+        elif p.kind == "int" and p.default is not None and v == p.default:
+            continue
+        else:
+            words.append(str(v))
+    if result:
+        words += ["->", result]
+        a["_name"] = result
+    text = " ".join(words)
+    return Step(spec.name, (), result, Span(EXPLORE_FILE, line, 1, len(text) + 1), text, params=a)
