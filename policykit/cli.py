@@ -158,6 +158,129 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _search_setup(ns: argparse.Namespace, sessions: list[Session]):  # type: ignore[no-untyped-def]
+    from .explore import Bounds, Space, starts
+
+    bounds = Bounds(procs=ns.procs, pages=ns.pages, refs=ns.refs, depth=ns.depth,
+                    max_states=ns.max_states or 0, time=ns.time or 0.0)
+    ops = [o for item in ns.ops or () for o in item.split(",")]
+    space = Space.build(sessions[0].registry, bounds, ops, ns.domain or ())
+    variants = [v for item in ns.variants or () for v in item.split(",") if v]
+    return space, starts(sessions, bounds, variants, getattr(ns, "from_path", None))
+
+
+def _search_progress(ns: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if ns.format == "json" or not sys.stderr.isatty():
+        return None
+    from .explore.report import progress_line
+
+    def show(st) -> None:  # type: ignore[no-untyped-def]
+        print(f"\r{progress_line(st):<79}", end="", file=sys.stderr, flush=True)
+    return show
+
+
+def _command_line(argv: Sequence[str] | None) -> list[str]:
+    return ["policykit"] + list(sys.argv[1:] if argv is None else argv)
+
+
+def cmd_explore(ns: argparse.Namespace) -> int:
+    from .explore import explore
+    from .explore.report import render_explore
+    from .explore.witness import expectations, scenario_text, slug, traced_run
+
+    session = Session(load_policy(ns.policy))
+    baseline = Session(load_policy(ns.baseline)) if ns.baseline else None
+    space, start = _search_setup(ns, [session] + ([baseline] if baseline else []))
+    progress = _search_progress(ns)
+    res = explore(session, space, start, [i for item in ns.ignore or () for i in item.split(",")],
+                  baseline, ns.jobs or 1, progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    command = _command_line(ns.argv)
+    for f in res.findings:
+        name = slug(f"{res.policy}-{f.cls}-{f.point}")
+        text = scenario_text(name, f"{res.policy}: {f.cls} after {f.point} (found by explore)", f.lines, command,
+                             [f"found by policykit explore in {f.depth} steps after the start; shrunk"])
+        f.expectations = expectations(text, f"{name}.scn", [session])
+        text = scenario_text(name, f"{res.policy}: {f.cls} after {f.point} (found by explore)", f.lines, command,
+                             [f"found by policykit explore in {f.depth} steps after the start; shrunk"],
+                             f.expectations)
+        f.run = traced_run(session, text, f"{name}.scn")
+        if ns.out:
+            from .explore import write_file
+            f.file = write_file(ns.out, name, text)
+    print(render_explore(res, ns.format, " ".join(command)))
+    return ExitCode.FAILED if res.findings else ExitCode.OK
+
+
+def cmd_diverge(ns: argparse.Namespace) -> int:
+    from .explore import check_same_registry, cost_metrics, diverge
+    from .explore.report import render_diverge
+    from .explore.witness import expectations, scenario_text, slug, traced_run
+
+    sessions = [Session(load_policy(p)) for p in ns.policies]
+    if len(sessions) < 2:
+        raise PolicyKitError("diverge needs two policies or more")
+    check_same_registry(sessions)
+    space, start = _search_setup(ns, sessions)
+    progress = _search_progress(ns)
+    res = diverge(sessions, space, start, ns.cost, ns.jobs or 1, progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    if res.lines is not None:
+        command = _command_line(ns.argv)
+        name = slug("diverge-" + "-vs-".join(res.policies))
+        title = f"{' vs '.join(res.policies)}: the {res.what} differ (found by diverge)"
+        text = scenario_text(name, title, res.lines, command)
+        expect = expectations(text, f"{name}.scn", sessions)
+        res.runs = [traced_run(s, text, f"{name}.scn") for s in sessions]
+        budgets = {}
+        if res.cost:
+            metrics = cost_metrics(sessions[0])
+            differ = [m for m in metrics if len({r.metrics[m] for r in res.runs}) > 1]
+            budgets = {r.policy: ", ".join(f"{m} == {r.metrics[m]}" for m in differ) for r in res.runs}
+        text = scenario_text(name, title, res.lines, command,
+                             [f"found by policykit diverge; the {res.what} differ at its last step"], expect, budgets)
+        if ns.out:
+            from .explore import write_file
+            res.file = write_file(ns.out, name, text)
+    print(render_diverge(res, ns.format, " ".join(_command_line(ns.argv))))
+    return ExitCode.FAILED if res.lines is not None else ExitCode.OK
+
+
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    from .explore import Bounds
+
+    b = Bounds()
+    g = parser.add_argument_group("bounds")
+    g.add_argument("--procs", metavar="N", type=_positive, default=b.procs,
+                   help=f"live named processes at most (default {b.procs})")
+    g.add_argument("--pages", metavar="N", type=_positive, default=b.pages,
+                   help=f"pages of the start mapping (default {b.pages})")
+    g.add_argument("--refs", metavar="N", type=_positive, default=b.refs,
+                   help=f"live GUP references at most (default {b.refs})")
+    g.add_argument("--depth", metavar="D", type=_positive, default=b.depth,
+                   help=f"steps after the start state (default {b.depth})")
+    g.add_argument("--max-states", metavar="N", type=_positive, help="stop after N distinct states")
+    g.add_argument("--time", metavar="SECONDS", type=float, help="stop after SECONDS")
+    s = parser.add_argument_group("what to try")
+    s.add_argument("--ops", metavar="OP,...", action="append",
+                   help="operations to use instead of the core's (OP, a plugin's name for all its "
+                        "operations, +OP to add one, -OP to leave one out)")
+    s.add_argument("--variants", metavar="V,...", action="append",
+                   help="start from each variant's memory (see 'policykit corpus') instead of a private mapping")
+    s.add_argument("--from", dest="from_path", metavar="SCENARIO",
+                   help="start from the state after this scenario's steps")
+    s.add_argument("--domain", metavar="OP.PARAM=V,...", action="append",
+                   help="values to try for a parameter, e.g. fork_children.count=1024 or "
+                        "gup.flags=-,write,write+longterm")
+    parser.add_argument("-j", "--jobs", metavar="N", type=_positive,
+                        help="expand each level on N processes (default 1); the result is the same")
+    parser.add_argument("--out", metavar="DIR", help="write each witness as a .scn file into DIR")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="output format (default: table)")
+
+
 def _selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", metavar="DIR", nargs="+", action="extend",
                         help="scenario files or directories instead of the built-in corpus")
@@ -387,6 +510,45 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     explain.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     explain.set_defaults(func=cmd_explain)
 
+    exp = sub.add_parser(
+        "explore", help="search for the shortest scenarios that break a policy",
+        description="Search every sequence of operations within the bounds, breadth first, from a "
+                    "process 'p' mapping 'buf' (or --variants, or --from), judging every step with "
+                    "the oracle.  Report each distinct violation (class, and the decision point "
+                    "asked last) with its shortest witness, shrunk, and with --out write it as a "
+                    "scenario.  Exit 0 when nothing was found within the bounds, 1 when something "
+                    "was, 2 on bad input, 3 when a plugin breaks.",
+        epilog="examples:\n  policykit explore linux-5.9 --depth 5\n"
+               "  policykit explore linux-5.9 --ops -mprotect --ignore known --out found/\n"
+               "  policykit explore linux-4.8 --ops +file --depth 4\n"
+               "  policykit explore my.pol --baseline linux-6.x",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    exp.add_argument("policy", metavar="POLICY")
+    exp.add_argument("--ignore", metavar="WHAT", action="append",
+                     help="hide violations of a class, or whose witness has these steps in order "
+                          "('gup * get write*; fork *'); 'known' hides what every kernel does "
+                          "(docs/explore.md)")
+    exp.add_argument("--baseline", metavar="POLICY",
+                     help="hide violations that POLICY shows at the same step (counted)")
+    _search_options(exp)
+    exp.set_defaults(func=cmd_explore)
+
+    div = sub.add_parser(
+        "diverge", help="search for the shortest scenario that tells policies apart",
+        description="Run the policies in lock step over every sequence of operations within the "
+                    "bounds, breadth first, and report the shortest on which their verdicts (with "
+                    "--cost: or the pages they copy) differ: the decision traces side by side up to "
+                    "the first decision that differs.  Exit 0 when none differ within the bounds, "
+                    "1 when they do.",
+        epilog="examples:\n  policykit diverge linux-5.9-rc4 linux-5.9\n"
+               "  policykit diverge --cost jason-2020-refcount linus-2020-mapcount "
+               "--ops +fork_children --domain fork_children.count=1024",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    div.add_argument("policies", metavar="POLICY", nargs="+", help="two policies or more")
+    div.add_argument("--cost", action="store_true", help="differences in pages copied count too")
+    _search_options(div)
+    div.set_defaults(func=cmd_diverge)
+
     check = sub.add_parser(
         "check", help="check policy files",
         description="Parse and check policies (and their extends chains) against the installed "
@@ -442,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(argv)
     except SystemExit as exc:       # --help (0) or a usage error (2)
         return int(exc.code or 0)
+    ns.argv = argv
     pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
     if ns.version:
         from . import __version__

@@ -111,6 +111,9 @@ class Oracle:
         self._regions: dict[int, str] = {}          # region base vpn -> region name
         #: room for plugins' own logical state
         self.state: dict[str, Any] = {}
+        #: (class, detail) of what an audit of the state as it is found (kept by explore,
+        #: which audits after every step and reports only what is new)
+        self.audited: frozenset[tuple[str, str]] = frozenset()
         hook = pm.hook.policykit_oracle_step if pm is not None else None
         self._plugin_checks = hook if hook is not None and hook.get_hookimpls() else None
 
@@ -155,6 +158,7 @@ class Oracle:
         new._regions = dict(self._regions)
         new.state = deep(self.state) if self.state else {}
         new._plugin_checks = self._plugin_checks
+        new.audited = self.audited
         return new
 
     # -- reporting ---------------------------------------------------------------------

@@ -124,6 +124,7 @@ class Finding:
     variant: str
     run: RunResult | None = None        # the witness run under the policy, traced
     file: str | None = None
+    expectations: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:

@@ -73,7 +73,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     pfns: dict[int, int] = {zero_pfn: 0}
     cells: dict[int, int] = {}
     cell_objs: list[Any] = []
-    plugin_state = bool(machine.attrs or oracle.state)
+    plugin_state = any(machine.attrs.values()) or any(oracle.state.values())
     safe = _safe_page_attrs(runner)
     procs = []
     pid_index: dict[int, int] = {}
@@ -153,7 +153,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                 orphans.append((tokens.setdefault(p.content, len(tokens)), p.refcount, p.mapcount,
                                 _frozen(p.attrs) if p.attrs else ()))
     held = [t for t in tokens if t != ZERO_TOKEN]
-    plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if oracle.state else ()
+    plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if plugin_state else ()
     cell_forms = []
     origin = oracle.origin
     for c in cell_objs:

@@ -131,7 +131,11 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -
         rec = r.step(index, step)
         if rec.status == "error":
             raise PluginError(f"after '{step.text}': {rec.message}")
-        found = o.violations + audit(r)
+        # the audit's findings that were there before this step are not this step's
+        audited = audit(r)
+        stale = runner.oracle.audited
+        o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
+        found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
         copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
         verdicts.append(Verdict(frozenset(v.cls for v in found), tuple(found),
                                 r.engine.last_point or "-", copies))

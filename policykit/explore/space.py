@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from ..run import Runner
 
 #: operations a search leaves out unless ``--ops`` names them: they only make what the
-#: start state already has (a process, a mapping), rename (alias, pin = gup ... pin), or
-#: inject failures every policy meets alike
-SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure"})
+#: start state already has (a process, a mapping), rename (alias, pin = gup ... pin),
+#: inject failures every policy meets alike, or make processes no step can name
+#: (fork_children: widen its count with --domain to reach the pin bias)
+SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure", "fork_children"})
 
 #: the file name of steps explore makes
 EXPLORE_FILE = "<explore>"

@@ -1,0 +1,69 @@
+"""A finding as a ready-to-commit scenario file: title, ``tags found-by-explore``, the
+command line that found it, its steps, and the verdict of every built-in policy (and of
+the policies searched), each computed by running it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from .._manager import load_policy
+from ..run import RunResult, Session
+from ..scenario import scenario_from_text
+from ..scenario.model import Scenario
+
+_sessions: dict[str, Session] = {}
+
+
+def builtin_sessions() -> list[Session]:
+    """A session for every built-in policy, made once per process."""
+    from .. import dsl
+    for name in dsl.builtin_names():
+        if name not in _sessions:
+            _sessions[name] = Session(load_policy(name))
+    return [_sessions[n] for n in sorted(_sessions)]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def scenario_text(name: str, title: str, lines: Sequence[str], command: Sequence[str],
+                  comments: Sequence[str] = (), expectations: dict[str, str] | None = None,
+                  budgets: dict[str, str] | None = None) -> str:
+    """The text of a witness scenario."""
+    out = [f"scenario {name}", f'title "{title}"', "tags found-by-explore",
+           f'source "{_quote(" ".join(shlex.quote(c) for c in command))}"', ""]
+    out += [f"# {c}" for c in comments]
+    if comments:
+        out.append("")
+    out += list(lines)
+    if expectations:
+        out.append("")
+        out += [f"expect {p}: {v}" for p, v in expectations.items()]
+    if budgets:
+        out += [f"budget {p}: {b}" for p, b in budgets.items() if b]
+    return "\n".join(out) + "\n"
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def parse(session: Session, text: str, filename: str) -> Scenario:
+    return scenario_from_text(text, filename, session.registry)
+
+
+def expectations(text: str, filename: str, searched: Sequence[Session]) -> dict[str, str]:
+    """The verdict of every built-in policy and of ``searched`` on the witness, by name."""
+    out: dict[str, str] = {}
+    for s in list(searched) + [b for b in builtin_sessions() if b.policy.name not in
+                               {x.policy.name for x in searched}]:
+        scn = parse(s, text, filename)
+        out[s.policy.name] = s.run(scn).verdict
+    return dict(sorted(out.items()))
+
+
+def traced_run(session: Session, text: str, filename: str) -> RunResult:
+    return session.run(parse(session, text, filename), trace=True)
