@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .engine.mm import _implemented
 from .engine.model import ZERO_TOKEN
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ class Cell:
             return True
         cell, limit = self.base, self.base_len
         while cell is not None:
-            if token in cell.tokens[:limit]:
+            tokens = cell.tokens
+            if token in tokens and tokens.index(token) < limit:
                 return True
             cell, limit = cell.base, cell.base_len
         return False
@@ -114,8 +116,7 @@ class Oracle:
         #: (class, detail) of what an audit of the state as it is found (kept by explore,
         #: which audits after every step and reports only what is new)
         self.audited: frozenset[tuple[str, str]] = frozenset()
-        hook = pm.hook.policykit_oracle_step if pm is not None else None
-        self._plugin_checks = hook if hook is not None and hook.get_hookimpls() else None
+        self._plugin_checks = _implemented(pm, "policykit_oracle_step") if pm is not None else None
 
     def copy(self, engine: Engine) -> Oracle:
         """A snapshot following ``engine`` (a copy of this oracle's engine): cells are

@@ -28,6 +28,17 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def _deep(value: Any) -> Any:
+    """A copy of plugin state: containers copied all the way down, values shared."""
+    if isinstance(value, dict):
+        return {k: _deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep(v) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    return value
+
+
 class Folio:
     """What the pages of one large folio share: the sum of their reference counts, kept
     as they change, so that ``folio_ref_count()`` costs O(1) instead of O(nr)."""
@@ -238,7 +249,7 @@ class Machine:
             {k: r.copy() for k, r in self.refs.items()},
             {k: dict(v) for k, v in self.shmem.items()},
             self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
-            self.next_token, self.fail_allocs, self.pressure, dict(self.attrs),
+            self.next_token, self.fail_allocs, self.pressure, _deep(self.attrs) if self.attrs else {},
         )
 
     def canonical(self, rename_tokens: bool = True) -> tuple:

@@ -165,9 +165,10 @@ class _Ignore:
                                      "like 'gup * get write*; fork *')")
 
     def matches(self, lines: Sequence[str]) -> bool:
+        steps = [ln.split(" ->")[0] for ln in lines]
         for pattern in self.patterns:
             i = 0
-            for ln in lines:
+            for ln in steps:
                 if i < len(pattern) and fnmatch.fnmatchcase(ln, pattern[i]):
                     i += 1
             if i == len(pattern):
@@ -181,11 +182,11 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
     """Search for every distinct violation of ``session``'s policy within ``space``."""
     sessions = [session] + ([baseline] if baseline is not None else [])
     rules = _Ignore(ignore, session.registry.violation_classes)
-    found: dict[tuple[str, str], tuple[int, Step, int]] = {}
+    found: dict[tuple[str, str], tuple[int, str, int]] = {}
     hidden: dict[str, set[tuple[str, str]]] = {"baseline": set(), "ignore": set()}
     trace = Trace()
 
-    def judge(parent: int, step: Step, verdicts: tuple[Verdict, ...], depth: int) -> bool:
+    def judge(parent: int, step: str, verdicts: tuple[Verdict, ...], depth: int) -> bool:
         mine = verdicts[0]
         if not mine.classes:
             return False
@@ -218,12 +219,12 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                          {k: len(v) for k, v in hidden.items() if v})
 
 
-def _path(start: Sequence[Start], trace: Trace, parent: int, step: Step) -> tuple[int, list[str]]:
+def _path(start: Sequence[Start], trace: Trace, parent: int, step: str) -> tuple[int, list[str]]:
     root, steps = trace.path(parent)
-    return root, start[root].lines + [s.text for s in steps] + [step.text]
+    return root, start[root].lines + steps + [step]
 
 
-def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: Step) -> list[str]:
+def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: str) -> list[str]:
     return _path(start, trace, parent, step)[1]
 
 
@@ -280,15 +281,15 @@ def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], c
     """The shortest step sequence on which the policies' verdicts (with ``cost``: also
     the pages copied by kind) differ."""
     metrics = cost_metrics(sessions[0]) if cost else ()
-    hit: list[tuple[int, Step, int]] = []
+    hit: list[tuple[int, str, int]] = []
 
-    def judge(parent: int, step: Step, verdicts: tuple[Verdict, ...], depth: int) -> bool:
-        if not hit and _differ(verdicts, cost):
+    def judge(parent: int, step: str, verdicts: tuple[Verdict, ...], depth: int) -> bool:
+        if not hit:
             hit.append((parent, step, depth))
-            return True
-        return False
+        return True
 
-    search = Search(space, [s.node for s in start], judge, copy_metrics=metrics, progress=progress, jobs=jobs)
+    search = Search(space, [s.node for s in start], judge, lambda v: bool(_differ(v, cost)),
+                    copy_metrics=metrics, progress=progress, jobs=jobs)
     stats = search.run()
     result = DivergeResult([s.policy.name for s in sessions], space, stats, cost)
     if not hit:

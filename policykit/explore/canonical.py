@@ -33,23 +33,20 @@ _DEVICE_VIA_PIN = "device via pin"
 def process_order(runners: Sequence[Runner]) -> list[str]:
     """The live processes' names, in canonical order: by what they map and how (no id
     enters the key), then by when they were made."""
-    first = runners[0]
     keyed = []
-    for n, (name, pid) in enumerate(first.pids.items()):
+    for n, name in enumerate(runners[0].pids):
         key = []
         for r in runners:
             proc = r.engine.machine.processes.get(r.pids.get(name, -1))
             if proc is None or not proc.alive:
                 break
-            pages = r.engine.machine.pages
-            key.append(tuple(sorted(
-                (vpn, e.present, e.writable, e.dirty,
-                 pages[e.pfn].mapcount if e.present and e.pfn in pages else -1)
-                for vpn, e in proc.mm.ptes.items())))
-            key.append(len(proc.mm.vmas))
+            ptes = proc.mm.ptes
+            key.append((len(proc.mm.vmas), tuple([(vpn, ptes[vpn].present, ptes[vpn].writable)
+                                                  for vpn in sorted(ptes)])))
         else:
-            keyed.append((tuple(key), n, name))
-    keyed.sort()
+            keyed.append((key, n, name))
+    if len(keyed) > 1:
+        keyed.sort()
     return [name for _, _, name in keyed]
 
 
@@ -66,106 +63,135 @@ def fingerprint(runners: Sequence[Runner]) -> int:
 
 
 def _one(runner: Runner, order: list[str]) -> tuple:
+    """One run's form, flat: counts before each list keep it unambiguous."""
     machine = runner.engine.machine
     oracle = runner.oracle
     pages = machine.pages
-    zero_pfn = machine.zero_pfn
-    pfns: dict[int, int] = {zero_pfn: 0}
+    pfns: dict[int, int] = {machine.zero_pfn: 0}
     cells: dict[int, int] = {}
     cell_objs: list[Any] = []
     plugin_state = any(machine.attrs.values()) or any(oracle.state.values())
-    safe = _safe_page_attrs(runner)
-    procs = []
+    out: list[Any] = []
+    add, extend = out.append, out.extend
     pid_index: dict[int, int] = {}
+    processes = machine.processes
     for name in order:
         pid = runner.pids[name]
         pid_index[pid] = len(pid_index)
-        mm = machine.processes[pid].mm
-        vmas = []
+        mm = processes[pid].mm
+        add(len(mm.vmas))
         for v in mm.vmas:
+            extend((v.start, v.end, v.shared, v.write, v.may_write, v.dontcopy, v.wipeonfork,
+                    v.softdirty, v.shmem, v.pgoff))
             if v.attrs:
                 plugin_state = True
-            vmas.append((v.start, v.end, v.shared, v.write, v.may_write, v.dontcopy, v.wipeonfork,
-                         v.softdirty, v.shmem, v.pgoff, _frozen(v.attrs) if v.attrs else ()))
-        ptes = []
-        for vpn in sorted(mm.ptes):
-            e = mm.ptes[vpn]
+                add(_frozen(v.attrs))
+        ptes = mm.ptes
+        add(len(ptes))
+        for vpn in sorted(ptes):
+            e = ptes[vpn]
+            if e.present:
+                pfn = pfns.get(e.pfn)
+                if pfn is None:
+                    pfn = pfns[e.pfn] = len(pfns)
+            else:
+                pfn = -1
+            extend((vpn, pfn, e.writable, e.dirty))
             if e.attrs:
                 plugin_state = True
-            pfn = pfns.setdefault(e.pfn, len(pfns)) if e.present else -1
-            ptes.append((vpn, pfn, e.writable, e.dirty, _frozen(e.attrs) if e.attrs else ()))
-        space = oracle.space.get(pid, {})
-        logical = []
-        for vpn in sorted(space):
-            c = space[vpn]
-            i = cells.get(id(c))
-            if i is None:
-                i = cells[id(c)] = len(cell_objs)
-                cell_objs.append(c)
-            logical.append((vpn, i))
-        procs.append((tuple(vmas), tuple(ptes), mm.has_pinned,
-                      _frozen(mm.attrs) if mm.attrs else (), tuple(logical),
-                      tuple(sorted(oracle.dontfork.get(pid, ()))),
-                      tuple(sorted(oracle.wipeonfork.get(pid, ())))))
-    # references: by what they hold, the oracle's view of each beside the engine's
-    refs = []
-    for rid, r in machine.refs.items():
-        o = oracle.refs.get(rid)
-        refs.append((pid_index.get(r.owner, -1), r.vpns,
-                     tuple(pfns.get(x, -1) for x in r.pfns), r.pin, r.write, r.longterm, r.count,
-                     rid, r.pfns, o))
-    refs.sort(key=lambda t: t[:7])
-    ref_forms = []
-    for owner, vpns, _, pin, write, longterm, count, rid, raw, o in refs:
-        held = tuple(pfns.setdefault(x, len(pfns)) for x in raw)
-        ocells = ()
-        if o is not None:
-            oc = []
-            for c in o.cells:
+                add(_frozen(e.attrs))
+        extend((mm.has_pinned, _frozen(mm.attrs) if mm.attrs else None))
+        space = oracle.space.get(pid)
+        if space:
+            add(len(space))
+            for vpn in sorted(space):
+                c = space[vpn]
                 i = cells.get(id(c))
                 if i is None:
                     i = cells[id(c)] = len(cell_objs)
                     cell_objs.append(c)
-                oc.append(i)
-            ocells = tuple(oc)
-        ref_forms.append((owner, vpns, held, pin, write, longterm, count, ocells))
-    shm = []
+                extend((vpn, i))
+        else:
+            add(0)
+        df, wf = oracle.dontfork.get(pid), oracle.wipeonfork.get(pid)
+        extend((tuple(sorted(df)) if df else (), tuple(sorted(wf)) if wf else ()))
+    # references: by what they hold, the oracle's view of each beside the engine's
+    if machine.refs:
+        refs = []
+        for rid, r in machine.refs.items():
+            refs.append(((pid_index.get(r.owner, -1), r.vpns, tuple([pfns.get(x, -1) for x in r.pfns]),
+                          r.pin, r.write, r.longterm, r.count), r.pfns, oracle.refs.get(rid)))
+        if len(refs) > 1:
+            refs.sort(key=lambda t: t[0])
+        add(len(refs))
+        for key, raw, o in refs:
+            extend(key[:2])
+            extend(key[3:])
+            for x in raw:
+                pfn = pfns.get(x)
+                if pfn is None:
+                    pfn = pfns[x] = len(pfns)
+                add(pfn)
+            if o is not None:
+                for c in o.cells:
+                    i = cells.get(id(c))
+                    if i is None:
+                        i = cells[id(c)] = len(cell_objs)
+                        cell_objs.append(c)
+                    add(i)
+    else:
+        add(0)
+    add(len(machine.shmem))
     for k in sorted(machine.shmem):
         obj = machine.shmem[k]
-        shm.append((k, tuple((off, pfns.setdefault(obj[off], len(pfns))) for off in sorted(obj))))
+        extend((k, len(obj)))
+        for off in sorted(obj):
+            x = obj[off]
+            pfn = pfns.get(x)
+            if pfn is None:
+                pfn = pfns[x] = len(pfns)
+            extend((off, pfn))
     # pages, in order of first appearance; then what no mapping or reference holds
     tokens: dict[int, int] = {ZERO_TOKEN: 0}
-    page_forms = []
-    for raw, i in pfns.items():
+    add(len(pfns))
+    safe = _safe_page_attrs(runner)
+    for raw in pfns:
         p = pages.get(raw)
         if p is None:
-            page_forms.append(None)
+            add(None)
             continue
-        if p.attrs and not safe.issuperset(p.attrs):
-            plugin_state = True
-        page_forms.append((tokens.setdefault(p.content, len(tokens)), p.refcount, p.mapcount, p.anon,
-                           p.zero, p.pins, p.gets, _frozen(p.attrs) if p.attrs else ()))
-    orphans = []
+        t = tokens.get(p.content)
+        if t is None:
+            t = tokens[p.content] = len(tokens)
+        extend((t, p.refcount, p.mapcount, p.anon, p.zero, p.pins, p.gets))
+        if p.attrs:
+            if not safe.issuperset(p.attrs):
+                plugin_state = True
+            add(_frozen(p.attrs))
     if len(pages) != len(pfns):
         for raw in sorted(pages):
             if raw not in pfns:
                 p = pages[raw]
-                orphans.append((tokens.setdefault(p.content, len(tokens)), p.refcount, p.mapcount,
-                                _frozen(p.attrs) if p.attrs else ()))
+                extend(("orphan", tokens.setdefault(p.content, len(tokens)), p.refcount, p.mapcount,
+                        _frozen(p.attrs) if p.attrs else None))
     held = [t for t in tokens if t != ZERO_TOKEN]
     plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if plugin_state else ()
-    cell_forms = []
+    add(len(cell_objs))
     origin = oracle.origin
     for c in cell_objs:
         cur = c.tokens[-1]
-        cur_i = tokens.setdefault(cur, len(tokens))
-        seen = tuple(tokens[t] for t in held if t != cur and c.has(t))
-        cell_forms.append((cur_i, seen, c.shared, origin.get(cur, "").startswith(_DEVICE_VIA_PIN)))
-    form = (tuple(procs), tuple(ref_forms), tuple(shm), tuple(page_forms), tuple(orphans),
-            tuple(cell_forms), machine.fail_allocs, machine.pressure)
+        cur_i = tokens.get(cur)
+        if cur_i is None:
+            cur_i = tokens[cur] = len(tokens)
+        extend((cur_i, c.shared, origin.get(cur, "").startswith(_DEVICE_VIA_PIN)))
+        for t in held:
+            if t != cur and c.has(t):
+                add(tokens[t])
+        add(-1)
+    extend((machine.fail_allocs, machine.pressure))
     if plugin_state:
-        form += (_frozen(machine.attrs), plugin_logical, tuple(pfns), tuple(tokens))
-    return form
+        extend((_frozen(machine.attrs), plugin_logical, tuple(pfns), tuple(tokens)))
+    return tuple(out)
 
 
 def _freeze_cells(value: Any, cells: dict[int, int], cell_objs: list[Any]) -> Any:

@@ -17,6 +17,7 @@ slices, and what they send back is merged in the sequential order (see
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class Stats:
     def describe_stop(self) -> str:
         if self.exhaustive:
             return f"exhaustive to depth {self.depth}"
+        if not self.left:
+            return self.stopped
         return f"not exhaustive: {self.stopped} left {self.left:,} states"
 
 
@@ -82,19 +85,20 @@ class Hit:
 
 
 class Trace:
-    """Parent pointers: for every state, the state it was reached from and the step."""
+    """Parent pointers: for every state, the state it was reached from and the step's
+    text."""
 
     def __init__(self) -> None:
         self.parents: list[int] = []
-        self.steps: list[Step] = []
+        self.steps: list[str] = []
 
-    def add(self, parent: int, step: Step | None) -> int:
+    def add(self, parent: int, step: str) -> int:
         self.parents.append(parent)
-        self.steps.append(step)  # type: ignore[arg-type]
+        self.steps.append(step)
         return len(self.parents) - 1
 
-    def path(self, gid: int) -> tuple[int, list[Step]]:
-        """(the start state it began from, the steps from it to state ``gid``)."""
+    def path(self, gid: int) -> tuple[int, list[str]]:
+        """(the start state it began from, the steps' lines from it to state ``gid``)."""
         steps = []
         while self.parents[gid] >= 0:
             steps.append(self.steps[gid])
@@ -143,32 +147,52 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -
     return tuple(out), tuple(verdicts)
 
 
-Judge = Callable[[int, Step, tuple[Verdict, ...], int], bool]
+Judge = Callable[[int, str, tuple[Verdict, ...], int], bool]
+
+
+def has_violation(verdicts: tuple[Verdict, ...]) -> bool:
+    return bool(verdicts[0].classes)
 
 
 @dataclass
 class Search:
     """One breadth-first search from ``roots`` (start nodes), asking ``judge(parent,
-    step, verdicts, depth)`` of every transition; it returns True to stop the search at
-    the end of this level (``diverge`` stops at its first finding)."""
+    step, verdicts, depth)`` of every transition that is ``interesting``; it returns True
+    to stop the search at the end of this level (``diverge`` stops at its first finding)."""
 
     space: Space
     roots: list[Node]
     judge: Judge
+    interesting: Callable[[tuple[Verdict, ...]], bool] = has_violation
     copy_metrics: tuple[str, ...] = ()
     progress: Callable[[Stats], None] | None = None
     jobs: int = 1
     trace: Trace = field(default_factory=Trace)
     stats: Stats = field(default_factory=Stats)
+    _workers: Any = None
 
     def run(self) -> Stats:
+        # States are acyclic garbage: reference counting frees them, and a collector
+        # walking a frontier of millions of objects would cost more than the search.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if self._workers is not None:
+                self._workers.close()
+                self._workers = None
+            if enabled:
+                gc.enable()
+
+    def _run(self) -> Stats:
         st = self.stats
         start = time.perf_counter()
         visited = FingerprintSet()
         frontier: list[tuple[int, Node]] = []
         for node in self.roots:
             if visited.add(fingerprint(node)):
-                frontier.append((self.trace.add(-1, None), node))
+                frontier.append((self.trace.add(-1, ""), node))
         st.distinct = len(frontier)
         bounds = self.space.bounds
         stop = False
@@ -176,7 +200,8 @@ class Search:
             if not frontier or stop:
                 break
             st.frontier = len(frontier)
-            level = self._expand if self.jobs <= 1 or len(frontier) < 64 else self._expand_parallel
+            parallel = self._workers is not None or (self.jobs > 1 and len(frontier) >= 64)
+            level = self._expand_parallel if parallel else self._expand
             frontier, stop, cut = level(frontier, depth, visited, start)
             st.depth = depth
             st.frontier = len(frontier)
@@ -207,6 +232,7 @@ class Search:
         nxt: list[tuple[int, Node]] = []
         stop = False
         space, metrics, judge, trace = self.space, self.copy_metrics, self.judge, self.trace
+        interesting = self.interesting
         for n, (gid, node) in enumerate(frontier):
             if n % 64 == 0 and n:
                 why = self._limits_hit(start)
@@ -220,14 +246,17 @@ class Search:
             for step in space.steps(node[0], depth):
                 child, verdicts = take(node, step, depth, metrics)
                 st.generated += 1
-                if judge(gid, step, verdicts, depth):
-                    stop = True
+                if interesting(verdicts) and judge(gid, step.text, verdicts, depth):
+                    st.exhaustive, st.stopped = False, "stopped at the first finding"
+                    return nxt, True, False       # the first in the sequential order
                 if visited.add(fingerprint(child)):
                     st.distinct += 1
-                    nxt.append((trace.add(gid, step), child))
+                    nxt.append((trace.add(gid, step.text), child))
         return nxt, stop, False
 
     def _expand_parallel(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,
                          start: float) -> tuple[list[tuple[int, Node]], bool, bool]:
-        from .parallel import expand_level
-        return expand_level(self, frontier, depth, visited, start)
+        from .parallel import Workers
+        if self._workers is None:
+            self._workers = Workers(self, frontier)
+        return self._workers.level(depth, visited, start)

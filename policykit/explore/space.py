@@ -225,14 +225,17 @@ def _proc_param(spec: OperationSpec) -> str:
 
 
 def _shape(runner: Runner) -> tuple:
-    """What the enumeration reads of a state: the names, which are live, where each
-    process maps each region and whether it may write there, the references."""
+    """Everything the enumeration (and :func:`_allowed`) reads of a state: the names,
+    which are live, each process's VMAs and present PTEs, the references."""
     m = runner.engine.machine
     procs = []
     for n, pid in runner.pids.items():
         proc = m.processes[pid]
+        ptes = proc.mm.ptes
         procs.append((n, proc.alive and n not in runner.gone,
-                       tuple((v.start, v.end, v.write, v.shared, v.is_cow_mapping) for v in proc.mm.vmas)))
+                      tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork)
+                             for v in proc.mm.vmas]),
+                      tuple(sorted(vpn for vpn, e in ptes.items() if e.present))))
     refs = tuple((n, rid in m.refs, m.refs[rid].pin if rid in m.refs else None,
                   m.refs[rid].write if rid in m.refs else None) for n, rid in runner.rids.items())
     return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
@@ -273,6 +276,13 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
         vmas = [mm.find_vma(base + i) for i in range(lo, hi)]
         if op == "write" and not all(v.write for v in vmas):
             return False
+        if op == "read" and all(mm.ptes.get(base + i) is not None and mm.ptes[base + i].present
+                                for i in range(lo, hi)):
+            return False            # changes nothing, and sees what the audit of this state saw
+        advice = a.get("advice")
+        if advice == "dofork" and not any(v.dontcopy for v in vmas) or \
+                advice == "keeponfork" and not any(v.wipeonfork for v in vmas):
+            return False            # undoes nothing: the state stays as it is
         flags = a.get("flags", frozenset())
         if op in ("gup", "pin") and "write" in flags and not all(
                 v.write or ("force" in flags and v.is_cow_mapping) for v in vmas):

@@ -228,6 +228,9 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
     elif step.op == "truncate":
         _forget_truncated(oracle, cells, args["name"], args["pages"])
     elif step.op == "gup" and "zap_race" in args.get("flags", ()):
+        _private_views_again(oracle, cells, args["process"],
+                             [v for v in args["region"] if v in oracle.engine.zapped_by_race])
+    elif step.op == "madvise" and args["advice"] == "dontneed":
         _private_views_again(oracle, cells, args["process"], args["region"])
     _corrupt(oracle, cells)
     return None
@@ -240,10 +243,9 @@ def _file_vma(oracle: Any, pid: int, vpn: int) -> Any:
 
 def _private_views_again(oracle: Any, cells: dict, pid: int, vpns: Any) -> None:
     # MADV_DONTNEED on a private file mapping shows the file's content again
-    zapped = oracle.engine.zapped_by_race
     for vpn in vpns:
         vma = _file_vma(oracle, pid, vpn)
-        if vma is not None and not vma.shared and vpn in zapped:
+        if vma is not None and not vma.shared:
             cell = cells.get((vma.attrs["file"], vpn - vma.start + vma.pgoff))
             if cell is not None:
                 fresh = oracle.space[pid][vpn]

@@ -1,0 +1,205 @@
+"""A search's levels shared out between forked worker processes.
+
+Each worker owns some of the states of the current level (they stay in its memory: a
+state never crosses a pipe).  For a level, every worker expands its own states and sends
+back, per transition, the parent's id, the step's position in the parent's enumeration,
+the child's fingerprint, and -- only for a child it has not seen before, or a transition
+the search finds interesting -- the step's text and verdicts.  This process merges the
+answers in the sequential order (parent id, then step position), keeps the first of each
+fingerprint exactly as a one-process search would, numbers the new states, and tells each
+worker which of its children to keep as its share of the next level.  So the result is
+the same whatever the number of workers: the visited set and the witnesses live here,
+and the order of decisions is fixed.
+
+This is also the shape a distributed search takes (TLC's: workers owning states, one
+place deciding what is new); workers here are forked, so they share the policy, the
+plugins and the start states without sending them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PolicyKitError
+from .canonical import fingerprint
+from .search import take
+from .visited import FingerprintSet
+
+if TYPE_CHECKING:
+    from .search import Node, Search
+
+_HEADER = struct.Struct("<Q")
+
+
+class WorkerError(PolicyKitError):
+    """A worker process failed: a bug in policykit or a plugin."""
+
+    exit_code = 3
+
+
+def _send(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _recv(fd: int) -> Any:
+    head = _read(fd, _HEADER.size)
+    if head is None:
+        raise EOFError
+    (n,) = _HEADER.unpack(head)
+    data = _read(fd, n)
+    if data is None:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def _read(fd: int, n: int) -> bytes | None:
+    parts = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+class Workers:
+    """The worker processes of one search, started with the first level's states."""
+
+    def __init__(self, search: Search, frontier: list[tuple[int, Node]]) -> None:
+        self.search = search
+        self.procs: list[tuple[int, int, int]] = []     # pid, to worker, from worker
+        n = max(1, search.jobs)
+        for k in range(n):
+            mine = frontier[k::n]
+            to_r, to_w = os.pipe()
+            from_r, from_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:                                # the worker
+                os.close(to_w)
+                os.close(from_r)
+                for _, _, fd in self.procs:
+                    os.close(fd)
+                status = 0
+                try:
+                    _serve(search, mine, to_r, from_w)
+                except BaseException:                  # noqa: BLE001 - reported through the pipe
+                    status = 1
+                finally:
+                    os._exit(status)
+            os.close(to_r)
+            os.close(from_w)
+            self.procs.append((pid, to_w, from_r))
+
+    def level(self, depth: int, visited: FingerprintSet, start: float) -> tuple[list, bool, bool]:
+        """Expand one level on the workers; returns what a one-process level returns,
+        the next frontier as (id, None) pairs (its states stay with the workers)."""
+        search = self.search
+        st = search.stats
+        b = search.space.bounds
+        deadline = start + b.time if b.time else 0.0
+        for _, to_w, _ in self.procs:
+            _send(to_w, ("expand", depth, deadline))
+        answers = []
+        cut = False
+        for k, (_, _, from_r) in enumerate(self.procs):
+            kind, value = self._answer(from_r)
+            if kind == "error":
+                raise WorkerError(f"a search worker failed: {value}")
+            rows, generated, stopped = value
+            st.generated += generated
+            cut = cut or stopped
+            answers.extend((parent, idx, fp, text, verdicts, k) for parent, idx, fp, text, verdicts in rows)
+        answers.sort(key=lambda a: (a[0], a[1]))
+        keep: list[list[tuple[int, int, int]]] = [[] for _ in self.procs]
+        nxt = []
+        stop = False
+        for parent, idx, fp, text, verdicts, k in answers:
+            if verdicts is not None and not stop and search.judge(parent, text, verdicts, depth):
+                stop = True
+                st.exhaustive, st.stopped = False, "stopped at the first finding"
+            if text is not None and visited.add(fp):
+                gid = search.trace.add(parent, text)
+                keep[k].append((parent, idx, gid))
+                nxt.append((gid, None))
+                st.distinct += 1
+        if b.max_states and st.distinct >= b.max_states and not cut:
+            cut = True
+        if cut:
+            st.stopped = (f"--time {b.time:g}s ran out at depth {depth}:" if deadline and time.perf_counter() >= deadline
+                          else f"--max-states {b.max_states:,} reached at depth {depth}:")
+            st.left = len(nxt)
+        for (_, to_w, _), mine in zip(self.procs, keep):
+            _send(to_w, ("keep", mine))
+        return nxt, stop, cut
+
+    def _answer(self, fd: int) -> tuple[str, Any]:
+        try:
+            return _recv(fd)
+        except EOFError:
+            return ("error", "it died before answering")
+
+    def close(self) -> None:
+        for pid, to_w, from_r in self.procs:
+            try:
+                _send(to_w, ("stop",))
+            except OSError:
+                pass
+            os.close(to_w)
+            os.close(from_r)
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self.procs = []
+
+
+def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int) -> None:
+    """A worker's loop: expand its states when asked, keep the children it is told to."""
+    seen = FingerprintSet()
+    space, metrics, interesting = search.space, search.copy_metrics, search.interesting
+    while True:
+        try:
+            msg = _recv(rfd)
+        except EOFError:
+            return
+        if msg[0] == "stop":
+            return
+        if msg[0] == "keep":
+            frontier = [(gid, pending[(parent, idx)]) for parent, idx, gid in msg[1]]
+            pending = {}
+            continue
+        _, depth, deadline = msg
+        rows = []
+        pending: dict[tuple[int, int], Node] = {}
+        generated = 0
+        stopped = False
+        try:
+            for n, (gid, node) in enumerate(frontier):
+                if deadline and n % 32 == 0 and time.perf_counter() >= deadline:
+                    stopped = True
+                    break
+                for idx, step in enumerate(space.steps(node[0], depth)):
+                    child, verdicts = take(node, step, depth, metrics)
+                    generated += 1
+                    fp = fingerprint(child)
+                    new = seen.add(fp)
+                    hit = interesting(verdicts)
+                    if new:
+                        pending[(gid, idx)] = child
+                    if new or hit:
+                        rows.append((gid, idx, fp, step.text, verdicts if hit else None))
+            _send(wfd, ("ok", (rows, generated, stopped)))
+        except BaseException as exc:  # noqa: BLE001 - the coordinator reports it
+            _send(wfd, ("error", f"{type(exc).__name__}: {exc}"))
+            return
