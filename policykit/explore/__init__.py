@@ -33,8 +33,9 @@ KNOWN = {
     "o-direct-fork": "gup * get write*; fork *; dma_write *",
     # a short-term read-only pin of a page never written pins the shared zero page;
     # the process's first write maps a fresh page (FOLL_LONGTERM unshares first).
-    "zero-page-pin": "gup * pin; write *; dma_read *",
-    "zero-page-pin-fast": "gup * pin fast; write *; dma_read *",
+    # '!...': no write (by the CPU or through GUP) before the pin: the page untouched.
+    "zero-page-pin": "!write *; !gup * write*; gup * pin; dma_read *",
+    "zero-page-pin-fast": "!write *; !gup * write*; gup * pin fast; dma_read *",
 }
 
 #: metrics ``diverge --cost`` compares: pages and bytes copied, the core's and plugins'
@@ -164,16 +165,27 @@ class _Ignore:
                                    + f" (classes: {', '.join(sorted(known))}; 'known'; or a pattern "
                                      "like 'gup * get write*; fork *')")
 
-    def matches(self, lines: Sequence[str]) -> bool:
-        steps = [ln.split(" ->")[0] for ln in lines]
-        for pattern in self.patterns:
-            i = 0
-            for ln in steps:
-                if i < len(pattern) and fnmatch.fnmatchcase(ln, pattern[i]):
-                    i += 1
-            if i == len(pattern):
-                return True
-        return False
+    def matches(self, lines: Sequence[str], start: int) -> bool:
+        """Does a pattern match the steps after the ``start`` first lines?  Its globs
+        match steps in order, with gaps; a glob written ``!GLOB`` says that no step
+        matching GLOB may come before the next glob's match."""
+        steps = [ln.split(" ->")[0] for ln in lines[start:]]
+        return any(_match(pattern, steps) for pattern in self.patterns)
+
+
+def _match(pattern: list[str], steps: list[str]) -> bool:
+    i, forbidden = 0, []
+    for ln in steps:
+        while i < len(pattern) and pattern[i].startswith("!"):
+            forbidden.append(pattern[i][1:].strip())
+            i += 1
+        if i == len(pattern):
+            return True
+        if fnmatch.fnmatchcase(ln, pattern[i]):
+            i, forbidden = i + 1, []
+        elif any(fnmatch.fnmatchcase(ln, f) for f in forbidden):
+            return False
+    return i == len(pattern) or all(p.startswith("!") for p in pattern[i:])
 
 
 def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iterable[str] = (),
@@ -199,7 +211,7 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                 hidden["baseline"].add(key)
             elif cls in rules.classes:
                 hidden["ignore"].add(key)
-            elif rules.patterns and rules.matches(_path_lines(start, trace, parent, step)):
+            elif rules.patterns and rules.matches(*_path_lines(start, trace, parent, step)):
                 hidden["ignore"].add(key)
             else:
                 found[key] = (parent, step, depth)
@@ -224,8 +236,20 @@ def _path(start: Sequence[Start], trace: Trace, parent: int, step: str) -> tuple
     return root, start[root].lines + steps + [step]
 
 
-def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: str) -> list[str]:
-    return _path(start, trace, parent, step)[1]
+def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: str) -> tuple[list[str], int]:
+    root, lines = _path(start, trace, parent, step)
+    return lines, len(start[root].lines)
+
+
+def _start_len(lines: Sequence[str], start: Start) -> int:
+    """How many of ``lines`` are the start's (shrinking may drop some of them)."""
+    n = 0
+    for ln in lines:
+        if ln in start.lines:
+            n += 1
+        else:
+            break
+    return n
 
 
 def _shrunk_finding(sessions: list[Session], rules: _Ignore, cls: str, point: str, lines: list[str],
@@ -236,7 +260,7 @@ def _shrunk_finding(sessions: list[Session], rules: _Ignore, cls: str, point: st
             return False
         for v in verdicts:
             if cls in v[0].classes and v[0].point == point and not (len(v) > 1 and cls in v[1].classes):
-                return not rules.matches(cand)
+                return not rules.matches(cand, _start_len(cand, start))
         return False
 
     small = shrink(lines, holds)
@@ -246,8 +270,7 @@ def _shrunk_finding(sessions: list[Session], rules: _Ignore, cls: str, point: st
         if cls in v[0].classes and v[0].point == point:
             small = small[:i + 1]
             break
-    n_start = sum(1 for a, b in zip(small, start.lines) if a == b)
-    return Finding(cls, point, small, min(n_start, len(start.lines)), depth, len(lines), start.variant)
+    return Finding(cls, point, small, _start_len(small, start), depth, len(lines), start.variant)
 
 
 # -- diverge ---------------------------------------------------------------------------
@@ -308,8 +331,7 @@ def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], c
             small, result.what = small[:i + 1], _differ(v, cost)
             break
     result.lines, result.found_lines, result.variant = small, len(lines), start[root].variant
-    result.start_lines = min(sum(1 for a, b in zip(small, start[root].lines) if a == b),
-                             len(start[root].lines))
+    result.start_lines = _start_len(small, start[root])
     return result
 
 

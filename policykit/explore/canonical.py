@@ -165,9 +165,9 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             t = tokens[p.content] = len(tokens)
         extend((t, p.refcount, p.mapcount, p.anon, p.zero, p.pins, p.gets))
         if p.attrs:
-            if not safe.issuperset(p.attrs):
+            if not safe.keys() >= p.attrs.keys():
                 plugin_state = True
-            add(_frozen(p.attrs))
+            add(tuple(sorted((k, v) for k, v in p.attrs.items() if safe.get(k, _MISSING) != v)))
     if len(pages) != len(pfns):
         for raw in sorted(pages):
             if raw not in pfns:
@@ -212,14 +212,16 @@ def _freeze_cells(value: Any, cells: dict[int, int], cell_objs: list[Any]) -> An
     return value
 
 
-_SAFE: dict[int, frozenset[str]] = {}
+_SAFE: dict[int, dict[str, Any]] = {}
+_MISSING = object()
 
 
-def _safe_page_attrs(runner: Runner) -> frozenset[str]:
-    """Page attributes that are policy flags (booleans and small values, never ids)."""
+def _safe_page_attrs(runner: Runner) -> dict[str, Any]:
+    """Page attributes that are policy flags (booleans and small values, never ids),
+    with their defaults: a flag at its default is the same state as no flag."""
     registry = runner.session.registry
     safe = _SAFE.get(id(registry))
     if safe is None:
-        safe = _SAFE[id(registry)] = frozenset(
-            a.name for a in registry.attributes.values() if a.owner == "page" and a.flag)
+        safe = _SAFE[id(registry)] = {
+            a.name: a.default for a in registry.attributes.values() if a.owner == "page" and a.flag}
     return safe

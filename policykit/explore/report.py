@@ -60,7 +60,7 @@ def render_explore(res: Any, fmt: str, command: str) -> str:
     out.append(f"{n} distinct violation{'s' * (n != 1)} found" + (f" ({hidden} hidden)" if hidden else ""))
     for i, f in enumerate(res.findings, 1):
         out.append("")
-        out.append(f"[{i}] {f.cls} after {f.point}: {f.steps} step{'s' * (f.steps != 1)} after the start"
+        out.append(f"[{i}] {f.cls} after {f.point}: {f.steps} step{'s' * (f.steps != 1)} from the start"
                    + (f" on {f.variant}" if f.variant else "")
                    + f" (first seen at depth {f.depth}; {f.found_lines} lines shrunk to {len(f.lines)})")
         if f.file:
@@ -101,17 +101,26 @@ def _violation_json(r: RunResult | None) -> dict[str, Any] | None:
 
 
 def _decisions(r: RunResult) -> list[list[tuple[str, str]]]:
-    """Per step: (decision point@pfn: action [rule], comparable key)."""
+    """Per step: (decision point: action [rule], comparable key); a decision repeated
+    in a row (a fork of 1024 children) is shown once, with its count."""
     out = []
     for rec in r.steps:
-        row = []
+        row: list[tuple[str, str]] = []
+        runs: list[int] = []
         for e in rec.events:
             if e.kind == "decision" and e.decision is not None:
                 d = e.decision
-                row.append((f"{e.info}: {d.action}" + (f" [{d.rule}]" if d.rule else ""), f"{e.info}:{d.action}"))
+                item = (f"{e.info}: {d.action}" + (f" [{d.rule}]" if d.rule else ""), f"{e.info}:{d.action}")
             elif e.kind == "copy":
-                row.append((f"copy {e.info}", f"copy {e.info}"))
-        out.append(row)
+                item = ("copy " + e.info.split(":")[0], "copy " + e.info.split(":")[0])
+            else:
+                continue
+            if row and row[-1] == item:
+                runs[-1] += 1
+            else:
+                row.append(item)
+                runs.append(1)
+        out.append([(text + (f" x{n}" if n > 1 else ""), key + f"x{n}") for (text, key), n in zip(row, runs)])
     return out
 
 
@@ -142,8 +151,8 @@ def render_diverge(res: Any, fmt: str, command: str) -> str:
         return (f"diverge {names}: no difference in {what} within {res.space.bounds.describe()}\n"
                 f"{stats_line(res.stats)}")
     steps = len(res.lines) - res.start_lines
-    out = [f"diverge {names}: the {'copies' if res.what == 'copies' else 'verdicts'} differ after "
-           f"{steps} step{'s' * (steps != 1)} after the start" + (f" on {res.variant}" if res.variant else "")
+    out = [f"diverge {names}: the {'copies' if res.what == 'copies' else 'verdicts'} differ at "
+           f"step {steps} from the start" + (f" on {res.variant}" if res.variant else "")
            + f" ({res.found_lines} lines shrunk to {len(res.lines)})"]
     if res.file:
         out.append(f"    written to {res.file}")

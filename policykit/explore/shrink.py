@@ -16,6 +16,7 @@ from collections.abc import Callable
 _WEIGHT = {"pin": 4, "longterm": 2, "fast": 2, "force": 3, "zap_race": 3, "write": 1}
 _NAME = re.compile(r"\b([crm])(\d+)\b")
 _MMAP_PAGES = re.compile(r"^(mmap\s+\S+\s+)(\d+)\b")
+_SLICE = re.compile(r"\b([A-Za-z_][\w.-]*)\[(\d+)\]")
 
 
 def order(lines: list[str]) -> tuple:
@@ -39,6 +40,12 @@ def _candidates(lines: list[str]) -> list[list[str]]:
             elif w == "pin" and words[0] == "gup":          # a pin becomes a get
                 out.append(lines[:i] + [" ".join(words[:j] + ["get"] + words[j + 1:]) + arrow + tail]
                            + lines[i + 1:])
+        for m in _SLICE.finditer(head):                     # one page: the whole, or an earlier one
+            whole = head[:m.start()] + m.group(1) + head[m.end():]
+            out.append(lines[:i] + [whole + arrow + tail] + lines[i + 1:])
+            if int(m.group(2)) > 0:
+                earlier = head[:m.start()] + f"{m.group(1)}[{int(m.group(2)) - 1}]" + head[m.end():]
+                out.append(lines[:i] + [earlier + arrow + tail] + lines[i + 1:])
         m = _MMAP_PAGES.match(ln)
         if m and int(m.group(2)) > 1:                       # one page fewer
             out.append(lines[:i] + [_MMAP_PAGES.sub(lambda m: f"{m.group(1)}{int(m.group(2)) - 1}", ln)]
