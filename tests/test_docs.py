@@ -71,7 +71,7 @@ def test_json_example_matches_the_output(capsys):
 
     from policykit.cli import main
 
-    [example] = blocks("cli.md", "json")
+    example = blocks("cli.md", "json")[0]
     shown = json.loads(example)["results"][0]
     main(["run", str(ROOT / "policies" / "python" / "copy_on_wp.py"),
           str(ROOT / "policykit" / "corpus" / "rdma-fork-child-exits.scn"), "--format", "json"])
@@ -157,3 +157,31 @@ def test_hook_reference_is_generated_from_the_hookspecs():
     assert len(names) == len(set(names)) >= 17
     for h in hook_specs():
         assert h["family"], h["name"]
+
+
+def test_explore_witness_example_meets_every_expectation_it_states():
+    [example] = blocks("explore.md", "scn")
+    from policykit.explore.witness import builtin_sessions
+    for s in builtin_sessions():
+        r = s.run(s.parse(example, "docs/explore.md"))
+        assert r.passed, (s.policy.name, r.verdict)
+
+
+def test_explore_json_example_matches_the_output(capsys, tmp_path, monkeypatch):
+    import json
+
+    from policykit.cli import main
+
+    shown = json.loads(blocks("cli.md", "json")[1])
+    monkeypatch.chdir(tmp_path)
+    argv = shown["command"].split()[1:]
+    assert main(argv) == 1
+    real = json.loads(capsys.readouterr().out)
+    assert set(real) == set(shown) and real["command"] == shown["command"]
+    assert set(real["stats"]) == set(shown["stats"]) and set(real["bounds"]) == set(shown["bounds"])
+    mine = [f for f in real["findings"] if f["class"] == "pin-incoherent"][0]
+    example = shown["findings"][0]
+    assert set(mine) == set(example)
+    for key in ("decision_point", "steps", "depth", "lines", "file", "verdict", "violation"):
+        assert mine[key] == example[key], key
+    assert {p: mine["expectations"][p] for p in example["expectations"]} == example["expectations"]

@@ -26,17 +26,16 @@ from .space import EXPLORE_FILE, Bounds, ExploreError, Space
 __all__ = ["Bounds", "DivergeResult", "ExploreError", "ExploreResult", "Finding", "KNOWN", "Space",
            "Start", "diverge", "explore", "starts"]
 
-#: ``--ignore known``: behaviour every kernel has, each explained in docs/explore.md
-KNOWN = {
-    # O_DIRECT vs fork: a FOLL_GET write reference does not make fork copy (only
-    # FOLL_PIN does), so the parent COWs away from the DMA target.
-    "o-direct-fork": "gup * get write*; fork *; dma_write *",
-    # a short-term read-only pin of a page never written pins the shared zero page;
-    # the process's first write maps a fresh page (FOLL_LONGTERM unshares first).
-    # '!...': no write (by the CPU or through GUP) before the pin: the page untouched.
-    "zero-page-pin": "!write *; !gup * write*; gup * pin; dma_read *",
-    "zero-page-pin-fast": "!write *; !gup * write*; gup * pin fast; dma_read *",
-}
+#: ``--ignore known``: behaviour every kernel has, each explained in docs/explore.md.
+#: O_DIRECT vs fork: a FOLL_GET reference does not make fork copy (only FOLL_PIN does),
+#: so the parent or the child COWs away from the DMA target.
+KNOWN_PATTERNS = {"o-direct-fork": "gup * get write*; fork *; dma_write *"}
+#: A short-term read-only pin of a page never written pins the shared zero page; the
+#: first write maps a fresh page (only FOLL_LONGTERM read-only pins unshare first): a
+#: pin-incoherent while a read-only pin holds the zero page.
+KNOWN_ZERO_PAGE_PIN = "zero-page-pin"
+KNOWN = {**KNOWN_PATTERNS, KNOWN_ZERO_PAGE_PIN: "pin-incoherent while a read-only pin holds the zero page"}
+
 
 #: metrics ``diverge --cost`` compares: pages and bytes copied, the core's and plugins'
 def cost_metrics(session: Session) -> tuple[str, ...]:
@@ -149,21 +148,36 @@ class _Ignore:
     def __init__(self, items: Iterable[str], classes: Iterable[str]) -> None:
         self.classes: set[str] = set()
         self.patterns: list[list[str]] = []
+        self.zero_page = False
         known = set(classes)
         for item in items:
             item = item.strip()
             if item == "known":
-                self.patterns.extend([p.strip() for p in pat.split(";")] for pat in KNOWN.values())
+                self.patterns.extend([p.strip() for p in pat.split(";")] for pat in KNOWN_PATTERNS.values())
+                self.zero_page = True
+            elif item == KNOWN_ZERO_PAGE_PIN:
+                self.zero_page = True
+            elif item in KNOWN_PATTERNS:
+                self.patterns.append([p.strip() for p in KNOWN_PATTERNS[item].split(";")])
             elif item in known:
                 self.classes.add(item)
             elif " " in item or ";" in item or "*" in item:
                 self.patterns.append([p.strip() for p in item.split(";") if p.strip()])
             else:
-                hint = did_you_mean(item, sorted(known) + ["known"])
+                hint = did_you_mean(item, sorted(known) + ["known", *KNOWN])
                 raise ExploreError(f"--ignore {item!r}: not a violation class nor a step pattern"
                                    + (f"; {hint}" if hint else "")
-                                   + f" (classes: {', '.join(sorted(known))}; 'known'; or a pattern "
-                                     "like 'gup * get write*; fork *')")
+                                   + f" (classes: {', '.join(sorted(known))}; 'known' or one of "
+                                     f"{', '.join(KNOWN)}; or a pattern like 'gup * get write*; fork *')")
+
+    def hides(self, cls: str, verdict: Verdict, lines: Callable[[], tuple[list[str], int]]) -> bool:
+        """Is a violation of ``cls`` at a step with ``verdict`` hidden?  ``lines()`` gives
+        the witness's lines and how many of them make the start (asked only if needed)."""
+        if cls in self.classes:
+            return True
+        if self.zero_page and cls == "pin-incoherent" and verdict.pins_zero_page:
+            return True
+        return bool(self.patterns) and self.matches(*lines())
 
     def matches(self, lines: Sequence[str], start: int) -> bool:
         """Does a pattern match the steps after the ``start`` first lines?  Its globs
@@ -209,9 +223,7 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                 continue
             if cls in base:
                 hidden["baseline"].add(key)
-            elif cls in rules.classes:
-                hidden["ignore"].add(key)
-            elif rules.patterns and rules.matches(*_path_lines(start, trace, parent, step)):
+            elif rules.hides(cls, mine, lambda: _path_lines(start, trace, parent, step)):
                 hidden["ignore"].add(key)
             else:
                 found[key] = (parent, step, depth)
@@ -260,7 +272,7 @@ def _shrunk_finding(sessions: list[Session], rules: _Ignore, cls: str, point: st
             return False
         for v in verdicts:
             if cls in v[0].classes and v[0].point == point and not (len(v) > 1 and cls in v[1].classes):
-                return not rules.matches(cand, _start_len(cand, start))
+                return not rules.hides(cls, v[0], lambda: (cand, _start_len(cand, start)))
         return False
 
     small = shrink(lines, holds)

@@ -44,6 +44,8 @@ class Verdict:
     violations: tuple[Violation, ...]
     point: str
     copies: tuple[tuple[str, int], ...] = ()
+    #: a live short-term read-only FOLL_PIN holds the shared zero page (``--ignore known``)
+    pins_zero_page: bool = False
 
 
 @dataclass
@@ -141,8 +143,13 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -
         o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
         found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
         copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
+        zero_pin = False
+        if found:
+            m = r.engine.machine
+            zero_pin = any(g.pin and not g.write and not g.longterm and m.zero_pfn in g.pfns
+                           for g in m.refs.values())
         verdicts.append(Verdict(frozenset(v.cls for v in found), tuple(found),
-                                r.engine.last_point or "-", copies))
+                                r.engine.last_point or "-", copies, zero_pin))
         out.append(r)
     return tuple(out), tuple(verdicts)
 

@@ -236,8 +236,8 @@ def _shape(runner: Runner) -> tuple:
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork)
                              for v in proc.mm.vmas]),
                       tuple(sorted(vpn for vpn, e in ptes.items() if e.present))))
-    refs = tuple((n, rid in m.refs, m.refs[rid].pin if rid in m.refs else None,
-                  m.refs[rid].write if rid in m.refs else None) for n, rid in runner.rids.items())
+    refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
+                 for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
 
 

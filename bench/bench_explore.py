@@ -1,0 +1,159 @@
+"""How fast explore searches, and what its visited set and frontier cost.
+
+Run:  python bench/bench_explore.py            (about 2-4 minutes)
+      python bench/bench_explore.py --depth8   (adds the depth-8 search: many minutes)
+Floors (issue #9):
+  * >= 10,000 new distinct states/s (~40,000 transitions/s) on one core: core
+    operations, linux-6.x, 2 processes x 2 pages; printed with the per-transition split
+    (restore, apply, oracle, canonical form + hash);
+  * 2 processes x 1 page x depth 6, exhaustive: <= 30 s on this 2-core machine;
+    depth 8: <= 10 min;
+  * the visited set <= 64 bytes a state (the frontier's cost printed apart).
+POLICYKIT_BENCH_QUICK=1 runs everything small (the test suite does, to see it runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import sys
+import time
+import tracemalloc
+
+from policykit import load_policy
+from policykit.explore import Bounds, Space, explore, starts
+from policykit.explore.canonical import fingerprint
+from policykit.explore.search import Search, audit, take
+from policykit.explore.visited import FingerprintSet
+from policykit.parallel import default_jobs
+from policykit.run import Session
+
+QUICK = bool(os.environ.get("POLICYKIT_BENCH_QUICK"))
+POLICY = "linux-6.x"
+
+
+def search(session: Session, bounds: Bounds, jobs: int = 1) -> Search:
+    space = Space.build(session.registry, bounds)
+    s = Search(space, [st.node for st in starts([session], bounds)], lambda *a: False, jobs=jobs)
+    s.run()
+    return s
+
+
+def one_core(session: Session) -> None:
+    depth = 3 if QUICK else 5
+    s = search(session, Bounds(procs=2, pages=2, depth=depth))
+    st = s.stats
+    print(f"one core, 2 processes x 2 pages, depth {depth}: {st.distinct:,} states, {st.generated:,} transitions "
+          f"in {st.elapsed:.2f} s")
+    print(f"  {st.distinct / st.elapsed:10,.0f} new distinct states/s   (floor >= 10,000: "
+          f"{'met' if st.distinct / st.elapsed >= 10_000 else 'NOT met'})")
+    print(f"  {st.generated / st.elapsed:10,.0f} transitions/s          (~40,000 wanted)")
+    split(session, Bounds(procs=2, pages=2, depth=depth))
+
+
+def split(session: Session, bounds: Bounds) -> None:
+    """The time of a transition, part by part, on the states of the first levels."""
+    space = Space.build(session.registry, bounds)
+    timed = {"restore": 0.0, "apply": 0.0, "oracle": 0.0, "canonical form + hash": 0.0}
+    registry = session.registry
+    original = dict(registry.operations)
+    clock = time.perf_counter
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        def apply(engine, args):  # type: ignore[no-untyped-def]
+            t = clock()
+            try:
+                return fn(engine, args)
+            finally:
+                timed["apply"] += clock() - t
+        return apply
+
+    registry.operations.update({n: dataclasses.replace(s, apply=wrap(s.apply)) for n, s in original.items()})
+    try:
+        frontier = [st.node for st in starts([session], bounds)]
+        visited = FingerprintSet()
+        n = 0
+        gc.disable()
+        for depth in range(1, min(bounds.depth, 4) + 1):
+            nxt = []
+            for node in frontier:
+                for step in space.steps(node[0], depth):
+                    t0 = clock()
+                    r = node[0].copy()
+                    r.oracle.violations, r.oracle._seen = [], set()
+                    t1 = clock()
+                    before = timed["apply"]
+                    r.step(depth, step)
+                    audit(r)
+                    t2 = clock()
+                    fp = fingerprint((r,))
+                    t3 = clock()
+                    timed["restore"] += t1 - t0
+                    timed["oracle"] += (t2 - t1) - (timed["apply"] - before)
+                    timed["canonical form + hash"] += t3 - t2
+                    n += 1
+                    if visited.add(fp):
+                        nxt.append((r,))
+            frontier = nxt
+        gc.enable()
+    finally:
+        registry.operations.clear()
+        registry.operations.update(original)
+    total = sum(timed.values())
+    print(f"  a transition, {total / n * 1e6:.1f} us measured part by part ({n:,} transitions): "
+          + ", ".join(f"{k} {v / n * 1e6:.1f} us ({v / total:.0%})" for k, v in timed.items()))
+
+
+def exhaustive(session: Session, depth: int, floor: float) -> None:
+    jobs = default_jobs()
+    s = search(session, Bounds(procs=2, pages=1, depth=depth), jobs)
+    st = s.stats
+    print(f"2 processes x 1 page, depth {depth}, exhaustive, -j {jobs}: {st.distinct:,} states, "
+          f"{st.generated:,} transitions in {st.elapsed:.1f} s ({st.distinct / st.elapsed:,.0f} states/s); "
+          f"floor <= {floor:g} s: {'met' if st.elapsed <= floor else 'NOT met'}")
+
+
+def memory(session: Session) -> None:
+    depth = 3 if QUICK else 5
+    bounds = Bounds(procs=2, pages=1, depth=depth)
+    tracemalloc.start()
+    fs = FingerprintSet()
+    before = tracemalloc.get_traced_memory()[0]
+    s = search(session, bounds)
+    for gid in range(s.stats.distinct):
+        fs.add(hash((gid, "state")))
+    visited = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    print(f"visited set: {fs.nbytes / len(fs):.1f} bytes/state in its table "
+          f"({len(fs):,} states; floor <= 64: {'met' if fs.nbytes / len(fs) <= 64 else 'NOT met'})")
+    # the frontier: states of one level, measured on their own
+    space = Space.build(session.registry, bounds)
+    node = starts([session], bounds)[0].node
+    level = [node]
+    for d in range(1, 4):
+        level = [take(n, step, d)[0] for n in level for step in space.steps(n[0], d)][:2000]
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = [tuple(r.copy() for r in n) for n in level]
+    size = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    print(f"frontier: {size / len(kept):,.0f} bytes/state (a machine and an oracle each; {len(kept):,} states "
+          f"at depth 3); the search's whole growth, visited set and trace store included: "
+          f"{visited / max(s.stats.distinct, 1):,.0f} bytes/state")
+    del kept
+
+
+def main() -> int:
+    session = Session(load_policy(POLICY))
+    print(f"policy {POLICY}, core operations: {Space.build(session.registry, Bounds()).describe_ops()}")
+    one_core(session)
+    exhaustive(session, 3 if QUICK else 6, 30.0)
+    if "--depth8" in sys.argv[1:] and not QUICK:
+        exhaustive(session, 8, 600.0)
+    memory(session)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
