@@ -187,11 +187,7 @@ class Runner:
     def copy(self) -> Runner:
         """An independent snapshot: a copy of the machine and the oracle, the same
         policy and plugins; the engine's counters start from this one's."""
-        old = self.engine
-        engine = Engine(old.pm, old.registry, old.machine.copy(), self.session._dispatch)
-        engine.metrics = dict(old.metrics)
-        engine.nr_pages = old.nr_pages
-        engine.last_point = old.last_point
+        engine = self.engine.clone()
         new = Runner(self.session, engine, self.oracle.copy(engine))
         new.pids, new.bases, new.rids = dict(self.pids), dict(self.bases), dict(self.rids)
         new.sizes = self.sizes

@@ -205,6 +205,20 @@ class Engine:
         self._copy_page_hook = m["copy_page"]
         self.nr_pages = len(self.machine.pages)
 
+    def clone(self) -> Engine:
+        """An engine working on a copy of this one's machine, with the same policy and
+        plugins; the metrics go on from this one's, listeners and warnings start anew."""
+        new = object.__new__(Engine)
+        new.__dict__.update(self.__dict__)
+        new.machine = self.machine.copy()
+        new.metrics = dict(self.metrics)
+        new._listeners = []
+        new.observed = self._event_hook is not None
+        new.warnings = []
+        new.rules_fired = {}
+        new.zapped_by_race = []
+        return new
+
     # -- bookkeeping -------------------------------------------------------------------
 
     def listen(self, listener: Callable[[Event], None]) -> None:

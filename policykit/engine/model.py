@@ -235,17 +235,19 @@ class Machine:
         return m
 
     def copy(self) -> Machine:
-        pages = {k: p.copy() for k, p in self.pages.items()}
+        pages = {}
         folios: dict[int, Folio] = {}
         for k, p in self.pages.items():
+            c = pages[k] = p.copy()
             if p.folio is not None:
                 f = folios.get(p.folio.head)
                 if f is None:
                     f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs, p.folio.pins)
-                pages[k].folio = f
+                c.folio = f
         return Machine(
             pages,
-            {k: p.copy() for k, p in self.processes.items()},
+            # an exited process is never changed again: the copies share it
+            {k: p.copy() if p.alive else p for k, p in self.processes.items()},
             {k: r.copy() for k, r in self.refs.items()},
             {k: dict(v) for k, v in self.shmem.items()},
             self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
