@@ -1,6 +1,6 @@
 """How fast explore searches, and what its visited set and frontier cost.
 
-Run:  python bench/bench_explore.py            (about 2-4 minutes)
+Run:  python bench/bench_explore.py            (a few minutes)
       python bench/bench_explore.py --depth8   (adds the depth-8 search: many minutes)
 Floors (issue #9):
   * >= 10,000 new distinct states/s (~40,000 transitions/s) on one core: core
@@ -41,7 +41,7 @@ def search(session: Session, bounds: Bounds, jobs: int = 1) -> Search:
 
 
 def one_core(session: Session) -> None:
-    depth = 3 if QUICK else 5
+    depth = 3 if QUICK else 4
     s = search(session, Bounds(procs=2, pages=2, depth=depth))
     st = s.stats
     print(f"one core, 2 processes x 2 pages, depth {depth}: {st.distinct:,} states, {st.generated:,} transitions "
@@ -75,7 +75,7 @@ def split(session: Session, bounds: Bounds) -> None:
         visited = FingerprintSet()
         n = 0
         gc.disable()
-        for depth in range(1, min(bounds.depth, 4) + 1):
+        for depth in range(1, min(bounds.depth, 3) + 1):
             nxt = []
             for node in frontier:
                 for step in space.steps(node[0], depth):
@@ -111,26 +111,21 @@ def exhaustive(session: Session, depth: int, floor: float) -> None:
     st = s.stats
     print(f"2 processes x 1 page, depth {depth}, exhaustive, -j {jobs}: {st.distinct:,} states, "
           f"{st.generated:,} transitions in {st.elapsed:.1f} s ({st.distinct / st.elapsed:,.0f} states/s); "
-          f"floor <= {floor:g} s: {'met' if st.elapsed <= floor else 'NOT met'}")
+          + (f"floor <= {floor:g} s: {'met' if st.elapsed <= floor else 'NOT met'}" if not QUICK
+             else "(quick run: no floor)"))
 
 
 def memory(session: Session) -> None:
-    depth = 3 if QUICK else 5
+    depth = 3 if QUICK else 4
     bounds = Bounds(procs=2, pages=1, depth=depth)
-    tracemalloc.start()
-    fs = FingerprintSet()
-    before = tracemalloc.get_traced_memory()[0]
     s = search(session, bounds)
-    for gid in range(s.stats.distinct):
-        fs.add(hash((gid, "state")))
-    visited = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    print(f"visited set: {fs.nbytes / len(fs):.1f} bytes/state in its table "
-          f"({len(fs):,} states; floor <= 64: {'met' if fs.nbytes / len(fs) <= 64 else 'NOT met'})")
+    table = s.stats.visited_bytes
+    print(f"visited set: {table / s.stats.distinct:.1f} bytes/state in its table ({s.stats.distinct:,} states; "
+          f"floor <= 64: {'met' if table / s.stats.distinct <= 64 else 'NOT met'}); the trace store "
+          f"(parent and step of each state) {8 + 8:d} bytes/state more")
     # the frontier: states of one level, measured on their own
     space = Space.build(session.registry, bounds)
-    node = starts([session], bounds)[0].node
-    level = [node]
+    level = [starts([session], bounds)[0].node]
     for d in range(1, 4):
         level = [take(n, step, d)[0] for n in level for step in space.steps(n[0], d)][:2000]
     tracemalloc.start()
@@ -138,10 +133,16 @@ def memory(session: Session) -> None:
     kept = [tuple(r.copy() for r in n) for n in level]
     size = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    print(f"frontier: {size / len(kept):,.0f} bytes/state (a machine and an oracle each; {len(kept):,} states "
-          f"at depth 3); the search's whole growth, visited set and trace store included: "
-          f"{visited / max(s.stats.distinct, 1):,.0f} bytes/state")
     del kept
+    print(f"frontier: {size / len(level):,.0f} bytes/state kept in memory (a machine and an oracle; "
+          f"{len(level):,} states at depth 3); past Search.keep states a level keeps only the way to "
+          f"each (taken again when expanded)")
+    # what taking states again costs: the same search keeping 100 states a level
+    t = time.perf_counter()
+    lean = Search(space, [st.node for st in starts([session], bounds)], lambda *a: False, keep=100)
+    lean.run()
+    print(f"  depth {depth} keeping every state: {s.stats.elapsed:.2f} s; keeping 100 a level: "
+          f"{time.perf_counter() - t:.2f} s (same {lean.stats.distinct:,} states)")
 
 
 def main() -> int:

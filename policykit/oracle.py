@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine.mm import _implemented
+from .engine.mm import hook_caller
 from .engine.model import ZERO_TOKEN
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Oracle:
         #: (class, detail) of what an audit of the state as it is found (kept by explore,
         #: which audits after every step and reports only what is new)
         self.audited: frozenset[tuple[str, str]] = frozenset()
-        self._plugin_checks = _implemented(pm, "policykit_oracle_step") if pm is not None else None
+        self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
 
     def copy(self, engine: Engine) -> Oracle:
         """A snapshot following ``engine`` (a copy of this oracle's engine): cells are

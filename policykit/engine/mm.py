@@ -92,7 +92,7 @@ def _direct_calls(pm: pluggy.PluginManager, hook: Any) -> list[tuple[Callable[..
     return [(i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls)]
 
 
-def _implemented(pm: pluggy.PluginManager, name: str) -> Any:
+def hook_caller(pm: pluggy.PluginManager, name: str) -> Any:
     """A caller for hook ``name`` (keyword arguments, as pluggy takes them), or None when
     no plugin implements it."""
     hook = getattr(pm.hook, name)
@@ -161,7 +161,7 @@ class Dispatch:
         hook = pm.hook.policykit_engine_event
         self.event_hook = hook if hook.get_hookimpls() else None
         # mechanism hooks of plugins, None when nobody implements them (the common case)
-        self.mechanism = {name: _implemented(pm, f"policykit_{name}") for name in (
+        self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
             "page_reused", "page_freed", "range_prepare", "copy_page")}
 

@@ -10,15 +10,15 @@ file (:mod:`.witness`).  This module puts them together.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PluginError, PolicyKitError, ScenarioError, did_you_mean
-from ..run import RunResult, Runner, Session
+from ..run import RunResult, Session
 from ..scenario import load_scenarios, scenario_from_text, scenarios_from_text
-from ..scenario.model import Scenario, Step
+from ..scenario.model import Scenario
+from .known import KNOWN, Ignore
 from .search import Node, Search, Stats, Trace, Verdict, take
 from .shrink import shrink
 from .space import EXPLORE_FILE, Bounds, ExploreError, Space
@@ -26,19 +26,9 @@ from .space import EXPLORE_FILE, Bounds, ExploreError, Space
 __all__ = ["Bounds", "DivergeResult", "ExploreError", "ExploreResult", "Finding", "KNOWN", "Space",
            "Start", "diverge", "explore", "starts"]
 
-#: ``--ignore known``: behaviour every kernel has, each explained in docs/explore.md.
-#: O_DIRECT vs fork: a FOLL_GET reference does not make fork copy (only FOLL_PIN does),
-#: so the parent or the child COWs away from the DMA target.
-KNOWN_PATTERNS = {"o-direct-fork": "gup * get write*; fork *; dma_write *"}
-#: A short-term read-only pin of a page never written pins the shared zero page; the
-#: first write maps a fresh page (only FOLL_LONGTERM read-only pins unshare first): a
-#: pin-incoherent while a read-only pin holds the zero page.
-KNOWN_ZERO_PAGE_PIN = "zero-page-pin"
-KNOWN = {**KNOWN_PATTERNS, KNOWN_ZERO_PAGE_PIN: "pin-incoherent while a read-only pin holds the zero page"}
-
-
-#: metrics ``diverge --cost`` compares: pages and bytes copied, the core's and plugins'
 def cost_metrics(session: Session) -> tuple[str, ...]:
+    """The metrics ``diverge --cost`` compares: pages and bytes copied, the core's and
+    plugins'."""
     return tuple(n for n, m in session.registry.metrics.items() if m.unit in ("pages", "bytes")
                  and n != "peak_pages")
 
@@ -141,73 +131,12 @@ class ExploreResult:
     hidden: dict[str, int] = field(default_factory=dict)    # why -> distinct findings hidden
 
 
-class _Ignore:
-    """``--ignore``: violation classes, or step patterns (globs ``;``-separated, matched in
-    order, gaps allowed) a witness must contain to be hidden; ``known`` is :data:`KNOWN`."""
-
-    def __init__(self, items: Iterable[str], classes: Iterable[str]) -> None:
-        self.classes: set[str] = set()
-        self.patterns: list[list[str]] = []
-        self.zero_page = False
-        known = set(classes)
-        for item in items:
-            item = item.strip()
-            if item == "known":
-                self.patterns.extend([p.strip() for p in pat.split(";")] for pat in KNOWN_PATTERNS.values())
-                self.zero_page = True
-            elif item == KNOWN_ZERO_PAGE_PIN:
-                self.zero_page = True
-            elif item in KNOWN_PATTERNS:
-                self.patterns.append([p.strip() for p in KNOWN_PATTERNS[item].split(";")])
-            elif item in known:
-                self.classes.add(item)
-            elif " " in item or ";" in item or "*" in item:
-                self.patterns.append([p.strip() for p in item.split(";") if p.strip()])
-            else:
-                hint = did_you_mean(item, sorted(known) + ["known", *KNOWN])
-                raise ExploreError(f"--ignore {item!r}: not a violation class nor a step pattern"
-                                   + (f"; {hint}" if hint else "")
-                                   + f" (classes: {', '.join(sorted(known))}; 'known' or one of "
-                                     f"{', '.join(KNOWN)}; or a pattern like 'gup * get write*; fork *')")
-
-    def hides(self, cls: str, verdict: Verdict, lines: Callable[[], tuple[list[str], int]]) -> bool:
-        """Is a violation of ``cls`` at a step with ``verdict`` hidden?  ``lines()`` gives
-        the witness's lines and how many of them make the start (asked only if needed)."""
-        if cls in self.classes:
-            return True
-        if self.zero_page and cls == "pin-incoherent" and verdict.pins_zero_page:
-            return True
-        return bool(self.patterns) and self.matches(*lines())
-
-    def matches(self, lines: Sequence[str], start: int) -> bool:
-        """Does a pattern match the steps after the ``start`` first lines?  Its globs
-        match steps in order, with gaps; a glob written ``!GLOB`` says that no step
-        matching GLOB may come before the next glob's match."""
-        steps = [ln.split(" ->")[0] for ln in lines[start:]]
-        return any(_match(pattern, steps) for pattern in self.patterns)
-
-
-def _match(pattern: list[str], steps: list[str]) -> bool:
-    i, forbidden = 0, []
-    for ln in steps:
-        while i < len(pattern) and pattern[i].startswith("!"):
-            forbidden.append(pattern[i][1:].strip())
-            i += 1
-        if i == len(pattern):
-            return True
-        if fnmatch.fnmatchcase(ln, pattern[i]):
-            i, forbidden = i + 1, []
-        elif any(fnmatch.fnmatchcase(ln, f) for f in forbidden):
-            return False
-    return i == len(pattern) or all(p.startswith("!") for p in pattern[i:])
-
-
 def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iterable[str] = (),
             baseline: Session | None = None, jobs: int = 1,
-            progress: Callable[[Stats], None] | None = None) -> ExploreResult:
+            progress: Callable[[Stats], None] | None = None, keep: int = 200_000) -> ExploreResult:
     """Search for every distinct violation of ``session``'s policy within ``space``."""
     sessions = [session] + ([baseline] if baseline is not None else [])
-    rules = _Ignore(ignore, session.registry.violation_classes)
+    rules = Ignore(ignore, session.registry.violation_classes)
     found: dict[tuple[str, str], tuple[int, str, int]] = {}
     hidden: dict[str, set[tuple[str, str]]] = {"baseline": set(), "ignore": set()}
     trace = Trace()
@@ -231,7 +160,7 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                 hidden["ignore"].discard(key)
         return False
 
-    search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, trace=trace)
+    search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, keep=keep, trace=trace)
     stats = search.run()
     findings = []
     for (cls, point), (parent, step, depth) in found.items():
@@ -254,17 +183,20 @@ def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: str) ->
 
 
 def _start_len(lines: Sequence[str], start: Start) -> int:
-    """How many of ``lines`` are the start's (shrinking may drop some of them)."""
-    n = 0
+    """How many of ``lines`` are the start's: the longest prefix of them that is found
+    in the start's lines in order (shrinking may have dropped some of those)."""
+    j = n = 0
     for ln in lines:
-        if ln in start.lines:
-            n += 1
-        else:
+        while j < len(start.lines) and start.lines[j] != ln:
+            j += 1
+        if j == len(start.lines):
             break
+        j += 1
+        n += 1
     return n
 
 
-def _shrunk_finding(sessions: list[Session], rules: _Ignore, cls: str, point: str, lines: list[str],
+def _shrunk_finding(sessions: list[Session], rules: Ignore, cls: str, point: str, lines: list[str],
                     start: Start, depth: int) -> Finding:
     def holds(cand: list[str]) -> bool:
         verdicts = replay(sessions, cand)
@@ -312,7 +244,8 @@ def _differ(verdicts: tuple[Verdict, ...], cost: bool) -> str:
 
 
 def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], cost: bool = False,
-            jobs: int = 1, progress: Callable[[Stats], None] | None = None) -> DivergeResult:
+            jobs: int = 1, progress: Callable[[Stats], None] | None = None,
+            keep: int = 200_000) -> DivergeResult:
     """The shortest step sequence on which the policies' verdicts (with ``cost``: also
     the pages copied by kind) differ."""
     metrics = cost_metrics(sessions[0]) if cost else ()
@@ -324,7 +257,7 @@ def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], c
         return True
 
     search = Search(space, [s.node for s in start], judge, lambda v: bool(_differ(v, cost)),
-                    copy_metrics=metrics, progress=progress, jobs=jobs)
+                    copy_metrics=metrics, progress=progress, jobs=jobs, keep=keep)
     stats = search.run()
     result = DivergeResult([s.policy.name for s in sessions], space, stats, cost)
     if not hit:

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PolicyKitError
 from .canonical import fingerprint
-from .search import take
+from .search import rebuild, take
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
+    from ..scenario.model import Step
     from .search import Node, Search
 
 _HEADER = struct.Struct("<Q")
@@ -165,9 +166,16 @@ class Workers:
 
 
 def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int) -> None:
-    """A worker's loop: expand its states when asked, keep the children it is told to."""
+    """A worker's loop: expand its states when asked, keep the children it is told to.
+    Its first states are kept for good; of the later ones it keeps the way to each
+    (parent and step) and, up to its share of ``search.keep``, the state itself."""
     seen = FingerprintSet()
     space, metrics, interesting = search.space, search.copy_metrics, search.interesting
+    base = dict(frontier)
+    ways: dict[int, tuple[int, Step]] = {}
+    keep = max(1, search.keep // max(1, search.jobs))
+    pending: dict[tuple[int, int], tuple[Node | None, Step]] = {}
+    work: list[tuple[int, Node | None]] = list(frontier)
     while True:
         try:
             msg = _recv(rfd)
@@ -176,19 +184,24 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
         if msg[0] == "stop":
             return
         if msg[0] == "keep":
-            frontier = [(gid, pending[(parent, idx)]) for parent, idx, gid in msg[1]]
+            work = []
+            for parent, idx, gid in msg[1]:
+                child, step = pending[(parent, idx)]
+                ways[gid] = (parent, step)
+                work.append((gid, child if len(work) < keep else None))
             pending = {}
             continue
         _, depth, deadline = msg
         rows = []
-        pending: dict[tuple[int, int], Node] = {}
         generated = 0
         stopped = False
         try:
-            for n, (gid, node) in enumerate(frontier):
+            for n, (gid, node) in enumerate(work):
                 if deadline and n % 32 == 0 and time.perf_counter() >= deadline:
                     stopped = True
                     break
+                if node is None:
+                    node = rebuild(base, ways.__getitem__, gid, metrics)
                 for idx, step in enumerate(space.steps(node[0], depth)):
                     child, verdicts = take(node, step, depth, metrics)
                     generated += 1
@@ -196,7 +209,7 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
                     new = seen.add(fp)
                     hit = interesting(verdicts)
                     if new:
-                        pending[(gid, idx)] = child
+                        pending[(gid, idx)] = (child if len(pending) < keep else None, step)
                     if new or hit:
                         rows.append((gid, idx, fp, step.text, verdicts if hit else None))
             _send(wfd, ("ok", (rows, generated, stopped)))

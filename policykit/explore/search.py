@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import gc
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PluginError
 from ..oracle import Violation
-from ..run import Runner, Session
+from ..run import Runner
 from ..scenario.model import Step
 from .canonical import fingerprint
 from .space import Space
@@ -76,37 +77,45 @@ class Stats:
         return f"not exhaustive: {self.stopped} left {self.left:,} states"
 
 
-@dataclass
-class Hit:
-    """A transition worth reporting: its parent state, the step, the verdict of each run."""
-
-    parent: int
-    step: Step
-    verdicts: tuple[Verdict, ...]
-    depth: int
-
-
 class Trace:
-    """Parent pointers: for every state, the state it was reached from and the step's
-    text."""
+    """Parent pointers: for every state, the state it was reached from and the step (a
+    :class:`Step`, or its text where only the text came back from a worker)."""
 
     def __init__(self) -> None:
-        self.parents: list[int] = []
-        self.steps: list[str] = []
+        self.parents = array("q")
+        self.steps: list[Step | str] = []
 
-    def add(self, parent: int, step: str) -> int:
+    def add(self, parent: int, step: Step | str) -> int:
         self.parents.append(parent)
         self.steps.append(step)
         return len(self.parents) - 1
 
     def path(self, gid: int) -> tuple[int, list[str]]:
         """(the start state it began from, the steps' lines from it to state ``gid``)."""
+        root, steps = self.path_steps(gid)
+        return root, [s if isinstance(s, str) else s.text for s in steps]
+
+    def path_steps(self, gid: int) -> tuple[int, list[Step | str]]:
         steps = []
         while self.parents[gid] >= 0:
             steps.append(self.steps[gid])
             gid = self.parents[gid]
         steps.reverse()
         return gid, steps
+
+
+def rebuild(base: dict[int, Node], parents: Callable[[int], tuple[int, Step]], gid: int,
+            metrics: Sequence[str] = ()) -> Node:
+    """The state ``gid``, taken again from the nearest kept ancestor in ``base``: a
+    frontier too large to keep in memory keeps only the way to each state."""
+    steps = []
+    while gid not in base:
+        gid, step = parents(gid)
+        steps.append(step)
+    node = base[gid]
+    for depth, step in enumerate(reversed(steps), 1):
+        node = take(node, step, depth, metrics)[0]
+    return node
 
 
 def audit(runner: Runner) -> list[Violation]:
@@ -142,6 +151,10 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -
         stale = runner.oracle.audited
         o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
         found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
+        out.append(r)
+        if not found and not copy_metrics:
+            verdicts.append(_QUIET)                 # the common case: nothing to tell
+            continue
         copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
         zero_pin = False
         if found:
@@ -150,8 +163,11 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -
                            for g in m.refs.values())
         verdicts.append(Verdict(frozenset(v.cls for v in found), tuple(found),
                                 r.engine.last_point or "-", copies, zero_pin))
-        out.append(r)
     return tuple(out), tuple(verdicts)
+
+
+#: the verdict of a step that showed nothing, copies not asked for
+_QUIET = Verdict(frozenset(), (), "-")
 
 
 Judge = Callable[[int, str, tuple[Verdict, ...], int], bool]
@@ -174,9 +190,13 @@ class Search:
     copy_metrics: tuple[str, ...] = ()
     progress: Callable[[Stats], None] | None = None
     jobs: int = 1
+    #: frontier states kept in memory (a machine and an oracle each, some kilobytes);
+    #: past that, a state is taken again from its start when its turn comes
+    keep: int = 200_000
     trace: Trace = field(default_factory=Trace)
     stats: Stats = field(default_factory=Stats)
     _workers: Any = None
+    _base: dict[int, Node] = field(default_factory=dict)
 
     def run(self) -> Stats:
         # States are acyclic garbage: reference counting frees them, and a collector
@@ -196,10 +216,13 @@ class Search:
         st = self.stats
         start = time.perf_counter()
         visited = FingerprintSet()
-        frontier: list[tuple[int, Node]] = []
+        frontier: list[tuple[int, Node | None]] = []
+        self._base = {}
         for node in self.roots:
             if visited.add(fingerprint(node)):
-                frontier.append((self.trace.add(-1, ""), node))
+                gid = self.trace.add(-1, "")
+                self._base[gid] = node
+                frontier.append((gid, node))
         st.distinct = len(frontier)
         bounds = self.space.bounds
         stop = False
@@ -218,9 +241,6 @@ class Search:
             if self.progress is not None:
                 st.elapsed = time.perf_counter() - start
                 self.progress(st)
-        else:
-            if frontier and not stop:
-                st.frontier = len(frontier)
         st.elapsed = time.perf_counter() - start
         st.visited_bytes = visited.nbytes
         return st
@@ -238,9 +258,17 @@ class Search:
         st = self.stats
         nxt: list[tuple[int, Node]] = []
         stop = False
-        space, metrics, judge, trace = self.space, self.copy_metrics, self.judge, self.trace
+        space, metrics, judge = self.space, self.copy_metrics, self.judge
         interesting = self.interesting
+        trace = self.trace
+        keep = self.keep
+
+        def parent(gid: int) -> tuple[int, Step]:
+            return trace.parents[gid], trace.steps[gid]  # type: ignore[return-value]
+
         for n, (gid, node) in enumerate(frontier):
+            if node is None:
+                node = rebuild(self._base, parent, gid, metrics)
             if n % 64 == 0 and n:
                 why = self._limits_hit(start)
                 if why:
@@ -258,12 +286,16 @@ class Search:
                     return nxt, True, False       # the first in the sequential order
                 if visited.add(fingerprint(child)):
                     st.distinct += 1
-                    nxt.append((trace.add(gid, step.text), child))
+                    nxt.append((trace.add(gid, step), child if len(nxt) < keep else None))
         return nxt, stop, False
 
     def _expand_parallel(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,
                          start: float) -> tuple[list[tuple[int, Node]], bool, bool]:
         from .parallel import Workers
         if self._workers is None:
-            self._workers = Workers(self, frontier)
+            trace = self.trace
+            materialized = [(gid, node if node is not None else rebuild(
+                self._base, lambda g: (trace.parents[g], trace.steps[g]), gid, self.copy_metrics))  # type: ignore[return-value]
+                for gid, node in frontier]
+            self._workers = Workers(self, materialized)
         return self._workers.level(depth, visited, start)
