@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,18 +194,17 @@ def cmd_explore(ns: argparse.Namespace) -> int:
     space, start = _search_setup(ns, [session] + ([baseline] if baseline else []))
     progress = _search_progress(ns)
     res = explore(session, space, start, [i for item in ns.ignore or () for i in item.split(",")],
-                  baseline, ns.jobs or 1, progress)
+                  baseline, ns.jobs or 1, progress, first=ns.first)
     if progress is not None:
         print(file=sys.stderr)
     command = _command_line(ns.argv)
     for f in res.findings:
         name = slug(f"{res.policy}-{f.cls}-{f.point}")
-        text = scenario_text(name, f"{res.policy}: {f.cls} after {f.point} (found by explore)", f.lines, command,
-                             [f"found by policykit explore in {f.depth} steps after the start; shrunk"])
-        f.expectations = expectations(text, f"{name}.scn", [session])
-        text = scenario_text(name, f"{res.policy}: {f.cls} after {f.point} (found by explore)", f.lines, command,
-                             [f"found by policykit explore in {f.depth} steps after the start; shrunk"],
-                             f.expectations)
+        title = f"{res.policy}: {f.cls} after {f.point} (found by explore)"
+        comments = [f"found by: {shlex.join(command)}", f"first seen {f.depth} steps after the start; shrunk"]
+        bare = scenario_text(name, title, f.lines, command, comments)
+        f.expectations = expectations(bare, f"{name}.scn", [session])
+        text = scenario_text(name, title, f.lines, command, comments, f.expectations)
         f.run = traced_run(session, text, f"{name}.scn")
         if ns.out:
             from .explore import write_file
@@ -231,16 +231,16 @@ def cmd_diverge(ns: argparse.Namespace) -> int:
         command = _command_line(ns.argv)
         name = slug("diverge-" + "-vs-".join(res.policies))
         title = f"{' vs '.join(res.policies)}: the {res.what} differ (found by diverge)"
-        text = scenario_text(name, title, res.lines, command)
-        expect = expectations(text, f"{name}.scn", sessions)
-        res.runs = [traced_run(s, text, f"{name}.scn") for s in sessions]
+        comments = [f"found by: {shlex.join(command)}", f"the {res.what} differ at its last step"]
+        bare = scenario_text(name, title, res.lines, command, comments)
+        expect = expectations(bare, f"{name}.scn", sessions)
+        res.runs = [traced_run(s, bare, f"{name}.scn") for s in sessions]
         budgets = {}
         if res.cost:
             metrics = cost_metrics(sessions[0])
             differ = [m for m in metrics if len({r.metrics[m] for r in res.runs}) > 1]
             budgets = {r.policy: ", ".join(f"{m} == {r.metrics[m]}" for m in differ) for r in res.runs}
-        text = scenario_text(name, title, res.lines, command,
-                             [f"found by policykit diverge; the {res.what} differ at its last step"], expect, budgets)
+        text = scenario_text(name, title, res.lines, command, comments, expect, budgets)
         if ns.out:
             from .explore import write_file
             res.file = write_file(ns.out, name, text)
@@ -530,6 +530,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                           "(docs/explore.md)")
     exp.add_argument("--baseline", metavar="POLICY",
                      help="hide violations that POLICY shows at the same step (counted)")
+    exp.add_argument("--first", action="store_true",
+                     help="stop at the first violation found (a shortest one) instead of searching on")
     _search_options(exp)
     exp.set_defaults(func=cmd_explore)
 

@@ -337,3 +337,11 @@ def test_start_from_a_variant_or_a_scenario(tmp_path):
     f = find(res, "pin-incoherent", "wp_fault")
     assert f.lines[:4] == start.lines and f.start_lines == 4
     assert after_start(f) == ["gup parent mem pin", "write parent mem", "dma_read r1"]
+
+
+def test_first_stops_at_a_shortest_violation_with_the_default_bounds(capsys):
+    assert main(["explore", "never-copy", "--first", "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    [f] = report["findings"]
+    assert f["steps"] == 3 and report["stats"]["depth"] == 3
+    assert report["stats"]["stopped"] == "stopped at the first finding"

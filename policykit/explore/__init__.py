@@ -133,8 +133,10 @@ class ExploreResult:
 
 def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iterable[str] = (),
             baseline: Session | None = None, jobs: int = 1,
-            progress: Callable[[Stats], None] | None = None, keep: int = 200_000) -> ExploreResult:
-    """Search for every distinct violation of ``session``'s policy within ``space``."""
+            progress: Callable[[Stats], None] | None = None, keep: int = 200_000,
+            first: bool = False) -> ExploreResult:
+    """Search for every distinct violation of ``session``'s policy within ``space`` (with
+    ``first``: stop at the first one, a shortest)."""
     sessions = [session] + ([baseline] if baseline is not None else [])
     rules = Ignore(ignore, session.registry.violation_classes)
     found: dict[tuple[str, str], tuple[int, str, int]] = {}
@@ -158,6 +160,8 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                 found[key] = (parent, step, depth)
                 hidden["baseline"].discard(key)
                 hidden["ignore"].discard(key)
+                if first:
+                    return True
         return False
 
     search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, keep=keep, trace=trace)
