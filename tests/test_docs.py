@@ -185,3 +185,18 @@ def test_explore_json_example_matches_the_output(capsys, tmp_path, monkeypatch):
     for key in ("decision_point", "steps", "depth", "lines", "file", "verdict", "violation"):
         assert mine[key] == example[key], key
     assert {p: mine["expectations"][p] for p in example["expectations"]} == example["expectations"]
+
+
+@pytest.mark.parametrize("command", [
+    "policykit explore never-copy --depth 3 --ops write,fork",
+    "policykit diverge linux-5.9-rc4 linux-5.9 --depth 4",
+])
+def test_explore_chapter_shows_real_output(command, capsys, tmp_path, monkeypatch):
+    from policykit.cli import main
+
+    text = (DOCS / "explore.md").read_text()
+    shown = text.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    main(command.split()[1:])
+    real = "\n".join(ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("states:"))
+    assert real.strip() == shown.strip()
