@@ -119,8 +119,9 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     if machine.refs:
         refs = []
         for rid, r in machine.refs.items():
+            # FOLL_LONGTERM matters after GUP only for a pin (explore's known zero-page pins)
             refs.append(((pid_index.get(r.owner, -1), r.vpns, tuple([pfns.get(x, -1) for x in r.pfns]),
-                          r.pin, r.write, r.longterm, r.count), r.pfns, oracle.refs.get(rid)))
+                          r.pin, r.write, r.longterm and r.pin, r.count), r.pfns, oracle.refs.get(rid)))
         if len(refs) > 1:
             refs.sort(key=lambda t: t[0])
         add(len(refs))

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from ..run import Runner
 
 #: operations a search leaves out unless ``--ops`` names them: they only make what the
-#: start state already has (a process, a mapping), rename (alias, pin = gup ... pin),
-#: inject failures every policy meets alike, or make processes no step can name
-#: (fork_children: widen its count with --domain to reach the pin bias)
-SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure", "fork_children"})
+#: start state already has (a process, a mapping), do what another does (alias; pin is
+#: gup ... pin; vmsplice of one buffer is gup ... get), inject failures every policy
+#: meets alike, or make processes no step can name (fork_children: widen its count with
+#: --domain to reach the pin bias)
+SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure", "fork_children",
+                       "vmsplice"})
 
 #: the file name of steps explore makes
 EXPLORE_FILE = "<explore>"
@@ -226,7 +228,8 @@ def _proc_param(spec: OperationSpec) -> str:
 
 def _shape(runner: Runner) -> tuple:
     """Everything the enumeration (and :func:`_allowed`) reads of a state: the names,
-    which are live, each process's VMAs and present PTEs, the references."""
+    which are live, each process's VMAs, its present PTEs and which are writable, the
+    references.  (Steps are cached by it: what it leaves out, they may not depend on.)"""
     m = runner.engine.machine
     procs = []
     for n, pid in runner.pids.items():
@@ -235,7 +238,7 @@ def _shape(runner: Runner) -> tuple:
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork)
                              for v in proc.mm.vmas]),
-                      tuple(sorted(vpn for vpn, e in ptes.items() if e.present))))
+                      tuple(sorted((vpn, e.writable) for vpn, e in ptes.items() if e.present))))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
@@ -279,6 +282,10 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
         if op == "read" and all(mm.ptes.get(base + i) is not None and mm.ptes[base + i].present
                                 for i in range(lo, hi)):
             return False            # changes nothing, and sees what the audit of this state saw
+        if op == "mprotect" and (all(not v.write for v in vmas) if a["prot"] == "ro" else all(
+                v.write for v in vmas) and not any(
+                (e := mm.ptes.get(base + i)) is not None and e.present and not e.writable for i in range(lo, hi))):
+            return False            # nothing to change, no decision to ask
         advice = a.get("advice")
         if advice == "dofork" and not any(v.dontcopy for v in vmas) or \
                 advice == "keeponfork" and not any(v.wipeonfork for v in vmas):
