@@ -135,13 +135,13 @@ def memory(session: Session) -> None:
     tracemalloc.stop()
     del kept
     print(f"frontier: {size / len(level):,.0f} bytes/state kept in memory (a machine and an oracle; "
-          f"{len(level):,} states at depth 3); past Search.keep states a level keeps only the way to "
-          f"each (taken again when expanded)")
-    # what taking states again costs: the same search keeping 100 states a level
+          f"{len(level):,} states at depth 3); past Search.keep pages' worth a level keeps only the "
+          f"way to each (taken again when expanded)")
+    # what taking states again costs: the same search keeping 100 pages' worth a level
     t = time.perf_counter()
     lean = Search(space, [st.node for st in starts([session], bounds)], lambda *a: False, keep=100)
     lean.run()
-    print(f"  depth {depth} keeping every state: {s.stats.elapsed:.2f} s; keeping 100 a level: "
+    print(f"  depth {depth} keeping every state: {s.stats.elapsed:.2f} s; keeping 100 pages' worth: "
           f"{time.perf_counter() - t:.2f} s (same {lean.stats.distinct:,} states)")
 
 

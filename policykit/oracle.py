@@ -116,6 +116,9 @@ class Oracle:
         #: (class, detail) of what an audit of the state as it is found (kept by explore,
         #: which audits after every step and reports only what is new)
         self.audited: frozenset[tuple[str, str]] = frozenset()
+        #: id(view) -> (view, source, tokens the view had): private views that still show
+        #: their source's current value (see :meth:`follow`)
+        self.following: dict[int, tuple[Cell, Cell, int]] = {}
         self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
 
     def copy(self, engine: Engine) -> Oracle:
@@ -160,6 +163,10 @@ class Oracle:
         new.state = deep(self.state) if self.state else {}
         new._plugin_checks = self._plugin_checks
         new.audited = self.audited
+        new.following = {}
+        for view, source, n in self.following.values():
+            v = cell(view)
+            new.following[id(v)] = (v, cell(source), n)
         return new
 
     # -- reporting ---------------------------------------------------------------------
@@ -240,6 +247,21 @@ class Oracle:
         such as truncating a file it maps): nothing there is judged any more."""
         self._detach(pid, [vpn])
 
+    def follow(self, view: Cell, source: Cell) -> None:
+        """``view`` (a process's private mapping of a file page) shows ``source``'s
+        current value until something is written into it: MAP_PRIVATE maps the page cache
+        page until the first write copies it.  A child's view, made at fork, follows too."""
+        view.tokens, view.base, view.base_len = [source.tokens[-1]], source, len(source.tokens)
+        self.following[id(view)] = (view, source, 1)
+
+    def _refresh_views(self) -> None:
+        """Views that were not written into show their source's value as it is now."""
+        for key, (view, source, n) in list(self.following.items()):
+            if len(view.tokens) != n or view.mappers <= 0:      # written into, or unmapped
+                del self.following[key]
+            elif view.tokens[-1] != source.tokens[-1]:
+                self.follow(view, source)
+
     def record_write(self, pid: int, vpn: int, token: int, who: str) -> None:
         """A plugin's operation wrote ``token`` into the process's memory at ``vpn``: the
         logical model takes it as the process's own write.  Call it from
@@ -261,6 +283,8 @@ class Oracle:
         if self._plugin_checks is not None:
             for found in self._plugin_checks(oracle=self, step=step, outcome=outcome, args=args):
                 self.violations.extend(found or ())
+        if self.following:
+            self._refresh_views()
 
     def _op_spawn(self, step: Step, a: dict, out: Outcome) -> None:
         pid = out.result
@@ -319,6 +343,9 @@ class Oracle:
                 space[vpn] = cell
             else:
                 space[vpn] = self._cell(base=cell)
+                followed = self.following.get(id(cell))
+                if followed is not None and len(cell.tokens) == followed[2]:
+                    self.follow(space[vpn], followed[1])
         self.space[child] = space  # type: ignore[index]
         self.dontfork[child] = set()  # type: ignore[index]
         self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]

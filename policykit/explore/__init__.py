@@ -133,7 +133,7 @@ class ExploreResult:
 
 def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iterable[str] = (),
             baseline: Session | None = None, jobs: int = 1,
-            progress: Callable[[Stats], None] | None = None, keep: int = 200_000,
+            progress: Callable[[Stats], None] | None = None, keep: int = 1_000_000,
             first: bool = False) -> ExploreResult:
     """Search for every distinct violation of ``session``'s policy within ``space`` (with
     ``first``: stop at the first one, a shortest)."""
@@ -249,7 +249,7 @@ def _differ(verdicts: tuple[Verdict, ...], cost: bool) -> str:
 
 def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], cost: bool = False,
             jobs: int = 1, progress: Callable[[Stats], None] | None = None,
-            keep: int = 200_000) -> DivergeResult:
+            keep: int = 1_000_000) -> DivergeResult:
     """The shortest step sequence on which the policies' verdicts (with ``cost``: also
     the pages copied by kind) differ."""
     metrics = cost_metrics(sessions[0]) if cost else ()

@@ -177,6 +177,16 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                         _frozen(p.attrs) if p.attrs else None))
     held = [t for t in tokens if t != ZERO_TOKEN]
     plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if plugin_state else ()
+    if oracle.following:            # private views still showing their file page
+        follows = []
+        for view, source, n in oracle.following.values():
+            if id(view) in cells:
+                i = cells.get(id(source))
+                if i is None:
+                    i = cells[id(source)] = len(cell_objs)
+                    cell_objs.append(source)
+                follows.append((cells[id(view)], i, len(view.tokens) == n))
+        add(tuple(sorted(follows)))
     add(len(cell_objs))
     origin = oracle.origin
     for c in cell_objs:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PolicyKitError
 from .canonical import fingerprint
-from .search import rebuild, take
+from .search import rebuild, take, weight
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
@@ -168,12 +168,12 @@ class Workers:
 def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int) -> None:
     """A worker's loop: expand its states when asked, keep the children it is told to.
     Its first states are kept for good; of the later ones it keeps the way to each
-    (parent and step) and, up to its share of ``search.keep``, the state itself."""
+    (parent and step) and, within its share of ``search.keep``, the state itself."""
     seen = FingerprintSet()
     space, metrics, interesting = search.space, search.copy_metrics, search.interesting
     base = dict(frontier)
     ways: dict[int, tuple[int, Step]] = {}
-    keep = max(1, search.keep // max(1, search.jobs))
+    share = max(1, search.keep // max(1, search.jobs))
     pending: dict[tuple[int, int], tuple[Node | None, Step]] = {}
     work: list[tuple[int, Node | None]] = list(frontier)
     while True:
@@ -185,16 +185,20 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
             return
         if msg[0] == "keep":
             work = []
+            room = share
             for parent, idx, gid in msg[1]:
                 child, step = pending[(parent, idx)]
                 ways[gid] = (parent, step)
-                work.append((gid, child if len(work) < keep else None))
+                if child is not None:
+                    room -= weight(child)
+                work.append((gid, child if room >= 0 else None))
             pending = {}
             continue
         _, depth, deadline = msg
         rows = []
         generated = 0
         stopped = False
+        room = share
         try:
             for n, (gid, node) in enumerate(work):
                 if deadline and n % 32 == 0 and time.perf_counter() >= deadline:
@@ -209,7 +213,8 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
                     new = seen.add(fp)
                     hit = interesting(verdicts)
                     if new:
-                        pending[(gid, idx)] = (child if len(pending) < keep else None, step)
+                        room -= weight(child)
+                        pending[(gid, idx)] = (child if room >= 0 else None, step)
                     if new or hit:
                         rows.append((gid, idx, fp, step.text, verdicts if hit else None))
             _send(wfd, ("ok", (rows, generated, stopped)))

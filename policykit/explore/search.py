@@ -104,6 +104,11 @@ class Trace:
         return gid, steps
 
 
+def weight(node: Node) -> int:
+    """What keeping a state in memory costs, counted in pages (see :attr:`Search.keep`)."""
+    return sum(4 + len(r.engine.machine.pages) for r in node)
+
+
 def rebuild(base: dict[int, Node], parents: Callable[[int], tuple[int, Step]], gid: int,
             metrics: Sequence[str] = ()) -> Node:
     """The state ``gid``, taken again from the nearest kept ancestor in ``base``: a
@@ -190,9 +195,10 @@ class Search:
     copy_metrics: tuple[str, ...] = ()
     progress: Callable[[Stats], None] | None = None
     jobs: int = 1
-    #: frontier states kept in memory (a machine and an oracle each, some kilobytes);
-    #: past that, a state is taken again from its start when its turn comes
-    keep: int = 200_000
+    #: how much of a level is kept in memory, in pages (a state weighs its pages, and 4
+    #: for the rest: some kilobytes for a state of base pages, hundreds for a THP's);
+    #: past that, a state is taken again from its nearest kept ancestor when its turn comes
+    keep: int = 1_000_000
     trace: Trace = field(default_factory=Trace)
     stats: Stats = field(default_factory=Stats)
     _workers: Any = None
@@ -261,7 +267,7 @@ class Search:
         space, metrics, judge = self.space, self.copy_metrics, self.judge
         interesting = self.interesting
         trace = self.trace
-        keep = self.keep
+        room = self.keep
 
         def parent(gid: int) -> tuple[int, Step]:
             return trace.parents[gid], trace.steps[gid]  # type: ignore[return-value]
@@ -286,7 +292,8 @@ class Search:
                     return nxt, True, False       # the first in the sequential order
                 if visited.add(fingerprint(child)):
                     st.distinct += 1
-                    nxt.append((trace.add(gid, step), child if len(nxt) < keep else None))
+                    room -= weight(child)
+                    nxt.append((trace.add(gid, step), child if room >= 0 else None))
         return nxt, stop, False
 
     def _expand_parallel(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,

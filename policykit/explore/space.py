@@ -244,13 +244,26 @@ def _shape(runner: Runner) -> tuple:
     return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
 
 
+#: a region of more pages than this (a THP's 512) is named whole and by its first page
+#: only: its other pages behave alike, and naming each would multiply the search by 512
+PAGE_BY_PAGE = 8
+
+
 def _regions(runner: Runner, proc_name: str) -> list[tuple[str, int, int]]:
     """The region arguments a process can name: each region mapped whole in it, and,
-    for a region of several pages, each page mapped in it."""
+    for a region of several pages, each page mapped in it (the first only, past
+    :data:`PAGE_BY_PAGE` pages)."""
     mm = runner.engine.machine.processes[runner.pids[proc_name]].mm
     out = []
     for name, base in runner.bases.items():
         npages = runner.sizes.get(name, 1)
+        if npages > PAGE_BY_PAGE:
+            vma = mm.find_vma(base)
+            if vma is not None and vma.end >= base + npages and vma.start <= base:
+                out.append((name, 0, npages))
+            if vma is not None:
+                out.append((name, 0, 1))
+            continue
         mapped = [mm.find_vma(base + i) is not None for i in range(npages)]
         if all(mapped):
             out.append((name, 0, npages))

@@ -223,8 +223,10 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
                 oracle.forget(pid, vpn)
             elif args["sharing"] == "shared":
                 oracle.map_cell(pid, vpn, cell)
-            else:                                      # a private view, from the file's content
-                oracle.map_cell(pid, vpn, oracle.new_cell(base=cell))
+            else:                  # a private view: the file's content until written into
+                view = oracle.new_cell(base=cell)
+                oracle.map_cell(pid, vpn, view)
+                oracle.follow(view, cell)
     elif step.op == "truncate":
         _forget_truncated(oracle, cells, args["name"], args["pages"])
     elif step.op == "gup" and "zap_race" in args.get("flags", ()):
@@ -248,8 +250,7 @@ def _private_views_again(oracle: Any, cells: dict, pid: int, vpns: Any) -> None:
         if vma is not None and not vma.shared:
             cell = cells.get((vma.attrs["file"], vpn - vma.start + vma.pgoff))
             if cell is not None:
-                fresh = oracle.space[pid][vpn]
-                fresh.tokens, fresh.base, fresh.base_len = [cell.current], cell, len(cell.tokens)
+                oracle.follow(oracle.space[pid][vpn], cell)
 
 
 def _forget_truncated(oracle: Any, cells: dict, name: str, size: int) -> None:

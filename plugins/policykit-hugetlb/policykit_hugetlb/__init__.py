@@ -309,6 +309,8 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
                 cell = cells[(args["name"], i)] = oracle.new_cell(shared=True)
             view = cell if args["sharing"] == "shared" else oracle.new_cell(base=cell)
             oracle.map_cell(args["process"], outcome.result + i, view)
+            if view is not cell:           # private: the file's content until written into
+                oracle.follow(view, cell)
 
 
 @hookimpl
