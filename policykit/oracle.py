@@ -116,9 +116,9 @@ class Oracle:
         #: (class, detail) of what an audit of the state as it is found (kept by explore,
         #: which audits after every step and reports only what is new)
         self.audited: frozenset[tuple[str, str]] = frozenset()
-        #: id(view) -> (view, source, tokens the view had): private views that still show
-        #: their source's current value (see :meth:`follow`)
-        self.following: dict[int, tuple[Cell, Cell, int]] = {}
+        #: id(view) -> (view, source, tokens the view had, pid, vpn): private views that
+        #: still show their source's current value (see :meth:`follow`)
+        self.following: dict[int, tuple[Cell, Cell, int, int, int]] = {}
         self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
 
     def copy(self, engine: Engine) -> Oracle:
@@ -164,9 +164,9 @@ class Oracle:
         new._plugin_checks = self._plugin_checks
         new.audited = self.audited
         new.following = {}
-        for view, source, n in self.following.values():
+        for view, source, n, pid, vpn in self.following.values():
             v = cell(view)
-            new.following[id(v)] = (v, cell(source), n)
+            new.following[id(v)] = (v, cell(source), n, pid, vpn)
         return new
 
     # -- reporting ---------------------------------------------------------------------
@@ -247,20 +247,26 @@ class Oracle:
         such as truncating a file it maps): nothing there is judged any more."""
         self._detach(pid, [vpn])
 
-    def follow(self, view: Cell, source: Cell) -> None:
-        """``view`` (a process's private mapping of a file page) shows ``source``'s
-        current value until something is written into it: MAP_PRIVATE maps the page cache
-        page until the first write copies it.  A child's view, made at fork, follows too."""
+    def follow(self, pid: int, vpn: int, source: Cell) -> None:
+        """The process's private view of a file page at ``vpn`` shows ``source``'s current
+        value while the process maps the page cache page: MAP_PRIVATE leaves it unspecified
+        when the private copy is made, so the oracle takes the kernel's moment (the first
+        write, a FOLL_WRITE GUP, an unshare).  A child's view, made at fork, follows too."""
+        view = self.space[pid][vpn]
         view.tokens, view.base, view.base_len = [source.tokens[-1]], source, len(source.tokens)
-        self.following[id(view)] = (view, source, 1)
+        self.following[id(view)] = (view, source, 1, pid, vpn)
 
     def _refresh_views(self) -> None:
-        """Views that were not written into show their source's value as it is now."""
-        for key, (view, source, n) in list(self.following.items()):
-            if len(view.tokens) != n or view.mappers <= 0:      # written into, or unmapped
+        """Views the process still maps the page cache page for show their source's value
+        as it is now; the others are the process's own from here on."""
+        processes, pages = self.engine.machine.processes, self.engine.machine.pages
+        for key, (view, source, n, pid, vpn) in list(self.following.items()):
+            pte = processes[pid].mm.ptes.get(vpn) if processes[pid].alive else None
+            copied = pte is not None and pte.present and pages[pte.pfn].anon
+            if len(view.tokens) != n or view.mappers <= 0 or copied or self.space[pid].get(vpn) is not view:
                 del self.following[key]
             elif view.tokens[-1] != source.tokens[-1]:
-                self.follow(view, source)
+                self.follow(pid, vpn, source)
 
     def record_write(self, pid: int, vpn: int, token: int, who: str) -> None:
         """A plugin's operation wrote ``token`` into the process's memory at ``vpn``: the
@@ -343,10 +349,11 @@ class Oracle:
                 space[vpn] = cell
             else:
                 space[vpn] = self._cell(base=cell)
-                followed = self.following.get(id(cell))
-                if followed is not None and len(cell.tokens) == followed[2]:
-                    self.follow(space[vpn], followed[1])
         self.space[child] = space  # type: ignore[index]
+        for vpn, cell in space.items():
+            followed = self.following.get(id(cell.base)) if cell.base is not None else None
+            if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
+                self.follow(child, vpn, followed[1])
         self.dontfork[child] = set()  # type: ignore[index]
         self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]
 

@@ -877,8 +877,8 @@ class Engine:
             if advice in ("dontfork", "dofork"):
                 vma.dontcopy = advice == "dontfork"
             elif advice in ("wipeonfork", "keeponfork"):
-                if vma.shared:
-                    raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared mapping")
+                if vma.shared or vma.attrs.get("vm_file"):     # madvise_behavior(): -EINVAL
+                    raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared or file mapping")
                 vma.wipeonfork = advice == "wipeonfork"
             else:
                 raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")

@@ -179,7 +179,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if plugin_state else ()
     if oracle.following:            # private views still showing their file page
         follows = []
-        for view, source, n in oracle.following.values():
+        for view, source, n, _, _ in oracle.following.values():
             if id(view) in cells:
                 i = cells.get(id(source))
                 if i is None:

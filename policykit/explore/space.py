@@ -307,7 +307,7 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
         if op in ("gup", "pin") and "write" in flags and not all(
                 v.write or ("force" in flags and v.is_cow_mapping) for v in vmas):
             return False
-        if op == "madvise" and a["advice"] == "wipeonfork" and any(v.shared for v in vmas):
+        if op == "madvise" and a["advice"] == "wipeonfork" and any(v.shared or v.attrs.get("vm_file") for v in vmas):
             return False
     if "ref" in a:
         ref = m.refs[runner.rids[a["ref"][0]]]

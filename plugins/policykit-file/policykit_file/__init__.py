@@ -82,7 +82,7 @@ def mmap_file(engine: Any, args: dict[str, Any]) -> Outcome:
     if shared and write and f["readonly"]:
         raise OperationFailed("EACCES", f"file {args['name']!r} is read-only: no shared writable mapping")
     base = engine.mmap(args["process"], args["pages"], shared=shared, write=write,
-                       attrs={"file": args["name"]}, shmem=False)
+                       attrs={"file": args["name"], "vm_file": True}, shmem=False)
     return Outcome(result=base)
 
 
@@ -224,9 +224,8 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
             elif args["sharing"] == "shared":
                 oracle.map_cell(pid, vpn, cell)
             else:                  # a private view: the file's content until written into
-                view = oracle.new_cell(base=cell)
-                oracle.map_cell(pid, vpn, view)
-                oracle.follow(view, cell)
+                oracle.map_cell(pid, vpn, oracle.new_cell(base=cell))
+                oracle.follow(pid, vpn, cell)
     elif step.op == "truncate":
         _forget_truncated(oracle, cells, args["name"], args["pages"])
     elif step.op == "gup" and "zap_race" in args.get("flags", ()):
@@ -250,7 +249,7 @@ def _private_views_again(oracle: Any, cells: dict, pid: int, vpns: Any) -> None:
         if vma is not None and not vma.shared:
             cell = cells.get((vma.attrs["file"], vpn - vma.start + vma.pgoff))
             if cell is not None:
-                oracle.follow(oracle.space[pid][vpn], cell)
+                oracle.follow(pid, vpn, cell)
 
 
 def _forget_truncated(oracle: Any, cells: dict, name: str, size: int) -> None:

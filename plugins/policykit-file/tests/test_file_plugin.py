@@ -86,3 +86,11 @@ def test_truncate_unmaps_and_later_access_is_sigbus():
 @pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
 def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
+
+
+def test_wipeonfork_is_refused_on_a_file_mapping():
+    e = engine()
+    p, b, _ = mapped(e, "private")
+    with pytest.raises(OperationFailed) as exc:
+        op(e, "madvise", process=p, region=range(b, b + 1), advice="wipeonfork")
+    assert exc.value.errno == "EINVAL"

@@ -156,7 +156,8 @@ def hugetlb_pool(engine: Any, args: dict[str, Any]) -> Outcome:
 
 def mmap_hugetlb(engine: Any, args: dict[str, Any]) -> Outcome:
     st = _state(engine)
-    attrs: dict[str, Any] = {"hugetlb": True, "hpage_size": args["size"]}
+    # even MAP_ANONYMOUS|MAP_HUGETLB memory is a hugetlbfs file's (vma->vm_file)
+    attrs: dict[str, Any] = {"hugetlb": True, "hpage_size": args["size"], "vm_file": True}
     if args["sharing"] == "shared":
         attrs["object"] = st["next"]
         st["objects"][st["next"]] = {}
@@ -172,7 +173,7 @@ def mmap_hugetlb_file(engine: Any, args: dict[str, Any]) -> Outcome:
     st = _state(engine)
     key = f"file:{args['name']}"
     st["objects"].setdefault(key, {})
-    attrs = {"hugetlb": True, "hpage_size": args["size"], "object": key}
+    attrs = {"hugetlb": True, "hpage_size": args["size"], "object": key, "vm_file": True}
     base = engine.mmap(args["process"], args["pages"], shared=args["sharing"] == "shared",
                        attrs=attrs, shmem=False)
     return Outcome(result=base)
@@ -309,8 +310,20 @@ def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, 
                 cell = cells[(args["name"], i)] = oracle.new_cell(shared=True)
             view = cell if args["sharing"] == "shared" else oracle.new_cell(base=cell)
             oracle.map_cell(args["process"], outcome.result + i, view)
-            if view is not cell:           # private: the file's content until written into
-                oracle.follow(view, cell)
+            if view is not cell:           # private: the file's content until copied
+                oracle.follow(args["process"], outcome.result + i, cell)
+    elif outcome.ok and (step.op == "madvise" and args["advice"] == "dontneed"
+                         or step.op == "gup" and "zap_race" in args.get("flags", ())):
+        # the private view of a file page that was zapped shows the file again
+        cells = oracle.state.get("hugetlb.cells", {})
+        zapped = args["region"] if step.op == "madvise" else oracle.engine.zapped_by_race
+        mm = oracle.engine.machine.processes[args["process"]].mm
+        for vpn in args["region"]:
+            vma = mm.find_vma(vpn)
+            if vpn in zapped and vma is not None and not vma.shared and str(vma.attrs.get("object", "")).startswith("file:"):
+                cell = cells.get((vma.attrs["object"][5:], vpn - vma.start + vma.pgoff))
+                if cell is not None:
+                    oracle.follow(args["process"], vpn, cell)
 
 
 @hookimpl
