@@ -498,7 +498,10 @@ def policykit_oracle_step(oracle: Oracle, step: Step, outcome: Outcome,
     :param args: the step's resolved arguments (pids, vpns, reference ids).
     :returns: violations found, or None.
 
-    Called after the built-in oracle has judged the step, for every step that ran.
+    Called after the built-in oracle has judged the step, for every step that ran.  A
+    plugin whose operations change memory tells the logical model with the oracle's
+    helpers: ``new_cell``, ``map_cell``, ``forget``, ``record_write``, ``name_region``,
+    and ``follow`` (a private view of a file page that shows the file until copied).
     """
 
 

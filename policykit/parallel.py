@@ -64,11 +64,12 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
                     results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
         finally:
             for pid, reader, _ in workers:      # this process failed: stop the others
-                _stop(pid, reader)
+                stop_worker(pid, reader)
     return results
 
 
-def _stop(pid: int, reader: int) -> None:
+def stop_worker(pid: int, reader: int) -> None:
+    """Close the pipe from a forked worker, end it and reap it."""
     os.close(reader)
     try:
         os.kill(pid, signal.SIGTERM)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PolicyKitError
+from ..parallel import WorkerError, stop_worker
 from .canonical import fingerprint
 from .search import rebuild, take, weight
 from .visited import FingerprintSet
@@ -35,12 +34,6 @@ if TYPE_CHECKING:
     from .search import Node, Search
 
 _HEADER = struct.Struct("<Q")
-
-
-class WorkerError(PolicyKitError):
-    """A worker process failed: a bug in policykit or a plugin."""
-
-    exit_code = 3
 
 
 def _send(fd: int, obj: Any) -> None:
@@ -156,12 +149,7 @@ class Workers:
             except OSError:
                 pass
             os.close(to_w)
-            os.close(from_r)
-            try:
-                os.kill(pid, signal.SIGTERM)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            stop_worker(pid, from_r)
         self.procs = []
 
 
