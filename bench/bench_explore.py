@@ -34,7 +34,7 @@ POLICY = "linux-6.x"
 
 
 def search(session: Session, bounds: Bounds, jobs: int = 1) -> Search:
-    space = Space.build(session.registry, bounds)
+    space = Space.build(session.registry, bounds, policies=[session.policy])
     s = Search(space, [st.node for st in starts([session], bounds)], lambda *a: False, jobs=jobs)
     s.run()
     return s
@@ -54,7 +54,7 @@ def one_core(session: Session) -> None:
 
 def split(session: Session, bounds: Bounds) -> None:
     """The time of a transition, part by part, on the states of the first levels."""
-    space = Space.build(session.registry, bounds)
+    space = Space.build(session.registry, bounds, policies=[session.policy])
     timed = {"restore": 0.0, "apply": 0.0, "oracle": 0.0, "canonical form + hash": 0.0}
     registry = session.registry
     original = dict(registry.operations)

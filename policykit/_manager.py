@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import weakref
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class Policy:
     rules: tuple[str, ...] = ()
     #: why the policy reads engine-private truth, if it does
     unrealizable: str | None = None
+    #: every name written after a dot in the policy and what it extends: a superset of
+    #: the attributes its rules can read (None for a Python policy: anything)
+    mentions: frozenset[str] | None = None
 
 
 @functools.cache
@@ -264,8 +268,9 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
         compiled = dsl.compile_policy(checked)
         rules = tuple(f"{Path(r.span.filename).name}:{r.span.line}"
                       for block in checked.blocks.values() for r in block.rules)
+        mentions = frozenset(re.findall(r"\.\s*([A-Za-z_]\w*)", "\n".join(checked.sources)))
         return Policy(checked.name, compiled.plugin, checked.filename, checked.summary, rules,
-                      checked.unrealizable)
+                      checked.unrealizable, mentions)
     path = Path(spec)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():

@@ -165,7 +165,7 @@ def _search_setup(ns: argparse.Namespace, sessions: list[Session]):  # type: ign
     bounds = Bounds(procs=ns.procs, pages=ns.pages, refs=ns.refs, depth=ns.depth,
                     max_states=ns.max_states or 0, time=ns.time or 0.0)
     ops = [o for item in ns.ops or () for o in item.split(",")]
-    space = Space.build(sessions[0].registry, bounds, ops, ns.domain or ())
+    space = Space.build(sessions[0].registry, bounds, ops, ns.domain or (), [s.policy for s in sessions])
     variants = [v for item in ns.variants or () for v in item.split(",") if v]
     return space, starts(sessions, bounds, variants, getattr(ns, "from_path", None))
 
@@ -187,7 +187,7 @@ def _command_line(argv: Sequence[str] | None) -> list[str]:
 def cmd_explore(ns: argparse.Namespace) -> int:
     from .explore import explore
     from .explore.report import render_explore
-    from .explore.witness import expectations, scenario_text, slug, traced_run
+    from .explore.witness import expectations, scenario_text, slug, traced_run, write_file
 
     session = Session(load_policy(ns.policy))
     baseline = Session(load_policy(ns.baseline)) if ns.baseline else None
@@ -207,7 +207,6 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         text = scenario_text(name, title, f.lines, command, comments, f.expectations)
         f.run = traced_run(session, text, f"{name}.scn")
         if ns.out:
-            from .explore import write_file
             f.file = write_file(ns.out, name, text)
     print(render_explore(res, ns.format, " ".join(command)))
     return ExitCode.FAILED if res.findings else ExitCode.OK
@@ -216,7 +215,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
 def cmd_diverge(ns: argparse.Namespace) -> int:
     from .explore import check_same_registry, cost_metrics, diverge
     from .explore.report import render_diverge
-    from .explore.witness import expectations, scenario_text, slug, traced_run
+    from .explore.witness import expectations, scenario_text, slug, traced_run, write_file
 
     sessions = [Session(load_policy(p)) for p in ns.policies]
     if len(sessions) < 2:
@@ -242,7 +241,6 @@ def cmd_diverge(ns: argparse.Namespace) -> int:
             budgets = {r.policy: ", ".join(f"{m} == {r.metrics[m]}" for m in differ) for r in res.runs}
         text = scenario_text(name, title, res.lines, command, comments, expect, budgets)
         if ns.out:
-            from .explore import write_file
             res.file = write_file(ns.out, name, text)
     print(render_diverge(res, ns.format, " ".join(_command_line(ns.argv))))
     return ExitCode.FAILED if res.lines is not None else ExitCode.OK

@@ -363,3 +363,27 @@ def test_the_steps_cached_by_shape_are_those_of_each_state():
             nxt.extend(take(node, step, depth)[0] for step in space.steps(node[0], depth))
         level = nxt
     assert checked > 300
+
+
+def test_a_flag_no_policy_mentions_is_not_tried():
+    from policykit import Policy
+
+    s = session("linux-6.x")
+    gup = s.registry.operations["gup"]
+    flags = next(p for p in gup.params if p.name == "flags")
+    plain = Space.build(s.registry, Bounds())
+    pruned = Space.build(s.registry, Bounds(), policies=[s.policy])
+    assert "fast" not in s.policy.mentions
+    assert any("fast" in f for f in plain.domain(gup, flags))
+    assert not any("fast" in f for f in pruned.domain(gup, flags))
+    assert set(pruned.domain(gup, flags)) == {f - {"fast"} for f in plain.domain(gup, flags)}
+    # a policy that mentions it, or a Python policy (anything), keeps it
+    python = Policy("py", object(), "x.py")
+    assert any("fast" in f for f in Space.build(s.registry, Bounds(), policies=[s.policy, python])
+               .domain(gup, flags))
+    # and the search finds the same on the default operations
+    bounds = Bounds(depth=3)
+    a = explore(s, Space.build(s.registry, bounds), starts([s], bounds))
+    b = explore(s, Space.build(s.registry, bounds, policies=[s.policy]), starts([s], bounds))
+    assert [(f.cls, f.point, f.lines) for f in a.findings] == [(f.cls, f.point, f.lines) for f in b.findings]
+    assert b.stats.generated < a.stats.generated

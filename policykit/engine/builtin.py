@@ -269,7 +269,7 @@ def policykit_add_operations() -> list[OperationSpec]:
           _madvise, "MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTNEED"),
         o("clear_refs", (_PROC,), _clear_refs, "echo 4 > /proc/pid/clear_refs (soft-dirty)"),
         o("gup", (_PROC, _REGION, P("kind", "word", ("get", "pin")),
-                  P("flags", "flags", _GUP_FLAGS, explore=_GUP_EXPLORE)),
+                  P("flags", "flags", _GUP_FLAGS, explore=_GUP_EXPLORE, informs=("fast",))),
           _gup, "get_user_pages (get) or pin_user_pages (pin), with FOLL_* flags", result="ref"),
         o("pin", (_PROC, _REGION, P("flags", "flags", _GUP_FLAGS)), _pin,
           "pin_user_pages: same as 'gup ... pin'", result="ref"),

@@ -85,6 +85,9 @@ class Param:
     #: empty: every choice of a word, every subset of flags, the default (or 1) of an
     #: int, ``f`` for a name.  Processes, regions and references come from the state.
     explore: tuple[Any, ...] = ()
+    #: flags that only reach the policy (as ``foll.NAME``), no mechanism: explore does
+    #: not try them for policies that never mention them
+    informs: tuple[str, ...] = ()
 
 
 @final

@@ -5,26 +5,27 @@ The pieces, each its own module: what may be done next and within which bounds
 (:mod:`.space`), the canonical form of a state (:mod:`.canonical`), the visited set
 (:mod:`.visited`), the breadth-first search (:mod:`.search`, shared out between workers by
 :mod:`.parallel`), shrinking (:mod:`.shrink`), and turning a finding into a scenario
-file (:mod:`.witness`).  This module puts them together.
+file (:mod:`.witness`), what may be hidden (:mod:`.known`), and what is printed
+(:mod:`.report`).  This module puts them together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import PluginError, PolicyKitError, ScenarioError, did_you_mean
 from ..run import RunResult, Session
 from ..scenario import load_scenarios, scenario_from_text, scenarios_from_text
 from ..scenario.model import Scenario
 from .known import KNOWN, Ignore
-from .search import Node, Search, Stats, Trace, Verdict, take
+from .search import Node, Search, Stats, Verdict, take
 from .shrink import shrink
 from .space import EXPLORE_FILE, Bounds, ExploreError, Space
 
 __all__ = ["Bounds", "DivergeResult", "ExploreError", "ExploreResult", "Finding", "KNOWN", "Space",
-           "Start", "diverge", "explore", "starts"]
+           "Start", "diverge", "explore", "replay", "starts"]
+
 
 def cost_metrics(session: Session) -> tuple[str, ...]:
     """The metrics ``diverge --cost`` compares: pages and bytes copied, the core's and
@@ -141,7 +142,6 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
     rules = Ignore(ignore, session.registry.violation_classes)
     found: dict[tuple[str, str], tuple[int, str, int]] = {}
     hidden: dict[str, set[tuple[str, str]]] = {"baseline": set(), "ignore": set()}
-    trace = Trace()
 
     def judge(parent: int, step: str, verdicts: tuple[Verdict, ...], depth: int) -> bool:
         mine = verdicts[0]
@@ -154,7 +154,7 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                 continue
             if cls in base:
                 hidden["baseline"].add(key)
-            elif rules.hides(cls, mine, lambda: _path_lines(start, trace, parent, step)):
+            elif rules.hides(cls, mine, lambda: _path_lines(start, search, parent, step)):
                 hidden["ignore"].add(key)
             else:
                 found[key] = (parent, step, depth)
@@ -164,11 +164,11 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                     return True
         return False
 
-    search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, keep=keep, trace=trace)
+    search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, keep=keep)
     stats = search.run()
     findings = []
     for (cls, point), (parent, step, depth) in found.items():
-        root, lines = _path(start, trace, parent, step)
+        root, lines = _path(start, search, parent, step)
         findings.append(_shrunk_finding(sessions, rules, cls, point, lines, start[root], depth))
     findings.sort(key=lambda f: (f.depth, f.cls, f.point))
     stats.hidden = sum(len(v) for v in hidden.values())
@@ -176,13 +176,14 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                          {k: len(v) for k, v in hidden.items() if v})
 
 
-def _path(start: Sequence[Start], trace: Trace, parent: int, step: str) -> tuple[int, list[str]]:
-    root, steps = trace.path(parent)
-    return root, start[root].lines + steps + [step]
+def _path(start: Sequence[Start], search: Search, parent: int, step: str) -> tuple[int, list[str]]:
+    """(the start's position, the witness's lines) of the step ``step`` from ``parent``."""
+    root, lines = search.path(parent)
+    return root, start[root].lines + lines + [step]
 
 
-def _path_lines(start: Sequence[Start], trace: Trace, parent: int, step: str) -> tuple[list[str], int]:
-    root, lines = _path(start, trace, parent, step)
+def _path_lines(start: Sequence[Start], search: Search, parent: int, step: str) -> tuple[list[str], int]:
+    root, lines = _path(start, search, parent, step)
     return lines, len(start[root].lines)
 
 
@@ -267,7 +268,7 @@ def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], c
     if not hit:
         return result
     parent, step, depth = hit[0]
-    root, lines = _path(start, search.trace, parent, step)
+    root, lines = _path(start, search, parent, step)
 
     def holds(cand: list[str]) -> bool:
         verdicts = replay(sessions, cand, metrics)
@@ -291,9 +292,3 @@ def check_same_registry(sessions: Sequence[Session]) -> None:
         if set(s.registry.operations) != ops:
             raise PolicyKitError(f"{s.policy.name} runs with other plugins than {sessions[0].policy.name}")
 
-
-def write_file(out_dir: str, name: str, text: str) -> str:
-    path = Path(out_dir) / f"{name}.scn"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return str(path)

@@ -69,7 +69,7 @@ def _read(fd: int, n: int) -> bytes | None:
 class Workers:
     """The worker processes of one search, started with the first level's states."""
 
-    def __init__(self, search: Search, frontier: list[tuple[int, Node]]) -> None:
+    def __init__(self, search: Search, frontier: list[tuple[int, Node]], depth: int) -> None:
         self.search = search
         self.procs: list[tuple[int, int, int]] = []     # pid, to worker, from worker
         n = max(1, search.jobs)
@@ -85,7 +85,7 @@ class Workers:
                     os.close(fd)
                 status = 0
                 try:
-                    _serve(search, mine, to_r, from_w)
+                    _serve(search, mine, depth, to_r, from_w)
                 except BaseException:                  # noqa: BLE001 - reported through the pipe
                     status = 1
                 finally:
@@ -112,17 +112,17 @@ class Workers:
             rows, generated, stopped = value
             st.generated += generated
             cut = cut or stopped
-            answers.extend((parent, idx, fp, text, verdicts, k) for parent, idx, fp, text, verdicts in rows)
+            answers.extend((parent, idx, fp, new, text, verdicts, k) for parent, idx, fp, new, text, verdicts in rows)
         answers.sort(key=lambda a: (a[0], a[1]))
         keep: list[list[tuple[int, int, int]]] = [[] for _ in self.procs]
         nxt = []
         stop = False
-        for parent, idx, fp, text, verdicts, k in answers:
+        for parent, idx, fp, new, text, verdicts, k in answers:
             if verdicts is not None and not stop and search.judge(parent, text, verdicts, depth):
                 stop = True
                 st.exhaustive, st.stopped = False, "stopped at the first finding"
-            if text is not None and visited.add(fp):
-                gid = search.trace.add(parent, text)
+            if new and visited.add(fp):
+                gid = search.trace.add(parent, idx)
                 keep[k].append((parent, idx, gid))
                 nxt.append((gid, None))
                 st.distinct += 1
@@ -153,16 +153,17 @@ class Workers:
         self.procs = []
 
 
-def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int) -> None:
+def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: int, wfd: int) -> None:
     """A worker's loop: expand its states when asked, keep the children it is told to.
-    Its first states are kept for good; of the later ones it keeps the way to each
-    (parent and step) and, within its share of ``search.keep``, the state itself."""
+    Its first states (at ``depth``) are kept for good; of the later ones it keeps the way
+    to each (parent and step position) and, within its share of ``search.keep``, the
+    state itself."""
     seen = FingerprintSet()
     space, metrics, interesting = search.space, search.copy_metrics, search.interesting
-    base = dict(frontier)
-    ways: dict[int, tuple[int, Step]] = {}
+    base = {gid: (node, depth) for gid, node in frontier}
+    ways: dict[int, tuple[int, int]] = {}
     share = max(1, search.keep // max(1, search.jobs))
-    pending: dict[tuple[int, int], tuple[Node | None, Step]] = {}
+    pending: dict[tuple[int, int], Node | None] = {}
     work: list[tuple[int, Node | None]] = list(frontier)
     while True:
         try:
@@ -175,14 +176,14 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
             work = []
             room = share
             for parent, idx, gid in msg[1]:
-                child, step = pending[(parent, idx)]
-                ways[gid] = (parent, step)
+                child = pending[(parent, idx)]
+                ways[gid] = (parent, idx)
                 if child is not None:
                     room -= weight(child)
                 work.append((gid, child if room >= 0 else None))
             pending = {}
             continue
-        _, depth, deadline = msg
+        _, level, deadline = msg
         rows = []
         generated = 0
         stopped = False
@@ -193,18 +194,20 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], rfd: int, wfd: int)
                     stopped = True
                     break
                 if node is None:
-                    node = rebuild(base, ways.__getitem__, gid, metrics)
-                for idx, step in enumerate(space.steps(node[0], depth)):
-                    child, verdicts = take(node, step, depth, metrics)
+                    node = rebuild(space, base, ways.__getitem__, gid, metrics)
+                steps = space.steps(node[0], level)
+                last = len(steps) - 1 if gid not in base else -1
+                for idx, step in enumerate(steps):
+                    child, verdicts = take(node, step, level, metrics, idx == last)
                     generated += 1
                     fp = fingerprint(child)
                     new = seen.add(fp)
                     hit = interesting(verdicts)
                     if new:
                         room -= weight(child)
-                        pending[(gid, idx)] = (child if room >= 0 else None, step)
+                        pending[(gid, idx)] = child if room >= 0 else None
                     if new or hit:
-                        rows.append((gid, idx, fp, step.text, verdicts if hit else None))
+                        rows.append((gid, idx, fp, new, step.text if hit else None, verdicts if hit else None))
             _send(wfd, ("ok", (rows, generated, stopped)))
         except BaseException as exc:  # noqa: BLE001 - the coordinator reports it
             _send(wfd, ("error", f"{type(exc).__name__}: {exc}"))

@@ -5,8 +5,8 @@ A *node* is one run in progress per policy (one for ``explore``, one per policy 
 step in every run.  The oracle judges every step, and what the end-of-run audit would
 find if the run stopped there.  Nodes are deduplicated by the fingerprint of their
 canonical form (:mod:`.canonical`), so each distinct state is expanded once; the
-visited set keeps 8-byte fingerprints, the trace store a parent index and a step per
-state, from which a witness is rebuilt.
+visited set keeps 8-byte fingerprints, the trace store a parent and a step position per
+state, from which a witness is taken again.
 
 The search goes level by level: every node at depth d is expanded, in a fixed order,
 before any at d+1, so the first witness of anything is a shortest one, and the same
@@ -78,30 +78,27 @@ class Stats:
 
 
 class Trace:
-    """Parent pointers: for every state, the state it was reached from and the step (a
-    :class:`Step`, or its text where only the text came back from a worker)."""
+    """How every state was reached: its parent and the position of the step in the
+    parent's enumeration (10 bytes a state; a start state has parent -1).  The steps
+    themselves are found again by taking the way from the start (:meth:`Search.path`)."""
 
     def __init__(self) -> None:
         self.parents = array("q")
-        self.steps: list[Step | str] = []
+        self.index = array("H")
 
-    def add(self, parent: int, step: Step | str) -> int:
+    def add(self, parent: int, index: int) -> int:
         self.parents.append(parent)
-        self.steps.append(step)
+        self.index.append(index)
         return len(self.parents) - 1
 
-    def path(self, gid: int) -> tuple[int, list[str]]:
-        """(the start state it began from, the steps' lines from it to state ``gid``)."""
-        root, steps = self.path_steps(gid)
-        return root, [s if isinstance(s, str) else s.text for s in steps]
-
-    def path_steps(self, gid: int) -> tuple[int, list[Step | str]]:
-        steps = []
+    def chain(self, gid: int) -> tuple[int, list[int]]:
+        """(the start state's id, the step positions from it to state ``gid``)."""
+        out = []
         while self.parents[gid] >= 0:
-            steps.append(self.steps[gid])
+            out.append(self.index[gid])
             gid = self.parents[gid]
-        steps.reverse()
-        return gid, steps
+        out.reverse()
+        return gid, out
 
 
 def weight(node: Node) -> int:
@@ -109,18 +106,28 @@ def weight(node: Node) -> int:
     return sum(4 + len(r.engine.machine.pages) for r in node)
 
 
-def rebuild(base: dict[int, Node], parents: Callable[[int], tuple[int, Step]], gid: int,
-            metrics: Sequence[str] = ()) -> Node:
-    """The state ``gid``, taken again from the nearest kept ancestor in ``base``: a
-    frontier too large to keep in memory keeps only the way to each state."""
+def replay_way(space: Space, node: Node, way: Sequence[int], depth: int = 0,
+               metrics: Sequence[str] = ()) -> tuple[Node, list[Step]]:
+    """Take again, from ``node`` at ``depth``, the steps at positions ``way`` of each
+    state's enumeration (``node`` itself is left as it is): the state reached, the steps."""
     steps = []
-    while gid not in base:
-        gid, step = parents(gid)
-        steps.append(step)
-    node = base[gid]
-    for depth, step in enumerate(reversed(steps), 1):
+    for depth, idx in enumerate(way, depth + 1):
+        step = space.steps(node[0], depth)[idx]
         node = take(node, step, depth, metrics)[0]
-    return node
+        steps.append(step)
+    return node, steps
+
+
+def rebuild(space: Space, base: dict[int, tuple[Node, int]], ways: Callable[[int], tuple[int, int]],
+            gid: int, metrics: Sequence[str] = ()) -> Node:
+    """The state ``gid``, taken again from its nearest ancestor kept in ``base`` (id ->
+    (state, depth)); ``ways(gid)`` gives a state's parent and step position."""
+    way = []
+    while gid not in base:
+        gid, idx = ways(gid)
+        way.append(idx)
+    node, depth = base[gid]
+    return replay_way(space, node, way[::-1], depth, metrics)[0]
 
 
 def audit(runner: Runner) -> list[Violation]:
@@ -139,12 +146,14 @@ def audit(runner: Runner) -> list[Violation]:
         o._seen, o._line = seen, line
 
 
-def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = ()) -> tuple[Node, tuple[Verdict, ...]]:
-    """Copy ``node`` and take ``step`` in each of its runs; the new node and the verdicts."""
+def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = (),
+         in_place: bool = False) -> tuple[Node, tuple[Verdict, ...]]:
+    """Copy ``node`` (or, ``in_place``, use it up) and take ``step`` in each of its runs;
+    the new node and the verdicts."""
     out = []
     verdicts = []
     for runner in node:
-        r = runner.copy()
+        r = runner if in_place else runner.copy()
         o = r.oracle
         o.violations, o._seen = [], set()
         before = [r.engine.metrics[m] for m in copy_metrics] if copy_metrics else ()
@@ -202,7 +211,27 @@ class Search:
     trace: Trace = field(default_factory=Trace)
     stats: Stats = field(default_factory=Stats)
     _workers: Any = None
-    _base: dict[int, Node] = field(default_factory=dict)
+    #: the start states, by id, at depth 0
+    _base: dict[int, tuple[Node, int]] = field(default_factory=dict)
+    #: start state id -> its position in ``roots``
+    root_index: dict[int, int] = field(default_factory=dict)
+    _paths: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
+
+    def path(self, gid: int) -> tuple[int, list[str]]:
+        """(the position in ``roots`` of the start, the lines of the steps from it) of
+        state ``gid``, found again by taking the way there."""
+        hit = self._paths.get(gid)
+        if hit is None:
+            root, way = self.trace.chain(gid)
+            node, depth = self._base[root]
+            steps = replay_way(self.space, node, way, depth, self.copy_metrics)[1]
+            if len(self._paths) > 4096:
+                self._paths.clear()
+            hit = self._paths[gid] = (self.root_index[root], [st.text for st in steps])
+        return hit
+
+    def _ways(self, gid: int) -> tuple[int, int]:
+        return self.trace.parents[gid], self.trace.index[gid]
 
     def run(self) -> Stats:
         # States are acyclic garbage: reference counting frees them, and a collector
@@ -224,10 +253,11 @@ class Search:
         visited = FingerprintSet()
         frontier: list[tuple[int, Node | None]] = []
         self._base = {}
-        for node in self.roots:
+        for n, node in enumerate(self.roots):
             if visited.add(fingerprint(node)):
-                gid = self.trace.add(-1, "")
-                self._base[gid] = node
+                gid = self.trace.add(-1, 0)
+                self._base[gid] = (node, 0)
+                self.root_index[gid] = n
                 frontier.append((gid, node))
         st.distinct = len(frontier)
         bounds = self.space.bounds
@@ -268,13 +298,9 @@ class Search:
         interesting = self.interesting
         trace = self.trace
         room = self.keep
-
-        def parent(gid: int) -> tuple[int, Step]:
-            return trace.parents[gid], trace.steps[gid]  # type: ignore[return-value]
-
         for n, (gid, node) in enumerate(frontier):
             if node is None:
-                node = rebuild(self._base, parent, gid, metrics)
+                node = rebuild(space, self._base, self._ways, gid, metrics)
             if n % 64 == 0 and n:
                 why = self._limits_hit(start)
                 if why:
@@ -284,8 +310,11 @@ class Search:
                     st.elapsed = time.perf_counter() - start
                     st.frontier = len(frontier) - n
                     self.progress(st)
-            for step in space.steps(node[0], depth):
-                child, verdicts = take(node, step, depth, metrics)
+            steps = space.steps(node[0], depth)
+            last = len(steps) - 1 if gid not in self._base else -1
+            for i, step in enumerate(steps):
+                # the last step may use the state up: nothing reads it after its level
+                child, verdicts = take(node, step, depth, metrics, i == last)
                 st.generated += 1
                 if interesting(verdicts) and judge(gid, step.text, verdicts, depth):
                     st.exhaustive, st.stopped = False, "stopped at the first finding"
@@ -293,16 +322,14 @@ class Search:
                 if visited.add(fingerprint(child)):
                     st.distinct += 1
                     room -= weight(child)
-                    nxt.append((trace.add(gid, step), child if room >= 0 else None))
+                    nxt.append((trace.add(gid, i), child if room >= 0 else None))
         return nxt, stop, False
 
     def _expand_parallel(self, frontier: list[tuple[int, Node]], depth: int, visited: FingerprintSet,
                          start: float) -> tuple[list[tuple[int, Node]], bool, bool]:
         from .parallel import Workers
         if self._workers is None:
-            trace = self.trace
             materialized = [(gid, node if node is not None else rebuild(
-                self._base, lambda g: (trace.parents[g], trace.steps[g]), gid, self.copy_metrics))  # type: ignore[return-value]
-                for gid, node in frontier]
-            self._workers = Workers(self, materialized)
+                self.space, self._base, self._ways, gid, self.copy_metrics)) for gid, node in frontier]
+            self._workers = Workers(self, materialized, depth - 1)
         return self._workers.level(depth, visited, start)

@@ -82,12 +82,17 @@ class Space:
 
     # -- construction --------------------------------------------------------------------
 
+    #: flags left out of every domain: no policy searched mentions them (Param.informs)
+    unread: frozenset[str] = frozenset()
+
     @classmethod
     def build(cls, registry: Registry, bounds: Bounds, ops: Iterable[str] = (),
-              domains: Iterable[str] = ()) -> Space:
+              domains: Iterable[str] = (), policies: Iterable[Any] = ()) -> Space:
         """``ops``: names to use instead of the default (every operation but
         :data:`SETUP_OPS`); ``+NAME`` adds one, ``-NAME`` leaves one out; a plugin's
-        name (``file``, ``swap``) stands for all its operations."""
+        name (``file``, ``swap``) stands for all its operations.  ``policies`` (the
+        :class:`~policykit.Policy` objects searched): a flag that only informs the policy
+        (``Param.informs``) is not tried when none of them mentions it."""
         specs = registry.operations
         chosen = [n for n, s in specs.items() if n not in SETUP_OPS and s.provider == "policykit"]
         items = [o.strip() for o in ops if o.strip()]
@@ -112,6 +117,10 @@ class Space:
                 elif n not in chosen:
                     chosen.append(n)
         space = cls(registry, tuple(specs[n] for n in chosen), bounds)
+        mentions = [getattr(p, "mentions", None) for p in policies]
+        if mentions and all(m is not None for m in mentions):
+            informs = {f for spec in space.ops for p in spec.params for f in p.informs}
+            space.unread = frozenset(f for f in informs if not any(f in m for m in mentions))  # type: ignore[operator]
         for text in domains:
             space._set_domain(text)
         return space
@@ -158,12 +167,16 @@ class Space:
         d = self.domains.get((spec.name, p.name))
         if d is not None:
             return d
+        if p.kind == "flags":
+            sets = [frozenset(v) for v in p.explore] if p.explore else list(_subsets(p.choices))
+            unread = self.unread.intersection(p.informs)
+            if unread:                  # the same step for these policies: try it once
+                sets = list(dict.fromkeys(s - unread for s in sets))
+            return tuple(sets)
         if p.explore:
-            return tuple(frozenset(v) if p.kind == "flags" else v for v in p.explore)
+            return p.explore
         if p.kind == "word":
             return p.choices
-        if p.kind == "flags":
-            return _subsets(p.choices)
         if p.kind == "name":
             return ("f",)
         return (p.default if p.default is not None else 1,)
@@ -178,7 +191,7 @@ class Space:
         key = (line, _shape(runner))
         cached = self._cache.get(key)
         if cached is None:
-            if len(self._cache) > 50_000:
+            if len(self._cache) > 4096:
                 self._cache.clear()
             cached = self._cache[key] = list(self._enumerate(runner, line))
         return cached

@@ -8,7 +8,10 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from pathlib import Path
+
 from .._manager import load_policy
+from ..errors import PolicyKitError
 from ..run import RunResult, Session
 from ..scenario import scenario_from_text
 from ..scenario.model import Scenario
@@ -67,3 +70,14 @@ def expectations(text: str, filename: str, searched: Sequence[Session]) -> dict[
 
 def traced_run(session: Session, text: str, filename: str) -> RunResult:
     return session.run(parse(session, text, filename), trace=True)
+
+
+def write_file(out_dir: str, name: str, text: str) -> str:
+    """Write a witness as ``OUT_DIR/NAME.scn``; its path."""
+    path = Path(out_dir) / f"{name}.scn"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PolicyKitError(f"{path}: cannot write the witness: {exc.strerror}") from None
+    return str(path)
