@@ -122,7 +122,8 @@ def memory(session: Session) -> None:
     table = s.stats.visited_bytes
     print(f"visited set: {table / s.stats.distinct:.1f} bytes/state in its table ({s.stats.distinct:,} states; "
           f"floor <= 64: {'met' if table / s.stats.distinct <= 64 else 'NOT met'}); the trace store "
-          f"(parent and step of each state) {8 + 8:d} bytes/state more")
+          f"(parent and step position of each state) "
+          f"{(s.trace.parents.itemsize + s.trace.index.itemsize):d} bytes/state more")
     # the frontier: states of one level, measured on their own
     space = Space.build(session.registry, bounds)
     level = [starts([session], bounds)[0].node]

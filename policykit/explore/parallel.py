@@ -18,6 +18,7 @@ plugins and the start states without sending them.
 
 from __future__ import annotations
 
+import heapq
 import os
 import pickle
 import struct
@@ -66,6 +67,11 @@ def _read(fd: int, n: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _tagged(rows: list[Any], k: int) -> Any:
+    for row in rows:
+        yield row, k
+
+
 class Workers:
     """The worker processes of one search, started with the first level's states."""
 
@@ -103,7 +109,7 @@ class Workers:
         deadline = start + b.time if b.time else 0.0
         for _, to_w, _ in self.procs:
             _send(to_w, ("expand", depth, deadline))
-        answers = []
+        shares = []
         cut = False
         for k, (_, _, from_r) in enumerate(self.procs):
             kind, value = self._answer(from_r)
@@ -112,12 +118,13 @@ class Workers:
             rows, generated, stopped = value
             st.generated += generated
             cut = cut or stopped
-            answers.extend((parent, idx, fp, new, text, verdicts, k) for parent, idx, fp, new, text, verdicts in rows)
-        answers.sort(key=lambda a: (a[0], a[1]))
+            shares.append(_tagged(rows, k))
+        # each worker's rows come in its states' order: merge them, do not sort them all
+        answers = heapq.merge(*shares, key=lambda rk: (rk[0][0], rk[0][1]))
         keep: list[list[tuple[int, int, int]]] = [[] for _ in self.procs]
         nxt = []
         stop = False
-        for parent, idx, fp, new, text, verdicts, k in answers:
+        for (parent, idx, fp, new, text, verdicts), k in answers:
             if verdicts is not None and not stop and search.judge(parent, text, verdicts, depth):
                 stop = True
                 st.exhaustive, st.stopped = False, "stopped at the first finding"
@@ -207,7 +214,8 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
                         room -= weight(child)
                         pending[(gid, idx)] = child if room >= 0 else None
                     if new or hit:
-                        rows.append((gid, idx, fp, new, step.text if hit else None, verdicts if hit else None))
+                        rows.append((gid, idx, fp, new, step.text if hit else None,
+                                     tuple(v.brief() for v in verdicts) if hit else None))
             _send(wfd, ("ok", (rows, generated, stopped)))
         except BaseException as exc:  # noqa: BLE001 - the coordinator reports it
             _send(wfd, ("error", f"{type(exc).__name__}: {exc}"))

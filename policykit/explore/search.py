@@ -48,6 +48,10 @@ class Verdict:
     #: a live short-term read-only FOLL_PIN holds the shared zero page (``--ignore known``)
     pins_zero_page: bool = False
 
+    def brief(self) -> Verdict:
+        """The verdict without its violations' text: what a search judges by."""
+        return Verdict(self.classes, (), self.point, self.copies, self.pins_zero_page) if self.violations else self
+
 
 @dataclass
 class Stats:
@@ -63,7 +67,6 @@ class Stats:
     left: int = 0                 # states left unexpanded by the stop
     visited_bytes: int = 0
     hidden: int = 0               # violations hidden by --ignore or --baseline
-    split: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
