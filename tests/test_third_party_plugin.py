@@ -1,6 +1,7 @@
-"""A third-party plugin, built from docs/plugins.md in a temp dir, installed into this venv
-with its own pyproject and entry point: its operation, attribute and decision point are
-usable from scenarios and .pol files, and its own tests pass."""
+"""A third-party plugin, built from docs/plugins.md in a temp dir and installed there (pip
+--target, found through PYTHONPATH: the venv the suite runs in is left as it is), with its
+own pyproject and entry point: its operation, attribute and decision point are usable from
+scenarios and .pol files, and its own tests pass."""
 
 from __future__ import annotations
 
@@ -36,15 +37,13 @@ def installed(tmp_path_factory):
     for name, text in files_of_guide().items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(root)]
+    site = tmp_path_factory.mktemp("site")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(root)]
     done = subprocess.run(pip, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     env = {k: v for k, v in os.environ.items() if k != "POLICYKIT_DISABLE_PLUGIN_AUTOLOAD"}
-    try:
-        yield root, env
-    finally:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "policykit-migrate"],
-                       capture_output=True)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    yield root, env
 
 
 def policykit(args, env):
