@@ -249,8 +249,8 @@ def _shape(runner: Runner) -> tuple:
         proc = m.processes[pid]
         ptes = proc.mm.ptes
         procs.append((n, proc.alive and n not in runner.gone,
-                      tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork)
-                             for v in proc.mm.vmas]),
+                      tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
+                              bool(v.attrs.get("vm_file"))) for v in proc.mm.vmas]),
                       tuple(sorted((vpn, e.writable) for vpn, e in ptes.items() if e.present))))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
@@ -308,10 +308,15 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
         if op == "read" and all(mm.ptes.get(base + i) is not None and mm.ptes[base + i].present
                                 for i in range(lo, hi)):
             return False            # changes nothing, and sees what the audit of this state saw
-        if op == "mprotect" and (all(not v.write for v in vmas) if a["prot"] == "ro" else all(
-                v.write for v in vmas) and not any(
-                (e := mm.ptes.get(base + i)) is not None and e.present and not e.writable for i in range(lo, hi))):
-            return False            # nothing to change, no decision to ask
+        if op == "mprotect":
+            if a["prot"] == "ro":
+                unchanged = all(not v.write for v in vmas)
+            else:
+                ptes = [mm.ptes.get(base + i) for i in range(lo, hi)]
+                unchanged = all(v.write for v in vmas) and all(e is None or not e.present or e.writable
+                                                               for e in ptes)
+            if unchanged:
+                return False        # nothing to change, no decision to ask
         advice = a.get("advice")
         if advice == "dofork" and not any(v.dontcopy for v in vmas) or \
                 advice == "keeponfork" and not any(v.wipeonfork for v in vmas):
