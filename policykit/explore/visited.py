@@ -32,35 +32,29 @@ class FingerprintSet:
         """Bytes the table takes."""
         return self._table.itemsize * len(self._table)
 
+    def _slot(self, fp: int) -> int:
+        """Where ``fp`` (stored form) is, or the empty slot where it would go."""
+        table, mask = self._table, self._mask
+        i = (fp ^ (fp >> 29)) & mask
+        while table[i] != 0 and table[i] != fp:
+            i = (i + 1) & mask
+        return i
+
     def add(self, fp: int) -> bool:
         """Add ``fp``; True when it was not there yet."""
         fp = (fp & _MASK64) or 1
-        table, mask = self._table, self._mask
-        i = (fp ^ (fp >> 29)) & mask
-        while True:
-            slot = table[i]
-            if slot == 0:
-                break
-            if slot == fp:
-                return False
-            i = (i + 1) & mask
-        table[i] = fp
+        i = self._slot(fp)
+        if self._table[i] == fp:
+            return False
+        self._table[i] = fp
         self._len += 1
-        if self._len * 2 > mask:
+        if self._len * 2 > self._mask:
             self._grow()
         return True
 
     def __contains__(self, fp: int) -> bool:
         fp = (fp & _MASK64) or 1
-        table, mask = self._table, self._mask
-        i = (fp ^ (fp >> 29)) & mask
-        while True:
-            slot = table[i]
-            if slot == 0:
-                return False
-            if slot == fp:
-                return True
-            i = (i + 1) & mask
+        return self._table[self._slot(fp)] == fp
 
     def _grow(self) -> None:
         old = self._table
