@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import enum
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,7 +186,7 @@ def _command_line(argv: Sequence[str] | None) -> list[str]:
 def cmd_explore(ns: argparse.Namespace) -> int:
     from .explore import explore
     from .explore.report import render_explore
-    from .explore.witness import expectations, scenario_text, slug, traced_run, write_file
+    from .explore.witness import finding_witness, write_file
 
     session = Session(load_policy(ns.policy))
     baseline = Session(load_policy(ns.baseline)) if ns.baseline else None
@@ -199,13 +198,7 @@ def cmd_explore(ns: argparse.Namespace) -> int:
         print(file=sys.stderr)
     command = _command_line(ns.argv)
     for f in res.findings:
-        name = slug(f"{res.policy}-{f.cls}-{f.point}")
-        title = f"{res.policy}: {f.cls} after {f.point} (found by explore)"
-        comments = [f"found by: {shlex.join(command)}", f"first seen {f.depth} steps after the start; shrunk"]
-        bare = scenario_text(name, title, f.lines, command, comments)
-        f.expectations = expectations(bare, f"{name}.scn", [session])
-        text = scenario_text(name, title, f.lines, command, comments, f.expectations)
-        f.run = traced_run(session, text, f"{name}.scn")
+        name, text = finding_witness(session, f, command)
         if ns.out:
             f.file = write_file(ns.out, name, text)
     print(render_explore(res, ns.format, " ".join(command)))
@@ -213,9 +206,9 @@ def cmd_explore(ns: argparse.Namespace) -> int:
 
 
 def cmd_diverge(ns: argparse.Namespace) -> int:
-    from .explore import check_same_registry, cost_metrics, diverge
+    from .explore import check_same_registry, diverge
     from .explore.report import render_diverge
-    from .explore.witness import expectations, scenario_text, slug, traced_run, write_file
+    from .explore.witness import divergence_witness, write_file
 
     sessions = [Session(load_policy(p)) for p in ns.policies]
     if len(sessions) < 2:
@@ -226,23 +219,12 @@ def cmd_diverge(ns: argparse.Namespace) -> int:
     res = diverge(sessions, space, start, ns.cost, ns.jobs or 1, progress)
     if progress is not None:
         print(file=sys.stderr)
+    command = _command_line(ns.argv)
     if res.lines is not None:
-        command = _command_line(ns.argv)
-        name = slug("diverge-" + "-vs-".join(res.policies))
-        title = f"{' vs '.join(res.policies)}: the {res.what} differ (found by diverge)"
-        comments = [f"found by: {shlex.join(command)}", f"the {res.what} differ at its last step"]
-        bare = scenario_text(name, title, res.lines, command, comments)
-        expect = expectations(bare, f"{name}.scn", sessions)
-        res.runs = [traced_run(s, bare, f"{name}.scn") for s in sessions]
-        budgets = {}
-        if res.cost:
-            metrics = cost_metrics(sessions[0])
-            differ = [m for m in metrics if len({r.metrics[m] for r in res.runs}) > 1]
-            budgets = {r.policy: ", ".join(f"{m} == {r.metrics[m]}" for m in differ) for r in res.runs}
-        text = scenario_text(name, title, res.lines, command, comments, expect, budgets)
+        name, text = divergence_witness(sessions, res, command)
         if ns.out:
             res.file = write_file(ns.out, name, text)
-    print(render_diverge(res, ns.format, " ".join(_command_line(ns.argv))))
+    print(render_diverge(res, ns.format, " ".join(command)))
     return ExitCode.FAILED if res.lines is not None else ExitCode.OK
 
 

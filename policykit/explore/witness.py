@@ -7,14 +7,17 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._manager import load_policy
 from ..errors import PolicyKitError
 from ..run import RunResult, Session
 from ..scenario import scenario_from_text
 from ..scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from . import DivergeResult, Finding
 
 _sessions: dict[str, Session] = {}
 
@@ -81,3 +84,37 @@ def write_file(out_dir: str, name: str, text: str) -> str:
     except OSError as exc:
         raise PolicyKitError(f"{path}: cannot write the witness: {exc.strerror}") from None
     return str(path)
+
+
+def finding_witness(session: Session, f: Finding, command: Sequence[str]) -> tuple[str, str]:
+    """(name, text) of an explore finding's scenario; sets the finding's ``expectations``
+    and ``run`` (its witness run under the policy, traced)."""
+    policy = session.policy.name
+    name = slug(f"{policy}-{f.cls}-{f.point}")
+    title = f"{policy}: {f.cls} after {f.point} (found by explore)"
+    comments = [f"found by: {shlex.join(command)}", f"first seen {f.depth} steps after the start; shrunk"]
+    bare = scenario_text(name, title, f.lines, command, comments)
+    f.expectations = expectations(bare, f"{name}.scn", [session])
+    text = scenario_text(name, title, f.lines, command, comments, f.expectations)
+    f.run = traced_run(session, text, f"{name}.scn")
+    return name, text
+
+
+def divergence_witness(sessions: Sequence[Session], res: DivergeResult,
+                       command: Sequence[str]) -> tuple[str, str]:
+    """(name, text) of a divergence's scenario, with every policy's expectation and, for
+    a difference in copies, the copies each made as budgets; sets ``res.runs``."""
+    from . import cost_metrics
+
+    assert res.lines is not None
+    name = slug("diverge-" + "-vs-".join(res.policies))
+    title = f"{' vs '.join(res.policies)}: the {res.what} differ (found by diverge)"
+    comments = [f"found by: {shlex.join(command)}", f"the {res.what} differ at its last step"]
+    bare = scenario_text(name, title, res.lines, command, comments)
+    expect = expectations(bare, f"{name}.scn", sessions)
+    res.runs = [traced_run(s, bare, f"{name}.scn") for s in sessions]
+    budgets = {}
+    if res.cost:
+        differ = [m for m in cost_metrics(sessions[0]) if len({r.metrics[m] for r in res.runs}) > 1]
+        budgets = {r.policy: ", ".join(f"{m} == {r.metrics[m]}" for m in differ) for r in res.runs}
+    return name, scenario_text(name, title, res.lines, command, comments, expect, budgets)
