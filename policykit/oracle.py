@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engine.mm import hook_caller
-from .engine.model import ZERO_TOKEN
+from .engine.model import ZERO_TOKEN, copy_containers
 
 if TYPE_CHECKING:
     import pluggy
@@ -137,17 +137,6 @@ class Oracle:
                 n.mappers, n.shared = c.mappers, c.shared
             return n
 
-        def deep(value: Any) -> Any:
-            if isinstance(value, Cell):
-                return cell(value)
-            if isinstance(value, dict):
-                return {k: deep(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [deep(v) for v in value]
-            if isinstance(value, set):
-                return set(value)
-            return value
-
         new.engine, new.pm = engine, self.pm
         new.violations = list(self.violations)
         new.space = {pid: {vpn: cell(c) for vpn, c in space.items()} for pid, space in self.space.items()}
@@ -160,7 +149,8 @@ class Oracle:
         new._seen = set(self._seen)
         new._next_cid, new._step, new._line = self._next_cid, self._step, self._line
         new._regions = dict(self._regions)
-        new.state = deep(self.state) if self.state else {}
+        new.state = copy_containers(self.state, lambda v: cell(v) if isinstance(v, Cell) else v) \
+            if self.state else {}
         new._plugin_checks = self._plugin_checks
         new.audited = self.audited
         new.following = {}

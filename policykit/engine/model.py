@@ -28,15 +28,16 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _deep(value: Any) -> Any:
-    """A copy of plugin state: containers copied all the way down, values shared."""
+def copy_containers(value: Any, leaf: Any = None) -> Any:
+    """A copy of plugin state: dicts, lists and sets copied all the way down; the values
+    in them shared, or replaced by ``leaf(value)``."""
     if isinstance(value, dict):
-        return {k: _deep(v) for k, v in value.items()}
+        return {k: copy_containers(v, leaf) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep(v) for v in value]
+        return [copy_containers(v, leaf) for v in value]
     if isinstance(value, set):
         return set(value)
-    return value
+    return value if leaf is None else leaf(value)
 
 
 class Folio:
@@ -251,7 +252,7 @@ class Machine:
             {k: r.copy() for k, r in self.refs.items()},
             {k: dict(v) for k, v in self.shmem.items()},
             self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
-            self.next_token, self.fail_allocs, self.pressure, _deep(self.attrs) if self.attrs else {},
+            self.next_token, self.fail_allocs, self.pressure, copy_containers(self.attrs) if self.attrs else {},
         )
 
     def canonical(self, rename_tokens: bool = True) -> tuple:
