@@ -21,6 +21,12 @@ def _field(name: str) -> property:
     return property(lambda self: get(self[0]), doc=f"the model's ``{name}``")
 
 
+#: how compiled policies name their flag X (``f_X``): no view member, engine field or
+#: plugin attribute starts so (the registry refuses such attribute names), and a flag
+#: named like a Python keyword stays a valid attribute name
+FLAG_PREFIX = "f_"
+
+
 class _View(tuple):
     """``(object, defaults, machine)``: model fields as properties, declared attributes
     through ``__getattr__``."""
@@ -29,15 +35,18 @@ class _View(tuple):
     _kind = ""
 
     def __getattr__(self, name: str) -> Any:
-        obj, defaults = self[0], self[1]
-        attrs = obj.attrs
+        attrs = self[0].attrs
         if attrs and name in attrs:
             return attrs[name]
+        return self._default(name)
+
+    def _default(self, name: str) -> Any:
+        defaults = self[1]
         try:
             return defaults[name]
         except KeyError:
             known = sorted({n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)}
-                           | set(defaults))
+                           | {n for n in defaults if not n.startswith(FLAG_PREFIX)})
             hint = did_you_mean(name, known)
             raise AttributeError(
                 f"{self._kind} has no attribute {name!r}" + (f"; {hint}" if hint else "")
@@ -52,7 +61,31 @@ class _View(tuple):
         return f"<{self._kind} {fields}>"
 
 
-class PageView(_View):
+class _FlaggedView(_View):
+    """A view of an object that also holds policy flags (a page, an mm): ``f_X`` reads
+    flag X only (compiled policies); a bare name reads a plugin attribute, else a flag
+    (Python policies, whose flags never share a name with an attribute)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        obj = self[0]
+        if name[:2] == FLAG_PREFIX:
+            flags = obj.flags
+            key = name[2:]
+            if flags and key in flags:
+                return flags[key]
+        else:
+            attrs = obj.attrs
+            if attrs and name in attrs:
+                return attrs[name]
+            flags = obj.flags
+            if flags and name in flags:
+                return flags[name]
+        return self._default(name)
+
+
+class PageView(_FlaggedView):
     __slots__ = ()
     _kind = "page"
     pfn = _field("pfn")
@@ -113,7 +146,7 @@ class VmaView(_View):
     is_cow_mapping = _field("is_cow_mapping")
 
 
-class MmView(_View):
+class MmView(_FlaggedView):
     __slots__ = ()
     _kind = "mm"
     has_pinned = _field("has_pinned")

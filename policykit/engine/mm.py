@@ -14,7 +14,7 @@ from typing import Any
 import pluggy
 
 from ..errors import PluginError, PolicyDecisionError
-from .context import FollFlags, make_context
+from .context import FLAG_PREFIX, FollFlags, make_context
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import OWNERS, Decision, Registry
@@ -72,7 +72,8 @@ def _state_read(ctx: Any) -> str:
     if page is not None:
         parts.append(f"page {page.pfn}: refcount={page.refcount} mapcount={page.mapcount}"
                      + "".join(f" {k}={v}" for k, v in sorted(page[0].attrs.items())
-                               if not k.startswith(("folio", "swap_", "owner"))))
+                               if not k.startswith(("folio", "swap_", "owner")))
+                     + "".join(f" {k}={v}" for k, v in sorted(page[0].flags.items())))
     if ctx.pte is not None:
         parts.append(f"pte {'rw' if ctx.pte.writable else 'ro'}{' dirty' if ctx.pte.dirty else ''}")
     if ctx.mm is not None and ctx.mm.has_pinned:
@@ -141,8 +142,10 @@ class Dispatch:
     once: a session makes one for all its runs (plugins registered later are not seen)."""
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry) -> None:
+        # a flag X is also known as f_X, compiled policies' name for it (see context.py)
         self.defaults: dict[str, dict[str, Any]] = {
-            owner: {a.name: a.default for a in registry.attributes_of(owner).values()}
+            owner: {name: a.default for a in registry.attributes_of(owner).values()
+                    for name in ((a.name, FLAG_PREFIX + a.name) if a.flag else (a.name,))}
             for owner in OWNERS
         }
         self.hooks = {name: getattr(pm.hook, spec.hook_name)
@@ -236,6 +239,21 @@ class Engine:
         """Add ``n`` to a declared metric."""
         self.metrics[metric] += n
 
+    def flag(self, target: Page | Mm, name: str) -> Any:
+        """The value of the policy's flag ``name`` on a page or an mm (its default when
+        unset); KeyError when the policy declares no such flag."""
+        owner = "page" if isinstance(target, Page) else "mm"
+        return target.flags.get(name, self.defaults[owner][FLAG_PREFIX + name])
+
+    def set_flag(self, target: Page | Mm, name: str, value: Any) -> None:
+        """Set the policy's flag ``name`` on a page or an mm, as a decision's effect would
+        (a flag back at its default is dropped, so equal states stay equal)."""
+        owner = "page" if isinstance(target, Page) else "mm"
+        if value == self.defaults[owner][FLAG_PREFIX + name]:
+            target.flags.pop(name, None)
+        else:
+            target.flags[name] = value
+
     def process(self, pid: int) -> Process:
         return self.machine.processes[pid]
 
@@ -292,9 +310,9 @@ class Engine:
                                               f"{'page' if to_page else 'mm'}", plugin=who,
                                               hook=f"policykit_{point}")
                 if default:
-                    target.attrs.pop(name, None)
+                    target.flags.pop(name, None)
                 else:
-                    target.attrs[name] = value
+                    target.flags[name] = value
         self.metrics["decisions"] += 1
         self.last_point = point
         rule = d.rule

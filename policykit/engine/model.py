@@ -63,16 +63,18 @@ class Page:
     ``pins`` and ``gets`` are the exact numbers of FOLL_PIN and FOLL_GET references:
     engine-private truth for the oracle, which a realizable policy never reads (the
     kernel only has the fuzzy ``refcount >= GUP_PIN_COUNTING_BIAS`` test).
-    ``attrs`` holds policy flags and plugin attributes that differ from their default.
+    ``attrs`` holds plugin attributes (and the engine's own keys, such as a large
+    folio's) that differ from their default; ``flags`` the policy's flags that do, in a
+    namespace of their own that no engine or plugin key shares.
     ``folio`` is set for a page of a large folio (see :meth:`Engine.alloc_folio`).
     """
 
     __slots__ = ("pfn", "content", "_refcount", "mapcount", "anon", "zero", "pins", "gets", "attrs",
-                 "folio")
+                 "flags", "folio")
 
     def __init__(self, pfn: int, content: int = ZERO_TOKEN, refcount: int = 0, mapcount: int = 0,
                  anon: bool = True, zero: bool = False, pins: int = 0, gets: int = 0,
-                 attrs: dict[str, Any] | None = None) -> None:
+                 attrs: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> None:
         self.pfn = pfn
         self.content = content
         self._refcount = refcount
@@ -82,6 +84,7 @@ class Page:
         self.pins = pins
         self.gets = gets
         self.attrs: dict[str, Any] = {} if attrs is None else attrs
+        self.flags: dict[str, Any] = {} if flags is None else flags
         self.folio: Folio | None = None
 
     @property
@@ -99,12 +102,12 @@ class Page:
     def __repr__(self) -> str:
         return (f"Page(pfn={self.pfn}, content={self.content}, refcount={self._refcount}, "
                 f"mapcount={self.mapcount}, anon={self.anon}, zero={self.zero}, pins={self.pins}, "
-                f"gets={self.gets}, attrs={self.attrs})")
+                f"gets={self.gets}, attrs={self.attrs}, flags={self.flags})")
 
     def copy(self) -> Page:
         """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
         return Page(self.pfn, self.content, self._refcount, self.mapcount, self.anon,
-                    self.zero, self.pins, self.gets, dict(self.attrs))
+                    self.zero, self.pins, self.gets, dict(self.attrs), dict(self.flags))
 
 
 @dataclass(slots=True)
@@ -159,12 +162,14 @@ class Vma:
 
 @dataclass(slots=True)
 class Mm:
-    """An address space: VMAs sorted by start, a flat page table, sticky has_pinned."""
+    """An address space: VMAs sorted by start, a flat page table, sticky has_pinned;
+    plugin attributes in ``attrs``, the policy's flags in ``flags`` (as :class:`Page`)."""
 
     vmas: list[Vma] = field(default_factory=list)
     ptes: dict[int, Pte] = field(default_factory=dict)
     has_pinned: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
 
     def find_vma(self, vpn: int) -> Vma | None:
         for vma in self.vmas:
@@ -174,7 +179,7 @@ class Mm:
 
     def copy(self) -> Mm:
         return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
-                  self.has_pinned, dict(self.attrs))
+                  self.has_pinned, dict(self.attrs), dict(self.flags))
 
 
 @dataclass(slots=True)
@@ -281,7 +286,7 @@ class Machine:
                           _frozen(e.attrs) if e.attrs else ())
                          for vpn, e in sorted(mm.ptes.items()))
             procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
-                          tuple(sorted(mm.attrs.items()))))
+                          tuple(sorted(mm.attrs.items())), tuple(sorted(mm.flags.items()))))
         refs = tuple((pids.get(r.owner, -1), r.vpns, tuple(pfn(x) for x in r.pfns), r.pin,
                       r.write, r.longterm, r.live, r.count)
                      for r in sorted(self.refs.values(), key=lambda r: r.rid))
@@ -289,7 +294,7 @@ class Machine:
                     for k, v in sorted(self.shmem.items()))
         pages = tuple(sorted(
             (pfns[p.pfn], tok(p.content), p.refcount, p.mapcount, p.anon, p.zero, p.pins,
-             p.gets, _frozen(p.attrs))
+             p.gets, _frozen(p.attrs), tuple(sorted(p.flags.items())))
             for p in self.pages.values() if p.pfn in pfns))
         orphans = len(self.pages) - len(pages)
         return (tuple(procs), refs, shm, pages, orphans, self.fail_allocs, self.pressure,

@@ -100,7 +100,8 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             if e.attrs:
                 plugin_state = True
                 add(_frozen(e.attrs))
-        extend((mm.has_pinned, _frozen(mm.attrs) if mm.attrs else None))
+        extend((mm.has_pinned, _frozen(mm.attrs) if mm.attrs else None,
+                tuple(sorted(mm.flags.items())) if mm.flags else None))
         space = oracle.space.get(pid)
         if space:
             add(len(space))
@@ -155,7 +156,6 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     # pages, in order of first appearance; then what no mapping or reference holds
     tokens: dict[int, int] = {ZERO_TOKEN: 0}
     add(len(pfns))
-    safe = _safe_page_attrs(runner)
     for raw in pfns:
         p = pages.get(raw)
         if p is None:
@@ -166,15 +166,16 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             t = tokens[p.content] = len(tokens)
         extend((t, p.refcount, p.mapcount, p.anon, p.zero, p.pins, p.gets))
         if p.attrs:
-            if not safe.keys() >= p.attrs.keys():
-                plugin_state = True
-            add(tuple(sorted((k, v) for k, v in p.attrs.items() if safe.get(k, _MISSING) != v)))
+            plugin_state = True
+            add(_frozen(p.attrs))
+        if p.flags:         # a policy's flags hold true/false and numbers, never ids
+            add(tuple(sorted(p.flags.items())))
     if len(pages) != len(pfns):
         for raw in sorted(pages):
             if raw not in pfns:
                 p = pages[raw]
                 extend(("orphan", tokens.setdefault(p.content, len(tokens)), p.refcount, p.mapcount,
-                        _frozen(p.attrs) if p.attrs else None))
+                        _frozen(p.attrs) if p.attrs else None, tuple(sorted(p.flags.items()))))
     held = [t for t in tokens if t != ZERO_TOKEN]
     plugin_logical = _freeze_cells(oracle.state, cells, cell_objs) if plugin_state else ()
     if oracle.following:            # private views still showing their file page
@@ -221,18 +222,3 @@ def _freeze_cells(value: Any, cells: dict[int, int], cell_objs: list[Any]) -> An
             cell_objs.append(value)
         return ("cell", i)
     return value
-
-
-_SAFE: dict[int, dict[str, Any]] = {}
-_MISSING = object()
-
-
-def _safe_page_attrs(runner: Runner) -> dict[str, Any]:
-    """Page attributes that are policy flags (booleans and small values, never ids),
-    with their defaults: a flag at its default is the same state as no flag."""
-    registry = runner.session.registry
-    safe = _SAFE.get(id(registry))
-    if safe is None:
-        safe = _SAFE[id(registry)] = {
-            a.name: a.default for a in registry.attributes.values() if a.owner == "page" and a.flag}
-    return safe

@@ -39,7 +39,7 @@ def test_merge_maps_one_write_protected_ksm_page():
     assert pa.pfn == pb.pfn and not pa.writable and not pb.writable
     page = e.machine.pages[pa.pfn]
     assert page.attrs["ksm"] and (page.refcount, page.mapcount) == (2, 2)
-    assert page.attrs["anon_exclusive"] is False, "KSM pages are never exclusive (5.19)"
+    assert e.flag(page, "anon_exclusive") is False, "KSM pages are never exclusive (5.19)"
     assert e.metrics["ksm_merged"] == 1
     assert check_invariants(e.machine) == []
 

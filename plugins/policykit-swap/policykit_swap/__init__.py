@@ -157,7 +157,7 @@ def _has_exclusive_flag(engine: Any) -> bool:
 def _exclusive(engine: Any, page: Any) -> bool:
     if not _has_exclusive_flag(engine):
         return False
-    return bool(page.attrs.get(EXCLUSIVE_FLAG, engine.defaults["page"][EXCLUSIVE_FLAG]))
+    return bool(engine.flag(page, EXCLUSIVE_FLAG))
 
 
 def delete_from_swap_cache(engine: Any, page: Any) -> None:
@@ -250,7 +250,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         page.content = info["content"]
         page.attrs.update(swapcache=True, swap_slot=slot)
         if _has_exclusive_flag(engine):
-            page.attrs[EXCLUSIVE_FLAG] = bool(pte.attrs.get("swp_exclusive"))
+            engine.set_flag(page, EXCLUSIVE_FLAG, bool(pte.attrs.get("swp_exclusive")))
         info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
     _sync(engine, slot)
     writable = False

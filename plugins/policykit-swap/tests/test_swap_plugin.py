@@ -38,7 +38,7 @@ def test_pageout_frees_a_page_nothing_else_holds_and_swapin_brings_it_back():
     assert e.read(p, [b]) == [tok]
     page = e.machine.pages[e.process(p).mm.ptes[b].pfn]
     assert page.attrs["swapcache"] and page.refcount == 2 and page.mapcount == 1
-    assert page.attrs["anon_exclusive"] is True, "swp_exclusive came back (5.19 part 3)"
+    assert e.flag(page, "anon_exclusive") is True, "swp_exclusive came back (5.19 part 3)"
     assert check_invariants(e.machine, refs(e)) == []
 
 

@@ -143,10 +143,10 @@ def _mirror_head(engine: Any, head: Any) -> None:
             page = engine.machine.pages.get(pfn)
             if page is None:
                 continue
-            if name in head.attrs:
-                page.attrs[name] = head.attrs[name]
+            if name in head.flags:
+                page.flags[name] = head.flags[name]
             else:
-                page.attrs.pop(name, None)
+                page.flags.pop(name, None)
 
 
 def split_huge_pmd(engine: Any, mm: Any, vma: Any, vpn: int) -> None:
