@@ -19,7 +19,7 @@ from pathlib import Path
 
 from policykit import Decision, Effect, Engine, Session, dsl, hookimpl, load_policy
 from policykit._manager import build_registry, get_plugin_manager
-from policykit.engine.context import make_context
+from policykit.engine.context import attribute_defaults, make_context
 from policykit.dsl.parse import parse_policy
 from policykit.engine.model import Mm, Page, Pte, Vma
 
@@ -85,10 +85,9 @@ def _answered_by_hand(session: Session) -> bool:
 
 def contexts(session: Session, point: str):
     """Contexts covering every rule of the point: exclusive, refcount 1, shared."""
-    defaults = {o: {a.name: a.default for (ow, _), a in session.registry.attributes.items() if ow == o}
-                for o in ("page", "pte", "vma", "mm", "foll")}
-    pages = [Page(1, refcount=1, mapcount=1), Page(2, refcount=1, mapcount=1, attrs={"anon_exclusive": False}),
-             Page(3, refcount=2, mapcount=2, attrs={"anon_exclusive": False}),
+    defaults = attribute_defaults(session.registry)
+    pages = [Page(1, refcount=1, mapcount=1), Page(2, refcount=1, mapcount=1, flags={"anon_exclusive": False}),
+             Page(3, refcount=2, mapcount=2, flags={"anon_exclusive": False}),
              Page(4, refcount=1025, mapcount=1)]
     mm = Mm(has_pinned=True)
     return [make_context(point, defaults, p, Pte(p.pfn), Vma(0, 1), mm) for p in pages]

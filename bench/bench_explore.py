@@ -22,7 +22,7 @@ import time
 import tracemalloc
 
 from policykit import load_policy
-from policykit.explore import Bounds, Space, explore, starts
+from policykit.explore import Bounds, Space, starts
 from policykit.explore.canonical import fingerprint
 from policykit.explore.search import Search, audit, take
 from policykit.explore.visited import FingerprintSet

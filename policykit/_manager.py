@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import keyword
 import os
 import re
 import sys
@@ -20,7 +21,8 @@ import pluggy
 
 from . import hookspecs
 from .engine import builtin
-from .engine.specs import Registry
+from .engine.context import FLAG_PREFIX, engine_fields
+from .engine.specs import OWNERS, AttributeSpec, Registry
 from .errors import PluginError, PolicyLoadError, did_you_mean
 
 #: entry-point group third-party plugins register under
@@ -220,6 +222,8 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     merge("policykit_add_metrics", reg.metrics, lambda s: s.name)
     merge("policykit_add_violation_classes", reg.violation_classes, lambda s: s.name)
     merge("policykit_add_variants", reg.variants, lambda s: s.name)
+    for spec in reg.attributes.values():
+        _check_attribute(spec)
     for name, point in reg.decision_points.items():
         if point.default is not None and point.default not in point.actions:
             raise PluginError(f"decision point {name!r}: default {point.default!r} is not one of its "
@@ -230,6 +234,24 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
                               f"{point.hook_name}; add one in policykit_addhooks",
                               plugin=point.provider)
     return reg
+
+
+def _check_attribute(spec: AttributeSpec) -> None:
+    """An attribute name a policy can write, that shadows nothing the engine has."""
+    where = f"{spec.owner}.{spec.name}"
+    if spec.owner not in OWNERS:
+        raise PluginError(f"attribute {where!r}: no such owner (owners: {', '.join(OWNERS)})",
+                          plugin=spec.provider, hook="policykit_add_attributes")
+    if not spec.name.isidentifier() or keyword.iskeyword(spec.name) or spec.name.startswith(("_", FLAG_PREFIX)):
+        raise PluginError(f"attribute {where!r}: a name is a letter then letters, digits and '_', not a "
+                          f"Python keyword, and does not start with '_' or {FLAG_PREFIX!r}",
+                          plugin=spec.provider, hook="policykit_add_attributes")
+    if spec.flag and spec.owner not in ("page", "mm"):
+        raise PluginError(f"flag {where!r}: flags live on page or mm", plugin=spec.provider,
+                          hook="policykit_add_attributes")
+    if spec.provider != "policykit" and spec.name in engine_fields(spec.owner):
+        raise PluginError(f"attribute {where!r} would shadow the engine's own {spec.name!r}",
+                          plugin=spec.provider, hook="policykit_add_attributes")
 
 
 def _fields(spec: Any) -> dict[str, Any]:

@@ -74,6 +74,8 @@ class CheckedPolicy:
     blocks: dict[str, ast.Block]
     unrealizable: str | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: owner -> the registry's attribute names at check time (what compiled code may read)
+    attributes: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def filename(self) -> str:
@@ -432,6 +434,8 @@ class _Check:
                            f"add 'on {point} {{ otherwise -> {spec.actions[0]} }}' or extend a policy that does")
         self._unused(p, top)
         p.warnings = self.warnings
+        p.attributes = {owner: frozenset(n for (o, n) in self.registry.attributes if o == owner)
+                        for owner in OWNERS}
         return p
 
     def _check_recursion(self, p: CheckedPolicy) -> None:

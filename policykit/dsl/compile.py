@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import ast as pyast
 import types
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.specs import AttributeSpec, Decision, Effect
+from ..engine.context import FLAG_PREFIX
+from ..engine.specs import OWNERS, AttributeSpec, Decision, Effect
 from . import ast
 from .check import CheckedPolicy
 
@@ -37,15 +39,23 @@ class UnsafeCodeError(AssertionError):
     """The generated module contains something outside the whitelist: a compiler bug."""
 
 
-def verify_source(source: str) -> None:
+def verify_source(source: str, attributes: Mapping[str, Iterable[str]] | None = None) -> None:
     """Check a generated module against the whitelist: node types, no name or attribute
     starting with '_', calls only of predicates, Decision and Effect, constants only
-    numbers, booleans, None and strings."""
+    numbers, booleans, None and strings.  With ``attributes`` (owner -> the names a
+    policy may read: the registry's attributes and the policy's ``f_`` flags), every
+    attribute read is on ``ctx`` (a context object), on a context object ``c_OWNER`` (one
+    of that owner's names) or on a parameter ``v_X`` (one of any owner's names)."""
+    allowed = {owner: frozenset(names) for owner, names in (attributes or {}).items()}
+    anywhere = frozenset().union(*allowed.values()) if allowed else frozenset()
     for node in pyast.walk(pyast.parse(source)):
         if not isinstance(node, _ALLOWED):
             raise UnsafeCodeError(f"generated code contains {type(node).__name__}")
-        if isinstance(node, pyast.Attribute) and node.attr.startswith("_"):
-            raise UnsafeCodeError(f"generated code reads attribute {node.attr!r}")
+        if isinstance(node, pyast.Attribute):
+            if node.attr.startswith("_"):
+                raise UnsafeCodeError(f"generated code reads attribute {node.attr!r}")
+            if attributes is not None:
+                _check_read(node, allowed, anywhere)
         if isinstance(node, pyast.Name) and node.id.startswith("_"):
             raise UnsafeCodeError(f"generated code names {node.id!r}")
         if isinstance(node, pyast.Call):
@@ -57,10 +67,33 @@ def verify_source(source: str) -> None:
             raise UnsafeCodeError(f"generated code holds a {type(node.value).__name__} constant")
 
 
+def _check_read(node: pyast.Attribute, allowed: dict[str, frozenset[str]], anywhere: frozenset[str]) -> None:
+    obj = node.value
+    if not isinstance(obj, pyast.Name):
+        raise UnsafeCodeError(f"generated code reads {node.attr!r} of an expression")
+    if obj.id == "ctx":
+        ok = node.attr in OWNERS
+    elif obj.id.startswith("c_"):
+        ok = node.attr in allowed.get(obj.id[2:], ())
+    elif obj.id.startswith("v_"):
+        ok = node.attr in anywhere
+    else:
+        ok = False
+    if not ok:
+        raise UnsafeCodeError(f"generated code reads {obj.id}.{node.attr}, which no policy may read")
+
+
 def _safe(text: str) -> str:
     """Text fit for a comment line: no line breaks or other control characters."""
     return text.encode("unicode_escape").decode("ascii")
 
+
+#: a compile environment: each name in scope -> (its Python name, its type); no policy
+#: name is used bare: ``c_page`` is a context object, ``v_x`` a predicate's parameter
+Env = dict[str, tuple[str, str]]
+
+
+@dataclass
 
 @dataclass
 class CompiledPolicy:
@@ -71,6 +104,12 @@ class CompiledPolicy:
     plugin: Any
 
 
+#: how tightly each construct binds in Python (and in the policy language, which has the
+#: same order): a child is parenthesised only when it binds less tightly than its place needs
+_OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _ATOM = range(7)
+_LEVEL = {"or": _OR, "and": _AND, "+": _SUM, "-": _SUM, "*": _PRODUCT}
+
+
 class _Gen:
     def __init__(self, policy: CheckedPolicy) -> None:
         self.p = policy
@@ -78,35 +117,44 @@ class _Gen:
         self.constants: list[str] = []
         self.nconst = 0
 
-    def expr(self, e: ast.Expr, params: set[str], top: bool = False) -> str:
+    def expr(self, e: ast.Expr, env: Env, top: bool = False) -> str:
+        """Python for ``e``; ``env`` maps the names in scope (context objects, or a
+        predicate's parameters) to their kind, resolved as the checker resolves them."""
+        return self._emit(e, env)[0]
+
+    def _emit(self, e: ast.Expr, env: Env) -> tuple[str, int]:
         if isinstance(e, ast.Bool):
-            return "True" if e.value else "False"
+            return ("True" if e.value else "False"), _ATOM
         if isinstance(e, ast.Int):
-            return str(int(e.value))
+            return str(int(e.value)), _ATOM
         if isinstance(e, ast.Name):
-            if e.name in params:
-                return f"v_{e.name}"
-            if e.name in self.p.consts:
-                return repr(self.p.consts[e.name])
-            return e.name                       # a context object: page, pte, vma, mm, foll
+            if e.name in env:
+                return env[e.name][0], _ATOM
+            value = self.p.consts[e.name]
+            return ("True" if value is True else "False" if value is False else str(int(value))), _ATOM
         if isinstance(e, ast.Attr):
-            obj = f"v_{e.obj}" if e.obj in params else e.obj
-            return f"{obj}.{e.name}"
+            local, owner = env[e.obj]
+            name = FLAG_PREFIX + e.name if (owner, e.name) in self.p.flags else e.name
+            return f"{local}.{name}", _ATOM
         if isinstance(e, ast.Call):
-            return f"p_{e.name}({', '.join(self.expr(a, params, True) for a in e.args)})"
+            return f"p_{e.name}({', '.join(self._emit(a, env)[0] for a in e.args)})", _ATOM
         if isinstance(e, ast.Not):
-            return self._wrap(f"not {self.expr(e.operand, params)}", top)
+            return f"not {self._child(e.operand, env, _NOT)}", _NOT
         if isinstance(e, ast.BoolOp):
-            return self._wrap(f" {e.op} ".join(self.expr(x, params) for x in e.operands), top)
-        if isinstance(e, (ast.Compare, ast.Arith)):
-            return self._wrap(f"{self.expr(e.left, params)} {e.op} {self.expr(e.right, params)}", top)
+            level = _LEVEL[e.op]
+            return f" {e.op} ".join(self._child(x, env, level + 1) for x in e.operands), level
+        if isinstance(e, ast.Compare):       # never chained: both sides bind tighter
+            return f"{self._child(e.left, env, _CMP + 1)} {e.op} {self._child(e.right, env, _CMP + 1)}", _CMP
+        if isinstance(e, ast.Arith):         # left-associative
+            level = _LEVEL[e.op]
+            return f"{self._child(e.left, env, level)} {e.op} {self._child(e.right, env, level + 1)}", level
         raise AssertionError(f"cannot compile {e!r}")  # pragma: no cover
 
-    @staticmethod
-    def _wrap(text: str, top: bool) -> str:
-        return text if top else f"({text})"
+    def _child(self, e: ast.Expr, env: Env, need: int) -> str:
+        text, level = self._emit(e, env)
+        return text if level >= need else f"({text})"
 
-    def decision(self, rule: ast.Rule, point: str) -> str:
+    def decision(self, rule: ast.Rule, point: str, env: Env) -> str:
         where = f"{Path(rule.span.filename).name}:{rule.span.line}"
         warn = next((e.text for e in rule.effects if e.kind == "warn"), None)
         effects = []
@@ -119,7 +167,7 @@ class _Gen:
             elif eff.value is None:
                 value = "True"
             else:
-                value = self.expr(eff.value, set(), True)
+                value = self.expr(eff.value, env)
                 dynamic = dynamic or not isinstance(eff.value, (ast.Int, ast.Bool)) and \
                     not (isinstance(eff.value, ast.Name) and eff.value.name in self.p.consts)
             effects.append(f"Effect({eff.owner!r}, {eff.name!r}, {value})")
@@ -140,21 +188,22 @@ class _Gen:
         for name, pred in p.preds.items():
             if name not in live:
                 continue
-            params = {q.name for q in pred.params}
+            params = {q.name: (f"v_{q.name}", q.type) for q in pred.params}
             args = ", ".join(f"v_{q.name}" for q in pred.params)
             out += [f"def p_{name}({args}):",
                     f"    # {_safe(Path(pred.span.filename).name)}:{pred.span.line}",
-                    f"    return {self.expr(pred.body, params, True)}", "", ""]
+                    f"    return {self.expr(pred.body, params)}", "", ""]
         for point, block in p.blocks.items():
             used = _objects_used(block)
+            env = {obj: (f"c_{obj}", obj) for obj in OWNERS if obj in used}
             body = [f"def policykit_{point}(ctx):"]
-            body += [f"    {obj} = ctx.{obj}" for obj in ("page", "pte", "vma", "mm", "foll") if obj in used]
+            body += [f"    {local} = ctx.{obj}" for obj, (local, _) in env.items()]
             for rule in block.rules:
-                result = self.decision(rule, point)
+                result = self.decision(rule, point, env)
                 if rule.condition is None:
                     body.append(f"    return {result}")
                     break
-                body += [f"    if {self.expr(rule.condition, set(), True)}:", f"        return {result}"]
+                body += [f"    if {self.expr(rule.condition, env)}:", f"        return {result}"]
             out += body + ["", ""]
         return "\n".join(out[:2] + self.constants + ([""] if self.constants else []) + out[2:]).rstrip() + "\n"
 
@@ -197,6 +246,14 @@ def _objects_used(block: ast.Block) -> set[str]:
     return used
 
 
+def readable(policy: CheckedPolicy) -> dict[str, frozenset[str]]:
+    """Owner -> the attribute names the policy's compiled code may read: the registry's
+    (as the checker saw it) and the policy's own flags, by their compiled name."""
+    return {owner: policy.attributes.get(owner, frozenset())
+            | {FLAG_PREFIX + name for (o, name) in policy.flags if o == owner}
+            for owner in OWNERS}
+
+
 def generate_source(policy: CheckedPolicy) -> str:
     """The readable Python module a policy compiles to."""
     return _Gen(policy).module()
@@ -206,7 +263,7 @@ def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     """Compile a checked policy into a plugin object implementing its decision hooks and
     declaring its flags."""
     source = generate_source(policy)
-    verify_source(source)
+    verify_source(source, readable(policy))
     code = compile(source, f"<policy {policy.name}>", "exec")
     namespace: dict[str, Any] = {"__builtins__": {}, "Decision": Decision, "Effect": Effect}
     exec(code, namespace)  # noqa: S102 - generated from a checked AST, see the module docstring

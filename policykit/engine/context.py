@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import did_you_mean
 from .folio import folio_pincount, folio_ref_count
 from .model import Machine, Mm, Page, Pte, Vma
+from .specs import OWNERS, Registry
 
 
 def _field(name: str) -> property:
@@ -191,6 +192,26 @@ class Context(tuple):
 
     def __repr__(self) -> str:
         return f"<Context {self.point} page={self.page!r} pte={self.pte!r}>"
+
+
+#: each owner's view class (``foll`` is the :class:`FollFlags` itself)
+VIEWS: dict[str, type] = {"page": PageView, "pte": PteView, "vma": VmaView, "mm": MmView, "foll": FollFlags}
+_MODELS: dict[str, type] = {"page": Page, "pte": Pte, "vma": Vma, "mm": Mm}
+
+
+def engine_fields(owner: str) -> frozenset[str]:
+    """Names the engine itself gives an owner's objects and views (``pfn``, ``folio``,
+    ``count``...): no plugin attribute or policy flag may take one."""
+    names = set(dir(VIEWS[owner])) | set(dir(_MODELS.get(owner, object)))
+    return frozenset(n for n in names if not n.startswith("_"))
+
+
+def attribute_defaults(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Owner -> each declared attribute's default, as views look them up (a flag X is
+    also there as ``f_X``, compiled policies' name for it)."""
+    return {owner: {name: a.default for a in registry.attributes_of(owner).values()
+                    for name in ((a.name, FLAG_PREFIX + a.name) if a.flag else (a.name,))}
+            for owner in OWNERS}
 
 
 _new = tuple.__new__

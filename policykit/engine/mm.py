@@ -14,10 +14,10 @@ from typing import Any
 import pluggy
 
 from ..errors import PluginError, PolicyDecisionError
-from .context import FLAG_PREFIX, FollFlags, make_context
+from .context import FLAG_PREFIX, FollFlags, attribute_defaults, make_context
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
-from .specs import OWNERS, Decision, Registry
+from .specs import Decision, Registry
 
 #: gap left between two mmap()ed regions, so VMAs never touch
 _MMAP_GAP = 16
@@ -142,12 +142,7 @@ class Dispatch:
     once: a session makes one for all its runs (plugins registered later are not seen)."""
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry) -> None:
-        # a flag X is also known as f_X, compiled policies' name for it (see context.py)
-        self.defaults: dict[str, dict[str, Any]] = {
-            owner: {name: a.default for a in registry.attributes_of(owner).values()
-                    for name in ((a.name, FLAG_PREFIX + a.name) if a.flag else (a.name,))}
-            for owner in OWNERS
-        }
+        self.defaults = attribute_defaults(registry)
         self.hooks = {name: getattr(pm.hook, spec.hook_name)
                       for name, spec in registry.decision_points.items()}
         # Decision hooks take one argument, ctx: impls that take it (not fewer) are
