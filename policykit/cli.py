@@ -13,7 +13,7 @@ from pathlib import Path
 from . import report
 from ._manager import load_policy
 from .errors import PolicyKitError
-from .run import Session
+from .run import RunResult, Session
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 
@@ -55,8 +55,16 @@ def _progress(i: int, n: int, what: str) -> None:
         print(f"\r[{i}/{n}] {what[:60]:<60}", end="" if i < n else "\n", file=sys.stderr)
 
 
+def _session(ns: argparse.Namespace, policy: str) -> Session:
+    """A session for ``policy`` with the run limits of the command line."""
+    session = Session(load_policy(policy))
+    session.timeout = getattr(ns, "timeout", None) or None
+    session.max_pages = getattr(ns, "max_pages", None)
+    return session
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
-    session = Session(load_policy(ns.policy))
+    session = _session(ns, ns.policy)
     scenarios = _load(session.registry, scenario_paths(ns.scenarios, session.pm))
     results = []
     for i, scn in enumerate(scenarios, 1):
@@ -66,7 +74,15 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.trace and ns.format != "json":
         out.extend("\n" + report.render_trace(r, ns.format) for r in results)
     print("\n".join(out))
-    return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILED
+    return _exit(results, all(r.passed for r in results))
+
+
+def _exit(results: Sequence[RunResult], ok: bool) -> int:
+    """3 when a run could not finish (a plugin's fault, a broken invariant, its time up:
+    an ``error`` verdict), else 0 or 1 as ``ok`` says."""
+    if any("error" in r.classes for r in results):
+        return ExitCode.INTERNAL_ERROR
+    return ExitCode.OK if ok else ExitCode.FAILED
 
 
 def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = None) -> list:  # type: ignore[no-untyped-def,type-arg]
@@ -97,38 +113,38 @@ def _corpus(session: Session, ns: argparse.Namespace) -> list:  # type: ignore[t
     return chosen
 
 
-def _yardstick(sessions: list[Session]) -> Session | None:
+def _yardstick(sessions: list[Session], ns: argparse.Namespace) -> Session | None:
     from . import dsl
     from .compare import YARDSTICK
 
     for s in sessions:
         if s.policy.name == YARDSTICK:
             return s
-    return Session(load_policy(YARDSTICK)) if dsl.builtin_path(YARDSTICK) else None
+    return _session(ns, YARDSTICK) if dsl.builtin_path(YARDSTICK) else None
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare
 
-    sessions = [Session(load_policy(p)) for p in ns.policies]
+    sessions = [_session(ns, p) for p in ns.policies]
     scenarios = _corpus(sessions[0], ns)
-    cmp = compare(sessions, scenarios, _yardstick(sessions), _progress, ns.jobs)
+    cmp = compare(sessions, scenarios, _yardstick(sessions, ns), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, ns.only_diff))
-    return ExitCode.FAILED if cmp.regressions else ExitCode.OK
+    return _exit([r for row in cmp.rows for r in row.results], not cmp.regressions)
 
 
 def cmd_score(ns: argparse.Namespace) -> int:
     from .compare import compare
 
-    session = Session(load_policy(ns.policy))
+    session = _session(ns, ns.policy)
     scenarios = _corpus(session, ns)
-    cmp = compare([session], scenarios, _yardstick([session]), _progress, ns.jobs)
+    cmp = compare([session], scenarios, _yardstick([session], ns), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, only_diff=False))
     unmet = [row.results[0] for row in cmp.rows if not row.results[0].passed]
     for r in unmet:
         print(f"!!! {r.scenario.name}: expected {' '.join(sorted(r.expected or ())) or 'ok'}, got {r.verdict}"
               + (f"; over budget: {', '.join(r.budget_failures)}" if r.budget_failures else ""), file=sys.stderr)
-    return ExitCode.FAILED if unmet else ExitCode.OK
+    return _exit([row.results[0] for row in cmp.rows], not unmet)
 
 
 def cmd_corpus(ns: argparse.Namespace) -> int:
@@ -141,7 +157,7 @@ def cmd_corpus(ns: argparse.Namespace) -> int:
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
-    session = Session(load_policy(ns.policy))
+    session = _session(ns, ns.policy)
     if Path(ns.scenario).is_file():
         scn = session.load(ns.scenario, ns.variant)
     else:
@@ -417,6 +433,27 @@ def cmd_hooks(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _run_limits(p: argparse.ArgumentParser) -> None:
+    from .limits import RUN_TIMEOUT
+
+    p.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=RUN_TIMEOUT,
+                   help=f"time one run may take; past it the run gets an 'error' verdict naming the "
+                        f"step, and the others go on (default: {RUN_TIMEOUT:g}; 0: no limit)")
+    p.add_argument("--max-pages", metavar="N", type=int, default=None,
+                   help="pages the simulated machine may hold in one run; past that, an 'error' "
+                        "verdict (default: the scenario limits only, see docs/security.md)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 for no limit")
+    return value
+
+
 def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
     parser = _Parser(prog="policykit", description="Judge Linux COW / page-pinning policies "
                      "on a simulated mm against a scenario corpus.")
@@ -470,6 +507,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _selection(score)
     _jobs(score)
     score.set_defaults(func=cmd_score)
+    for runs_scenarios in (run, comp, score):
+        _run_limits(runs_scenarios)
     if pm is not None:
         for runs_scenarios in (run, comp, score):
             pm.hook.policykit_addoption(parser=runs_scenarios)
@@ -488,6 +527,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                          help="a scenario file, or the name of a corpus scenario (NAME or NAME/VARIANT)")
     explain.add_argument("--variant", metavar="V", help="for a scenario file with variants: the one to run")
     explain.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    _run_limits(explain)
     explain.set_defaults(func=cmd_explain)
 
     exp = sub.add_parser(
@@ -574,28 +614,29 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ._manager import get_plugin_manager
+    from .guard import stops_the_run, watch_interrupts
 
+    watch_interrupts()              # a plugin's KeyboardInterrupt is its fault, not a Ctrl-C
+    parsed = False
     try:
+        from ._manager import get_plugin_manager
+
         pm = get_plugin_manager()       # plugins may add options
-    except PolicyKitError as exc:
-        print(exc.render(), file=sys.stderr)
-        return exc.exit_code
-    parser = build_parser(pm)
-    try:
-        ns = parser.parse_args(argv)
-    except SystemExit as exc:       # --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    ns.argv = argv
-    pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
-    if ns.version:
-        from . import __version__
-        print(f"policykit {__version__}")
-        return ExitCode.OK
-    if ns.command is None:
-        parser.print_help(sys.stderr)
-        return ExitCode.USAGE_ERROR
-    try:
+        parser = build_parser(pm)
+        try:
+            ns = parser.parse_args(argv)
+        except SystemExit as exc:       # --help (0) or a usage error (2)
+            return int(exc.code or 0)
+        parsed = True
+        ns.argv = argv
+        pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
+        if ns.version:
+            from . import __version__
+            print(f"policykit {__version__}")
+            return ExitCode.OK
+        if ns.command is None:
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE_ERROR
         return int(ns.func(ns))
     except PolicyKitError as exc:
         print(exc.render(), file=sys.stderr)
@@ -603,12 +644,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:          # `policykit ... | head`
         sys.stderr.close()
         return ExitCode.OK
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
-    except Exception as exc:  # a bug: say so briefly, traceback only on request
+    except BaseException as exc:
+        if stops_the_run(exc):       # the user's Ctrl-C
+            print("interrupted", file=sys.stderr)
+            return ExitCode.INTERNAL_ERROR
         if os.environ.get("POLICYKIT_DEBUG"):
             raise
+        if not isinstance(exc, Exception):   # SystemExit, KeyboardInterrupt... from a plugin
+            where = "while running the command" if parsed else "while loading plugins"
+            print(f"error: a plugin raised {type(exc).__name__}({_arg(exc)}) {where}: that is a plugin "
+                  "error, not a result (set POLICYKIT_DEBUG=1 for a traceback)", file=sys.stderr)
+            return ExitCode.INTERNAL_ERROR
+        # a bug: say so briefly, traceback only on request
         print(f"internal error: {type(exc).__name__}: {exc} (set POLICYKIT_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return ExitCode.INTERNAL_ERROR
+
+
+def _arg(exc: BaseException) -> str:
+    return ", ".join(repr(a) for a in exc.args)

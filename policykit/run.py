@@ -11,16 +11,11 @@ from ._manager import Policy, build_registry, check_policy_complete, get_plugin_
 from .engine.invariants import check_invariants
 from .engine.mm import Dispatch, Engine, Event, OperationFailed, Outcome
 from .engine.specs import OperationSpec, Registry
-from .errors import PluginError, PolicyKitError
+from .errors import PluginError
+from .guard import Deadline, deadline, stops_the_run
 from .oracle import Oracle, Violation
 from .scenario import load_scenario, load_scenarios, scenario_from_text
 from .scenario.model import Scenario, Step
-
-
-class EngineInvariantError(PolicyKitError):
-    """The engine broke one of its own invariants: a bug in policykit or a plugin."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -94,6 +89,10 @@ class Session:
         self.registry: Registry = build_registry(self.pm)
         check_policy_complete(self.pm, self.registry, policy)
         self._dispatch: Dispatch | None = None
+        #: what :meth:`run` allows a run when not told: seconds (None: no limit), and
+        #: pages in the machine (None: no limit beyond the scenario checker's)
+        self.timeout: float | None = None
+        self.max_pages: int | None = None
 
     def _extra_refs(self, engine: Engine):  # type: ignore[no-untyped-def]
         hook = self.pm.hook.policykit_page_refs
@@ -101,10 +100,13 @@ class Session:
             return None
         return lambda page: sum(hook(machine=engine.machine, page=page))
 
-    def _error(self, exc: Exception, where: str, default: str) -> str:
+    def _error(self, exc: BaseException, where: str, default: str) -> str:
         if isinstance(exc, PluginError):
-            return exc.render()
-        return f"{type(exc).__name__} in {where} of {_blame(exc, self.pm, default)}: {exc}"
+            who = ", ".join(x for x in (f"plugin {exc.plugin!r}" if exc.plugin else "",
+                                        f"hook {exc.hook}" if exc.hook else "") if x)
+            return f"{who}: {exc}" if who else str(exc)
+        text = f": {exc}" if str(exc) else ""
+        return f"{type(exc).__name__} in {where} of {_blame(exc, self.pm, default)}{text}"
 
     def load(self, path: str, variant: str | None = None) -> Scenario:
         """The scenario in ``path`` (with variants: the one named)."""
@@ -124,9 +126,15 @@ class Session:
         engine = Engine(self.pm, self.registry, dispatch=self._dispatch)
         return Runner(self, engine, Oracle(engine, self.pm))
 
-    def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False) -> RunResult:
-        """Run ``scenario``; with ``invariants`` the engine's invariants are checked after
-        every step and a broken one raises :class:`EngineInvariantError`."""
+    def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False,
+            timeout: float | None = None, max_pages: int | None = None) -> RunResult:
+        """Run ``scenario``.  Whatever goes wrong inside -- a plugin raising anything
+        (SystemExit included), a broken engine invariant (checked after every step with
+        ``invariants``), more than ``timeout`` seconds, more than ``max_pages`` pages in
+        the machine (both default to the session's) -- ends this run with an ``error`` verdict that says where and why;
+        only the user's Ctrl-C propagates (see :mod:`policykit.guard`)."""
+        timeout = self.timeout if timeout is None else timeout
+        max_pages = self.max_pages if max_pages is None else max_pages
         runner = self.start()
         engine, oracle = runner.engine, runner.oracle
         records: list[StepRecord] = []
@@ -135,36 +143,76 @@ class Session:
             engine.listen(current.append)
         warnings: list[str] = []
         extra_refs = self._extra_refs(engine) if invariants else None
-        for index, step in enumerate(scenario.steps):
-            rec = runner.step(index, step)
-            records.append(rec)
-            if rec.status == "error":
-                break
-            if rec.status == "skipped":
-                continue
-            while len(warnings) < len(engine.warnings):
-                point, message = engine.warnings[len(warnings)]
-                warnings.append(f"line {step.line}: {point}: {message}")
-            if trace:
-                rec.events = list(current)
-                current.clear()
-                rec.pages = _touched_pages(engine, rec.events)
-            if invariants:
-                problems = check_invariants(engine.machine, extra_refs)
-                if problems:
-                    raise EngineInvariantError(
-                        f"{scenario.filename}:{step.line}: after '{step.text}': " + "; ".join(problems))
-        # after an error the machine is mid-operation: its final state proves nothing
-        errored = any(rec.status == "error" for rec in records)
-        violations = oracle.violations if errored else oracle.finish()
-        result = RunResult(scenario, self.policy.name, violations, dict(engine.metrics), records, warnings,
-                           rules=dict(engine.rules_fired))
+        rules: dict[str, int] = {}
+        step: Step | None = None
+        try:
+            with deadline(timeout):
+                for index, step in enumerate(scenario.steps):
+                    rec = runner.step(index, step)
+                    records.append(rec)
+                    if rec.status == "error":
+                        break
+                    if rec.status == "skipped":
+                        continue
+                    while len(warnings) < len(engine.warnings):
+                        point, message = engine.warnings[len(warnings)]
+                        warnings.append(f"line {step.line}: {point}: {message}")
+                    if trace:
+                        rec.events = list(current)
+                        current.clear()
+                        rec.pages = _touched_pages(engine, rec.events)
+                    problem = self._limits(engine, max_pages)
+                    if problem is None and invariants:
+                        problem = self._invariants(engine, extra_refs)
+                    if problem is not None:
+                        rec.status, rec.message = "error", problem
+                        oracle.report("error", problem, key=-1)
+                        break
+                # after an error the machine is mid-operation: its final state proves nothing
+                if not any(rec.status == "error" for rec in records):
+                    try:
+                        oracle.finish()
+                    except BaseException as exc:
+                        if stops_the_run(exc):
+                            raise
+                        oracle.report("error", self._error(exc, "the end-of-run audit", "a plugin"), key=-1)
+                rules = dict(engine.rules_fired)
+        except Deadline:
+            where = f"line {step.line}: '{step.text}'" if step is not None else "the start"
+            message = f"the run took more than {timeout:g} s (at {where})"
+            if records and records[-1].step is step:
+                records[-1].status, records[-1].message = "error", message
+            oracle.report("error", message, key=-1)
+        result = RunResult(scenario, self.policy.name, oracle.violations, dict(engine.metrics), records, warnings,
+                           rules=rules or dict(engine.rules_fired))
         for bound in scenario.budgets.get(self.policy.name, ()):
             actual = engine.metrics[bound.metric]
             if not bound.holds(actual):
                 result.budget_failures.append(f"{bound} (was {actual})")
-        self.pm.hook.policykit_run_finish(result=result)
+        try:
+            self.pm.hook.policykit_run_finish(result=result)
+        except BaseException as exc:
+            if stops_the_run(exc):
+                raise
+            result.violations.append(Violation("error", None, None,
+                                               self._error(exc, "policykit_run_finish", "a plugin")))
         return result
+
+    @staticmethod
+    def _limits(engine: Engine, max_pages: int | None) -> str | None:
+        pages = len(engine.machine.pages)
+        if max_pages is not None and pages > max_pages:
+            return f"the machine holds {pages:,} pages, more than --max-pages {max_pages:,}"
+        return None
+
+    def _invariants(self, engine: Engine, extra_refs: Any) -> str | None:
+        try:
+            problems = check_invariants(engine.machine, extra_refs)
+        except BaseException as exc:       # a plugin's page_refs raised or answered nonsense
+            if stops_the_run(exc):
+                raise
+            return self._error(exc, "policykit_page_refs", "a plugin")
+        return "engine invariant broken: " + "; ".join(problems) if problems else None
 
 
 class Runner:
@@ -212,14 +260,16 @@ class Runner:
                     gone.add(step.result)
                 return rec
         args = _resolve(step, spec, self.pids, self.bases, self.rids)
-        if engine.observed:
-            engine.emit(Event("step", info=step.text, step=index))
-        oracle.before(index, step, args)
         try:
+            if engine.observed:
+                engine.emit(Event("step", info=step.text, step=index))
+            oracle.before(index, step, args)
             outcome = spec.apply(engine, args)
         except OperationFailed as exc:
             outcome = Outcome(ok=False, errno=exc.errno, message=exc.message)
-        except Exception as exc:  # a policy's or plugin's code raised
+        except BaseException as exc:  # a policy's or plugin's code raised (SystemExit too)
+            if stops_the_run(exc):
+                raise
             rec.status, rec.message = "error", self.session._error(exc, f"operation {step.op!r}", spec.provider)
             oracle.report("error", rec.message, key=-1)
             return rec
@@ -236,7 +286,9 @@ class Runner:
                               else args.get("pages", 1)}
         try:
             oracle.step(index, step, args, outcome)
-        except Exception as exc:  # an oracle check of a plugin's raised
+        except BaseException as exc:  # an oracle check of a plugin's raised
+            if stops_the_run(exc):
+                raise
             rec.status, rec.message = "error", self.session._error(exc, "an oracle check", "a plugin")
             oracle.report("error", rec.message, key=-1)
         return rec

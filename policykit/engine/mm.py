@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import pluggy
 
 from ..errors import PluginError, PolicyDecisionError
+from ..guard import stops_the_run
+from ..limits import DECISION_BUDGET
 from .context import FLAG_PREFIX, FollFlags, attribute_defaults, make_context
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
@@ -261,6 +264,7 @@ class Engine:
         ctx = make_context(point, self.defaults, page, pte, vma, mm, foll, self.machine)
         fast = self._fast[point]
         who = None
+        started = perf_counter()
         try:
             if fast is None:
                 res = self._hooks[point](ctx=ctx)
@@ -270,10 +274,16 @@ class Engine:
                     res = impl(ctx)
                     if res is not None:
                         break
-        except Exception as exc:
+        except BaseException as exc:          # SystemExit and the like are a plugin's fault too
+            if stops_the_run(exc):
+                raise
             hook = self._hooks[point]
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
+        took = perf_counter() - started
+        if took > DECISION_BUDGET:
+            raise PluginError(f"the decision took {took:.2f} s; a decision may take {DECISION_BUDGET:g} s",
+                              plugin=who, hook=f"policykit_{point}")
         if type(res) is Decision:                    # the common case: a compiled rule's
             d = res
         elif res is None:

@@ -1,0 +1,71 @@
+"""Keeping a plugin's fault apart from the user's wish to stop, and bounding a run's time.
+
+Plugins are Python and run in-process: whatever they raise -- ``SystemExit`` and
+``KeyboardInterrupt`` included -- is their fault, reported as such, and never ends the
+run.  Two things do stop it: the user's Ctrl-C (told apart from a plugin's
+``raise KeyboardInterrupt`` by the SIGINT handler :func:`watch_interrupts` installs) and
+a :class:`Deadline` raised by :func:`deadline` when a run's time is up.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+_watching = False
+_interrupted = False
+
+
+class Deadline(BaseException):
+    """A run's time ran out (raised by the alarm of :func:`deadline`; a BaseException, so
+    that no ``except Exception`` in a plugin swallows it)."""
+
+
+def watch_interrupts() -> None:
+    """From now on, a KeyboardInterrupt stops the program only when the user pressed
+    Ctrl-C; one a plugin raises is a fault of that plugin (the CLI calls this)."""
+    global _watching
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_sigint)
+        _watching = True
+
+
+def stops_the_run(exc: BaseException) -> bool:
+    """Whether ``exc`` must end the run rather than be reported as a plugin's fault: the
+    user's Ctrl-C, or a deadline.  Without :func:`watch_interrupts`, any
+    KeyboardInterrupt counts as the user's."""
+    if isinstance(exc, Deadline):
+        return True
+    return isinstance(exc, KeyboardInterrupt) and (_interrupted or not _watching)
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`Deadline` in this thread when ``seconds`` have passed inside the
+    block (None or 0: no limit; off the main thread, where no alarm can be set: no
+    limit either).  The previous alarm handler and timer are restored."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise Deadline
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_timer[0]:
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
