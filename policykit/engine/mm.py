@@ -949,6 +949,7 @@ class Engine:
                     raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
                 foll = FollFlags(pin, write, longterm, force, fast)
                 race = zap_race                         # the race window opens once a page
+                asked: list[str] = []                   # the faults asked for, for the error
                 for _ in range(_GUP_MAX_FAULTS + 1):
                     pte = mm.ptes.get(vpn)
                     if pte is None or not pte.present:  # faultin_page()
@@ -962,6 +963,7 @@ class Engine:
                         break
                     if action == "fail":
                         raise OperationFailed("EFAULT", f"gup refused page {vpn:#x}")
+                    asked.append(f"{action} (pte {'rw' if pte.writable else 'ro'}, pfn {pte.pfn})")
                     if action == "write_fault":
                         if pte.writable:
                             self.metrics["faults_wp"] += 1      # spurious: nothing to do
@@ -970,9 +972,13 @@ class Engine:
                     else:
                         self.handle_mm_fault(proc, vpn, write=False, unshare=True)
                 else:
+                    # The kernel would retry for ever (follow_page_mask() fails again after
+                    # each fault that changed nothing): the policy's answer cannot be right.
                     raise PolicyDecisionError(
-                        f"gup at page {vpn:#x}: the policy asked for more than "
-                        f"{_GUP_MAX_FAULTS} faults without grabbing the page", hook="policykit_gup")
+                        f"gup at page {vpn:#x}: the policy asked for {len(asked)} faults without "
+                        f"grabbing the page ({'; then '.join(dict.fromkeys(asked))}"
+                        f"{', each time' if len(set(asked)) == 1 else ''}): the kernel would loop for ever",
+                        hook="policykit_gup")
                 if pin:
                     page.refcount += GUP_PIN_COUNTING_BIAS * count
                     page.pins += count
