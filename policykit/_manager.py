@@ -7,7 +7,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
-import keyword
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .engine import builtin
-from .engine.context import FLAG_PREFIX, engine_fields
+from .engine.context import name_problem
 from .engine.specs import OWNERS, AttributeSpec, Registry
 from .errors import PluginError, PolicyLoadError, did_you_mean
 
@@ -237,21 +236,18 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 
 
 def _check_attribute(spec: AttributeSpec) -> None:
-    """An attribute name a policy can write, that shadows nothing the engine has."""
+    """An attribute name a policy can read, that shadows nothing the engine has."""
     where = f"{spec.owner}.{spec.name}"
     if spec.owner not in OWNERS:
         raise PluginError(f"attribute {where!r}: no such owner (owners: {', '.join(OWNERS)})",
                           plugin=spec.provider, hook="policykit_add_attributes")
-    if not spec.name.isidentifier() or keyword.iskeyword(spec.name) or spec.name.startswith(("_", FLAG_PREFIX)):
-        raise PluginError(f"attribute {where!r}: a name is a letter then letters, digits and '_', not a "
-                          f"Python keyword, and does not start with '_' or {FLAG_PREFIX!r}",
-                          plugin=spec.provider, hook="policykit_add_attributes")
     if spec.flag and spec.owner not in ("page", "mm"):
         raise PluginError(f"flag {where!r}: flags live on page or mm", plugin=spec.provider,
                           hook="policykit_add_attributes")
-    if spec.provider != "policykit" and spec.name in engine_fields(spec.owner):
-        raise PluginError(f"attribute {where!r} would shadow the engine's own {spec.name!r}",
-                          plugin=spec.provider, hook="policykit_add_attributes")
+    problem = None if spec.provider == "policykit" else name_problem(spec.owner, spec.name, spec.flag)
+    if problem is not None:
+        raise PluginError(f"attribute {where!r}: {problem}", plugin=spec.provider,
+                          hook="policykit_add_attributes")
 
 
 def _fields(spec: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,6 +30,24 @@ class Span:
     end_line: int | None = None
 
 
+def split_lines(text: str) -> list[str]:
+    """``text``'s lines as the parsers count them: only ``\n`` ends a line (a ``\r``
+    before it goes with it); form feeds, vertical tabs and U+2028 do not."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+@functools.lru_cache(maxsize=8)
+def _lines(text: str) -> list[str]:
+    return split_lines(text)
+
+
+def source_line(text: str, line: int) -> str:
+    """Line ``line`` (1-based) of ``text``, "" when there is none; cheap to ask again and
+    again of one text (a file with ten thousand warnings renders each)."""
+    lines = _lines(text)
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
 class SourceError(PolicyKitError):
     """An error at a place in a `.scn` or `.pol` file, rendered with the line and a caret."""
 
@@ -41,8 +60,7 @@ class SourceError(PolicyKitError):
 
     def render(self) -> str:
         s = self.span
-        lines = self.source.splitlines()
-        text = lines[s.line - 1] if 0 < s.line <= len(lines) else ""
+        text = source_line(self.source, s.line)
         width = max(1, (s.end_column or s.column + 1) - s.column)
         gutter = f"{s.line:>4} | "
         out = [

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ..errors import SourceError, Span
+from ..errors import SourceError, Span, split_lines
 
 #: how terminals are named in messages
 TERMINAL_NAMES = {
@@ -62,10 +62,10 @@ def source_error(exc: UnexpectedInput, text: str, filename: str, cls: type[Sourc
         col = tok.column if tok.column is not None else exc.column
         width = len(str(tok)) if tok.type not in ("_NL", "$END") else 1
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
+            lines = split_lines(text.rstrip("\n")) or [""]
             line, col = len(lines), len(lines[-1]) + 1
         elif tok.type == "_NL":
-            lines = text.splitlines()
+            lines = split_lines(text)
             line = tok.line
             col = len(lines[line - 1].split("#")[0].rstrip()) + 1 if line <= len(lines) else 1
         msg = f"unexpected {token_text(tok)}; expected {describe(exc.expected, names)}"
@@ -78,7 +78,7 @@ def source_error(exc: UnexpectedInput, text: str, filename: str, cls: type[Sourc
             msg += f"; expected {describe(allowed, names)}"
         return cls(msg, Span(filename, exc.line, exc.column, exc.column + 1), text, hint)
     if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
+        lines = split_lines(text.rstrip("\n")) or [""]
         return cls(f"unexpected end of file; expected {describe(exc.expected, names)}",
                    Span(filename, len(lines), len(lines[-1]) + 1), text, hint)
     return cls(str(exc), Span(filename, getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1),

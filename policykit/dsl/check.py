@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.context import name_problem
 from ..engine.specs import OWNERS, Registry
 from ..errors import SourceError, Span, did_you_mean
+from ..limits import MAX_CALL_DEPTH, MAX_CALL_EXPANSION, MAX_DEFINITIONS, MAX_EXTENDS, MAX_POLICY_BYTES
 from . import ast
 from ._syntax_errors import PolicyCheckError
 from .parse import parse_policy
@@ -91,12 +93,32 @@ class PolicyResolver:
         self.builtin_names = builtin_names
 
     def resolve(self, ref: str, quoted: bool, relative_to: str) -> Path | None:
+        """The file ``extends ref`` names, or None when there is none.  A path (quoted, or
+        ending in ``.pol``) is relative to the file that names it; :meth:`read` says
+        whether it is one a policy may extend."""
         if quoted or ref.endswith(".pol"):
             path = Path(ref)
             if not path.is_absolute():
                 path = Path(relative_to).parent / path
             return path if path.is_file() else None
         return self.builtin(ref)
+
+    @staticmethod
+    def read(path: Path) -> tuple[str | None, str]:
+        """(the text of the policy file at ``path``, "") -- or (None, why not): it must be
+        a readable ``.pol`` file (after following links) of UTF-8 text, no larger than
+        :data:`~policykit.limits.MAX_POLICY_BYTES`.  The reason never quotes the file."""
+        try:
+            real = path.resolve()
+            if real.suffix != ".pol":
+                return None, "extends names a policy: a built-in name or a .pol file"
+            if real.stat().st_size > MAX_POLICY_BYTES:
+                return None, f"the file is larger than {MAX_POLICY_BYTES:,} bytes"
+            return real.read_bytes().decode("utf-8"), ""
+        except UnicodeDecodeError:
+            return None, "the file is not UTF-8 text"
+        except OSError as exc:
+            return None, f"the file cannot be read ({exc.strerror or type(exc).__name__})"
 
 
 class _Check:
@@ -107,6 +129,8 @@ class _Check:
         self.warnings: list[Diagnostic] = []
         self.sources: dict[str, str] = {}
         self._reported: set[tuple[str, str, int, int]] = set()
+        #: an ``extends`` could not be followed: what the policy lacks is not news
+        self.chain_broken = False
 
     # -- diagnostics ---------------------------------------------------------------------
 
@@ -123,6 +147,12 @@ class _Check:
     # -- the chain ---------------------------------------------------------------------------
 
     def chain(self, top: ast.PolicyFile) -> list[ast.PolicyFile]:
+        errors = len(self.errors)
+        files = self._chain(top)
+        self.chain_broken = len(self.errors) > errors
+        return files
+
+    def _chain(self, top: ast.PolicyFile) -> list[ast.PolicyFile]:
         files = [top]
         seen = {str(Path(top.filename).resolve()) if top.filename[:1] != "<" else top.filename}
         self.sources[top.filename] = top.source
@@ -148,8 +178,17 @@ class _Check:
                            f"({' -> '.join(Path(f.filename).name for f in reversed(files))})",
                            h.span, "a policy cannot extend itself, directly or through others")
                 break
+            if len(files) > MAX_EXTENDS:
+                self.error(f"the extends chain is longer than {MAX_EXTENDS} policies", h.span,
+                           "extend a policy closer to the root")
+                break
             seen.add(key)
-            text = path.read_text(encoding="utf-8")
+            text, why = self.resolver.read(path)
+            if text is None:
+                self.error(f"cannot extend {h.value!r}: {why}", h.span,
+                           "extends takes a built-in policy's name or the path of a .pol file, "
+                           "relative to this one")
+                break
             self.sources[str(path)] = text
             try:
                 parent = parse_policy(text, str(path))
@@ -169,6 +208,7 @@ class _Check:
         preds: dict[str, ast.Pred] = {}
         blocks: dict[str, ast.Block] = {}
         unrealizable = None
+        defined = 0
         for f in files:
             local: dict[tuple[str, str], Span] = {}
             singles: dict[str, Span] = {}
@@ -182,10 +222,17 @@ class _Check:
                         unrealizable = item.value
                     continue
                 kind, key = _key(item)
+                defined += 1
+                if defined == MAX_DEFINITIONS + 1:
+                    self.error(f"more than {MAX_DEFINITIONS:,} constants, flags, predicates and blocks",
+                               item.span, "split the policy, or say it with fewer definitions")
                 for name, span in _names_defined(item):
                     if name.startswith("_"):
                         self.error(f"name {name!r} starts with '_'", span,
                                    "names starting with '_' are reserved; start with a letter")
+                if isinstance(item, ast.Const) and item.name in OWNERS:
+                    self.error(f"a constant cannot be named {item.name!r}", item.span,
+                               f"{item.name} is a context object; choose another name")
                 if (kind, key) in local:
                     first = local[(kind, key)]
                     self.error(f"{kind} {key!r} is defined twice in this file", item.span,
@@ -212,28 +259,56 @@ class _Check:
 
     # -- types ---------------------------------------------------------------------------
 
-    def const_value(self, name: str, stack: tuple[str, ...] = ()) -> bool | int | None:
-        if name in self._const_values:
-            return self._const_values[name]
-        c = self._consts[name]
-        if name in stack:
-            self.error(f"constant {name!r} is defined in terms of itself", c.span, "constants cannot be cyclic")
-            return None
-        value = self.fold(c.value, stack + (name,), c.span)
-        self._const_values[name] = value
-        return value
+    def const_value(self, name: str) -> bool | int | None:
+        """A constant's value (None when it has an error); see :meth:`eval_consts`."""
+        return self._const_values.get(name)
 
-    def fold(self, e: ast.Expr, stack: tuple[str, ...], where: Span) -> bool | int | None:
+    def eval_consts(self) -> None:
+        """Every constant's value, in an order where each comes after those it names
+        (found without recursion, so a chain of any length costs its length); a
+        constant on a cycle gets an error and no value."""
+        consts = self._consts
+        deps = {name: [x.name for x in ast.walk(c.value) if isinstance(x, ast.Name) and x.name in consts]
+                for name, c in consts.items()}
+        state: dict[str, int] = {}              # 1: on the path, 2: done
+        order: list[str] = []
+        cyclic: set[str] = set()
+        for root in consts:
+            if root in state:
+                continue
+            state[root] = 1
+            path = [(root, iter(deps[root]))]
+            while path:
+                name, todo = path[-1]
+                nxt = next(todo, None)
+                if nxt is None:
+                    path.pop()
+                    state[name] = 2
+                    order.append(name)
+                elif state.get(nxt) == 1:
+                    cyclic.add(nxt)
+                elif nxt not in state:
+                    state[nxt] = 1
+                    path.append((nxt, iter(deps[nxt])))
+        for name in order:
+            c = consts[name]
+            if name in cyclic:
+                self.error(f"constant {name!r} is defined in terms of itself", c.span, "constants cannot be cyclic")
+                self._const_values[name] = None
+            else:
+                self._const_values[name] = self.fold(c.value, c.span)
+
+    def fold(self, e: ast.Expr, where: Span) -> bool | int | None:
         """Evaluate a constant expression (literals, constants, arithmetic, logic)."""
         if isinstance(e, (ast.Int, ast.Bool)):
             return e.value
         if isinstance(e, ast.Name) and e.name in self._consts:
-            return self.const_value(e.name, stack)
+            return self._const_values.get(e.name)
         if isinstance(e, ast.Not):
-            v = self.fold(e.operand, stack, where)
+            v = self.fold(e.operand, where)
             return None if v is None else (not v)
         if isinstance(e, ast.Arith):
-            a, b = self.fold(e.left, stack, where), self.fold(e.right, stack, where)
+            a, b = self.fold(e.left, where), self.fold(e.right, where)
             if type(a) is int and type(b) is int:
                 v = a + b if e.op == "+" else a - b if e.op == "-" else a * b
                 if abs(v) > 2**63 - 1:
@@ -242,12 +317,12 @@ class _Check:
                 return v
             return None
         if isinstance(e, ast.Compare):
-            a, b = self.fold(e.left, stack, where), self.fold(e.right, stack, where)
+            a, b = self.fold(e.left, where), self.fold(e.right, where)
             if a is None or b is None or type(a) is not type(b):
                 return None
             return _compare(e.op, a, b)
         if isinstance(e, ast.BoolOp):
-            vals = [self.fold(x, stack, where) for x in e.operands]
+            vals = [self.fold(x, where) for x in e.operands]
             if any(v is None for v in vals):
                 return None
             return all(vals) if e.op == "and" else any(vals)
@@ -380,6 +455,7 @@ class _Check:
         self._calls: dict[str, set[str]] = {}
         self._current = ""
         # constants
+        self.eval_consts()
         for name, c in self._consts.items():
             v = self.const_value(name)
             if v is None and not self.errors:
@@ -397,7 +473,13 @@ class _Check:
                 self.error(f"{owner}.{name} is an engine attribute, not a policy flag", f.span,
                            "choose another name for the flag")
                 continue
-            v = self.fold(f.default, (), f.span)
+            problem = name_problem(owner, name, flag=True)
+            if problem is None and (owner, name) in PLUGIN_ATTRIBUTES:
+                problem = f"the plugin {PLUGIN_ATTRIBUTES[(owner, name)]} uses {name!r}"
+            if problem is not None:
+                self.error(f"flag {owner}.{name}: {problem}", f.span, "choose another name for the flag")
+                continue
+            v = self.fold(f.default, f.span)
             if v is None:
                 self.error("a flag's initial value must be a constant", f.default.span if hasattr(f.default, "span") else f.span,
                            "write true, false or a number")
@@ -421,13 +503,14 @@ class _Check:
         for name, pred in p.preds.items():   # second pass: call types now known
             self._current = name
             self._pred_types[name] = self.expr(pred.body, {q.name: q.type for q in pred.params})
-        self._check_recursion(p)
+        if self._check_recursion(p):
+            self._check_expansion(p)
         # blocks
         self._current = ""
         for point, block in p.blocks.items():
             self.block(block, p)
         for point, spec in self.registry.decision_points.items():
-            if point not in p.blocks and spec.default is None:
+            if point not in p.blocks and spec.default is None and not self.chain_broken:
                 where = (top.headers("policy") or [None])[0]
                 span = where.span if where else Span(top.filename, 1, 1)
                 self.error(f"policy {p.name!r} does not decide {point!r}", span,
@@ -438,7 +521,7 @@ class _Check:
                         for owner in OWNERS}
         return p
 
-    def _check_recursion(self, p: CheckedPolicy) -> None:
+    def _check_recursion(self, p: CheckedPolicy) -> bool:
         state: dict[str, int] = {}
 
         def visit(name: str, path: list[str]) -> None:
@@ -460,7 +543,45 @@ class _Check:
             for name in p.preds:
                 visit(name, [])
         except _Stop:
-            pass
+            return False
+        return True
+
+    def _check_expansion(self, p: CheckedPolicy) -> None:
+        """No chain of predicate calls deeper than MAX_CALL_DEPTH, and no rule whose
+        condition (or effect) may make more than MAX_CALL_EXPANSION calls in all.  The
+        call graph has no cycle (checked first); each predicate is costed once."""
+        depth: dict[str, int] = {}
+        cost: dict[str, int] = {}
+        for root in p.preds:
+            if root in depth:
+                continue
+            path = [(root, iter(_calls_in(p.preds[root].body)))]
+            while path:
+                name, todo = path[-1]
+                callee = next(todo, None)
+                if callee is not None:
+                    if callee in p.preds and callee not in depth:
+                        path.append((callee, iter(_calls_in(p.preds[callee].body))))
+                    continue
+                path.pop()
+                calls = [c for c in _calls_in(p.preds[name].body) if c in p.preds]
+                depth[name] = 1 + max((depth[c] for c in calls), default=0)
+                cost[name] = min(sum(1 + cost[c] for c in calls), MAX_CALL_EXPANSION + 1)
+        for name, d in depth.items():
+            if d > MAX_CALL_DEPTH:
+                self.error(f"predicate {name!r} calls predicates {d - 1} deep", p.preds[name].span,
+                           f"at most {MAX_CALL_DEPTH} levels of predicates calling predicates")
+                return
+        for block in p.blocks.values():
+            for rule in block.rules:
+                for e in [rule.condition] + [eff.value for eff in rule.effects]:
+                    calls = [c for c in _calls_in(e) if c in p.preds]
+                    total = sum(1 + cost[c] for c in calls)
+                    if total > MAX_CALL_EXPANSION:
+                        self.error(f"this rule may make more than {MAX_CALL_EXPANSION:,} predicate calls",
+                                   rule.span, "a predicate that calls another twice doubles the work at "
+                                   "each level; call it once and name the result with 'pred'")
+                        return
 
     def block(self, block: ast.Block, p: CheckedPolicy) -> None:
         spec = self.registry.decision_points.get(block.point)
@@ -478,7 +599,7 @@ class _Check:
                           f"the rule at line {always.span.line} always fires before it")
             if rule.condition is not None:
                 self.want(rule.condition, env, "bool", "a rule's condition is true or false")
-                value = self.fold(rule.condition, (), rule.span)
+                value = self.fold(rule.condition, rule.span)
                 if value is False:
                     self.warn("this rule's condition is always false", rule.span, "remove the rule")
                 elif value is True and always is None:
@@ -538,8 +659,9 @@ class _Check:
         for name, pred in p.preds.items():
             if pred in mine and name not in self._used_preds:
                 self.warn(f"predicate {name!r} is never used", pred.span, "remove it or call it from a rule")
+        in_defaults = _names_in_defaults(self._consts, self._flag_asts)
         for name, c in self._consts.items():
-            if c in mine and name not in self._used_consts and not _used_in_defaults(name, self._consts, self._flag_asts):
+            if c in mine and name not in self._used_consts and name not in in_defaults:
                 self.warn(f"constant {name!r} is never used", c.span, "remove it or use it")
         for key, f in self._flags.items():
             if f.origin in mine and key not in self._used_flags:
@@ -574,10 +696,15 @@ def _compare(op: str, a: bool | int, b: bool | int) -> bool:
     return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
-def _used_in_defaults(name: str, consts: dict[str, ast.Const], flags: dict) -> bool:
-    """Does a constant's or a flag's initial value mention constant ``name``?"""
+def _names_in_defaults(consts: dict[str, ast.Const], flags: dict) -> set[str]:
+    """The names a constant's or a flag's initial value mentions."""
     values = [c.value for c in consts.values()] + [f.default for f in flags.values()]
-    return any(isinstance(x, ast.Name) and x.name == name for v in values for x in ast.walk(v))
+    return {x.name for v in values for x in ast.walk(v) if isinstance(x, ast.Name)}
+
+
+def _calls_in(e: ast.Expr | None) -> list[str]:
+    """The predicates ``e`` calls, once per call."""
+    return [x.name for x in ast.walk(e) if isinstance(x, ast.Call)]
 
 
 def check_policy(top: ast.PolicyFile, registry: Registry, resolver: PolicyResolver) -> tuple[CheckedPolicy, list[Diagnostic]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import split_lines
 from . import ast
 from .parse import parse_policy
 
@@ -29,7 +30,7 @@ class _Comment:
 
 def _comments(text: str) -> list[_Comment]:
     out = []
-    lines = text.splitlines()
+    lines = split_lines(text)
     for n, line in enumerate(lines, 1):
         in_str = False
         i = 0

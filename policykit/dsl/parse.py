@@ -10,15 +10,14 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from .._parse_cache import lark_cache
 from ..errors import Span
+from ..limits import MAX_EXPR_DEPTH, MAX_EXPR_NODES, MAX_INT, MAX_INT_DIGITS, MAX_POLICY_BYTES
 from ._lark_errors import source_error
 from . import ast
 from ._syntax_errors import PolicySyntaxError, hint_for
 
-#: deepest expression nesting accepted (the generated Python must stay far from
-#: CPython's own limits)
-MAX_DEPTH = 64
-#: largest integer literal
-MAX_INT = 2**63 - 1
+#: deepest nesting of lark's tree accepted before it is turned into an AST (the
+#: transformer recurses on it); the AST itself is bounded by :mod:`policykit.limits`
+MAX_DEPTH = MAX_EXPR_DEPTH
 
 TERMINALS = {
     "ARROW": "'->'", "OTHERWISE": "'otherwise'", "OR": "'or'", "AND": "'and'", "NOT": "'not'",
@@ -137,7 +136,8 @@ class _ToAst(Transformer):
     # expressions
     def int(self, c: list) -> ast.Int:
         tok = c[0]
-        value = int(tok)
+        # the length first: converting a 5,000-digit string is itself refused by CPython
+        value = int(tok) if len(tok) <= MAX_INT_DIGITS else MAX_INT + 1
         if value > MAX_INT:
             raise PolicySyntaxError(f"integer {str(tok)[:20]}{'...' if len(tok) > 20 else ''} is too large",
                                     self._tok(tok), "", f"integers go up to {MAX_INT}")
@@ -222,6 +222,9 @@ def parse_policy(text: str, filename: str = "<policy>") -> ast.PolicyFile:
     Results are cached per (text, filename): an ``extends`` chain shared by many policies
     is parsed once per process.  The AST is immutable, so sharing it is safe.
     """
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicySyntaxError(f"the policy is larger than {MAX_POLICY_BYTES:,} bytes",
+                                Span(filename, 1, 1), text, "split it: a policy can extend another")
     parser = _parser()
     try:
         tree = parser.parse(text)
@@ -242,4 +245,51 @@ def parse_policy(text: str, filename: str = "<policy>") -> ast.PolicyFile:
             orig.source = text
             raise orig from None
         raise
+    for item in items:
+        _check_size(item, text)
     return ast.PolicyFile(filename, tuple(items), text)
+
+
+def _expressions(item: Any) -> list[ast.Expr]:
+    if isinstance(item, ast.Const):
+        return [item.value]
+    if isinstance(item, ast.Flag):
+        return [item.default]
+    if isinstance(item, ast.Pred):
+        return [item.body]
+    if isinstance(item, ast.Block):
+        return [e for r in item.rules for e in [r.condition] + [eff.value for eff in r.effects] if e is not None]
+    return []
+
+
+def _check_size(item: Any, text: str) -> None:
+    """Every expression of ``item`` within MAX_EXPR_DEPTH levels and MAX_EXPR_NODES
+    nodes, measured on the AST (a chain ``a + b + ...`` nests one level per operator),
+    without recursion."""
+    for root in _expressions(item):
+        nodes = 0
+        todo = [(root, 1)]
+        while todo:
+            e, depth = todo.pop()
+            nodes += 1
+            span = getattr(e, "span", None) or getattr(root, "span", None)
+            if depth > MAX_EXPR_DEPTH:
+                raise PolicySyntaxError("expression nested too deeply", span, text,
+                                        f"at most {MAX_EXPR_DEPTH} levels (each operator is one); "
+                                        "name parts of it with 'pred'")
+            if nodes > MAX_EXPR_NODES:
+                raise PolicySyntaxError(f"expression longer than {MAX_EXPR_NODES:,} terms", span, text,
+                                        "name parts of it with 'pred'")
+            todo.extend((x, depth + 1) for x in _children(e))
+
+
+def _children(e: ast.Expr) -> tuple[ast.Expr, ...]:
+    if isinstance(e, ast.Call):
+        return e.args
+    if isinstance(e, ast.Not):
+        return (e.operand,)
+    if isinstance(e, ast.BoolOp):
+        return e.operands
+    if isinstance(e, (ast.Compare, ast.Arith)):
+        return (e.left, e.right)
+    return ()

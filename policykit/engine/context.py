@@ -8,6 +8,7 @@ state only through the effects of its decision.
 
 from __future__ import annotations
 
+import keyword
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -197,6 +198,22 @@ class Context(tuple):
 #: each owner's view class (``foll`` is the :class:`FollFlags` itself)
 VIEWS: dict[str, type] = {"page": PageView, "pte": PteView, "vma": VmaView, "mm": MmView, "foll": FollFlags}
 _MODELS: dict[str, type] = {"page": Page, "pte": Pte, "vma": Vma, "mm": Mm}
+
+
+def name_problem(owner: str, name: str, flag: bool) -> str | None:
+    """Why ``name`` cannot be an attribute (or, ``flag``, a policy flag) of ``owner``,
+    or None.  A plugin attribute is read by name in compiled code, so it is no Python
+    keyword; a flag is read as ``f_NAME``, so it may be one.  Neither starts with '_' or
+    'f_', nor shadows what the engine itself names (:func:`engine_fields`)."""
+    if not name.isidentifier() or name.startswith("_"):
+        return "a name is a letter then letters, digits and '_'"
+    if name.startswith(FLAG_PREFIX):
+        return f"names starting with {FLAG_PREFIX!r} are how compiled policies read their flags"
+    if not flag and keyword.iskeyword(name):
+        return "a Python keyword cannot be read as an attribute"
+    if name in engine_fields(owner):
+        return f"the engine uses {name!r} for its own state"
+    return None
 
 
 def engine_fields(owner: str) -> frozenset[str]:

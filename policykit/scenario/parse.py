@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ScenarioError, Span
+from ..errors import ScenarioError, Span, split_lines
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
 #: one token: its kind is the name of the group that matched
@@ -244,7 +244,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     budgets: dict[str, tuple[Bound, ...]] = {}
     overrides: list[Expectation | Budget] = []
     seen: dict[tuple[str, str, str], Span] = {}     # (kind, policy, variant) -> first line
-    for number, line_text in enumerate(text.splitlines(), 1):
+    for number, line_text in enumerate(split_lines(text), 1):
         tokens = _tokens(line_text, number, filename, text)
         if len(tokens) == 1:                        # blank, or a comment
             continue

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 
 from ..engine.specs import Registry, VariantSpec
-from ..errors import PluginError, ScenarioError, did_you_mean
+from ..errors import PluginError, ScenarioError, did_you_mean, split_lines
 from .model import Budget, Expectation, Scenario, Step
 from .parse import parse_scenario
 
@@ -101,7 +101,7 @@ def _template(spec: VariantSpec, process: str, region: str) -> tuple[Step, ...]:
     where = f"<variant {spec.name} of {spec.provider}>"
     try:
         text = spec.steps.format(process=process, region=region)
-        steps = parse_scenario("\n".join(line.strip() for line in text.splitlines()), where).steps
+        steps = parse_scenario("\n".join(line.strip() for line in split_lines(text)), where).steps
     except (KeyError, IndexError, ValueError, ScenarioError) as exc:
         raise PluginError(f"variant {spec.name!r}: its steps do not parse: {exc}",
                           plugin=spec.provider) from None
