@@ -177,9 +177,12 @@ class _Printer:
             self.leading(rule.span.line, INDENT)
             pad = " " * (width - len(head)) if align else ""
             tail = f"-> {rule.action}{_effects(rule)}"
-            if rule.condition is not None and len(INDENT + head + " " + tail) > WIDTH:
-                lines = _wrapped("", rule.condition, INDENT)
-                lines = [INDENT + ln if i == 0 else ln for i, ln in enumerate(lines)]
+            if rule.condition is not None and len(head) > WIDTH and isinstance(rule.condition, ast.BoolOp):
+                # the first operand on the rule's own line, the others indented below it
+                e = rule.condition
+                parts = [_operand(e, x) for x in e.operands]
+                lines = [(INDENT if i == 0 else INDENT * 2) + part + (f" {e.op}" if i < len(parts) - 1 else "")
+                         for i, part in enumerate(parts)]
                 lines[-1] += " " + tail
             else:
                 lines = [f"{INDENT}{head}{pad} {tail}"]
