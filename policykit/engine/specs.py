@@ -98,6 +98,8 @@ class OperationSpec:
     ``apply(engine, args)`` carries it out on resolved arguments (pids, vpn lists, reference
     ids) and returns an :class:`~policykit.engine.mm.Outcome`.  ``result`` says what the
     ``-> NAME`` after the arguments binds: ``process``, ``ref``, or None for no result.
+    ``makes="file"``: each step makes a file of ``pages`` pages, counted against the
+    scenario limits (:mod:`policykit.limits`) before anything runs.
     """
 
     name: str
@@ -106,6 +108,7 @@ class OperationSpec:
     doc: str = ""
     result: str | None = None
     provider: str = "policykit"
+    makes: str | None = None
 
 
 @final

@@ -14,12 +14,9 @@ from typing import Any
 
 from ..engine.specs import OperationSpec, Param, Registry
 from ..errors import ScenarioError, Span, did_you_mean
+from ..limits import MAX_FILES, MAX_PAGES_PER_MAPPING, MAX_PROCESSES, MAX_TOTAL_PAGES
 from .model import Arg, Scenario, Step
 
-#: largest mmap a scenario may ask for, in pages (4 GiB)
-MAX_PAGES = 1 << 20
-#: most children one fork_children may make
-MAX_CHILDREN = 4096
 
 
 @dataclass
@@ -67,6 +64,11 @@ class _State:
     regions: dict[str, tuple[int, bool]] = field(default_factory=dict)   # name -> (npages, shared)
     refs: dict[str, _Ref] = field(default_factory=dict)
     aliases: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # name -> (region, lo, hi)
+    #: what the scenario makes, against the limits of :mod:`policykit.limits`: processes
+    #: made, files made, pages mapped by live processes or held by files
+    processes: int = 0
+    files: int = 0
+    pages: int = 0
 
 
 class _Checker:
@@ -259,17 +261,47 @@ class _Checker:
 
     # -- effects of the built-in operations -------------------------------------------
 
+    def _arg_span(self, step: Step, spec: OperationSpec, name: str) -> Span:
+        i = next((i for i, p in enumerate(spec.params) if p.name == name), 0)
+        return step.args[i].span if i < len(step.args) else step.span
+
+    def _make(self, step: Step, processes: int = 0, pages: int = 0, files: int = 0) -> None:
+        """Count what a step makes against the scenario limits, before anything runs."""
+        st = self.state
+        st.processes += processes
+        st.pages += pages
+        st.files += files
+        for made, limit, what in ((st.processes, MAX_PROCESSES, "processes"),
+                                  (st.pages, MAX_TOTAL_PAGES, "pages mapped or held by files at once"),
+                                  (st.files, MAX_FILES, "files")):
+            if made > limit:
+                raise self.error(f"this step makes the scenario exceed {limit:,} {what} ({made:,})",
+                                 step.span, "scenario limits keep every run small: see docs/security.md")
+
+    @staticmethod
+    def _mapped(proc: _Proc | None) -> int:
+        return sum(len(m.mapped) for m in proc.regions.values()) if proc is not None else 0
+
     def apply(self, step: Step, a: dict[str, Any]) -> None:
         st = self.state
         op, line = step.op, step.line
         proc = st.procs.get(a.get("process", ""))
         spec = self.registry.operations[op]
+        pages = a.get("pages")
+        if type(pages) is int and any(p.name == "pages" and p.kind == "int" for p in spec.params):
+            if not 0 <= pages <= MAX_PAGES_PER_MAPPING:
+                raise self.error(f"{op} of {pages:,} pages", self._arg_span(step, spec, "pages"),
+                                 f"at most {MAX_PAGES_PER_MAPPING:,} pages ({MAX_PAGES_PER_MAPPING * 4 // 1024} MiB)")
+            if spec.makes == "file":
+                self._make(step, files=1, pages=pages)
         if op == "spawn":
+            self._make(step, processes=1)
             st.procs[a["_name"]] = _Proc(a["_name"])
         elif op == "mmap" or (spec.result == "region" and spec.provider != "policykit"):
-            if not 1 <= a["pages"] <= MAX_PAGES:
+            if not 1 <= a["pages"]:
                 raise self.error(f"mmap of {a['pages']} pages", step.args[1].span,
-                                 f"map between 1 and {MAX_PAGES} pages")
+                                 f"map between 1 and {MAX_PAGES_PER_MAPPING:,} pages")
+            self._make(step, pages=a["pages"])
             name = a["_name"]
             st.regions[name] = (a["pages"], a.get("sharing") == "shared")
             m = _Mapping(a["pages"], dict.fromkeys(range(a["pages"])))
@@ -277,15 +309,18 @@ class _Checker:
                 m.readonly = dict.fromkeys(range(a["pages"]), line)
             proc.regions[name] = m  # type: ignore[union-attr]
         elif op == "fork_children":
-            if not 1 <= a["count"] <= MAX_CHILDREN:
-                raise self.error(f"fork_children of {a['count']} children", step.args[1].span,
-                                 f"between 1 and {MAX_CHILDREN}")
+            if not 1 <= a["count"] <= MAX_PROCESSES:
+                raise self.error(f"fork_children of {a['count']:,} children", step.args[1].span,
+                                 f"between 1 and {MAX_PROCESSES:,}")
+            self._make(step, processes=a["count"], pages=a["count"] * self._mapped(proc))
         elif op == "alias":
             st.aliases[a["_name"]] = a["region"]
         elif op == "fork":
             st.procs[a["_name"]] = _Proc(a["_name"], {r: m.copy_for_child(line)
                                                      for r, m in proc.regions.items()})  # type: ignore[union-attr]
+            self._make(step, processes=1, pages=self._mapped(st.procs[a["_name"]]))
         elif op == "exit":
+            st.pages -= self._mapped(proc)
             proc.exited = line  # type: ignore[union-attr]
             for ref in st.refs.values():
                 if ref.owner == proc.name and ref.released is None:  # type: ignore[union-attr]

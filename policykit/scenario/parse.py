@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from ..errors import ScenarioError, Span, split_lines
+from ..limits import MAX_INT_DIGITS, MAX_SCENARIO_BYTES, MAX_STEPS
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
 #: one token: its kind is the name of the group that matched
@@ -116,6 +117,9 @@ def _tokens(text: str, line: int, filename: str, source: str) -> list[_Tok]:
         kind = m.lastgroup
         if kind == "comment":
             break
+        if kind == "int" and len(m.group()) > MAX_INT_DIGITS:
+            raise ScenarioError(f"number {m.group()[:20]}... is too large", Span(filename, line, pos + 1, m.end() + 1),
+                                source, f"numbers have at most {MAX_INT_DIGITS} digits")
         if kind != "ws":
             out.append(_Tok("word" if kind == "word" else kind, m.group(), pos + 1))
         pos = m.end()
@@ -238,6 +242,9 @@ def _statement(t: _Line, text: str) -> tuple[str, object, Span] | Step:
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     """Parse scenario text; raise :class:`ScenarioError` on a syntax error."""
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"the scenario is larger than {MAX_SCENARIO_BYTES:,} bytes", Span(filename, 1, 1),
+                            text, "a scenario says one story; split it")
     header: dict = {}
     steps: list[Step] = []
     expectations: dict[str, Expectation] = {}
@@ -250,6 +257,9 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
             continue
         item = _statement(_Line(tokens, number, filename, text), line_text)
         if isinstance(item, Step):
+            if len(steps) == MAX_STEPS:
+                raise ScenarioError(f"more than {MAX_STEPS:,} steps", item.span, text,
+                                    "a scenario says one story; split it")
             steps.append(item)
             continue
         kind, value, span = item

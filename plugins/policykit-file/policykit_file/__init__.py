@@ -193,7 +193,7 @@ def policykit_add_operations() -> list[OperationSpec]:
     prot = Param("prot", "word", ("rw", "ro"), "rw")
     return [
         OperationSpec("create_file", (_NAME, pages, prot), create_file,
-                      "create a file of PAGES pages (ro: the user may not write it)"),
+                      "create a file of PAGES pages (ro: the user may not write it)", makes="file"),
         OperationSpec("mmap_file", (_PROC, _NAME, pages, Param("sharing", "word", ("private", "shared"), "private"),
                                     prot), mmap_file,
                       "map the first PAGES pages of a file", result="region"),
