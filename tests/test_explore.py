@@ -387,3 +387,23 @@ def test_a_flag_no_policy_mentions_is_not_tried():
     b = explore(s, Space.build(s.registry, bounds, policies=[s.policy]), starts([s], bounds))
     assert [(f.cls, f.point, f.lines) for f in a.findings] == [(f.cls, f.point, f.lines) for f in b.findings]
     assert b.stats.generated < a.stats.generated
+
+
+def test_a_region_partly_unmapped_is_not_named_whole_from_the_cache():
+    """A 1-page mapping and a 2-page one with its second page unmapped look alike but for
+    the region's size: the cached steps must still name the page, not the region."""
+    from policykit.scenario import scenario_from_text
+    s = session("linux-6.x")
+    space = Space.build(s.registry, Bounds(pages=2), ops=["+pin"])
+
+    def state(text):
+        r = s.start()
+        for i, st in enumerate(scenario_from_text(text, "x.scn", s.registry).steps):
+            r.step(i, st)
+        return r
+
+    one = state("spawn -> p\nmmap p 1 -> buf\n")
+    two = state("spawn -> p\nmmap p 2 -> buf\nmunmap p buf[1]\n")
+    assert "pin p buf -> r1" in [st.text for st in space.steps(one, 4)]
+    texts = [st.text for st in space.steps(two, 4)]
+    assert "pin p buf[0] -> r1" in texts and "pin p buf -> r1" not in texts

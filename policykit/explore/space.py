@@ -242,7 +242,7 @@ def _proc_param(spec: OperationSpec) -> str:
 def _shape(runner: Runner) -> tuple:
     """Everything the enumeration (and :func:`_allowed`) reads of a state: the names,
     which are live, each process's VMAs, its present PTEs and which are writable, the
-    references.  (Steps are cached by it: what it leaves out, they may not depend on.)"""
+    regions' sizes, the references.  (Steps are cached by it: what it leaves out, they may not depend on.)"""
     m = runner.engine.machine
     procs = []
     for n, pid in runner.pids.items():
@@ -254,7 +254,11 @@ def _shape(runner: Runner) -> tuple:
                       tuple(sorted((vpn, e.writable) for vpn, e in ptes.items() if e.present))))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
-    return (tuple(procs), tuple(runner.bases.items()), refs, frozenset(runner.gone))
+    # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
+    # by them, and two states can differ only there (a 1-page mapping, and a 2-page one
+    # with a page unmapped)
+    return (tuple(procs), tuple(runner.bases.items()), tuple(runner.sizes.items()), refs,
+            frozenset(runner.gone))
 
 
 #: a region of more pages than this (a THP's 512) is named whole and by its first page
