@@ -182,6 +182,8 @@ class Session:
             message = f"the run took more than {timeout:g} s (at {where})"
             if records and records[-1].step is step:
                 records[-1].status, records[-1].message = "error", message
+            elif step is not None:              # cut short inside the step
+                records.append(StepRecord(len(records), step, "error", message))
             oracle.report("error", message, key=-1)
         result = RunResult(scenario, self.policy.name, oracle.violations, dict(engine.metrics), records, warnings,
                            rules=rules or dict(engine.rules_fired))

@@ -80,3 +80,31 @@ def test_long_conditions_break_after_operators():
     assert lines[0] == "pred long(page) ="
     assert all(len(line) <= 96 for line in lines)
     assert parse_policy(out).items == parse_policy(f"pred long(page) = {cond}\n").items
+
+
+def test_a_trailing_comment_on_a_wrapped_rule_stays_put():
+    text = ("policy f\nextends linux-6.x\non wp_fault {\n    page.refcount == 1 and page.mapcount == 1 and "
+            "page.anon and not page.zero and page.refcount < 1024 and page.mapcount < 2 -> reuse  # keep\n"
+            "    otherwise -> copy\n}\n")
+    once = format_policy(text)
+    assert format_policy(once) == once
+    assert "    page.refcount == 1 and  # keep\n        page.mapcount == 1 and\n" in once
+    assert not any(line.strip() == "" and line for line in once.split("\n")), "no whitespace-only line"
+
+
+@pytest.mark.parametrize("odd", ["\u2028", "\x0b", "\x0c", "\x85", "\u2029", "\r"])
+def test_odd_line_breaks_in_comments_are_kept_and_end_no_line(odd):
+    """Only \\n ends a line: an error after a comment holding U+2028, a vertical tab or a
+    form feed is reported at its real line, with that line under the caret; fmt keeps
+    the comment and is idempotent."""
+    from policykit.dsl import check_policy, resolver
+    from policykit._manager import build_registry, get_plugin_manager
+
+    text = f"policy f\nextends linux-6.x\n# a{odd}b\non wp_fault {{\n    page.refcont > 1 -> copy\n    otherwise -> copy\n}}\n"
+    once = format_policy(text)
+    assert format_policy(once) == once and f"# a{odd}b" in once
+    tree = parse_policy(text, "odd.pol")
+    [err] = [d for d in check_policy(tree, build_registry(get_plugin_manager()), resolver())[1]
+             if d.severity == "error"]
+    rendered = err.render()
+    assert err.error.span.line == 5 and "   5 |     page.refcont > 1 -> copy\n" in rendered, rendered
