@@ -614,9 +614,15 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .guard import stops_the_run, watch_interrupts
+    from .guard import watch_interrupts
 
-    watch_interrupts()              # a plugin's KeyboardInterrupt is its fault, not a Ctrl-C
+    with watch_interrupts():        # a plugin's KeyboardInterrupt is its fault, not a Ctrl-C
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from .guard import stops_the_run
+
     parsed = False
     try:
         from ._manager import get_plugin_manager

@@ -24,19 +24,29 @@ class Deadline(BaseException):
     that no ``except Exception`` in a plugin swallows it)."""
 
 
-def watch_interrupts() -> None:
-    """From now on, a KeyboardInterrupt stops the program only when the user pressed
-    Ctrl-C; one a plugin raises is a fault of that plugin (the CLI calls this)."""
-    global _watching
+@contextmanager
+def watch_interrupts() -> Iterator[None]:
+    """Inside the block, a KeyboardInterrupt stops the program only when the user pressed
+    Ctrl-C; one a plugin raises is a fault of that plugin (the CLI runs in such a block).
+    The previous SIGINT handler is restored after it."""
+    global _watching, _interrupted
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         global _interrupted
         _interrupted = True
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_sigint)
-        _watching = True
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state = _watching, _interrupted
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    _watching, _interrupted = True, False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _watching, _interrupted = state
 
 
 def stops_the_run(exc: BaseException) -> bool:

@@ -43,24 +43,20 @@ def test_anything_a_decision_hook_raises_is_that_runs_error(exc):
     assert s.run(s.parse(QUIET)).verdict == "ok", "the next run goes on"
 
 
-def test_a_keyboard_interrupt_from_a_plugin_is_its_fault_but_the_users_stops(monkeypatch):
+def test_a_keyboard_interrupt_from_a_plugin_is_its_fault_but_the_users_stops():
     def wp_fault(ctx):
         raise KeyboardInterrupt
     s = variant("copy_on_wp", "interrupts", policykit_wp_fault=wp_fault)
     with pytest.raises(KeyboardInterrupt):           # a library caller's: it stops
         s.run(s.parse(WRITE_AFTER_FORK))
     previous = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(guard, "_watching", False)
-    monkeypatch.setattr(guard, "_interrupted", False)
-    try:
-        guard.watch_interrupts()                     # as the CLI does
+    with guard.watch_interrupts():                   # as the CLI does
         assert "KeyboardInterrupt" in error_of(s.run(s.parse(WRITE_AFTER_FORK)))
         with pytest.raises(KeyboardInterrupt):       # the user's Ctrl-C still stops
             signal.raise_signal(signal.SIGINT)
             time.sleep(1)
         assert guard.stops_the_run(KeyboardInterrupt())
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 def test_faults_in_run_finish_engine_event_and_page_refs_are_error_verdicts():
