@@ -149,6 +149,25 @@ def main() -> int:
     all_policies()                               # warm: imports done, the LALR parser built
     t = interleaved({"all": all_policies}, rounds=5)["all"]
     print(f"    {len(names)} policies: {t * 1e3:.1f} ms  ({t / len(names) * 1e3:.2f} ms each, chains included)")
+
+    print("(c) checking is linear in the file's size: N chained constants and predicates, then 2N")
+    n = 250 if QUICK else 1_500
+
+    def big(count: int) -> str:
+        consts = "const C0 = 1\n" + "".join(f"const C{i} = C{i - 1} + 1\n" for i in range(1, count))
+        preds = "".join(f"pred q{i}(page) = page.refcount > C{i}\n" for i in range(count // 2))
+        use = " or ".join(f"q{i}(page)" for i in range(0, count // 2, max(1, count // 40)))
+        return f"policy big\nextends linux-6.x\n{consts}{preds}on wp_fault {{\n    {use} -> copy\n    otherwise -> copy\n}}\n"
+
+    def check(text: str):
+        def go():
+            parse_policy.cache_clear()
+            dsl.check_policy(parse_policy(text, "big.pol"), registry, dsl.resolver())
+        return go
+
+    t = interleaved({"n": check(big(n)), "2n": check(big(2 * n))}, rounds=3)
+    print(f"    {n:,} constants: {t['n'] * 1e3:6.1f} ms   {2 * n:,}: {t['2n'] * 1e3:6.1f} ms   "
+          f"ratio {t['2n'] / t['n']:.2f} (2 when linear, 4 when quadratic)")
     return 0
 
 

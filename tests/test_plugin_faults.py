@@ -168,3 +168,10 @@ def test_a_policy_asking_gup_for_faults_for_ever_gets_a_bounded_error():
     s = variant("copy_on_wp", "loops", policykit_gup=gup)
     detail = error_of(s.run(s.parse("spawn -> p\nmmap p 1 private -> b\npin p b -> r\n")))
     assert "asked for 4 faults without grabbing the page" in detail and "loop for ever" in detail
+
+
+def test_a_python_policy_exiting_on_import_exits_3(tmp_path, capsys):
+    pol = tmp_path / "exits_on_import.py"
+    pol.write_text("raise SystemExit(0)\n")
+    assert main(["run", str(pol), str(PY_POLICIES.parent.parent / "policykit/corpus/cow-basic.scn")]) == 3
+    assert "a plugin raised SystemExit(0)" in capsys.readouterr().err
