@@ -47,8 +47,18 @@ def test_the_properties_catch_a_broken_fmt(monkeypatch, workdir):
         fuzz.check_policy_text("policy x\nextends linux-6.x\non wp_fault {\n    otherwise -> copy\n}\n", workdir)
 
 
-def test_the_properties_catch_an_error_verdict(workdir):
-    """... and so is a policy that checks but makes runs fail (gup asks for faults for ever)."""
-    looping = "policy x\nextends linux-6.x\non gup {\n    foll.pin -> unshare_fault\n    otherwise -> grab\n}\n"
+def test_the_properties_catch_an_error_verdict(monkeypatch, workdir):
+    """... and so is a policy that checks but whose runs end in error (here: every
+    decision over its time budget)."""
+    import policykit.engine.mm as mm
+    monkeypatch.setattr(mm, "DECISION_BUDGET", -1.0)
     with pytest.raises(fuzz.Broken, match="error verdict"):
-        fuzz.check_policy_text(looping, workdir)
+        fuzz.check_policy_text("policy x\nextends linux-6.x\n", workdir)
+
+
+def test_a_policy_that_makes_gup_ask_for_faults_for_ever_runs_without_error(workdir):
+    """Found by bench/fuzz.py: an unshare fault that reuses without marking the page
+    exclusive makes linux-6.x's gup ask again for ever; GUP fails (gup-failed), the run
+    ends normally."""
+    looping = "policy x\nextends linux-6.x\non unshare_fault {\n    otherwise -> reuse\n}\n"
+    assert fuzz.check_policy_text(looping, workdir) == "run"

@@ -162,12 +162,16 @@ def test_copy_at_fork_no_longer_loops_in_gup():
     assert r.verdict == "ok"
 
 
-def test_a_policy_asking_gup_for_faults_for_ever_gets_a_bounded_error():
+def test_a_policy_asking_gup_for_faults_for_ever_makes_gup_fail_with_the_reason():
+    """The engine never loops on a policy's answer: a bounded retry, then GUP fails and
+    the oracle says why (a policy's mistake is a verdict, not an error)."""
     def gup(ctx):
         return "unshare_fault"
     s = variant("copy_on_wp", "loops", policykit_gup=gup)
-    detail = error_of(s.run(s.parse("spawn -> p\nmmap p 1 private -> b\npin p b -> r\n")))
-    assert "asked for 4 faults without grabbing the page" in detail and "loop for ever" in detail
+    r = s.run(s.parse("spawn -> p\nmmap p 1 private -> b\npin p b -> r\n"))
+    [v] = r.violations
+    assert v.cls == "gup-failed" and "livelock" in v.detail
+    assert "asked for 4 faults at page" in v.detail and "loop for ever" in v.detail
 
 
 def test_a_python_policy_exiting_on_import_exits_3(tmp_path, capsys):

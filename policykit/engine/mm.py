@@ -973,12 +973,12 @@ class Engine:
                         self.handle_mm_fault(proc, vpn, write=False, unshare=True)
                 else:
                     # The kernel would retry for ever (follow_page_mask() fails again after
-                    # each fault that changed nothing): the policy's answer cannot be right.
-                    raise PolicyDecisionError(
-                        f"gup at page {vpn:#x}: the policy asked for {len(asked)} faults without "
-                        f"grabbing the page ({'; then '.join(dict.fromkeys(asked))}"
-                        f"{', each time' if len(set(asked)) == 1 else ''}): the kernel would loop for ever",
-                        hook="policykit_gup")
+                    # each fault that changed nothing): GUP fails here instead, and the
+                    # oracle reports it (gup-failed), with why.
+                    raise OperationFailed(
+                        "livelock", f"the policy asked for {len(asked)} faults at page {vpn:#x} without "
+                        f"grabbing it ({'; then '.join(dict.fromkeys(asked))}"
+                        f"{', each time' if len(set(asked)) == 1 else ''}): the kernel would loop for ever")
                 if pin:
                     page.refcount += GUP_PIN_COUNTING_BIAS * count
                     page.pins += count
