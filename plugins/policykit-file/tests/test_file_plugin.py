@@ -94,3 +94,15 @@ def test_wipeonfork_is_refused_on_a_file_mapping():
     with pytest.raises(OperationFailed) as exc:
         op(e, "madvise", process=p, region=range(b, b + 1), advice="wipeonfork")
     assert exc.value.errno == "EINVAL"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("create_file f 1000000000\n", "create_file of 1,000,000,000 pages"),
+    ("".join(f"create_file f{i} 16\n" for i in range(300)), "exceed 256 files"),
+    ("".join(f"create_file f{i} 65536\n" for i in range(17)), "exceed 1,048,576 pages"),
+])
+def test_files_are_bounded_before_anything_is_made(text, message):
+    from policykit import ScenarioError, Session, load_policy
+    s = Session(load_policy("linux-6.x"))
+    with pytest.raises(ScenarioError, match=message):
+        s.parse(text)
