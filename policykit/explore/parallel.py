@@ -31,7 +31,6 @@ from .search import rebuild, take, weight
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
-    from ..scenario.model import Step
     from .search import Node, Search
 
 _HEADER = struct.Struct("<Q")
