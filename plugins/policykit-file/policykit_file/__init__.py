@@ -206,7 +206,11 @@ def policykit_add_operations() -> list[OperationSpec]:
 
 @hookimpl
 def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, Any]) -> Any:
-    cells = oracle.state.setdefault("file.cells", {})
+    cells = oracle.state.get("file.cells")
+    if cells is None:                   # no file yet: nothing to follow (the common case)
+        if step.op != "create_file" or not outcome.ok:
+            return None
+        cells = oracle.state["file.cells"] = {}
     if not outcome.ok:
         return None
     if step.op == "create_file":
