@@ -372,6 +372,20 @@ def cmd_fmt(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_show(ns: argparse.Namespace) -> int:
+    from . import dsl
+    from .dsl.fmt import format_resolved
+
+    checked, diagnostics = dsl.check_file(ns.policy, _registry())
+    errors = [d for d in diagnostics if d.severity == "error"]
+    for d in errors:
+        print(d.render(), file=sys.stderr)
+    if errors or checked is None:
+        return ExitCode.USAGE_ERROR
+    print(format_resolved(checked), end="")
+    return ExitCode.OK
+
+
 def cmd_policies(ns: argparse.Namespace) -> int:
     import json
 
@@ -591,6 +605,15 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     fmt.add_argument("files", metavar="FILE", nargs="+", help=".pol files")
     fmt.add_argument("--check", action="store_true", help="only report files that would change")
     fmt.set_defaults(func=cmd_fmt)
+
+    show = sub.add_parser("show", help="print a policy with its extends chain resolved",
+                          description="Print POLICY (a .pol file or a built-in name) as one policy file "
+                                      "with its extends chain resolved: the constants, flags, predicates "
+                                      "and blocks in force.  It checks, and runs as the chain does.",
+                          epilog="example:\n  policykit show linux-6.x > linux-6.x-flat.pol",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("policy", metavar="POLICY")
+    show.set_defaults(func=cmd_show)
 
     pols = sub.add_parser("policies", help="list the built-in policies",
                           description="List the built-in policies with what they extend and a summary.")

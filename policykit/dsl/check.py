@@ -78,6 +78,8 @@ class CheckedPolicy:
     warnings: list[Diagnostic] = field(default_factory=list)
     #: owner -> the registry's attribute names at check time (what compiled code may read)
     attributes: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: the constants as written (the last definition of each along the chain)
+    const_defs: dict[str, ast.Const] = field(default_factory=dict)
 
     @property
     def filename(self) -> str:
@@ -252,7 +254,8 @@ class _Check:
         summary = next((h.value for f in reversed(files) for h in f.headers("summary")), "")
         era = next((h.value for h in top.headers("era")), "")
         sources = [h.value for h in top.headers("source")]
-        policy = CheckedPolicy(name, summary, era, sources, files, {}, {}, preds, blocks, unrealizable)
+        policy = CheckedPolicy(name, summary, era, sources, files, {}, {}, preds, blocks, unrealizable,
+                               const_defs=consts)
         self._consts = consts
         self._flag_asts = flags
         return policy

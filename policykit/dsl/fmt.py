@@ -7,10 +7,14 @@ Comments stay with the statement or rule they precede or end.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import split_lines
 from . import ast
 from .parse import parse_policy
+
+if TYPE_CHECKING:
+    from .check import CheckedPolicy
 
 INDENT = "    "
 WIDTH = 96
@@ -219,6 +223,48 @@ def _grouped(a: object, b: object) -> bool:
     if type(a) is type(b) and isinstance(a, (ast.Const, ast.Flag)):
         return True
     return False
+
+
+def format_resolved(policy: CheckedPolicy) -> str:
+    """One ``.pol`` text saying what ``policy`` and its ``extends`` chain say together:
+    the headers of the policy, then every constant, flag, predicate and block that is in
+    force (an override replaces what it overrides, where the parent had it).  It checks,
+    and runs exactly as the chain does."""
+    from pathlib import Path
+
+    headers = [ast.Header("policy", policy.name)]
+    headers += [ast.Header("summary", policy.summary)] if policy.summary else []
+    headers += [ast.Header("era", policy.era)] if policy.era else []
+    headers += [ast.Header("source", s) for s in policy.sources]
+    if policy.unrealizable is not None:
+        headers.append(ast.Header("unrealizable", policy.unrealizable))
+    preds, consts = _in_force(policy)
+    items: list[Any] = [*headers, *(c for n, c in policy.const_defs.items() if n in consts),
+                        *(f.origin for f in policy.flags.values()),
+                        *(p for n, p in policy.preds.items() if n in preds), *policy.blocks.values()]
+    chain = ", ".join(Path(f.filename).name for f in reversed(policy.files))
+    body = _Printer(ast.PolicyFile("<resolved>", tuple(items))).run()
+    return f"# {policy.name} with its extends chain resolved ({chain}): policykit show\n{body}"
+
+
+def _in_force(policy: CheckedPolicy) -> tuple[set[str], set[str]]:
+    """The predicates and constants the blocks and flags use, directly or through others
+    (an override can leave a parent's definition unused: it is dropped).  Flags stay
+    all: plugins may read and set a flag no rule mentions."""
+    exprs = [e for b in policy.blocks.values() for r in b.rules
+             for e in [r.condition, *(eff.value for eff in r.effects)] if e is not None]
+    exprs += [f.origin.default for f in policy.flags.values()]
+    preds: set[str] = set()
+    consts: set[str] = set()
+    while exprs:
+        for x in ast.walk(exprs.pop()):
+            if isinstance(x, ast.Call) and x.name in policy.preds and x.name not in preds:
+                preds.add(x.name)
+                exprs.append(policy.preds[x.name].body)
+            elif isinstance(x, ast.Name) and x.name in policy.const_defs and x.name not in consts:
+                consts.add(x.name)
+                exprs.append(policy.const_defs[x.name].value)
+    return preds, consts
 
 
 def format_policy(text: str, filename: str = "<policy>") -> str:
