@@ -249,6 +249,7 @@ def _result_json(r: RunResult, ideal: RunResult | None) -> dict[str, Any]:
         "copies_by": {"fork": m["fork_copies"], "wp": m["wp_copies"], "unshare": m["unshare_copies"]},
         "bytes_copied": m["bytes_copied"],
         "faults": {k[len("faults_"):]: n for k, n in m.items() if k.startswith("faults_")},
+        "plugin_metrics": r.plugin_metrics,
         "warnings": len(r.warnings),
         "excess_copies": r.copies - ideal.copies if both_correct else None,  # type: ignore[union-attr]
         "first_violation": ({"class": v.cls, "step": v.step, "line": v.line, "detail": v.detail,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._manager import Policy, build_registry, check_policy_complete, get_plugin_manager
+from .engine import builtin
 from .engine.invariants import check_invariants
 from .engine.mm import Dispatch, Engine, Event, OperationFailed, Outcome
 from .engine.specs import OperationSpec, Registry
@@ -16,6 +17,11 @@ from .guard import Deadline, deadline, stops_the_run
 from .oracle import Oracle, Violation
 from .scenario import load_scenario, load_scenarios, scenario_from_text
 from .scenario.model import Scenario, Step
+
+
+#: the metrics of the core engine (see :func:`policykit.engine.builtin.policykit_add_metrics`)
+CORE_METRICS = frozenset(m.name for m in builtin.policykit_add_metrics())
+_NOT_COSTS = frozenset({"decisions", "warnings", "peak_pages"})
 
 
 @dataclass
@@ -74,6 +80,18 @@ class RunResult:
     def copies(self) -> int:
         m = self.metrics
         return m["fork_copies"] + m["wp_copies"] + m["unshare_copies"]
+
+    @property
+    def plugin_metrics(self) -> dict[str, int]:
+        """The metrics plugins declare (``swapins``, ``thp_splits``...), by name."""
+        return {k: v for k, v in self.metrics.items() if k not in CORE_METRICS}
+
+    @property
+    def costs(self) -> tuple[tuple[str, int], ...]:
+        """What a run cost, as compared between policies: copies by kind, bytes copied,
+        faults by kind and every plugin metric (not the count of decisions, warnings or
+        the peak of pages, which say nothing of the mechanism's work)."""
+        return tuple(sorted((k, v) for k, v in self.metrics.items() if k not in _NOT_COSTS))
 
 
 class Session:

@@ -124,3 +124,30 @@ def test_explain_unknown_scenario_suggests(capsys):
 def test_help(command, capsys):
     assert main([command, "--help"]) == 0
     assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("metric", ["faults_wp", "swapins", "thp_splits", "fork_copies"])
+def test_costs_differ_on_faults_and_plugin_metrics_too(metric):
+    """compare (and mutate) tell policies apart by copies by kind, faults by kind and
+    plugin metrics, not only by the total of copies."""
+    from policykit.compare import Row
+    from policykit.run import RunResult
+    from policykit.scenario.model import Scenario
+
+    scn = Scenario("s", (), "s.scn")
+    base = {"fork_copies": 1, "wp_copies": 0, "unshare_copies": 0, "bytes_copied": 4096, "faults_wp": 0,
+            "swapins": 0, "thp_splits": 0, "decisions": 3, "warnings": 0, "peak_pages": 2}
+    a = RunResult(scn, "a", [], dict(base), [])
+    b = RunResult(scn, "b", [], {**base, metric: base[metric] + 1}, [])
+    noise = RunResult(scn, "c", [], {**base, "decisions": 9, "peak_pages": 7}, [])
+    assert Row(scn, [a, b]).costs_differ
+    assert not Row(scn, [a, noise]).costs_differ
+    assert b.plugin_metrics == {"swapins": int(metric == "swapins"), "thp_splits": int(metric == "thp_splits")}
+
+
+def test_compare_json_has_plugin_metrics(capsys):
+    assert main(["compare", "linux-5.18", "linux-5.19", "--tag", "swap", "--format", "json"]) in (0, 1)
+    doc = json.loads(capsys.readouterr().out)
+    results = [r for row in doc["scenarios"] for r in row["results"]]
+    assert results and all("swapins" in r["plugin_metrics"] for r in results)
+    assert any(r["plugin_metrics"]["swapouts"] for r in results)
