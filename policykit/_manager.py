@@ -264,6 +264,20 @@ def check_policy_complete(pm: pluggy.PluginManager, registry: Registry, policy: 
             "every decision point needs an answer")
 
 
+def policy_from_checked(checked: Any) -> Policy:
+    """A checked policy (:class:`~policykit.dsl.CheckedPolicy`) compiled and loaded."""
+    from . import dsl
+
+    compiled = dsl.compile_policy(checked)
+    rules = tuple(f"{Path(r.span.filename).name}:{r.span.line}"
+                  for block in checked.blocks.values() for r in block.rules)
+    # every name after a dot in the policy's files: what its rules may read
+    text = "\n".join(f.source for f in checked.files)
+    mentions = frozenset(re.findall(r"\.\s*([A-Za-z_]\w*)", text)) if all(f.source for f in checked.files) else None
+    return Policy(checked.name, compiled.plugin, checked.filename, checked.summary, rules,
+                  checked.unrealizable, mentions)
+
+
 def load_policy(spec: str, autoload: bool | None = None) -> Policy:
     """Load a policy: a ``.pol`` file or built-in policy name (checked and compiled), or a
     Python module, as a ``.py`` file or an importable module name.
@@ -283,12 +297,7 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
         if errors:
             raise errors[0].error
         assert checked is not None
-        compiled = dsl.compile_policy(checked)
-        rules = tuple(f"{Path(r.span.filename).name}:{r.span.line}"
-                      for block in checked.blocks.values() for r in block.rules)
-        mentions = frozenset(re.findall(r"\.\s*([A-Za-z_]\w*)", "\n".join(checked.sources)))
-        return Policy(checked.name, compiled.plugin, checked.filename, checked.summary, rules,
-                      checked.unrealizable, mentions)
+        return policy_from_checked(checked)
     path = Path(spec)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():

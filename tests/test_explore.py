@@ -365,8 +365,8 @@ def test_the_steps_cached_by_shape_are_those_of_each_state():
     assert checked > 300
 
 
-def test_a_flag_no_policy_mentions_is_not_tried():
-    from policykit import Policy
+def test_a_flag_no_policy_mentions_is_not_tried(tmp_path):
+    from policykit import Policy, load_policy
 
     s = session("linux-6.x")
     gup = s.registry.operations["gup"]
@@ -378,6 +378,12 @@ def test_a_flag_no_policy_mentions_is_not_tried():
     assert not any("fast" in f for f in pruned.domain(gup, flags))
     assert set(pruned.domain(gup, flags)) == {f - {"fast"} for f in plain.domain(gup, flags)}
     # a policy that mentions it, or a Python policy (anything), keeps it
+    reads_fast = tmp_path / "reads-fast.pol"
+    reads_fast.write_text("policy reads-fast\nextends linux-6.x\non gup {\n    foll.fast and foll.pin -> grab\n"
+                          "    otherwise -> grab\n}\n")
+    fast_policy = load_policy(str(reads_fast))
+    assert {"fast", "pin", "refcount"} <= fast_policy.mentions, "names read in its own file and its parents'"
+    assert any("fast" in f for f in Space.build(s.registry, Bounds(), policies=[fast_policy]).domain(gup, flags))
     python = Policy("py", object(), "x.py")
     assert any("fast" in f for f in Space.build(s.registry, Bounds(), policies=[s.policy, python])
                .domain(gup, flags))
