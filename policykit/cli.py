@@ -372,6 +372,40 @@ def cmd_fmt(ns: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_mutate(ns: argparse.Namespace) -> int:
+    from . import dsl
+    from ._manager import plugin_registry
+    from .explore import Bounds
+    from .mutate import OPERATORS, mutate, search_survivors
+    from .mutate.report import render
+
+    operators = [o.strip() for o in ",".join(ns.operators).split(",")] if ns.operators else list(OPERATORS)
+    for o in operators:
+        if o not in OPERATORS:
+            from .errors import did_you_mean
+            hint = did_you_mean(o, OPERATORS)
+            raise PolicyKitError(f"unknown mutation operator {o!r}" + (f"; {hint}" if hint else "")
+                                 + f" (operators: {', '.join(OPERATORS)})")
+    checked, diagnostics = dsl.check_file(ns.policy, plugin_registry(None))
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors or checked is None:
+        for d in errors:
+            print(d.render(), file=sys.stderr)
+        return ExitCode.USAGE_ERROR
+    session = _session(ns, ns.policy)
+    scenarios = _corpus(session, ns)
+    result = mutate(checked, session, scenarios, operators, ns.sample, ns.jobs, _progress)
+    if ns.diverge_depth:
+        bounds = Bounds(depth=ns.diverge_depth)
+        search_survivors(result, checked, session, bounds, ns.out, _command_line(ns.argv), _progress)
+    print(render(result, ns.format))
+    score = result.score(result.counts())
+    if ns.fail_under is not None and (score is None or 100 * score < ns.fail_under):
+        print(f"score {100 * (score or 0):.1f}% is under --fail-under {ns.fail_under:g}%", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
 def cmd_show(ns: argparse.Namespace) -> int:
     from . import dsl
     from .dsl.fmt import format_resolved
@@ -605,6 +639,33 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     fmt.add_argument("files", metavar="FILE", nargs="+", help=".pol files")
     fmt.add_argument("--check", action="store_true", help="only report files that would change")
     fmt.set_defaults(func=cmd_fmt)
+
+    mut = sub.add_parser(
+        "mutate", help="how much of a policy the corpus checks (mutation testing)",
+        description="Mutate POLICY (its extends chain resolved) one token at a time -- negate a guard, "
+                    "and<->or, another comparison, a constant +-1 / 0 (1024: 1023, 1025, 512), drop a rule, "
+                    "drop a conjunct, another action, another attribute of the same type, swap adjacent "
+                    "rules, drop a flag effect -- and run each mutant on the corpus: it is killed when a "
+                    "scenario's verdict, or its costs (copies, faults, plugin metrics), differ from the "
+                    "original's.  Prints the score per decision point and the survivors; with "
+                    "--diverge-depth, diverge searches each survivor for a scenario the corpus lacks.",
+        epilog="examples:\n  policykit mutate linux-6.x\n"
+               "  policykit mutate linux-5.9 --operators negate,cmp --sample 100 --format json\n"
+               "  policykit mutate my.pol --diverge-depth 5 --out gaps/ --fail-under 90",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mut.add_argument("policy", metavar="POLICY")
+    _selection(mut)
+    _jobs(mut)
+    mut.add_argument("--operators", metavar="OP,...", action="append",
+                     help="mutation operators to use (default: all): negate, andor, cmp, const, drop-rule, "
+                          "drop-conjunct, action, attr, swap, drop-effect")
+    mut.add_argument("--sample", metavar="N", type=_positive, help="run N mutants chosen at random (fixed seed)")
+    mut.add_argument("--diverge-depth", metavar="D", type=int, default=0,
+                     help="search each survivor with diverge to depth D (default 0: no search)")
+    mut.add_argument("--out", metavar="DIR", help="write each survivor's killing scenario (.scn) into DIR")
+    mut.add_argument("--fail-under", metavar="PCT", type=float, help="exit 1 when the score is under PCT percent")
+    _run_limits(mut)
+    mut.set_defaults(func=cmd_mutate)
 
     show = sub.add_parser("show", help="print a policy with its extends chain resolved",
                           description="Print POLICY (a .pol file or a built-in name) as one policy file "

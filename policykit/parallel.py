@@ -134,3 +134,52 @@ def _compact(r: RunResult) -> tuple[Any, ...]:
 def _expand(compact: tuple[Any, ...], scenario: Scenario, policy: str) -> RunResult:
     violations, metrics, warnings, budget_failures, rules = compact
     return RunResult(scenario, policy, violations, metrics, [], warnings, budget_failures, rules)
+
+
+def fork_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> list[Any]:
+    """``[func(x) for x in items]``, the items shared out between up to ``jobs`` forked
+    workers (interleaved, so cheap and costly items mix); results come back pickled, in
+    the items' order.  ``func`` runs in the workers with what this process had loaded."""
+    jobs = default_jobs() if jobs is None else jobs
+    jobs = max(1, min(jobs, len(items)))
+    if not hasattr(os, "fork"):
+        jobs = 1
+    shares = [list(range(k, len(items), jobs)) for k in range(jobs)]
+    out: list[Any] = [None] * len(items)
+    with _long_lived_frozen():
+        workers = [(*_start_map(func, items, share), share) for share in shares[1:]]
+        try:
+            for n, i in enumerate(shares[0], 1):
+                if progress is not None:
+                    progress(n, len(shares[0]), str(i))
+                out[i] = func(items[i])
+            while workers:
+                pid, reader, share = workers.pop(0)
+                for i, value in zip(share, _collect(pid, reader)):
+                    out[i] = value
+        finally:
+            for pid, reader, _ in workers:
+                stop_worker(pid, reader)
+    return out
+
+
+def _start_map(func: Callable[[Any], Any], items: Sequence[Any], share: list[int]) -> tuple[int, int]:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(writer)
+        return pid, reader
+    os.close(reader)
+    status = 0
+    try:
+        try:
+            payload: Any = ("ok", [func(items[i]) for i in share])
+        except BaseException as exc:             # noqa: BLE001 - reported to the parent
+            payload = ("error", f"{type(exc).__name__}: {exc}")
+        with os.fdopen(writer, "wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:                        # noqa: BLE001 - nothing left to tell
+        status = 1
+    finally:
+        os._exit(status)

@@ -16,6 +16,7 @@ from conftest import ROOT
     ("bench_dsl.py", "parse + check + compile of every built-in policy"),
     ("bench_compare.py", "python startup; floor <= 1000 ms"),
     ("bench_explore.py", "new distinct states/s"),
+    ("bench_mutate.py", "mutants/s"),
 ])
 def test_benchmark_runs(script, prints):
     env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}

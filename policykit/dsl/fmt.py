@@ -238,7 +238,7 @@ def format_resolved(policy: CheckedPolicy) -> str:
     headers += [ast.Header("source", s) for s in policy.sources]
     if policy.unrealizable is not None:
         headers.append(ast.Header("unrealizable", policy.unrealizable))
-    preds, consts = _in_force(policy)
+    preds, consts = in_force(policy)
     items: list[Any] = [*headers, *(c for n, c in policy.const_defs.items() if n in consts),
                         *(f.origin for f in policy.flags.values()),
                         *(p for n, p in policy.preds.items() if n in preds), *policy.blocks.values()]
@@ -247,7 +247,7 @@ def format_resolved(policy: CheckedPolicy) -> str:
     return f"# {policy.name} with its extends chain resolved ({chain}): policykit show\n{body}"
 
 
-def _in_force(policy: CheckedPolicy) -> tuple[set[str], set[str]]:
+def in_force(policy: CheckedPolicy) -> tuple[set[str], set[str]]:
     """The predicates and constants the blocks and flags use, directly or through others
     (an override can leave a parent's definition unused: it is dropped).  Flags stay
     all: plugins may read and set a flag no rule mentions."""
