@@ -94,7 +94,7 @@ def _differ(a: RunResult, b: RunResult) -> str:
 def _describe(a: RunResult, b: RunResult) -> str:
     if a.classes != b.classes:
         return f"{a.verdict} -> {b.verdict}"
-    before, after = dict(a.costs), dict(b.costs)
+    before = dict(a.costs)
     return ", ".join(f"{k} {before.get(k)} -> {v}" for k, v in b.costs if before.get(k) != v)
 
 
