@@ -300,6 +300,23 @@ class Oracle:
         for vpn, tok in zip(a["region"], out.tokens):
             self.space[pid][vpn].tokens.append(tok)
             self.origin[tok] = f"written by {self.names[pid]} at line {step.line}"
+        clean = self.engine.machine.processes[pid].mm.clean
+        if clean:
+            self._lost_dirty(pid, [vpn for vpn in a["region"] if vpn in clean])
+
+    def _lost_dirty(self, pid: int, vpns: list[int]) -> None:
+        """The process wrote these pages without a fault since clear_refs: their PTEs are
+        still clean, so soft-dirty tracking misses the write (judged on small pages: a
+        huge page's one soft-dirty bit is not modelled)."""
+        m = self.engine.machine
+        ptes = m.processes[pid].mm.ptes
+        for vpn in vpns:
+            pte = ptes.get(vpn)
+            page = m.pages.get(pte.pfn) if pte is not None and pte.present else None
+            if page is None or page.folio is not None or page.attrs:
+                continue
+            self.report("lost-dirty", f"{self.where(pid, vpn)} was written without a fault after clear_refs: "
+                        "its PTE is not soft-dirty, and tracking misses the write", key=-vpn)
 
     def _op_read(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]

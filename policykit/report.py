@@ -127,7 +127,7 @@ def runs_to_json(results: Sequence[RunResult]) -> dict[str, Any]:
 
 #: version of the JSON document written by ``policykit compare --format json``
 COMPARE_SCHEMA = "policykit.compare/1"
-_CLASSES = ("leak", "pin-incoherent", "lost-write", "fork-failed", "gup-failed", "error")
+_CLASSES = ("leak", "pin-incoherent", "lost-write", "lost-dirty", "fork-failed", "gup-failed", "error")
 
 
 def _kib(n: int) -> str:

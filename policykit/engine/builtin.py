@@ -123,6 +123,8 @@ def policykit_add_violation_classes() -> list[ViolationClassSpec]:
         v("lost-write", "a process lost its own write, or a write through a FOLL_GET reference it took"),
         v("fork-failed", "fork() failed"),
         v("gup-failed", "get_user_pages/pin_user_pages failed"),
+        v("lost-dirty", "after clear_refs, a process wrote a page without a fault: soft-dirty tracking "
+                        "(CRIU, /proc/PID/pagemap) never sees the write"),
         v("error", "a policy or plugin misbehaved: bad decision or exception"),
     ]
 

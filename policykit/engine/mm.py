@@ -467,6 +467,8 @@ class Engine:
             vpns = [v for v in range(start, end) if v in ptes]
         for vpn in vpns:
             self.zap_pte(mm, vpn)
+        if mm.clean:
+            mm.clean.difference_update(vpns)
 
     def range_prepare(self, mm: Mm, start: int, end: int) -> None:
         """Before munmap, mprotect or madvise change ``[start, end)``: plugins split what
@@ -528,6 +530,8 @@ class Engine:
         if write and not vma.write and not (force and vma.is_cow_mapping):
             raise OperationFailed("EFAULT", f"write to read-only VMA at page {vpn:#x}")
         pte = mm.ptes.get(vpn)
+        if write and mm.clean:
+            mm.clean.discard(vpn)               # the write fault marks the PTE soft-dirty
         if self._fault_hook is not None and (vma.attrs or (pte is not None and not pte.present)):
             handled = self._fault_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte,
                                        write=write, unshare=unshare)
@@ -917,11 +921,14 @@ class Engine:
                 continue
             for vpn in range(vma.start, vma.end):
                 pte = mm.ptes.get(vpn)
-                if pte is None or not pte.writable:
+                if pte is None or not pte.present:
                     continue
-                page = pages[pte.pfn]
-                if self.decide("clear_refs_pte", page, pte, vma, mm, pid=pid, vpn=vpn).action == "wrprotect":
+                if pte.writable:
+                    page = pages[pte.pfn]
+                    if self.decide("clear_refs_pte", page, pte, vma, mm, pid=pid, vpn=vpn).action != "wrprotect":
+                        continue                # left as it was, its soft-dirty bit too
                     pte.writable = False
+                mm.clean.add(vpn)               # clear_soft_dirty()
 
     def gup(self, pid: int, vpns: Iterable[int], pin: bool, write: bool = False,
             longterm: bool = False, force: bool = False, fast: bool = False,

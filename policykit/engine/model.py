@@ -163,13 +163,16 @@ class Vma:
 @dataclass(slots=True)
 class Mm:
     """An address space: VMAs sorted by start, a flat page table, sticky has_pinned;
-    plugin attributes in ``attrs``, the policy's flags in ``flags`` (as :class:`Page`)."""
+    plugin attributes in ``attrs``, the policy's flags in ``flags`` (as :class:`Page`).
+    ``clean``: the pages whose PTE clear_refs left without its soft-dirty bit, and that
+    no write fault has marked since (soft-dirty tracking of private memory)."""
 
     vmas: list[Vma] = field(default_factory=list)
     ptes: dict[int, Pte] = field(default_factory=dict)
     has_pinned: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
+    clean: set[int] = field(default_factory=set)
 
     def find_vma(self, vpn: int) -> Vma | None:
         for vma in self.vmas:
@@ -179,7 +182,7 @@ class Mm:
 
     def copy(self) -> Mm:
         return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
-                  self.has_pinned, dict(self.attrs), dict(self.flags))
+                  self.has_pinned, dict(self.attrs), dict(self.flags), set(self.clean) if self.clean else set())
 
 
 @dataclass(slots=True)
@@ -286,7 +289,8 @@ class Machine:
                           _frozen(e.attrs) if e.attrs else ())
                          for vpn, e in sorted(mm.ptes.items()))
             procs.append((p.name, p.alive, mm.has_pinned, vmas, ptes,
-                          tuple(sorted(mm.attrs.items())), tuple(sorted(mm.flags.items()))))
+                          tuple(sorted(mm.attrs.items())), tuple(sorted(mm.flags.items())),
+                          tuple(sorted(mm.clean))))
         refs = tuple((pids.get(r.owner, -1), r.vpns, tuple(pfn(x) for x in r.pfns), r.pin,
                       r.write, r.longterm, r.live, r.count)
                      for r in sorted(self.refs.values(), key=lambda r: r.rid))

@@ -101,7 +101,8 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                 plugin_state = True
                 add(_frozen(e.attrs))
         extend((mm.has_pinned, _frozen(mm.attrs) if mm.attrs else None,
-                tuple(sorted(mm.flags.items())) if mm.flags else None))
+                tuple(sorted(mm.flags.items())) if mm.flags else None,
+                tuple(sorted(mm.clean)) if mm.clean else None))
         space = oracle.space.get(pid)
         if space:
             add(len(space))
