@@ -95,24 +95,8 @@ def _long_lived_frozen() -> Any:
 
 def _start(sessions: Sequence[Session], scenarios: Sequence[Scenario],
            share: list[tuple[int, int]]) -> tuple[int, int]:
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(writer)
-        return pid, reader
-    os.close(reader)                             # the worker: run, send, leave at once
-    status = 0
-    try:
-        try:
-            payload: Any = ("ok", [_compact(sessions[s].run(scenarios[i])) for s, i in share])
-        except BaseException as exc:             # noqa: BLE001 - reported to the parent
-            payload = ("error", f"{type(exc).__name__}: {exc}")
-        with os.fdopen(writer, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException:                        # noqa: BLE001 - nothing left to tell
-        status = 1
-    finally:
-        os._exit(status)
+    return _start_map(lambda pair: _compact(sessions[pair[0]].run(scenarios[pair[1]])), share,
+                      list(range(len(share))))
 
 
 def _collect(pid: int, reader: int) -> list[tuple[Any, ...]]:

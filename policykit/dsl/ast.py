@@ -93,6 +93,19 @@ class Arith(Expr):
     span: Span = _span()
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The expressions directly inside ``e``, left to right."""
+    if isinstance(e, Call):
+        return e.args
+    if isinstance(e, Not):
+        return (e.operand,)
+    if isinstance(e, BoolOp):
+        return e.operands
+    if isinstance(e, (Compare, Arith)):
+        return (e.left, e.right)
+    return ()
+
+
 def walk(e: Expr | None) -> list[Expr]:
     """``e`` and every expression inside it, outermost first (empty for None)."""
     out: list[Expr] = []
@@ -100,14 +113,7 @@ def walk(e: Expr | None) -> list[Expr]:
     while todo:
         x = todo.pop()
         out.append(x)
-        if isinstance(x, Call):
-            todo.extend(reversed(x.args))
-        elif isinstance(x, Not):
-            todo.append(x.operand)
-        elif isinstance(x, BoolOp):
-            todo.extend(reversed(x.operands))
-        elif isinstance(x, (Compare, Arith)):
-            todo.extend((x.right, x.left))
+        todo.extend(reversed(children(x)))
     return out
 
 

@@ -280,16 +280,4 @@ def _check_size(item: Any, text: str) -> None:
             if nodes > MAX_EXPR_NODES:
                 raise PolicySyntaxError(f"expression longer than {MAX_EXPR_NODES:,} terms", span, text,
                                         "name parts of it with 'pred'")
-            todo.extend((x, depth + 1) for x in _children(e))
-
-
-def _children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(e, ast.Call):
-        return e.args
-    if isinstance(e, ast.Not):
-        return (e.operand,)
-    if isinstance(e, ast.BoolOp):
-        return e.operands
-    if isinstance(e, (ast.Compare, ast.Arith)):
-        return (e.left, e.right)
-    return ()
+            todo.extend((x, depth + 1) for x in ast.children(e))

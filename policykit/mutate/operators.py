@@ -58,20 +58,8 @@ def _loc(span: Any) -> str:
 def _subexprs(e: ast.Expr, path: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], ast.Expr]]:
     """Every expression in ``e`` with its path (child positions from the root)."""
     yield path, e
-    for i, child in enumerate(_children(e)):
+    for i, child in enumerate(ast.children(e)):
         yield from _subexprs(child, path + (i,))
-
-
-def _children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(e, ast.Call):
-        return e.args
-    if isinstance(e, ast.Not):
-        return (e.operand,)
-    if isinstance(e, ast.BoolOp):
-        return e.operands
-    if isinstance(e, (ast.Compare, ast.Arith)):
-        return (e.left, e.right)
-    return ()
 
 
 def _with_children(e: ast.Expr, kids: tuple[ast.Expr, ...]) -> ast.Expr:
@@ -87,7 +75,7 @@ def _with_children(e: ast.Expr, kids: tuple[ast.Expr, ...]) -> ast.Expr:
 def _replace(e: ast.Expr, path: tuple[int, ...], new: ast.Expr) -> ast.Expr:
     if not path:
         return new
-    kids = list(_children(e))
+    kids = list(ast.children(e))
     kids[path[0]] = _replace(kids[path[0]], path[1:], new)
     return _with_children(e, tuple(kids))
 
