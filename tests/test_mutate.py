@@ -74,6 +74,10 @@ def test_mutants_are_killed_by_verdict_and_by_cost(files, capsys):
     killed = next(m for m in doc["mutants"] if m["status"] == "killed")
     assert killed["killed_by"] and "->" in killed["difference"]
     assert {p["point"] for p in doc["points"]} >= {"fork_pte", "wp_fault"}
+    rules = {r["rule"]: r for r in doc["rules"]}
+    assert sum(sum(r["counts"].values()) for r in rules.values()) == len(doc["mutants"])
+    for mutant in doc["mutants"]:
+        assert mutant["rule"] in rules
 
 
 def test_fail_under_and_bad_operators(files, capsys):

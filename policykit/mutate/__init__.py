@@ -69,6 +69,14 @@ class Mutation:
             out.setdefault(r.mutant.point, []).append(r)
         return out
 
+    def by_rule(self) -> dict[tuple[str, str], list[MutantResult]]:
+        """(rule ``file:line``, decision point) -> the mutants of that rule (or predicate,
+        or constant), in the policy's order."""
+        out: dict[tuple[str, str], list[MutantResult]] = {}
+        for r in self.results:
+            out.setdefault((r.mutant.rule, r.mutant.point), []).append(r)
+        return out
+
     def telling_score(self) -> float | None:
         """Killed over the mutants that can be told apart: killed, plus survivors
         diverge found a witness for (equivalent ones, and those not searched, left out)."""

@@ -32,6 +32,14 @@ def render(m: Mutation, fmt: str = "table") -> str:
                  _pct(m.score(total))])
     out = [tabulate(rows, ["where", "mutants", "killed", "by cost only", "survived", "do not check", "score"],
                     tablefmt=tablefmt)]
+    weak = [(rule, point, m.counts(rs)) for (rule, point), rs in m.by_rule().items()
+            if m.counts(rs)["survived"]]
+    if weak:
+        out.append("")
+        out.append(tabulate([[rule, point, c["killed"], c["cost"], c["survived"], _pct(m.score(c))]
+                             for rule, point, c in weak],
+                            ["rule with survivors", "where", "killed", "by cost only", "survived", "score"],
+                            tablefmt=tablefmt))
     survivors = [r for r in m.results if r.status == "survived"]
     if survivors:
         out.append("")
@@ -69,6 +77,9 @@ def to_json(m: Mutation) -> dict[str, Any]:
         "telling_score": m.telling_score() if m.bounds else None,
         "points": [{"point": p, "counts": {k: m.counts(rs)[k] for k in ("killed", "cost", "survived", "invalid")},
                     "score": m.score(m.counts(rs))} for p, rs in m.by_point().items()],
+        "rules": [{"rule": rule, "point": p,
+                   "counts": {k: m.counts(rs)[k] for k in ("killed", "cost", "survived", "invalid")},
+                   "score": m.score(m.counts(rs))} for (rule, p), rs in m.by_rule().items()],
         "mutants": [{"index": r.mutant.index, "operator": r.mutant.operator, "rule": r.mutant.rule,
                      "point": r.mutant.point, "description": r.mutant.description, "status": r.status,
                      "killed_by": r.by or None, "difference": r.detail or None, "runs": r.runs,
