@@ -43,6 +43,7 @@ def policykit_add_attributes() -> list[AttributeSpec]:
         a("pte", "present", bool, True, "pte_present()"),
         a("pte", "writable", bool, False, "pte_write()"),
         a("pte", "dirty", bool, False, "pte_dirty()"),
+        a("pte", "softdirty", bool, True, "pte_soft_dirty(): no clear_refs since the last write fault on it"),
         a("vma", "shared", bool, False, "VM_SHARED"),
         a("vma", "write", bool, True, "VM_WRITE"),
         a("vma", "may_write", bool, True, "VM_MAYWRITE"),

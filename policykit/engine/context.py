@@ -135,6 +135,13 @@ class PteView(_View):
     writable = _field("writable")
     dirty = _field("dirty")
 
+    @property
+    def softdirty(self) -> bool:
+        """``pte_soft_dirty()``: not since clear_refs cleared it without a write fault
+        marking it again (see ``Mm.clean``); always true without soft-dirty tracking."""
+        mm, vpn = self[3], self[4]
+        return mm is None or vpn is None or vpn not in mm.clean
+
 
 class VmaView(_View):
     __slots__ = ()
@@ -236,11 +243,12 @@ _new = tuple.__new__
 
 def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | None,
                  pte: Pte | None, vma: Vma | None, mm: Mm | None,
-                 foll: FollFlags | None = None, machine: Machine | None = None) -> Context:
+                 foll: FollFlags | None = None, machine: Machine | None = None,
+                 vpn: int | None = None) -> Context:
     return _new(Context, (
         point,
         _new(PageView, (page, defaults["page"], machine, mm)) if page is not None else None,
-        _new(PteView, (pte, defaults["pte"], machine)) if pte is not None else None,
+        _new(PteView, (pte, defaults["pte"], machine, mm, vpn)) if pte is not None else None,
         _new(VmaView, (vma, defaults["vma"], machine)) if vma is not None else None,
         _new(MmView, (mm, defaults["mm"], machine)) if mm is not None else None,
         foll,

@@ -261,7 +261,7 @@ class Engine:
                mm: Mm | None, foll: FollFlags | None = None, pid: int | None = None,
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
-        ctx = make_context(point, self.defaults, page, pte, vma, mm, foll, self.machine)
+        ctx = make_context(point, self.defaults, page, pte, vma, mm, foll, self.machine, vpn)
         fast = self._fast[point]
         who = None
         started = perf_counter()
