@@ -149,8 +149,9 @@ class Session:
         """Run ``scenario``.  Whatever goes wrong inside -- a plugin raising anything
         (SystemExit included), a broken engine invariant (checked after every step with
         ``invariants``), more than ``timeout`` seconds, more than ``max_pages`` pages in
-        the machine (both default to the session's) -- ends this run with an ``error`` verdict that says where and why;
-        only the user's Ctrl-C propagates (see :mod:`policykit.guard`)."""
+        the machine (both default to the session's) -- ends this run with an ``error``
+        verdict that says where and why; only the user's Ctrl-C propagates (see
+        :mod:`policykit.guard`)."""
         timeout = self.timeout if timeout is None else timeout
         max_pages = self.max_pages if max_pages is None else max_pages
         runner = self.start()
@@ -161,7 +162,6 @@ class Session:
             engine.listen(current.append)
         warnings: list[str] = []
         extra_refs = self._extra_refs(engine) if invariants else None
-        rules: dict[str, int] = {}
         step: Step | None = None
         try:
             with deadline(timeout):
@@ -194,7 +194,6 @@ class Session:
                         if stops_the_run(exc):
                             raise
                         oracle.report("error", self._error(exc, "the end-of-run audit", "a plugin"), key=-1)
-                rules = dict(engine.rules_fired)
         except Deadline:
             where = f"line {step.line}: '{step.text}'" if step is not None else "the start"
             message = f"the run took more than {timeout:g} s (at {where})"
@@ -204,7 +203,7 @@ class Session:
                 records.append(StepRecord(len(records), step, "error", message))
             oracle.report("error", message, key=-1)
         result = RunResult(scenario, self.policy.name, oracle.violations, dict(engine.metrics), records, warnings,
-                           rules=rules or dict(engine.rules_fired))
+                           rules=dict(engine.rules_fired))
         for bound in scenario.budgets.get(self.policy.name, ()):
             actual = engine.metrics[bound.metric]
             if not bound.holds(actual):
