@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._manager import load_policy
 from .cli import main
 from .dsl import builtin_names, builtin_path, check_policy, parse_policy, resolver
 from .dsl.fmt import format_policy
@@ -104,7 +105,6 @@ def check_policy_text(text: str, workdir: Path) -> str:
         return "check"
     if _diagnostics(formatted, name) != before:
         raise Broken(f"fmt changed the diagnostics: {before} -> {_diagnostics(formatted, name)}")
-    from ._manager import load_policy
     try:
         session = Session(load_policy(name))
     except PolicyKitError as exc:       # e.g. a Python hook name no plugin provides
@@ -142,7 +142,7 @@ def _no_error(result: RunResult, where: str) -> None:
 
 @functools.cache
 def _session(policy: str) -> Session:
-    return Session(__import__("policykit").load_policy(policy))
+    return Session(load_policy(policy))
 
 
 # -- random valid runs --------------------------------------------------------------------
