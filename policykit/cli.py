@@ -376,16 +376,11 @@ def cmd_mutate(ns: argparse.Namespace) -> int:
     from . import dsl
     from ._manager import plugin_registry
     from .explore import Bounds
-    from .mutate import OPERATORS, mutate, search_survivors
+    from .mutate import OPERATORS, check_operators, mutate, search_survivors
     from .mutate.report import render
 
     operators = [o.strip() for o in ",".join(ns.operators).split(",")] if ns.operators else list(OPERATORS)
-    for o in operators:
-        if o not in OPERATORS:
-            from .errors import did_you_mean
-            hint = did_you_mean(o, OPERATORS)
-            raise PolicyKitError(f"unknown mutation operator {o!r}" + (f"; {hint}" if hint else "")
-                                 + f" (operators: {', '.join(OPERATORS)})")
+    check_operators(operators)                  # before anything is loaded
     checked, diagnostics = dsl.check_file(ns.policy, plugin_registry(None))
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors or checked is None:

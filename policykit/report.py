@@ -13,7 +13,8 @@ from .run import RunResult
 #: version of the JSON document written by ``policykit run --format json``
 RUN_SCHEMA = "policykit.run/1"
 
-_TABLEFMT = {"table": "simple", "markdown": "github"}
+#: tabulate table format of each --format that prints a table
+TABLEFMT = {"table": "simple", "markdown": "github"}
 
 
 def _expected(r: RunResult) -> str:
@@ -45,7 +46,7 @@ def render_runs(results: Sequence[RunResult], fmt: str = "table") -> str:
                      m["bytes_copied"], m["warnings"]])
     headers = ["scenario", "policy", "verdict", "expected", "status",
                "copies fork/wp/unshare", "bytes copied", "warnings"]
-    out = [tabulate(rows, headers, tablefmt=_TABLEFMT[fmt])]
+    out = [tabulate(rows, headers, tablefmt=TABLEFMT[fmt])]
     details = []
     for r in results:
         for v in r.violations:
@@ -85,7 +86,7 @@ def render_trace(r: RunResult, fmt: str = "table") -> str:
         rows.append([rec.index, rec.step.line, rec.step.text, status, "\n".join(decisions), pages])
     headers = ["#", "line", "step", "status", "decisions", "pages pfn:ref/map"]
     title = f"{r.scenario.name} under {r.policy}"
-    return f"{title}\n{tabulate(rows, headers, tablefmt=_TABLEFMT.get(fmt, 'simple'))}"
+    return f"{title}\n{tabulate(rows, headers, tablefmt=TABLEFMT.get(fmt, 'simple'))}"
 
 
 def runs_to_json(results: Sequence[RunResult]) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
     policies differ first, each with its first violation."""
     if fmt == "json":
         return json.dumps(comparison_to_json(cmp), indent=2)
-    tablefmt = _TABLEFMT[fmt]
+    tablefmt = TABLEFMT[fmt]
     extra = sorted({c for s in cmp.summaries for c in s.classes} - set(_CLASSES))
     head = ["policy", "correct"] + list(_CLASSES) + extra + ["copies fork/wp/unshare", "bytes copied",
                                                             "excess vs ideal", "rules never fired"]
@@ -266,7 +267,7 @@ def render_corpus(scenarios: Sequence[Any], fmt: str = "table",
         return json.dumps({"schema": "policykit.corpus/1", "scenarios": rows,
                            "skipped": [{"scenario": n, "reason": why} for n, why in skipped]}, indent=2)
     out = tabulate([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
-                   tablefmt=_TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
+                   tablefmt=TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
     if skipped:
         out += f", {len(skipped)} skipped:\n" + "\n".join(f"  {n}: {why}" for n, why in skipped)
     return out
@@ -286,7 +287,7 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
         return json.dumps({"schema": "policykit.explain/1", "scenario": r.scenario.name, "policy": r.policy,
                            "verdict": sorted(r.classes) or ["ok"], "decisions": rows}, indent=2)
     table = tabulate([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows],
-                     ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=_TABLEFMT[fmt])
+                     ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=TABLEFMT[fmt])
     verdict = f"{r.scenario.name} under {r.policy}: {r.verdict}"
     first = _first_violation(r)
     return "\n".join([verdict, table] + ([f"first violation: {first}"] if first else []))

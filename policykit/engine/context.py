@@ -8,6 +8,7 @@ state only through the effects of its decision.
 
 from __future__ import annotations
 
+import functools
 import keyword
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -223,6 +224,7 @@ def name_problem(owner: str, name: str, flag: bool) -> str | None:
     return None
 
 
+@functools.cache
 def engine_fields(owner: str) -> frozenset[str]:
     """Names the engine itself gives an owner's objects and views (``pfn``, ``folio``,
     ``count``...): no plugin attribute or policy flag may take one."""

@@ -24,7 +24,8 @@ from ..run import RunResult, Session
 from ..scenario.model import Scenario
 from .operators import OPERATORS, Mutant, mutant_file, mutant_text, mutants
 
-__all__ = ["OPERATORS", "Mutant", "MutantResult", "Mutation", "mutate", "mutant_text", "mutants"]
+__all__ = ["OPERATORS", "Mutant", "MutantResult", "Mutation", "check_operators", "mutate", "mutant_text",
+           "mutants"]
 
 
 @dataclass
@@ -154,6 +155,17 @@ class _Runner:
         return MutantResult(m, "survived", runs=runs)
 
 
+def check_operators(operators: Sequence[str]) -> None:
+    """A clear error, with a did-you-mean, for a name that is no mutation operator."""
+    from ..errors import did_you_mean
+
+    for o in operators:
+        if o not in OPERATORS:
+            hint = did_you_mean(o, OPERATORS)
+            raise PolicyKitError(f"unknown mutation operator {o!r}" + (f"; {hint}" if hint else "")
+                                 + f" (operators: {', '.join(OPERATORS)})")
+
+
 def mutate(original: CheckedPolicy, session: Session, scenarios: Sequence[Scenario],
            operators: Sequence[str] = OPERATORS, sample: int | None = None, jobs: int | None = None,
            progress: Callable[[int, int, str], None] | None = None) -> Mutation:
@@ -161,9 +173,7 @@ def mutate(original: CheckedPolicy, session: Session, scenarios: Sequence[Scenar
     (``sample``: a fixed random choice of that many), and say what became of each."""
     from ..parallel import fork_map, run_pairs
 
-    unknown = [o for o in operators if o not in OPERATORS]
-    if unknown:
-        raise PolicyKitError(f"unknown mutation operator {unknown[0]!r} (operators: {', '.join(OPERATORS)})")
+    check_operators(operators)
     ms = mutants(original, _policy_free_registry(), tuple(operators))
     if sample is not None and sample < len(ms):
         ms = sorted(random.Random(0).sample(ms, sample), key=lambda m: m.index)
@@ -184,14 +194,15 @@ def search_survivors(mutation: Mutation, original: CheckedPolicy, session: Sessi
     from ..explore.witness import divergence_witness, write_file
 
     survivors = [r for r in mutation.results if r.status == "survived"]
+    space = Space.build(session.registry, bounds)  # type: ignore[arg-type]
+    registry = _policy_free_registry()
     for n, r in enumerate(survivors, 1):
         if progress is not None:
             progress(n, len(survivors), r.mutant.description)
-        checked, _ = check_policy(mutant_file(original, r.mutant), _policy_free_registry(), resolver())
+        checked, _ = check_policy(mutant_file(original, r.mutant), registry, resolver())
         other = Session(policy_from_checked(checked))
         pair = [session, other]
         check_same_registry(pair)
-        space = Space.build(session.registry, bounds)  # type: ignore[arg-type]
         res = diverge(pair, space, starts(pair, bounds), cost=True)  # type: ignore[arg-type]
         if res.lines is None:
             r.diverge = "equivalent"

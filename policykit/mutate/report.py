@@ -8,10 +8,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..report import TABLEFMT
 from . import Mutation, MutantResult
 
 MUTATE_SCHEMA = "policykit.mutate/1"
-_TABLEFMT = {"table": "simple", "markdown": "github"}
 
 
 def _pct(x: float | None) -> str:
@@ -21,7 +21,7 @@ def _pct(x: float | None) -> str:
 def render(m: Mutation, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(to_json(m), indent=2)
-    tablefmt = _TABLEFMT[fmt]
+    tablefmt = TABLEFMT[fmt]
     rows = []
     for point, results in m.by_point().items():
         c = m.counts(results)

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.model import PAGE_SIZE
 from ..engine.specs import OperationSpec, Param, Registry
 from ..errors import ScenarioError, Span, did_you_mean
 from ..limits import MAX_FILES, MAX_PAGES_PER_MAPPING, MAX_PROCESSES, MAX_TOTAL_PAGES
@@ -291,14 +292,14 @@ class _Checker:
         if type(pages) is int and any(p.name == "pages" and p.kind == "int" for p in spec.params):
             if not 0 <= pages <= MAX_PAGES_PER_MAPPING:
                 raise self.error(f"{op} of {pages:,} pages", self._arg_span(step, spec, "pages"),
-                                 f"at most {MAX_PAGES_PER_MAPPING:,} pages ({MAX_PAGES_PER_MAPPING * 4 // 1024} MiB)")
+                                 f"at most {MAX_PAGES_PER_MAPPING:,} pages ({MAX_PAGES_PER_MAPPING * PAGE_SIZE >> 20} MiB)")
             if spec.makes == "file":
                 self._make(step, files=1, pages=pages)
         if op == "spawn":
             self._make(step, processes=1)
             st.procs[a["_name"]] = _Proc(a["_name"])
         elif op == "mmap" or (spec.result == "region" and spec.provider != "policykit"):
-            if not 1 <= a["pages"]:
+            if a["pages"] < 1:
                 raise self.error(f"mmap of {a['pages']} pages", step.args[1].span,
                                  f"map between 1 and {MAX_PAGES_PER_MAPPING:,} pages")
             self._make(step, pages=a["pages"])
