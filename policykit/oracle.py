@@ -53,6 +53,9 @@ class Violation:
         return f"line {self.line}" if self.line else "end of run"
 
 
+_new = object.__new__
+
+
 class Cell:
     """The logical content of one page of one process (or of one shared page)."""
 
@@ -121,32 +124,40 @@ class Oracle:
         self.following: dict[int, tuple[Cell, Cell, int, int, int]] = {}
         self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
 
-    def copy(self, engine: Engine) -> Oracle:
+    def copy(self, engine: Engine, fresh: bool = False) -> Oracle:
         """A snapshot following ``engine`` (a copy of this oracle's engine): cells are
         copied once each, so the cells that processes share, and those references are
         bound to, stay shared in the copy.  A cell's inherited history (``base``) is
-        shared with this oracle: it is never changed once a child cell starts from it."""
-        new = Oracle.__new__(Oracle)
+        shared with this oracle: it is never changed once a child cell starts from it.
+        ``fresh``: the copy starts with no violations reported."""
+        new = _new(Oracle)
         memo: dict[int, Cell] = {}
 
         def cell(c: Cell) -> Cell:
             n = memo.get(id(c))
             if n is None:
-                n = memo[id(c)] = Cell.__new__(Cell)
-                n.cid, n.tokens, n.base, n.base_len = c.cid, list(c.tokens), c.base, c.base_len
+                n = memo[id(c)] = _new(Cell)
+                n.cid, n.tokens, n.base, n.base_len = c.cid, c.tokens.copy(), c.base, c.base_len
                 n.mappers, n.shared = c.mappers, c.shared
             return n
 
         new.engine, new.pm = engine, self.pm
-        new.violations = list(self.violations)
-        new.space = {pid: {vpn: cell(c) for vpn, c in space.items()} for pid, space in self.space.items()}
-        new.names = dict(self.names)
-        new.dontfork = {pid: set(s) for pid, s in self.dontfork.items()}
-        new.wipeonfork = {pid: set(s) for pid, s in self.wipeonfork.items()}
+        space = new.space = {}
+        for pid, cells in self.space.items():
+            mine = space[pid] = {}
+            for vpn, c in cells.items():
+                n = memo.get(id(c))
+                mine[vpn] = n if n is not None else cell(c)
+        new.names = self.names.copy()
+        new.dontfork = {pid: s.copy() if s else set() for pid, s in self.dontfork.items()}
+        new.wipeonfork = {pid: s.copy() if s else set() for pid, s in self.wipeonfork.items()}
         new.refs = {rid: _Ref(r.name, r.owner, r.vpns, [cell(c) for c in r.cells], r.pin, r.write)
-                    for rid, r in self.refs.items()}
-        new.origin = dict(self.origin)
-        new._seen = set(self._seen)
+                    for rid, r in self.refs.items()} if self.refs else {}
+        new.origin = self.origin.copy()
+        if fresh:
+            new.violations, new._seen = [], set()
+        else:
+            new.violations, new._seen = self.violations.copy(), self._seen.copy()
         new._next_cid, new._step, new._line = self._next_cid, self._step, self._line
         new._regions = dict(self._regions)
         new.state = copy_containers(self.state, lambda v: cell(v) if isinstance(v, Cell) else v) \

@@ -251,14 +251,16 @@ class Runner:
         #: names whose creating step failed
         self.gone: set[str] = set()
 
-    def copy(self) -> Runner:
+    def copy(self, fresh: bool = False) -> Runner:
         """An independent snapshot: a copy of the machine and the oracle, the same
-        policy and plugins; the engine's counters start from this one's."""
+        policy and plugins; the engine's counters start from this one's.  ``fresh``:
+        the copy's oracle starts with no violations reported (explore's way)."""
         engine = self.engine.clone()
-        new = Runner(self.session, engine, self.oracle.copy(engine))
-        new.pids, new.bases, new.rids = dict(self.pids), dict(self.bases), dict(self.rids)
+        new = _new(Runner)
+        new.session, new.engine, new.oracle = self.session, engine, self.oracle.copy(engine, fresh)
+        new.pids, new.bases, new.rids = self.pids.copy(), self.bases.copy(), self.rids.copy()
         new.sizes = self.sizes
-        new.gone = set(self.gone)
+        new.gone = set(self.gone) if self.gone else set()
         return new
 
     def step(self, index: int, step: Step) -> StepRecord:
@@ -311,6 +313,9 @@ class Runner:
             rec.status, rec.message = "error", self.session._error(exc, "an oracle check", "a plugin")
             oracle.report("error", rec.message, key=-1)
         return rec
+
+
+_new = object.__new__
 
 
 def _names_used(step: Step, spec: OperationSpec) -> set[str]:

@@ -106,8 +106,16 @@ class Page:
 
     def copy(self) -> Page:
         """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
-        return Page(self.pfn, self.content, self._refcount, self.mapcount, self.anon,
-                    self.zero, self.pins, self.gets, dict(self.attrs), dict(self.flags))
+        new = _new(Page)
+        new.pfn, new.content, new._refcount, new.mapcount = self.pfn, self.content, self._refcount, self.mapcount
+        new.anon, new.zero, new.pins, new.gets = self.anon, self.zero, self.pins, self.gets
+        new.attrs = self.attrs.copy() if self.attrs else {}
+        new.flags = self.flags.copy() if self.flags else {}
+        new.folio = None
+        return new
+
+
+_new = object.__new__
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ the renaming tables themselves then join the form (sound, with less folding).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ..engine.model import ZERO_TOKEN, _frozen
@@ -28,13 +29,23 @@ if TYPE_CHECKING:
     from ..run import Runner
 
 _DEVICE_VIA_PIN = "device via pin"
+# what the form takes of a VMA, a PTE (beside its page) and a page (beside its content)
+_vma_key = attrgetter("start", "end", "shared", "write", "may_write", "dontcopy", "wipeonfork",
+                      "softdirty", "shmem", "pgoff")
+_pte_key = attrgetter("writable", "dirty")
+_page_key = attrgetter("_refcount", "mapcount", "anon", "zero", "pins", "gets")
 
 
 def process_order(runners: Sequence[Runner]) -> list[str]:
     """The live processes' names, in canonical order: by what they map and how (no id
     enters the key), then by when they were made."""
+    first = runners[0]
+    if len(first.pids) == 1 and len(runners) == 1:
+        name, pid = next(iter(first.pids.items()))
+        proc = first.engine.machine.processes.get(pid)
+        return [name] if proc is not None and proc.alive else []
     keyed = []
-    for n, name in enumerate(runners[0].pids):
+    for n, name in enumerate(first.pids):
         key = []
         for r in runners:
             proc = r.engine.machine.processes.get(r.pids.get(name, -1))
@@ -81,8 +92,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         mm = processes[pid].mm
         add(len(mm.vmas))
         for v in mm.vmas:
-            extend((v.start, v.end, v.shared, v.write, v.may_write, v.dontcopy, v.wipeonfork,
-                    v.softdirty, v.shmem, v.pgoff))
+            add(_vma_key(v))
             if v.attrs:
                 plugin_state = True
                 add(_frozen(v.attrs))
@@ -96,7 +106,8 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                     pfn = pfns[e.pfn] = len(pfns)
             else:
                 pfn = -1
-            extend((vpn, pfn, e.writable, e.dirty))
+            extend((vpn, pfn))
+            add(_pte_key(e))
             if e.attrs:
                 plugin_state = True
                 add(_frozen(e.attrs))
@@ -165,7 +176,8 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         t = tokens.get(p.content)
         if t is None:
             t = tokens[p.content] = len(tokens)
-        extend((t, p.refcount, p.mapcount, p.anon, p.zero, p.pins, p.gets))
+        add(t)
+        add(_page_key(p))
         if p.attrs:
             plugin_state = True
             add(_frozen(p.attrs))
