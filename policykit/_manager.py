@@ -287,8 +287,13 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
     (the file stem by default).
     """
     from . import dsl
+    from .config import find_policy, policy_names
 
-    if spec.endswith(".pol") or (not Path(spec).exists() and dsl.builtin_path(spec) is not None):
+    if not Path(spec).exists():
+        found = find_policy(spec)
+        if found is not None and found.suffix == ".py":
+            spec = str(found)
+    if spec.endswith(".pol") or (not Path(spec).exists() and find_policy(spec) is not None):
         if autoload is None:
             autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
         registry = plugin_registry(autoload)
@@ -320,8 +325,8 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
-            hint = did_you_mean(spec, dsl.builtin_names())
-            raise PolicyLoadError(f"{spec}: not a policy file, built-in policy, or module"
+            hint = did_you_mean(spec, policy_names())
+            raise PolicyLoadError(f"{spec}: not a policy file, a policy on the policy path, or a module"
                                   + (f"; {hint}" if hint else f" ({exc})")) from None
         default_name = spec.rsplit(".", 1)[-1].replace("_", "-")
         source = getattr(module, "__file__", spec) or spec

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import report
+from . import config, report
 from ._manager import load_policy
+from .config import PATH_ENV
 from .errors import PolicyKitError
 from .run import RunResult, Session
 
@@ -41,7 +42,7 @@ def scenario_paths(args: Sequence[str], pm=None) -> list[Path]:  # type: ignore[
     from .corpus import scenario_files
 
     if not args and pm is None:
-        args = [str(CORPUS_DIR)]
+        args = [str(d) for d in config.project().corpus] or [str(CORPUS_DIR)]
     return [_short(p) for p in scenario_files(args, pm)]
 
 
@@ -65,7 +66,7 @@ def _session(ns: argparse.Namespace, policy: str) -> Session:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     session = _session(ns, ns.policy)
-    scenarios = _load(session.registry, scenario_paths(ns.scenarios, session.pm))
+    scenarios = _load(session.registry, scenario_paths(ns.scenarios, session.pm), policies=[session.policy.name])
     results = []
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)
@@ -85,27 +86,32 @@ def _exit(results: Sequence[RunResult], ok: bool) -> int:
     return ExitCode.OK if ok else ExitCode.FAILED
 
 
-def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = None) -> list:  # type: ignore[no-untyped-def,type-arg]
+def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = None,  # type: ignore[no-untyped-def]
+          policies: Sequence[str] = ()) -> list:  # type: ignore[type-arg]
     """Every scenario of ``paths`` (variants expanded).  The variants left out are added
-    to ``skipped``; without it, they are noted on stderr."""
-    from .scenario import load_scenarios
+    to ``skipped``; without it, they are noted on stderr.  ``expect``/``budget`` lines
+    naming no policy on the path (nor one of ``policies``) are warned about on stderr."""
+    from .scenario import load_scenarios, unknown_policies
 
     scenarios: list = []  # type: ignore[type-arg]
     quiet = skipped is not None
     skipped = [] if skipped is None else skipped
     for p in paths:
         scenarios.extend(load_scenarios(p, registry, skipped))
+    for w in unknown_policies(scenarios, {*config.policy_names(), *policies}):
+        print(w.render(), file=sys.stderr)
     if skipped and not quiet:
         print(f"note: {len(skipped)} variant{'s' * (len(skipped) != 1)} skipped "
               f"({'; '.join(sorted({why for _, why in skipped}))}); see 'policykit corpus'", file=sys.stderr)
     return scenarios
 
 
-def _corpus(session: Session, ns: argparse.Namespace) -> list:  # type: ignore[type-arg]
+def _corpus(session: Session, ns: argparse.Namespace, policies: Sequence[str] = ()) -> list:  # type: ignore[type-arg]
     """The scenarios a command works on: --corpus (or the built-in corpus), --tag, -k."""
     from .corpus import select
 
-    scenarios = _load(session.registry, scenario_paths(ns.corpus or [], session.pm))
+    scenarios = _load(session.registry, scenario_paths(ns.corpus or [], session.pm),
+                      policies=[session.policy.name, *policies])
     chosen = select(scenarios, ns.tag or (), ns.k)
     if not chosen:
         raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
@@ -127,7 +133,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare
 
     sessions = [_session(ns, p) for p in ns.policies]
-    scenarios = _corpus(sessions[0], ns)
+    scenarios = _corpus(sessions[0], ns, [s.policy.name for s in sessions])
     cmp = compare(sessions, scenarios, _yardstick(sessions, ns), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, ns.only_diff))
     return _exit([r for row in cmp.rows for r in row.results], not cmp.regressions)
@@ -423,18 +429,30 @@ def cmd_policies(ns: argparse.Namespace) -> int:
     from . import dsl
 
     registry = _registry()
+    builtin = dsl.builtin_dir()
     rows = []
-    for name in dsl.builtin_names():
-        checked, diagnostics = dsl.check_file(name, registry)
-        if checked is None or any(d.severity == "error" for d in diagnostics):
-            rows.append({"name": name, "extends": "", "era": "", "summary": "(does not check)"})
+    for name, files in config.policy_files().items():
+        where = "built-in" if files[0].is_relative_to(builtin) else _short(files[0]).as_posix()
+        row = {"name": name, "extends": "", "era": "", "summary": "", "file": where}
+        if len(files) > 1:
+            row["summary"] = f"(error: also defined in {_short(files[1]).as_posix()})"
+            rows.append(row)
             continue
-        rows.append({"name": name, "extends": (_chain_names(checked) or [""])[0], "era": checked.era,
-                     "summary": checked.summary + (" [unrealizable]" if checked.unrealizable else "")})
+        if files[0].suffix == ".py":
+            row.update(era="python", summary=config.python_policy_summary(files[0]))
+            rows.append(row)
+            continue
+        checked, diagnostics = dsl.check_file(str(files[0]), registry)
+        if checked is None or any(d.severity == "error" for d in diagnostics):
+            row["summary"] = "(does not check)"
+        else:
+            row.update(extends=(_chain_names(checked) or [""])[0], era=checked.era,
+                       summary=checked.summary + (" [unrealizable]" if checked.unrealizable else ""))
+        rows.append(row)
     if ns.format == "json":
         print(json.dumps({"schema": "policykit.policies/1", "policies": rows}, indent=2))
     else:
-        print(tabulate([list(r.values()) for r in rows], ["policy", "extends", "era", "summary"],
+        print(tabulate([list(r.values()) for r in rows], ["policy", "extends", "era", "summary", "from"],
                        tablefmt="github" if ns.format == "markdown" else "simple"))
     return ExitCode.OK
 
@@ -671,8 +689,10 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     show.add_argument("policy", metavar="POLICY")
     show.set_defaults(func=cmd_show)
 
-    pols = sub.add_parser("policies", help="list the built-in policies",
-                          description="List the built-in policies with what they extend and a summary.")
+    pols = sub.add_parser("policies", help="list the policies on the policy path",
+                          description="List the policies on the policy search path (--policy-path, "
+                                      f"${PATH_ENV}, [tool.policykit] policy-path) and the built-in ones, "
+                                      "with what they extend, a summary and where each comes from.")
     pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     pols.set_defaults(func=cmd_policies)
 
@@ -689,6 +709,10 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                                        "called, its parameters and what its return means.")
     hooks.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     hooks.set_defaults(func=cmd_hooks)
+    for command in sub.choices.values():
+        command.add_argument("--policy-path", metavar="DIR", action="append", default=[],
+                             help=f"look for policies (NAME.pol) in DIR before ${PATH_ENV}, the project's "
+                                  "[tool.policykit] policy-path and the built-in ones (repeatable)")
     return parser
 
 
@@ -714,6 +738,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return int(exc.code or 0)
         parsed = True
         ns.argv = argv
+        config.use(getattr(ns, "policy_path", ()) or ())
         pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
         if ns.version:
             from . import __version__

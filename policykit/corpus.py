@@ -21,8 +21,11 @@ def corpus_dirs(pm: pluggy.PluginManager) -> list[Path]:
 
 
 def scenario_files(args: Sequence[str], pm: pluggy.PluginManager) -> list[Path]:
-    """Files as given; directories expand to their ``*.scn``; none: the built-in corpus."""
-    paths = [Path(a) for a in args] if args else corpus_dirs(pm)
+    """Files as given; directories expand to their ``*.scn``; none: the project's corpus
+    (``[tool.policykit] corpus``), or else the built-in one."""
+    from .config import project
+
+    paths = [Path(a) for a in args] if args else list(project().corpus) or corpus_dirs(pm)
     out: list[Path] = []
     for p in paths:
         out.extend(sorted(p.glob("*.scn")) if p.is_dir() else [p])

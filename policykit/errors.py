@@ -51,6 +51,9 @@ def source_line(text: str, line: int) -> str:
 class SourceError(PolicyKitError):
     """An error at a place in a `.scn` or `.pol` file, rendered with the line and a caret."""
 
+    #: "error", or "warning" for a finding that does not stop anything
+    severity = "error"
+
     def __init__(self, message: str, span: Span, source: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -64,7 +67,7 @@ class SourceError(PolicyKitError):
         width = max(1, (s.end_column or s.column + 1) - s.column)
         gutter = f"{s.line:>4} | "
         out = [
-            f"{s.filename}:{s.line}:{s.column}: error: {self.message}",
+            f"{s.filename}:{s.line}:{s.column}: {self.severity}: {self.message}",
             f"{gutter}{text}",
             " " * (len(gutter) - 2) + "| " + " " * (s.column - 1) + "^" * width,
         ]

@@ -17,38 +17,44 @@ from .compile import CompiledPolicy, compile_policy, generate_source
 from .parse import parse_policy
 
 __all__ = [
-    "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_names", "builtin_path",
+    "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_dir", "builtin_names", "builtin_path",
     "check_file", "compile_policy", "generate_source", "parse_policy", "read_policy", "resolver",
 ]
 
 
-def _builtin_dir() -> Path:
+def builtin_dir() -> Path:
+    """The directory of the built-in policies."""
     return Path(str(files("policykit.builtin_policies")))
 
 
 def builtin_names() -> list[str]:
     """Names of the built-in policies."""
-    return sorted(p.stem for p in _builtin_dir().glob("*.pol"))
+    return sorted(p.stem for p in builtin_dir().glob("*.pol"))
 
 
 def builtin_path(name: str) -> Path | None:
-    path = _builtin_dir() / f"{name}.pol"
+    path = builtin_dir() / f"{name}.pol"
     return path if path.is_file() else None
 
 
 def resolver() -> PolicyResolver:
-    return PolicyResolver(builtin_path, builtin_names)
+    """Finds the policies ``extends`` names on the policy search path (:mod:`policykit.config`)."""
+    from ..config import find_policy, policy_names
+
+    return PolicyResolver(find_policy, policy_names)
 
 
 def read_policy(spec: str) -> tuple[str, str]:
     """(text, filename) of a policy given as a path or a built-in name."""
+    from ..config import find_policy, policy_names
+
     path = Path(spec)
     if not path.is_file():
-        found = builtin_path(spec)
+        found = find_policy(spec)
         if found is None:
             from ..errors import did_you_mean
-            hint = did_you_mean(spec, builtin_names())
-            raise PolicyKitError(f"{spec}: no such policy file or built-in policy"
+            hint = did_you_mean(spec, policy_names())
+            raise PolicyKitError(f"{spec}: no such policy file, or policy on the policy path"
                                  + (f"; {hint}" if hint else ""))
         path = found
     try:

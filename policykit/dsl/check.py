@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..engine.context import name_problem
 from ..engine.specs import OWNERS, Registry
-from ..errors import SourceError, Span, did_you_mean
+from ..errors import PolicyKitError, SourceError, Span, did_you_mean
 from ..limits import MAX_CALL_DEPTH, MAX_CALL_EXPANSION, MAX_DEFINITIONS, MAX_EXTENDS, MAX_POLICY_BYTES
 from . import ast
 from ._syntax_errors import PolicyCheckError
@@ -87,12 +87,12 @@ class CheckedPolicy:
 
 
 class PolicyResolver:
-    """Finds policies named in ``extends``: built-in names, or paths (relative to the
-    file that names them)."""
+    """Finds policies named in ``extends``: names on the policy search path, or paths
+    (relative to the file that names them)."""
 
-    def __init__(self, builtin: Callable[[str], Path | None], builtin_names: Callable[[], list[str]]) -> None:
-        self.builtin = builtin
-        self.builtin_names = builtin_names
+    def __init__(self, find: Callable[[str], Path | None], names: Callable[[], list[str]]) -> None:
+        self.find = find
+        self.names = names
 
     def resolve(self, ref: str, quoted: bool, relative_to: str) -> Path | None:
         """The file ``extends ref`` names, or None when there is none.  A path (quoted, or
@@ -103,7 +103,7 @@ class PolicyResolver:
             if not path.is_absolute():
                 path = Path(relative_to).parent / path
             return path if path.is_file() else None
-        return self.builtin(ref)
+        return self.find(ref)
 
     @staticmethod
     def read(path: Path) -> tuple[str | None, str]:
@@ -167,12 +167,16 @@ class _Check:
                 self.error("a policy extends one other policy", extra.span,
                            "chain variants: A extends B, B extends C")
             h = ext[0]
-            path = self.resolver.resolve(h.value, h.quoted, current.filename)
+            try:
+                path = self.resolver.resolve(h.value, h.quoted, current.filename)
+            except PolicyKitError as exc:       # one name, two policies
+                self.error(str(exc).split(";")[0], h.span, "a name on the policy path must mean one policy")
+                break
             if path is None:
-                names = self.resolver.builtin_names()
+                names = self.resolver.names()
                 hint = did_you_mean(h.value, names)
                 self.error(f"unknown policy {h.value!r} in extends", h.span,
-                           hint or f"built-in policies: {', '.join(names)}; or give a path in quotes")
+                           hint or f"policies: {', '.join(names)}; or give a path in quotes")
                 break
             key = str(path.resolve())
             if key in seen:

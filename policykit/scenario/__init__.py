@@ -8,12 +8,12 @@ from pathlib import Path
 from ..engine.specs import Registry
 from ..errors import PolicyKitError, ScenarioError
 from .check import check_scenario
-from .model import Scenario, Step
+from .model import Expectation, Scenario, Step
 from .parse import parse_scenario
 from .variants import expand
 
 __all__ = ["Scenario", "Step", "load_scenario", "load_scenarios", "parse_scenario", "check_scenario",
-           "scenario_from_text", "scenarios_from_text"]
+           "scenario_from_text", "scenarios_from_text", "unknown_policies"]
 
 
 def scenarios_from_text(text: str, filename: str, registry: Registry,
@@ -61,3 +61,34 @@ def load_scenarios(path: str | Path, registry: Registry,
                    skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
     """Read, parse and check a scenario file: its scenario, or one per variant."""
     return scenarios_from_text(_read(path), str(path), registry, skipped)
+
+
+def unknown_policies(scenarios: list[Scenario], known: set[str] | frozenset[str]) -> list[ScenarioError]:
+    """Warnings for the ``expect`` and ``budget`` lines that name a policy not in ``known``
+    (a typo there would never be checked): one per line, with a did-you-mean."""
+    from ..errors import did_you_mean
+
+    out: list[ScenarioError] = []
+    seen: set[tuple[str, int]] = set()
+    texts: dict[str, str] = {}
+    for scn in scenarios:
+        lines = [(e.policy, e.span, "expect") for e in scn.expectations.values()]
+        lines += [(policy, bounds[0].span, "budget") for policy, bounds in scn.budgets.items() if bounds]
+        lines += [(o.policy, o.span, "expect" if isinstance(o, Expectation) else "budget") for o in scn.overrides]
+        for policy, span, kind in lines:
+            if policy in known or (span.filename, span.line) in seen:
+                continue
+            seen.add((span.filename, span.line))
+            hint = did_you_mean(policy, known)
+            if span.filename not in texts:
+                try:
+                    texts[span.filename] = Path(span.filename).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    texts[span.filename] = ""
+            w = ScenarioError(f"'{kind} {policy}' names no known policy, so it is never checked", span,
+                              texts[span.filename], hint or "name a policy on the policy path ('policykit policies'), "
+                                                  "or add its directory with --policy-path")
+            w.severity = "warning"
+            out.append(w)
+    out.sort(key=lambda w: (w.span.filename, w.span.line))
+    return out
