@@ -53,6 +53,8 @@ class SourceError(PolicyKitError):
 
     #: "error", or "warning" for a finding that does not stop anything
     severity = "error"
+    #: the message's stable code (:mod:`policykit.codes`)
+    code = ""
 
     def __init__(self, message: str, span: Span, source: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -67,7 +69,7 @@ class SourceError(PolicyKitError):
         width = max(1, (s.end_column or s.column + 1) - s.column)
         gutter = f"{s.line:>4} | "
         out = [
-            f"{s.filename}:{s.line}:{s.column}: {self.severity}: {self.message}",
+            f"{s.filename}:{s.line}:{s.column}: {self.severity}{f'[{self.code}]' if self.code else ''}: {self.message}",
             f"{gutter}{text}",
             " " * (len(gutter) - 2) + "| " + " " * (s.column - 1) + "^" * width,
         ]
@@ -82,6 +84,14 @@ class SourceError(PolicyKitError):
 
 class ScenarioError(SourceError):
     """A malformed scenario file: syntax, unknown names, misuse of references."""
+
+    code = "PK251"
+
+
+class ScenarioSyntaxError(ScenarioError):
+    """A scenario file that does not parse."""
+
+    code = "PK151"
 
 
 class PolicyLoadError(PolicyKitError):

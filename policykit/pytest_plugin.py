@@ -83,7 +83,10 @@ class ScenarioFile(pytest.File):
         from .config import project
         from .scenario import load_scenarios
 
-        scenarios = load_scenarios(self.path, _registry())
+        import os
+
+        rel = os.path.relpath(self.path)
+        scenarios = load_scenarios(rel if not rel.startswith("..") else self.path, _registry())
         chosen = self.config.getoption("policykit_policy") or list(project().policies)
         for scn in scenarios:
             for policy in chosen or sorted(scn.expectations):
@@ -142,10 +145,8 @@ def describe_failure(result: Any, traced: Any, context: int = 3) -> str:
     ``context`` steps before it)."""
     from .report import render_trace
 
-    import os
-
     r = result
-    name = os.path.relpath(r.scenario.filename)
+    name = r.scenario.filename
     lines = [f"{name}: {r.scenario.name} under {r.policy}: expected "
              f"{' '.join(sorted(r.expected)) if r.expected else 'ok'}, got {r.verdict}"]
     steps = {rec.index: rec.step for rec in r.steps}

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from policykit import Session, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +41,23 @@ def variant(base: str, name: str, **hooks) -> Session:
     for attr, fn in hooks.items():
         setattr(mod, attr, fn)
     return Session(_policy_from_module(mod, name, f"<{name}>"), autoload=False)
+
+
+def _freeze() -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, timeout=120)
+    return done.stdout.splitlines() if done.returncode == 0 else [f"pip freeze failed: {done.stderr.strip()}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment_left_as_found():
+    """The suite never installs into, or removes from, the environment it runs in: ``pip
+    freeze`` after the last test is what it was before the first (a difference fails the
+    run, at the teardown of the last test)."""
+    before = _freeze()
+    yield
+    after = _freeze()
+    added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    assert not added and not removed, f"the test suite changed its environment: added {added}, removed {removed}"

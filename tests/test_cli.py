@@ -99,7 +99,7 @@ def test_markdown_output(capsys):
      "decides nothing at: fork_pte, unshare_fault, gup"),
     (["run", str(DATA / "syntax_error.py"), SIMPLE], ExitCode.USAGE_ERROR, "syntax_error.py:1:"),
     (["run", "no/such/policy.py", SIMPLE], ExitCode.USAGE_ERROR, "no such policy file"),
-    (["run", "no_such_module_xyz", SIMPLE], ExitCode.USAGE_ERROR, "not a policy file, built-in policy, or module"),
+    (["run", "no_such_module_xyz", SIMPLE], ExitCode.USAGE_ERROR, "not a policy file, a policy on the policy path, or a module"),
     (["run", policy("never_copy"), "missing.scn"], ExitCode.USAGE_ERROR, "cannot read scenario"),
     (["run", policy("never_copy"), str(DATA / "simple.scn"), "--format", "xml"], ExitCode.USAGE_ERROR,
      "invalid choice: 'xml'"),
@@ -122,7 +122,7 @@ def test_scenario_error_renders_with_caret(tmp_path, capsys):
     bad.write_text("spawn -> p\nwrite q buf\n")
     assert main(["run", policy("never_copy"), str(bad)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
-    assert f"{bad}:2:7: error: unknown process 'q'" in err
+    assert f"{bad}:2:7: error[PK251]: unknown process 'q'" in err
     assert "^" in err and "hint:" in err
 
 
@@ -161,8 +161,8 @@ def test_check_reports_ok_and_errors(tmp_path, capsys):
     bad.write_text("policy bad\nextends linux-5.9\non wp_fault {\n    page.refcnt == 1 -> reuse\n}\n")
     assert main(["check", str(bad)]) == ExitCode.USAGE_ERROR
     captured = capsys.readouterr()
-    assert f"{bad}:4:5: error: page has no attribute 'refcnt'" in captured.err
-    assert f"{bad}:4:5: error: the rules of wp_fault have no fall-through" in captured.err
+    assert f"{bad}:4:5: error[PK214]: page has no attribute 'refcnt'" in captured.err
+    assert f"{bad}:4:5: error[PK315]: the rules of wp_fault have no fall-through" in captured.err
     assert "2 errors, 0 warnings" in captured.out
 
 
@@ -171,7 +171,7 @@ def test_check_strict_fails_on_warnings(tmp_path, capsys):
     warn.write_text("extends linux-5.9\nconst SPARE = 1\n")
     assert main(["check", str(warn)]) == ExitCode.OK
     assert main(["check", "--strict", str(warn)]) == ExitCode.FAILED
-    assert "warning: constant 'SPARE' is never used" in capsys.readouterr().err
+    assert "warning[PK404]: constant 'SPARE' is never used" in capsys.readouterr().err
 
 
 def test_compile_prints_python(capsys):
@@ -197,7 +197,7 @@ def test_fmt_syntax_error_exits_2(tmp_path, capsys):
     f = tmp_path / "x.pol"
     f.write_text("on wp_fault { otherwise copy }\n")
     assert main(["fmt", str(f)]) == ExitCode.USAGE_ERROR
-    assert "x.pol:1:25: error: unexpected 'copy'" in capsys.readouterr().err
+    assert "x.pol:1:25: error[PK101]: unexpected 'copy'" in capsys.readouterr().err
 
 
 def test_policies_lists_the_built_ins(capsys):
@@ -217,7 +217,7 @@ def test_bad_policy_on_run_is_exit_2_with_caret(tmp_path, capsys):
     f.write_text("extends linux-5.9\non gup {\n    foll.writ -> write_fault\n    otherwise -> grab\n}\n")
     assert main(["run", str(f), SIMPLE]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
-    assert f"{f}:3:5: error: foll has no attribute 'writ'" in err and "did you mean 'write'" in err
+    assert f"{f}:3:5: error[PK214]: foll has no attribute 'writ'" in err and "did you mean 'write'" in err
 
 
 @pytest.mark.parametrize("command", ["check", "compile", "fmt", "policies", "plugins", "hooks"])

@@ -55,7 +55,7 @@ def test_run_uses_the_project_corpus_and_warns_of_an_unknown_expect_policy(proje
     assert main(["run", "my-linus"]) == ExitCode.OK
     captured = capsys.readouterr()
     assert "cow-basic" in captured.out and "1 passed" in captured.out
-    assert "cow.scn:9:8: warning: 'expect linux-6.y' names no known policy" in captured.err
+    assert "cow.scn:9:8: warning[PK451]: 'expect linux-6.y' names no known policy" in captured.err
     assert "did you mean 'linux-6.x'?" in captured.err
 
 

@@ -127,7 +127,7 @@ def test_tutorial_error_example_is_what_check_prints(tmp_path, capsys):
     from policykit.cli import main
 
     variant = blocks("tutorial.md", "pol")[0].replace("page.mapcount", "page.mapcnt")
-    shown = [b for b in blocks("tutorial.md", "") if "error:" in b][0].strip("\n")
+    shown = [b for b in blocks("tutorial.md", "") if "error[" in b][0].strip("\n")
     pol = tmp_path / "my-linus.pol"
     pol.write_text(variant)
     assert main(["check", str(pol)]) == 2

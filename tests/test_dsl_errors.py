@@ -166,7 +166,7 @@ def test_warning(text, line, msg, hint):
 def test_warning_renders_as_warning():
     from policykit.dsl import Diagnostic
     [d] = [Diagnostic(s, e) for s, e in diagnostics(policy("const SPARE = 3\n"))]
-    assert d.render().startswith("bad.pol:1:7: warning: constant 'SPARE' is never used")
+    assert d.render().startswith("bad.pol:1:7: warning[PK404]: constant 'SPARE' is never used")
 
 
 def test_extends_cycle(tmp_path):

@@ -109,7 +109,7 @@ def test_a_malformed_scenario_is_a_collection_error_with_a_caret(user):
     (user / "scenarios" / "bad.scn").write_text("scenario bad\nspawn -> p\nwrite p nowhere\n", encoding="utf-8")
     proc = pytest_in(user, "-q")
     assert proc.returncode == 2
-    assert "bad.scn:3:9: error:" in proc.stdout and "^" in proc.stdout and "Traceback" not in proc.stdout
+    assert "scenarios/bad.scn:3:9: error[PK251]: unknown region 'nowhere'" in proc.stdout and "^" in proc.stdout and "Traceback" not in proc.stdout
 
 
 def test_without_a_project_table_nothing_is_collected(tmp_path):

@@ -105,7 +105,7 @@ def test_render_shows_the_line_and_a_caret_under_the_span():
     with pytest.raises(ScenarioError) as info:
         session("anon_exclusive").parse(HEAD + "write chld buf\n", "bad.scn")
     lines = info.value.render().splitlines()
-    assert lines[0] == "bad.scn:3:7: error: unknown process 'chld'"
+    assert lines[0] == "bad.scn:3:7: error[PK251]: unknown process 'chld'"
     assert lines[1] == "   3 | write chld buf"
     assert lines[2] == "     |       ^^^^"
     assert lines[3].startswith("hint: ")

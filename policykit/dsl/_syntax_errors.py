@@ -13,6 +13,8 @@ from ..errors import SourceError
 class PolicySyntaxError(SourceError):
     """A `.pol` file that does not parse."""
 
+    code = "PK101"
+
 
 class PolicyCheckError(SourceError):
     """A `.pol` file that parses but says something wrong (names, types, actions...)."""

@@ -46,9 +46,13 @@ class Diagnostic:
     severity: str                  # error | warning
     error: SourceError
 
+    @property
+    def code(self) -> str:
+        """The message's stable code (:mod:`policykit.codes`)."""
+        return self.error.code
+
     def render(self) -> str:
-        text = self.error.render()
-        return text if self.severity == "error" else text.replace(": error: ", ": warning: ", 1)
+        return self.error.render()
 
 
 @dataclass(frozen=True)
@@ -136,15 +140,22 @@ class _Check:
 
     # -- diagnostics ---------------------------------------------------------------------
 
-    def error(self, msg: str, span: Span, hint: str) -> None:
+    def error(self, code: str, msg: str, span: Span, hint: str) -> None:
         key = (msg, span.filename, span.line, span.column)
         if key in self._reported:          # predicate bodies are typed twice
             return
         self._reported.add(key)
-        self.errors.append(Diagnostic("error", PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)))
+        self.errors.append(Diagnostic("error", self._located(code, msg, span, hint)))
 
-    def warn(self, msg: str, span: Span, hint: str) -> None:
-        self.warnings.append(Diagnostic("warning", PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)))
+    def warn(self, code: str, msg: str, span: Span, hint: str) -> None:
+        err = self._located(code, msg, span, hint)
+        err.severity = "warning"
+        self.warnings.append(Diagnostic("warning", err))
+
+    def _located(self, code: str, msg: str, span: Span, hint: str) -> PolicyCheckError:
+        err = PolicyCheckError(msg, span, self.sources.get(span.filename, ""), hint)
+        err.code = code
+        return err
 
     # -- the chain ---------------------------------------------------------------------------
 
@@ -164,34 +175,34 @@ class _Check:
             if not ext:
                 break
             for extra in ext[1:]:
-                self.error("a policy extends one other policy", extra.span,
+                self.error("PK201", "a policy extends one other policy", extra.span,
                            "chain variants: A extends B, B extends C")
             h = ext[0]
             try:
                 path = self.resolver.resolve(h.value, h.quoted, current.filename)
             except PolicyKitError as exc:       # one name, two policies
-                self.error(str(exc).split(";")[0], h.span, "a name on the policy path must mean one policy")
+                self.error("PK202", str(exc).split(";")[0], h.span, "a name on the policy path must mean one policy")
                 break
             if path is None:
                 names = self.resolver.names()
                 hint = did_you_mean(h.value, names)
-                self.error(f"unknown policy {h.value!r} in extends", h.span,
+                self.error("PK203", f"unknown policy {h.value!r} in extends", h.span,
                            hint or f"policies: {', '.join(names)}; or give a path in quotes")
                 break
             key = str(path.resolve())
             if key in seen:
-                self.error(f"extends cycle: {h.value!r} is already in the chain "
+                self.error("PK204", f"extends cycle: {h.value!r} is already in the chain "
                            f"({' -> '.join(Path(f.filename).name for f in reversed(files))})",
                            h.span, "a policy cannot extend itself, directly or through others")
                 break
             if len(files) > MAX_EXTENDS:
-                self.error(f"the extends chain is longer than {MAX_EXTENDS} policies", h.span,
+                self.error("PK205", f"the extends chain is longer than {MAX_EXTENDS} policies", h.span,
                            "extend a policy closer to the root")
                 break
             seen.add(key)
             text, why = self.resolver.read(path)
             if text is None:
-                self.error(f"cannot extend {h.value!r}: {why}", h.span,
+                self.error("PK206", f"cannot extend {h.value!r}: {why}", h.span,
                            "extends takes a built-in policy's name or the path of a .pol file, "
                            "relative to this one")
                 break
@@ -222,7 +233,7 @@ class _Check:
                 if isinstance(item, ast.Header):
                     if item.kind in ("policy", "summary", "era", "extends", "unrealizable"):
                         if item.kind in singles:
-                            self.error(f"'{item.kind}' given twice", item.span, "each header appears once")
+                            self.error("PK207", f"'{item.kind}' given twice", item.span, "each header appears once")
                         singles[item.kind] = item.span
                     if item.kind == "unrealizable":
                         unrealizable = item.value
@@ -230,18 +241,18 @@ class _Check:
                 kind, key = _key(item)
                 defined += 1
                 if defined == MAX_DEFINITIONS + 1:
-                    self.error(f"more than {MAX_DEFINITIONS:,} constants, flags, predicates and blocks",
+                    self.error("PK208", f"more than {MAX_DEFINITIONS:,} constants, flags, predicates and blocks",
                                item.span, "split the policy, or say it with fewer definitions")
                 for name, span in _names_defined(item):
                     if name.startswith("_"):
-                        self.error(f"name {name!r} starts with '_'", span,
+                        self.error("PK209", f"name {name!r} starts with '_'", span,
                                    "names starting with '_' are reserved; start with a letter")
                 if isinstance(item, ast.Const) and item.name in OWNERS:
-                    self.error(f"a constant cannot be named {item.name!r}", item.span,
+                    self.error("PK210", f"a constant cannot be named {item.name!r}", item.span,
                                f"{item.name} is a context object; choose another name")
                 if (kind, key) in local:
                     first = local[(kind, key)]
-                    self.error(f"{kind} {key!r} is defined twice in this file", item.span,
+                    self.error("PK211", f"{kind} {key!r} is defined twice in this file", item.span,
                                f"the first definition is at line {first.line}")
                     continue
                 local[(kind, key)] = item.span
@@ -300,7 +311,7 @@ class _Check:
         for name in order:
             c = consts[name]
             if name in cyclic:
-                self.error(f"constant {name!r} is defined in terms of itself", c.span, "constants cannot be cyclic")
+                self.error("PK301", f"constant {name!r} is defined in terms of itself", c.span, "constants cannot be cyclic")
                 self._const_values[name] = None
             else:
                 self._const_values[name] = self.fold(c.value, c.span)
@@ -319,7 +330,7 @@ class _Check:
             if type(a) is int and type(b) is int:
                 v = a + b if e.op == "+" else a - b if e.op == "-" else a * b
                 if abs(v) > 2**63 - 1:
-                    self.error("constant expression overflows 64 bits", e.span, "use smaller numbers")
+                    self.error("PK302", "constant expression overflows 64 bits", e.span, "use smaller numbers")
                     return None
                 return v
             return None
@@ -339,7 +350,7 @@ class _Check:
         spec = self.registry.attributes.get((owner, name))
         if spec is not None:
             if spec.oracle_only and self._unrealizable is None:
-                self.error(f"{owner}.{name} is engine-private truth", span,
+                self.error("PK212", f"{owner}.{name} is engine-private truth", span,
                            "only a policy that declares 'unrealizable \"why\"' may read it")
             return _SCALARS.get(spec.type, spec.type.__name__)
         flag = self._flags.get((owner, name))
@@ -348,13 +359,13 @@ class _Check:
             return flag.type
         plugin = PLUGIN_ATTRIBUTES.get((owner, name))
         if plugin is not None:
-            self.error(f"{owner}.{name} is provided by the plugin {plugin}, which is not installed",
+            self.error("PK213", f"{owner}.{name} is provided by the plugin {plugin}, which is not installed",
                        span, f"install {plugin} (pip install plugins/{plugin.removeprefix('policykit-')})")
             return None
         known = [n for (o, n) in self.registry.attributes if o == owner] + \
                 [n for (o, n) in self._flags if o == owner]
         hint = did_you_mean(name, known)
-        self.error(f"{owner} has no attribute {name!r}", span,
+        self.error("PK214", f"{owner} has no attribute {name!r}", span,
                    hint or f"{owner} attributes: {', '.join(sorted(known))}")
         return None
 
@@ -372,30 +383,30 @@ class _Check:
                 v = self.const_value(e.name)
                 return None if v is None else _SCALARS[type(v)]
             if e.name in ("else", "default"):
-                self.error(f"unknown name {e.name!r}", e.span, "the fall-through rule is 'otherwise -> ACTION'")
+                self.error("PK215", f"unknown name {e.name!r}", e.span, "the fall-through rule is 'otherwise -> ACTION'")
                 return None
             if e.name in self._preds:
-                self.error(f"{e.name!r} is a predicate", e.span, f"call it: {e.name}(...)")
+                self.error("PK216", f"{e.name!r} is a predicate", e.span, f"call it: {e.name}(...)")
                 return None
             if e.name in OWNERS:
-                self.error(f"{e.name!r} is not available here", e.span,
+                self.error("PK217", f"{e.name!r} is not available here", e.span,
                            f"available: {', '.join(sorted(env)) or 'nothing'}")
                 return None
             hint = did_you_mean(e.name, list(env) + list(self._consts) + list(self._preds))
-            self.error(f"unknown name {e.name!r}", e.span, hint or "names are constants, parameters and context objects")
+            self.error("PK215", f"unknown name {e.name!r}", e.span, hint or "names are constants, parameters and context objects")
             return None
         if isinstance(e, ast.Attr):
             owner = env.get(e.obj)
             if owner is None:
                 if e.obj in OWNERS:
-                    self.error(f"{e.obj!r} is not available here", e.span,
+                    self.error("PK217", f"{e.obj!r} is not available here", e.span,
                                f"available: {', '.join(sorted(env)) or 'nothing'}")
                 else:
                     hint = did_you_mean(e.obj, list(env))
-                    self.error(f"unknown name {e.obj!r}", e.span, hint or f"available: {', '.join(sorted(env))}")
+                    self.error("PK215", f"unknown name {e.obj!r}", e.span, hint or f"available: {', '.join(sorted(env))}")
                 return None
             if owner not in OWNERS:
-                self.error(f"{e.obj!r} is a {owner}, which has no attributes", e.span,
+                self.error("PK218", f"{e.obj!r} is a {owner}, which has no attributes", e.span,
                            "attributes belong to page, pte, vma, mm and foll")
                 return None
             return self.attr_type(owner, e.name, e.span)
@@ -403,19 +414,19 @@ class _Check:
             pred = self._preds.get(e.name)
             if pred is None:
                 hint = did_you_mean(e.name, list(self._preds))
-                self.error(f"unknown predicate {e.name!r}", e.span, hint or "define it with 'pred NAME(PARAMS) = ...'")
+                self.error("PK219", f"unknown predicate {e.name!r}", e.span, hint or "define it with 'pred NAME(PARAMS) = ...'")
                 return None
             self._calls.setdefault(self._current, set()).add(e.name)
             self._used_preds.add(e.name)
             if len(e.args) != len(pred.params):
-                self.error(f"{e.name} takes {len(pred.params)} argument{'s' * (len(pred.params) != 1)}, "
+                self.error("PK303", f"{e.name} takes {len(pred.params)} argument{'s' * (len(pred.params) != 1)}, "
                            f"got {len(e.args)}", e.span,
                            f"{e.name}({', '.join(p.name + ': ' + p.type for p in pred.params)})")
                 return self._pred_types.get(e.name)
             for arg, param in zip(e.args, pred.params):
                 t = self.expr(arg, env)
                 if t is not None and t != param.type:
-                    self.error(f"argument {param.name!r} of {e.name} is a {param.type}, got a {t}",
+                    self.error("PK304", f"argument {param.name!r} of {e.name} is a {param.type}, got a {t}",
                                getattr(arg, "span", e.span), f"pass a {param.type}")
             return self._pred_types.get(e.name)
         if isinstance(e, ast.Not):
@@ -435,9 +446,9 @@ class _Check:
                 return "bool"
             if e.op in ("==", "!="):
                 if a != b or a not in ("int", "bool"):
-                    self.error(f"cannot compare a {a} with a {b}", e.span, "compare numbers with numbers, conditions with conditions")
+                    self.error("PK305", f"cannot compare a {a} with a {b}", e.span, "compare numbers with numbers, conditions with conditions")
             elif a != "int" or b != "int":
-                self.error(f"'{e.op}' compares numbers, not a {a} and a {b}", e.span,
+                self.error("PK306", f"'{e.op}' compares numbers, not a {a} and a {b}", e.span,
                            "use == or != for conditions")
             return "bool"
         raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
@@ -445,7 +456,7 @@ class _Check:
     def want(self, e: ast.Expr, env: dict[str, str], kind: str, hint: str) -> None:
         t = self.expr(e, env)
         if t is not None and t != kind:
-            self.error(f"expected a {'condition' if kind == 'bool' else 'number'}, got a {t}",
+            self.error("PK307", f"expected a {'condition' if kind == 'bool' else 'number'}, got a {t}",
                        getattr(e, "span", Span("", 0, 0)), hint)
 
     # -- the whole policy -------------------------------------------------------------------
@@ -466,7 +477,7 @@ class _Check:
         for name, c in self._consts.items():
             v = self.const_value(name)
             if v is None and not self.errors:
-                self.error(f"constant {name!r} is not a constant expression", c.span,
+                self.error("PK308", f"constant {name!r} is not a constant expression", c.span,
                            "constants are numbers, true/false, and arithmetic on other constants")
             if v is not None:
                 p.consts[name] = v
@@ -474,21 +485,21 @@ class _Check:
         self._flags: dict[tuple[str, str], FlagDef] = {}
         for (owner, name), f in self._flag_asts.items():
             if owner not in FLAG_OWNERS:
-                self.error(f"flags live on page or mm, not {owner}", f.span, "declare 'flag page.NAME = ...'")
+                self.error("PK220", f"flags live on page or mm, not {owner}", f.span, "declare 'flag page.NAME = ...'")
                 continue
             if (owner, name) in self.registry.attributes:
-                self.error(f"{owner}.{name} is an engine attribute, not a policy flag", f.span,
+                self.error("PK221", f"{owner}.{name} is an engine attribute, not a policy flag", f.span,
                            "choose another name for the flag")
                 continue
             problem = name_problem(owner, name, flag=True)
             if problem is None and (owner, name) in PLUGIN_ATTRIBUTES:
                 problem = f"the plugin {PLUGIN_ATTRIBUTES[(owner, name)]} uses {name!r}"
             if problem is not None:
-                self.error(f"flag {owner}.{name}: {problem}", f.span, "choose another name for the flag")
+                self.error("PK222", f"flag {owner}.{name}: {problem}", f.span, "choose another name for the flag")
                 continue
             v = self.fold(f.default, f.span)
             if v is None:
-                self.error("a flag's initial value must be a constant", f.default.span if hasattr(f.default, "span") else f.span,
+                self.error("PK309", "a flag's initial value must be a constant", f.default.span if hasattr(f.default, "span") else f.span,
                            "write true, false or a number")
                 continue
             self._flags[(owner, name)] = FlagDef(owner, name, _SCALARS[type(v)], v, f.doc, f)
@@ -499,7 +510,7 @@ class _Check:
             for param in pred.params:
                 if param.type not in OWNERS and param.type not in ("int", "bool"):
                     hint = did_you_mean(param.type, list(OWNERS) + ["int", "bool"])
-                    self.error(f"unknown parameter type {param.type!r}", param.span,
+                    self.error("PK223", f"unknown parameter type {param.type!r}", param.span,
                                hint or f"a parameter named like an object ({', '.join(OWNERS)}) has that type; "
                                "otherwise write NAME: TYPE")
         for name, pred in p.preds.items():
@@ -520,7 +531,7 @@ class _Check:
             if point not in p.blocks and spec.default is None and not self.chain_broken:
                 where = (top.headers("policy") or [None])[0]
                 span = where.span if where else Span(top.filename, 1, 1)
-                self.error(f"policy {p.name!r} does not decide {point!r}", span,
+                self.error("PK310", f"policy {p.name!r} does not decide {point!r}", span,
                            f"add 'on {point} {{ otherwise -> {spec.actions[0]} }}' or extend a policy that does")
         self._unused(p, top)
         p.warnings = self.warnings
@@ -537,7 +548,7 @@ class _Check:
             if state.get(name) == 1:
                 cycle = path[path.index(name):] + [name]
                 pred = p.preds[name]
-                self.error(f"recursive predicate: {' -> '.join(cycle)}", pred.span,
+                self.error("PK311", f"recursive predicate: {' -> '.join(cycle)}", pred.span,
                            "predicates cannot call themselves, directly or through others")
                 raise _Stop
             state[name] = 1
@@ -576,7 +587,7 @@ class _Check:
                 cost[name] = min(sum(1 + cost[c] for c in calls), MAX_CALL_EXPANSION + 1)
         for name, d in depth.items():
             if d > MAX_CALL_DEPTH:
-                self.error(f"predicate {name!r} calls predicates {d - 1} deep", p.preds[name].span,
+                self.error("PK312", f"predicate {name!r} calls predicates {d - 1} deep", p.preds[name].span,
                            f"at most {MAX_CALL_DEPTH} levels of predicates calling predicates")
                 return
         for block in p.blocks.values():
@@ -585,7 +596,7 @@ class _Check:
                     calls = [c for c in _calls_in(e) if c in p.preds]
                     total = sum(1 + cost[c] for c in calls)
                     if total > MAX_CALL_EXPANSION:
-                        self.error(f"this rule may make more than {MAX_CALL_EXPANSION:,} predicate calls",
+                        self.error("PK313", f"this rule may make more than {MAX_CALL_EXPANSION:,} predicate calls",
                                    rule.span, "a predicate that calls another twice doubles the work at "
                                    "each level; call it once and name the result with 'pred'")
                         return
@@ -594,7 +605,7 @@ class _Check:
         spec = self.registry.decision_points.get(block.point)
         if spec is None:
             hint = did_you_mean(block.point, self.registry.decision_points)
-            self.error(f"unknown decision point {block.point!r}", block.span,
+            self.error("PK224", f"unknown decision point {block.point!r}", block.span,
                        hint or f"decision points: {', '.join(self.registry.decision_points)}")
             return
         env = {owner: owner for owner in spec.context}
@@ -602,17 +613,17 @@ class _Check:
         always: ast.Rule | None = None
         for rule in block.rules:
             if always is not None:
-                self.warn("this rule never fires", rule.span,
+                self.warn("PK401", "this rule never fires", rule.span,
                           f"the rule at line {always.span.line} always fires before it")
             if rule.condition is not None:
                 self.want(rule.condition, env, "bool", "a rule's condition is true or false")
                 value = self.fold(rule.condition, rule.span)
                 if value is False:
-                    self.warn("this rule's condition is always false", rule.span, "remove the rule")
+                    self.warn("PK402", "this rule's condition is always false", rule.span, "remove the rule")
                 elif value is True and always is None:
                     always = rule
                 if rule.condition in seen:
-                    self.warn("this rule never fires", rule.span,
+                    self.warn("PK401", "this rule never fires", rule.span,
                               f"the rule at line {seen[rule.condition]} has the same condition")
                 else:
                     seen[rule.condition] = rule.span.line
@@ -620,43 +631,43 @@ class _Check:
                 always = rule
             if rule.action not in spec.actions:
                 hint = did_you_mean(rule.action, spec.actions)
-                self.error(f"{block.point} has no action {rule.action!r}", rule.action_span,
+                self.error("PK225", f"{block.point} has no action {rule.action!r}", rule.action_span,
                            hint or f"actions of {block.point}: {', '.join(spec.actions)}")
             elif rule.action in spec.unrealizable_actions and self._unrealizable is None:
-                self.error(f"no kernel can {rule.action!r} at {block.point}", rule.action_span,
+                self.error("PK314", f"no kernel can {rule.action!r} at {block.point}", rule.action_span,
                            "only a policy that declares 'unrealizable \"why\"' may take this action")
             for eff in rule.effects:
                 self.effect(eff, env, block.point)
         if all(rule.condition is not None for rule in block.rules):
             last = block.rules[-1].span if block.rules else block.span
-            self.error(f"the rules of {block.point} have no fall-through", last,
+            self.error("PK315", f"the rules of {block.point} have no fall-through", last,
                        f"end the block with 'otherwise -> {spec.actions[0]}' (or another action)")
 
     def effect(self, eff: ast.Effect, env: dict[str, str], point: str) -> None:
         if eff.kind == "warn":
             return
         if eff.owner not in env:
-            self.error(f"{eff.owner!r} is not available at {point}", eff.span,
+            self.error("PK226", f"{eff.owner!r} is not available at {point}", eff.span,
                        f"available: {', '.join(sorted(env))}")
             return
         flag = self._flags.get((eff.owner, eff.name))
         if flag is None:
             if (eff.owner, eff.name) in self.registry.attributes:
-                self.error(f"{eff.owner}.{eff.name} belongs to the engine; policies set only their own flags",
+                self.error("PK227", f"{eff.owner}.{eff.name} belongs to the engine; policies set only their own flags",
                            eff.span, "declare a flag with 'flag OWNER.NAME = VALUE'")
             else:
                 hint = did_you_mean(eff.name, [n for (o, n) in self._flags if o == eff.owner])
-                self.error(f"{eff.owner}.{eff.name} is not a declared flag", eff.span,
+                self.error("PK228", f"{eff.owner}.{eff.name} is not a declared flag", eff.span,
                            hint or f"declare it: flag {eff.owner}.{eff.name} = false")
             return
         self._used_flags.add((eff.owner, eff.name))
         if eff.kind == "clear" and flag.type != "bool":
-            self.error(f"'clear' applies to true/false flags; {eff.owner}.{eff.name} is a number",
+            self.error("PK316", f"'clear' applies to true/false flags; {eff.owner}.{eff.name} is a number",
                        eff.span, f"write 'set {eff.owner}.{eff.name} = 0'")
         if eff.kind == "set":
             if eff.value is None:
                 if flag.type != "bool":
-                    self.error(f"{eff.owner}.{eff.name} is a number: say which", eff.span,
+                    self.error("PK317", f"{eff.owner}.{eff.name} is a number: say which", eff.span,
                                f"write 'set {eff.owner}.{eff.name} = VALUE'")
             else:
                 self.want(eff.value, env, flag.type, f"{eff.owner}.{eff.name} holds a {flag.type}")
@@ -665,14 +676,14 @@ class _Check:
         mine = set(top.items)
         for name, pred in p.preds.items():
             if pred in mine and name not in self._used_preds:
-                self.warn(f"predicate {name!r} is never used", pred.span, "remove it or call it from a rule")
+                self.warn("PK403", f"predicate {name!r} is never used", pred.span, "remove it or call it from a rule")
         in_defaults = _names_in_defaults(self._consts, self._flag_asts)
         for name, c in self._consts.items():
             if c in mine and name not in self._used_consts and name not in in_defaults:
-                self.warn(f"constant {name!r} is never used", c.span, "remove it or use it")
+                self.warn("PK404", f"constant {name!r} is never used", c.span, "remove it or use it")
         for key, f in self._flags.items():
             if f.origin in mine and key not in self._used_flags:
-                self.warn(f"flag {key[0]}.{key[1]} is never read or set", f.origin.span, "remove it or use it")
+                self.warn("PK405", f"flag {key[0]}.{key[1]} is never read or set", f.origin.span, "remove it or use it")
 
 
 class _Stop(Exception):

@@ -88,7 +88,7 @@ def unknown_policies(scenarios: list[Scenario], known: set[str] | frozenset[str]
             w = ScenarioError(f"'{kind} {policy}' names no known policy, so it is never checked", span,
                               texts[span.filename], hint or "name a policy on the policy path ('policykit policies'), "
                                                   "or add its directory with --policy-path")
-            w.severity = "warning"
+            w.severity, w.code = "warning", "PK451"
             out.append(w)
     out.sort(key=lambda w: (w.span.filename, w.span.line))
     return out

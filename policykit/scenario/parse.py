@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ScenarioError, Span, split_lines
+from ..errors import ScenarioSyntaxError, Span, split_lines
 from ..limits import MAX_INT_DIGITS, MAX_SCENARIO_BYTES, MAX_STEPS
 from .model import Arg, Bound, Budget, Expectation, Scenario, Step
 
@@ -68,7 +68,7 @@ class _Tok:
 
 
 class _Line:
-    """The tokens of one line, read left to right; mistakes raise ScenarioError."""
+    """The tokens of one line, read left to right; mistakes raise ScenarioSyntaxError."""
 
     def __init__(self, tokens: list[_Tok], line: int, filename: str, source: str) -> None:
         self.tokens, self.pos = tokens, 0
@@ -97,7 +97,7 @@ class _Line:
 
     def unexpected(self, expected: str, hint: str = "line") -> None:
         tok = self.peek()
-        raise ScenarioError(f"unexpected {tok.describe()}; expected {expected}", self.span(tok),
+        raise ScenarioSyntaxError(f"unexpected {tok.describe()}; expected {expected}", self.span(tok),
                             self.source, _HINTS[hint])
 
     def end(self, hint: str = "line") -> None:
@@ -112,13 +112,13 @@ def _tokens(text: str, line: int, filename: str, source: str) -> list[_Tok]:
         m = _TOKEN.match(text, pos)
         if m is None:
             kind = "string" if text[pos] == '"' else "line"
-            raise ScenarioError(f"unexpected character {text[pos]!r}",
+            raise ScenarioSyntaxError(f"unexpected character {text[pos]!r}",
                                 Span(filename, line, pos + 1, pos + 2), source, _HINTS[kind])
         kind = m.lastgroup
         if kind == "comment":
             break
         if kind == "int" and len(m.group()) > MAX_INT_DIGITS:
-            raise ScenarioError(f"number {m.group()[:20]}... is too large", Span(filename, line, pos + 1, m.end() + 1),
+            raise ScenarioSyntaxError(f"number {m.group()[:20]}... is too large", Span(filename, line, pos + 1, m.end() + 1),
                                 source, f"numbers have at most {MAX_INT_DIGITS} digits")
         if kind != "ws":
             out.append(_Tok("word" if kind == "word" else kind, m.group(), pos + 1))
@@ -241,9 +241,9 @@ def _statement(t: _Line, text: str) -> tuple[str, object, Span] | Step:
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
-    """Parse scenario text; raise :class:`ScenarioError` on a syntax error."""
+    """Parse scenario text; raise :class:`~policykit.errors.ScenarioSyntaxError` on a syntax error."""
     if len(text) > MAX_SCENARIO_BYTES:
-        raise ScenarioError(f"the scenario is larger than {MAX_SCENARIO_BYTES:,} bytes", Span(filename, 1, 1),
+        raise ScenarioSyntaxError(f"the scenario is larger than {MAX_SCENARIO_BYTES:,} bytes", Span(filename, 1, 1),
                             text, "a scenario says one story; split it")
     header: dict = {}
     steps: list[Step] = []
@@ -258,7 +258,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
         item = _statement(_Line(tokens, number, filename, text), line_text)
         if isinstance(item, Step):
             if len(steps) == MAX_STEPS:
-                raise ScenarioError(f"more than {MAX_STEPS:,} steps", item.span, text,
+                raise ScenarioSyntaxError(f"more than {MAX_STEPS:,} steps", item.span, text,
                                     "a scenario says one story; split it")
             steps.append(item)
             continue
@@ -269,7 +269,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
                 key = (kind, value.policy, variant)
                 if key in seen:
                     where = f" on {variant}" if variant else ""
-                    raise ScenarioError(
+                    raise ScenarioSyntaxError(
                         f"second {'expectation' if kind == 'expect' else 'budget'} for policy "
                         f"{value.policy!r}{where} (the first is at line {seen[key].line})", span, text,
                         "give one 'expect' line per policy, listing every class" if kind == "expect"
@@ -283,7 +283,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
                 budgets[value.policy] = value.bounds
         else:
             if kind in header:
-                raise ScenarioError(f"'{'scenario' if kind == 'name' else kind}' given twice",
+                raise ScenarioSyntaxError(f"'{'scenario' if kind == 'name' else kind}' given twice",
                                     span, text, "each header line may appear once")
             header[kind] = value
     name = header.get("name") or Path(filename).stem
