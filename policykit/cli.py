@@ -314,28 +314,75 @@ def _registry():  # type: ignore[no-untyped-def]
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
-    from . import dsl
+    from . import diagnostics
 
     registry = _registry()
+    ignore = {c.strip().upper() for spec in ns.ignore or () for c in spec.split(",") if c.strip()}
+    _check_codes(ignore)
     worst = ExitCode.OK
+    findings: list[diagnostics.Finding] = []
+    files = []
     for spec in ns.files:
-        checked, diagnostics = dsl.check_file(spec, registry)
-        for d in diagnostics:
-            print(d.render(), file=sys.stderr)
-        errors = sum(d.severity == "error" for d in diagnostics)
-        warnings = len(diagnostics) - errors
+        errors, warnings, what = (_check_scenario if spec.endswith(".scn") else _check_policy)(spec, registry)
+        warnings = [w for w in warnings if w.code not in ignore]
+        findings += [diagnostics.Finding.of(e) for e in (*errors, *warnings)]
+        files.append({"file": spec, "ok": not errors, "errors": len(errors), "warnings": len(warnings),
+                      "what": what})
+        if ns.format == "text":
+            for e in (*errors, *warnings):
+                print(e.render(), file=sys.stderr)
+            counts = f"{len(errors)} error{'s' * (len(errors) != 1)}, {len(warnings)} warning{'s' * (len(warnings) != 1)}"
+            print(f"{spec}: {counts}" if errors else
+                  f"{spec}: ok, {what}" + (f", {counts.split(', ')[1]}" if warnings else ""))
         if errors:
             worst = ExitCode.USAGE_ERROR
-            print(f"{spec}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
-        else:
-            assert checked is not None
-            parents = _chain_names(checked)
-            extends = f" (extends {', '.join(parents)})" if parents else ""
-            print(f"{spec}: ok, policy {checked.name}{extends}"
-                  + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""))
-            if warnings and ns.strict and worst == ExitCode.OK:
-                worst = ExitCode.FAILED
+        elif warnings and ns.strict and worst == ExitCode.OK:
+            worst = ExitCode.FAILED
+    if ns.format != "text":
+        out = diagnostics.render(findings, ns.format, files)
+        if out:
+            print(out)
     return worst
+
+
+def _check_codes(codes: set[str]) -> None:
+    from .codes import CODES, is_warning
+    from .errors import did_you_mean
+
+    for code in sorted(codes):
+        if code not in CODES:
+            hint = did_you_mean(code, CODES)
+            raise PolicyKitError(f"--ignore {code}: no such code" + (f"; {hint}" if hint else "; see docs/codes.md"))
+        if not is_warning(code):
+            raise PolicyKitError(f"--ignore {code}: only warnings (PK4xx) can be ignored; {code} is an error")
+
+
+def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]
+    """A policy's errors and warnings (as SourceErrors), and what it is."""
+    from . import dsl
+
+    checked, found = dsl.check_file(spec, registry)
+    errors = [d.error for d in found if d.severity == "error"]
+    warnings = [d.error for d in found if d.severity != "error"]
+    if checked is None or errors:
+        return errors, warnings, ""
+    parents = _chain_names(checked)
+    return errors, warnings, f"policy {checked.name}" + (f" (extends {', '.join(parents)})" if parents else "")
+
+
+def _check_scenario(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]
+    """A scenario file's errors and warnings (expect lines naming no known policy)."""
+    from .errors import SourceError
+    from .scenario import load_scenarios, unknown_policies
+
+    try:
+        scenarios = load_scenarios(spec, registry)
+    except SourceError as exc:
+        return [exc], [], ""
+    names = sorted({s.name.split("/")[0] for s in scenarios})
+    variants = sum(1 for s in scenarios if s.variant)
+    return [], unknown_policies(scenarios, set(config.policy_names())), \
+        f"scenario {', '.join(names)}" + (f" ({variants} variants)" if variants else "")
 
 
 def _chain_names(checked) -> list[str]:  # type: ignore[no-untyped-def]
@@ -633,12 +680,24 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     div.set_defaults(func=cmd_diverge)
 
     check = sub.add_parser(
-        "check", help="check policy files",
+        "check", help="check policy and scenario files",
         description="Parse and check policies (and their extends chains) against the installed "
-                    "engine and plugins.  Errors and warnings go to stderr with file:line:col; "
-                    "exit 2 on any error (1 with --strict on a warning).")
-    check.add_argument("files", metavar="FILE", nargs="+", help=".pol files or built-in policy names")
+                    "engine and plugins, and scenario files (*.scn).  Errors and warnings go to "
+                    "stderr with file:line:col and a code (docs/codes.md); with --format json, "
+                    "sarif or github, to stdout in that format.  Exit 2 on any error (1 with "
+                    "--strict on a warning).",
+        epilog="examples:\n  policykit check my.pol scenarios/*.scn\n"
+               "  policykit check my.pol --format sarif > policykit.sarif\n"
+               "  policykit check my.pol --format github --ignore PK404",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("files", metavar="FILE", nargs="+",
+                       help=".pol files, names of policies on the policy path, or .scn files")
     check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    check.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
+                       help="text (default), json, sarif (SARIF 2.1.0, for code scanning) or github "
+                            "(workflow commands that annotate the lines in a pull request)")
+    check.add_argument("--ignore", metavar="CODE[,CODE]", action="append",
+                       help="hide these warnings (PK4xx), e.g. --ignore PK404")
     check.set_defaults(func=cmd_check)
 
     comp = sub.add_parser("compile", help="print the Python a policy compiles to",
