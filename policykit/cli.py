@@ -71,8 +71,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)
         results.append(session.run(scn, trace=ns.trace, invariants=ns.invariants))
-    out = [report.render_runs(results, ns.format)]
-    if ns.trace and ns.format != "json":
+    verbosity = 2 if ns.trace else ns.verbose - ns.quiet
+    out = [report.render_runs(results, ns.format, min(verbosity, 1))]
+    if verbosity > 1 and ns.format != "json":
         out.extend("\n" + report.render_trace(r, ns.format) for r in results)
     print("\n".join(out))
     return _exit(results, all(r.passed for r in results))
@@ -552,6 +553,13 @@ def _run_limits(p: argparse.ArgumentParser) -> None:
                         "verdict (default: the scenario limits only, see docs/security.md)")
 
 
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="-v: a row per run (variants apart) and every violation, expected or not; "
+                        "-vv: every step of every run, as --trace")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="print the summary line only")
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -583,7 +591,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     run.add_argument("scenarios", metavar="SCENARIO", nargs="*",
                      help="scenario files or directories of *.scn (default: the built-in corpus)")
     run.add_argument("--trace", action="store_true",
-                     help="print every step with the decisions taken and the pages' refcount/mapcount")
+                     help="print every step with the decisions taken and the pages' refcount/mapcount "
+                          "(the same as -vv)")
+    _verbosity(run)
     run.add_argument("--format", choices=("table", "json", "markdown"), default="table",
                      help="output format (default: table)")
     run.add_argument("--invariants", action="store_true",

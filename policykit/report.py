@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,39 +35,97 @@ def _status(r: RunResult) -> str:
     return "FAIL"
 
 
-def render_runs(results: Sequence[RunResult], fmt: str = "table") -> str:
-    """Summary table of runs, then every violation and unmet expectation."""
+def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int = 0) -> str:
+    """Runs for the terminal.  ``verbosity`` 0: one row per scenario (its variants
+    together), then the runs that failed in full and the warnings, identical lines folded
+    with a count; 1 (``-v``): a row per run and every violation, expected or not; -1
+    (``-q``): the summary line only."""
     if fmt == "json":
         return json.dumps(runs_to_json(results), indent=2, sort_keys=False)
-    rows = []
-    for r in results:
-        m = r.metrics
-        rows.append([r.scenario.name, r.policy, r.verdict, _expected(r), _status(r),
-                     f"{m['fork_copies']}/{m['wp_copies']}/{m['unshare_copies']}",
-                     m["bytes_copied"], m["warnings"]])
+    passed = sum(r.passed for r in results)
+    summary = f"{passed} passed, {len(results) - passed} failed"
+    if verbosity < 0:
+        return summary
     headers = ["scenario", "policy", "verdict", "expected", "status",
                "copies fork/wp/unshare", "bytes copied", "warnings"]
+    if verbosity > 0:
+        rows = [[r.scenario.name, r.policy, r.verdict, _expected(r), _status(r), _copies([r]),
+                 r.metrics["bytes_copied"], r.metrics["warnings"]] for r in results]
+    else:
+        rows = [_scenario_row(group) for group in _by_scenario(results)]
+        headers[0] = "scenario (variants)"
     out = [tabulate(rows, headers, tablefmt=TABLEFMT[fmt])]
-    details = []
+    details: list[str] = []
     for r in results:
-        for v in r.violations:
-            details.append(f"{r.scenario.filename}:{v.line or 'end'}: {v.cls}: {v.detail}"
-                           + (f"; saw {v.seen}" if v.seen else "")
-                           + (f", expected {v.expected}" if v.expected else ""))
-        if r.expectation_met is False:
-            details.append(f"!!! Unexpected: {r.scenario.name} under {r.policy}: "
-                           f"expected {_expected(r)}, got {r.verdict}")
-        for b in r.budget_failures:
-            details.append(f"!!! Over budget: {r.scenario.name} under {r.policy}: {b}")
-        for w in r.warnings:
-            details.append(f"{r.scenario.filename}: warning: {w}")
+        if verbosity > 0 or not r.passed:
+            details.extend(_details(r))
+    details.extend(f"{r.scenario.filename}: warning: {w}" for r in results for w in r.warnings)
     if details:
         out.append("")
-        out.extend(details)
-    passed = sum(r.passed for r in results)
-    out.append("")
-    out.append(f"{passed} passed, {len(results) - passed} failed")
+        out.extend(fold(details))
+    out += ["", summary]
     return "\n".join(out)
+
+
+def _details(r: RunResult) -> list[str]:
+    out = [f"{r.scenario.filename}:{v.line or 'end'}: {v.cls}: {v.detail}"
+           + (f"; saw {v.seen}" if v.seen else "") + (f", expected {v.expected}" if v.expected else "")
+           for v in r.violations]
+    if r.expectation_met is False:
+        out.append(f"!!! Unexpected: {r.scenario.name} under {r.policy}: expected {_expected(r)}, got {r.verdict}")
+    out.extend(f"!!! Over budget: {r.scenario.name} under {r.policy}: {b}" for b in r.budget_failures)
+    return out
+
+
+def fold(lines: Sequence[str]) -> list[str]:
+    """Identical lines once each, in order of first appearance, with how many there were;
+    then a run of lines that differ only in page indexes and values (the pages of one
+    large folio) as its first line and how many more there were."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    out: list[str] = []
+    shape, like = None, 0
+    for line, n in counts.items():
+        s = _PER_PAGE.sub("#", line)
+        if s == shape:
+            like += 1
+            continue
+        if like:
+            out.append(f"    ... and {like} more like it (other pages)")
+        shape, like = s, 0
+        out.append(line if n == 1 else f"{line}  (x {n})")
+    if like:
+        out.append(f"    ... and {like} more like it (other pages)")
+    return out
+
+
+#: what differs between the messages about the pages of one large folio
+_PER_PAGE = re.compile(r"\[\d+\]|#\d+")
+
+
+def _by_scenario(results: Sequence[RunResult]) -> list[list[RunResult]]:
+    """Runs grouped by scenario file and policy (a file's variants together), in order."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.scenario.filename, r.scenario.name.split("/")[0], r.policy), []).append(r)  # type: ignore[index]
+    return list(groups.values())
+
+
+def _scenario_row(group: Sequence[RunResult]) -> list[Any]:
+    first = group[0]
+    name = first.scenario.name.split("/")[0] + (f" ({len(group)})" if first.scenario.variant else "")
+    verdicts = " | ".join(dict.fromkeys(r.verdict for r in group))
+    expected = " | ".join(dict.fromkeys(_expected(r) for r in group))
+    failed = [r for r in group if not r.passed]
+    status = "pass" if not failed else (_status(failed[0]) if len(group) == 1
+                                        else f"{len(failed)} of {len(group)} {_status(failed[0])}")
+    return [name, first.policy, verdicts, expected, status, _copies(group),
+            sum(r.metrics["bytes_copied"] for r in group), sum(r.metrics["warnings"] for r in group)]
+
+
+def _copies(group: Sequence[RunResult]) -> str:
+    return "/".join(str(sum(r.metrics[k] for r in group)) for k in ("fork_copies", "wp_copies", "unshare_copies"))
 
 
 def render_trace(r: RunResult, fmt: str = "table") -> str:
