@@ -66,17 +66,35 @@ def _session(ns: argparse.Namespace, policy: str) -> Session:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     session = _session(ns, ns.policy)
-    scenarios = _load(session.registry, scenario_paths(ns.scenarios, session.pm), policies=[session.policy.name])
+    ns.corpus = [*(ns.scenarios or ()), *(ns.corpus or ())]
+    scenarios = _corpus(session, ns)
     results = []
     for i, scn in enumerate(scenarios, 1):
         _progress(i, len(scenarios), scn.name)
         results.append(session.run(scn, trace=ns.trace, invariants=ns.invariants))
     verbosity = 2 if ns.trace else ns.verbose - ns.quiet
     out = [report.render_runs(results, ns.format, min(verbosity, 1))]
-    if verbosity > 1 and ns.format != "json":
+    if verbosity > 1 and ns.format not in ("json", "github"):
         out.extend("\n" + report.render_trace(r, ns.format) for r in results)
     print("\n".join(out))
     return _exit(results, all(r.passed for r in results))
+
+
+class UsageError(PolicyKitError):
+    """A command line that makes no sense (exit 2)."""
+
+
+def _distinct(sessions: list[Session]) -> list[Session]:
+    """The sessions, refusing two policies of one name from two files (their columns
+    could not be told apart)."""
+    seen: dict[str, Session] = {}
+    for s in sessions:
+        other = seen.get(s.policy.name)
+        if other is not None and other.policy.source != s.policy.source:
+            raise UsageError(f"two policies are named {s.policy.name!r}: {other.policy.source} and "
+                             f"{s.policy.source}; rename one (its 'policy' line) to compare them")
+        seen[s.policy.name] = s
+    return sessions
 
 
 def _exit(results: Sequence[RunResult], ok: bool) -> int:
@@ -113,10 +131,11 @@ def _corpus(session: Session, ns: argparse.Namespace, policies: Sequence[str] = 
 
     scenarios = _load(session.registry, scenario_paths(ns.corpus or [], session.pm),
                       policies=[session.policy.name, *policies])
-    chosen = select(scenarios, ns.tag or (), ns.k)
+    chosen = select(scenarios, ns.tag or (), ns.k, ns.variant or ())
     if not chosen:
         raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
-                             + (f" pattern {ns.k!r}" if ns.k else ""))
+                             + (f" pattern {ns.k!r}" if ns.k else "")
+                             + (f" variants {ns.variant}" if ns.variant else ""))
     return chosen
 
 
@@ -133,7 +152,10 @@ def _yardstick(sessions: list[Session], ns: argparse.Namespace) -> Session | Non
 def cmd_compare(ns: argparse.Namespace) -> int:
     from .compare import compare
 
-    sessions = [_session(ns, p) for p in ns.policies]
+    if len(ns.policies) < 2:
+        raise UsageError(f"compare needs two policies or more, got {len(ns.policies)}; "
+                         f"for one policy: policykit score {ns.policies[0]}")
+    sessions = _distinct([_session(ns, p) for p in ns.policies])
     scenarios = _corpus(sessions[0], ns, [s.policy.name for s in sessions])
     cmp = compare(sessions, scenarios, _yardstick(sessions, ns), _progress, ns.jobs)
     print(report.render_comparison(cmp, ns.format, ns.only_diff))
@@ -159,7 +181,7 @@ def cmd_corpus(ns: argparse.Namespace) -> int:
     from .corpus import select
     skipped: list[tuple[str, str]] = []
     scenarios = _load(_registry(), scenario_paths(ns.corpus or [], get_plugin_manager()), skipped)
-    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k), ns.format, skipped))
+    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k, ns.variant or ()), ns.format, skipped))
     return ExitCode.OK
 
 
@@ -169,6 +191,8 @@ def cmd_explain(ns: argparse.Namespace) -> int:
         scn = session.load(ns.scenario, ns.variant)
     else:
         by_name = {s.name: s for s in _load(session.registry, scenario_paths([], session.pm), [])}
+        if ns.variant and "/" not in ns.scenario:
+            ns.scenario = f"{ns.scenario}/{ns.variant}"
         if ns.scenario not in by_name:
             from .errors import did_you_mean
             variants = sorted(n for n in by_name if n.startswith(ns.scenario + "/"))
@@ -284,13 +308,21 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: table)")
 
 
-def _selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", metavar="DIR", nargs="+", action="extend",
-                        help="scenario files or directories instead of the built-in corpus")
+_FORMATS = ("table", "json", "markdown", "github")
+
+
+def _selection(parser: argparse.ArgumentParser, formats: Sequence[str] = _FORMATS) -> None:
+    """The options that choose scenarios, the same on every command that runs them."""
+    parser.add_argument("--corpus", metavar="PATH", action="append",
+                        help="a scenario file or a directory of them, instead of the project's or the "
+                             "built-in corpus (repeatable)")
     parser.add_argument("--tag", metavar="T", action="append", help="only scenarios tagged T (repeatable: all of them)")
-    parser.add_argument("-k", metavar="PATTERN", help="only scenarios whose name matches (glob or substring)")
-    parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                        help="output format (default: table)")
+    parser.add_argument("-k", metavar="PATTERN",
+                        help="only scenarios whose name (NAME or NAME/VARIANT) matches: a glob or a substring")
+    parser.add_argument("--variant", metavar="V", action="append",
+                        help="only these variants of scenarios that have variants (repeatable)")
+    parser.add_argument("--format", choices=formats, default="table",
+                        help="output format (default: table; github: annotations for a workflow)")
 
 
 def _jobs(parser: argparse.ArgumentParser) -> None:
@@ -589,13 +621,13 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                      help="a policy: a .pol file, a built-in name (see 'policykit policies'), "
                           "or a Python module (*.py file or module name)")
     run.add_argument("scenarios", metavar="SCENARIO", nargs="*",
-                     help="scenario files or directories of *.scn (default: the built-in corpus)")
+                     help="scenario files or directories of *.scn (default: the project's corpus, or the "
+                          "built-in one); the same as --corpus")
     run.add_argument("--trace", action="store_true",
                      help="print every step with the decisions taken and the pages' refcount/mapcount "
                           "(the same as -vv)")
     _verbosity(run)
-    run.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                     help="output format (default: table)")
+    _selection(run)
     run.add_argument("--invariants", action="store_true",
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
@@ -633,7 +665,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
 
     corpus = sub.add_parser("corpus", help="list the corpus",
                             description="List the scenarios of the built-in corpus (or of --corpus).")
-    _selection(corpus)
+    _selection(corpus, ("table", "json", "markdown"))
     corpus.set_defaults(func=cmd_corpus)
 
     explain = sub.add_parser("explain", help="explain every decision of one run",
@@ -736,7 +768,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                "  policykit mutate my.pol --diverge-depth 5 --out gaps/ --fail-under 90",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     mut.add_argument("policy", metavar="POLICY")
-    _selection(mut)
+    _selection(mut, ("table", "json", "markdown"))
     _jobs(mut)
     mut.add_argument("--operators", metavar="OP,...", action="append",
                      help="mutation operators to use (default: all): negate, andor, cmp, const, drop-rule, "

@@ -32,14 +32,18 @@ def scenario_files(args: Sequence[str], pm: pluggy.PluginManager) -> list[Path]:
     return out
 
 
-def select(scenarios: Iterable[Scenario], tags: Sequence[str] = (), pattern: str | None = None) -> list[Scenario]:
-    """Scenarios carrying every tag in ``tags`` and, with ``pattern``, whose name matches it
-    (a glob, or a substring)."""
+def select(scenarios: Iterable[Scenario], tags: Sequence[str] = (), pattern: str | None = None,
+           variants: Sequence[str] = ()) -> list[Scenario]:
+    """Scenarios carrying every tag in ``tags``; with ``pattern``, whose name (``NAME`` or
+    ``NAME/VARIANT``) matches it (a glob, or a substring); with ``variants``, the scenarios
+    without variants and those variants of the others."""
     out = []
     for scn in scenarios:
         if any(t not in scn.tags for t in tags):
             continue
         if pattern and not (fnmatch.fnmatch(scn.name, pattern) or pattern in scn.name):
+            continue
+        if variants and scn.variant and scn.variant not in variants:
             continue
         out.append(scn)
     return out

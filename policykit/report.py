@@ -42,6 +42,8 @@ def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int
     (``-q``): the summary line only."""
     if fmt == "json":
         return json.dumps(runs_to_json(results), indent=2, sort_keys=False)
+    if fmt == "github":
+        return runs_to_github(results)
     passed = sum(r.passed for r in results)
     summary = f"{passed} passed, {len(results) - passed} failed"
     if verbosity < 0:
@@ -67,8 +69,18 @@ def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int
     return "\n".join(out)
 
 
+def locate(r: RunResult, v: Any) -> str:
+    """``file:line:col`` of a violation: the step that showed it, or for the end-of-run
+    audit the last step."""
+    steps = r.scenario.steps
+    step = next((st for st in steps if st.line == v.line), None) if v.line else (steps[-1] if steps else None)
+    if step is None:
+        return f"{r.scenario.filename}:{v.line or 1}:1"
+    return f"{step.span.filename}:{step.span.line}:{step.span.column}"
+
+
 def _details(r: RunResult) -> list[str]:
-    out = [f"{r.scenario.filename}:{v.line or 'end'}: {v.cls}: {v.detail}"
+    out = [f"{locate(r, v)}: {v.cls}: {v.detail}" + ("" if v.line else " (end-of-run audit)")
            + (f"; saw {v.seen}" if v.seen else "") + (f", expected {v.expected}" if v.expected else "")
            for v in r.violations]
     if r.expectation_met is False:
@@ -220,6 +232,8 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
     policies differ first, each with its first violation."""
     if fmt == "json":
         return json.dumps(comparison_to_json(cmp), indent=2)
+    if fmt == "github":
+        return runs_to_github([row.results[-1] for row in cmp.rows], cmp.regressions)
     tablefmt = TABLEFMT[fmt]
     extra = sorted({c for s in cmp.summaries for c in s.classes} - set(_CLASSES))
     head = ["policy", "correct"] + list(_CLASSES) + extra + ["copies fork/wp/unshare", "bytes copied",
@@ -350,3 +364,33 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
     verdict = f"{r.scenario.name} under {r.policy}: {r.verdict}"
     first = _first_violation(r)
     return "\n".join([verdict, table] + ([f"first violation: {first}"] if first else []))
+
+
+def runs_to_github(results: Sequence[RunResult], regressions: Sequence[str] = ()) -> str:
+    """GitHub Actions annotations for the runs that failed: the unmet expectation at its
+    ``expect`` line (or the scenario's first line), each violation of those runs at its
+    step; ``regressions`` (compare) are annotated as such."""
+    from .diagnostics import Finding, github
+
+    out = []
+    regressed = set(regressions)
+    for r in results:
+        if r.passed:
+            continue
+        scn = r.scenario
+        exp = scn.expectations.get(r.policy)
+        where = exp.span if exp is not None else (scn.steps[0].span if scn.steps else None)
+        line, col = (where.line, where.column) if where is not None else (1, 1)
+        what = "regression: " if scn.name in regressed else ""
+        if r.expectation_met is False:
+            msg = f"{what}{scn.name} under {r.policy}: expected {_expected(r)}, got {r.verdict}"
+        elif r.budget_failures:
+            msg = f"{what}{scn.name} under {r.policy}: over budget: {'; '.join(r.budget_failures)}"
+        else:
+            msg = f"{what}{scn.name} under {r.policy}: {r.verdict}"
+        out.append(github(Finding(scn.filename, line, col, col + 1, "error", "", msg, "")))
+        for v in r.violations:
+            file, vline, vcol = locate(r, v).rsplit(":", 2)
+            out.append(github(Finding(file, int(vline), int(vcol), int(vcol) + 1, "warning", "",
+                                      f"{v.cls} under {r.policy}: {v.detail}", "")))
+    return "\n".join(fold(out))

@@ -57,7 +57,7 @@ def test_an_unexercised_rule_survives_and_diverge_writes_the_scenario_that_kills
     # the written scenario passes under the policy, and with it the corpus kills the mutant
     assert main(["run", str(files / "mut-test.pol"), gup["file"]]) == 0
     capsys.readouterr()
-    assert main(["mutate", str(files / "mut-test.pol"), "--corpus", str(files / "fork.scn"), str(out),
+    assert main(["mutate", str(files / "mut-test.pol"), "--corpus", str(files / "fork.scn"), "--corpus", str(out),
                  "--operators", "drop-rule", "--format", "json", "-j", "1"]) == 0
     again = {m["rule"]: m for m in json.loads(capsys.readouterr().out)["mutants"]}
     assert again["copy-at-fork.pol:44"]["status"] in ("killed", "cost")

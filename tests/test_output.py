@@ -22,7 +22,7 @@ def test_a_passing_corpus_run_is_one_line_per_scenario(capsys):
 def test_verbose_shows_every_run_and_every_violation_folded(capsys):
     assert main(["run", "linux-5.9", "-v"]) == ExitCode.OK
     out = capsys.readouterr().out
-    assert "cow-basic/thp " in out and "ro-pin-shared.scn:12: pin-incoherent:" in out
+    assert "cow-basic/thp " in out and "ro-pin-shared.scn:12:1: pin-incoherent:" in out
     assert "... and 510 more like it (other pages)" in out
     assert "(x 6)" in out           # one violation, the same in six variants
 
@@ -39,7 +39,7 @@ def test_failures_are_shown_in_full_by_default(tmp_path, capsys):
                    "write c buf\nread p buf\nexpect never-copy: ok\n", encoding="utf-8")
     assert main(["run", "never-copy", str(scn)]) == ExitCode.FAILED
     out = capsys.readouterr().out
-    assert f"{scn}:7: leak: p:buf[0] read saw data written outside its memory" in out
+    assert f"{scn}:7:1: leak: p:buf[0] read saw data written outside its memory" in out
     assert "!!! Unexpected: leak under never-copy: expected ok, got leak" in out
     assert out.splitlines()[-1] == "0 passed, 1 failed"
 
