@@ -5,44 +5,39 @@ The public API.  Everything else is reachable from here or is internal.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from ._manager import Policy, get_plugin_manager, load_policy
-from .engine.context import Context
-from .engine.invariants import check_invariants
-from .engine.mm import Engine, Event, OperationFailed, Outcome
-from .engine.model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, GupRef, Machine, Mm, Page, Process, Pte, Vma
-from .engine.specs import (
-    AttributeSpec,
-    Decision,
-    DecisionPointSpec,
-    Effect,
-    MetricSpec,
-    OperationSpec,
-    Param,
-    VariantSpec,
-    ViolationClassSpec,
-)
-from .errors import PluginError, PolicyKitError, PolicyLoadError, ScenarioError, SourceError
-from .hookspecs import hookimpl, hookspec
-from .oracle import Oracle, Violation
-from .run import RunResult, Session
+from ._version import __version__
 
-__all__ = [
-    "AttributeSpec", "Context", "Decision", "DecisionPointSpec", "Effect", "Engine", "Event",
-    "GUP_PIN_COUNTING_BIAS", "GupRef", "Machine", "MetricSpec", "Mm", "Page", "Process", "Pte", "Vma", "OperationFailed", "OperationSpec",
-    "Oracle", "Outcome", "PAGE_SIZE", "Param", "PluginError", "Policy", "PolicyKitError",
-    "PolicyLoadError", "RunResult", "ScenarioError", "Session", "SourceError", "Violation",
-    "VariantSpec", "ViolationClassSpec", "check_invariants", "get_plugin_manager", "hookimpl", "hookspec", "load_policy",
-]
+#: public name -> the module that defines it; imported on first use (PEP 562), so that
+#: ``policykit --version`` and ``policykit check`` start without the engine
+_PUBLIC = {
+    "Policy": "_manager", "get_plugin_manager": "_manager", "load_policy": "_manager",
+    "Context": "engine.context", "check_invariants": "engine.invariants",
+    "Engine": "engine.mm", "Event": "engine.mm", "OperationFailed": "engine.mm", "Outcome": "engine.mm",
+    **dict.fromkeys(("GUP_PIN_COUNTING_BIAS", "PAGE_SIZE", "GupRef", "Machine", "Mm", "Page", "Process",
+                     "Pte", "Vma"), "engine.model"),
+    **dict.fromkeys(("AttributeSpec", "Decision", "DecisionPointSpec", "Effect", "MetricSpec",
+                     "OperationSpec", "Param", "VariantSpec", "ViolationClassSpec"), "engine.specs"),
+    **dict.fromkeys(("PluginError", "PolicyKitError", "PolicyLoadError", "ScenarioError", "SourceError"),
+                    "errors"),
+    "hookimpl": "hookspecs", "hookspec": "hookspecs",
+    "Oracle": "oracle", "Violation": "oracle",
+    "RunResult": "run", "Session": "run",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'policykit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        try:
-            return version("policykit")
-        except PackageNotFoundError:
-            return "0+unknown"
-    raise AttributeError(f"module 'policykit' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -10,11 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import config, report
-from ._manager import load_policy
+from typing import TYPE_CHECKING
+
+from . import config
 from .config import PATH_ENV
 from .errors import PolicyKitError
-from .run import RunResult, Session
+
+if TYPE_CHECKING:           # imported where used: `check` and `--version` start without the engine
+    from .run import RunResult, Session
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 
@@ -58,6 +61,9 @@ def _progress(i: int, n: int, what: str) -> None:
 
 def _session(ns: argparse.Namespace, policy: str) -> Session:
     """A session for ``policy`` with the run limits of the command line."""
+    from ._manager import load_policy
+    from .run import Session
+
     session = Session(load_policy(policy))
     session.timeout = getattr(ns, "timeout", None) or None
     session.max_pages = getattr(ns, "max_pages", None)
@@ -65,6 +71,8 @@ def _session(ns: argparse.Namespace, policy: str) -> Session:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from . import report
+
     session = _session(ns, ns.policy)
     ns.corpus = [*(ns.scenarios or ()), *(ns.corpus or ())]
     scenarios = _corpus(session, ns)
@@ -150,6 +158,7 @@ def _yardstick(sessions: list[Session], ns: argparse.Namespace) -> Session | Non
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
+    from . import report
     from .compare import compare
 
     if len(ns.policies) < 2:
@@ -163,6 +172,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 
 
 def cmd_score(ns: argparse.Namespace) -> int:
+    from . import report
     from .compare import compare
 
     session = _session(ns, ns.policy)
@@ -177,6 +187,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
 
 
 def cmd_corpus(ns: argparse.Namespace) -> int:
+    from . import report
     from ._manager import get_plugin_manager
     from .corpus import select
     skipped: list[tuple[str, str]] = []
@@ -186,6 +197,8 @@ def cmd_corpus(ns: argparse.Namespace) -> int:
 
 
 def cmd_explain(ns: argparse.Namespace) -> int:
+    from . import report
+
     session = _session(ns, ns.policy)
     if Path(ns.scenario).is_file():
         scn = session.load(ns.scenario, ns.variant)
@@ -231,6 +244,8 @@ def _command_line(argv: Sequence[str] | None) -> list[str]:
 
 
 def cmd_explore(ns: argparse.Namespace) -> int:
+    from ._manager import load_policy
+    from .run import Session
     from .explore import explore
     from .explore.report import render_explore
     from .explore.witness import finding_witness, write_file
@@ -253,6 +268,8 @@ def cmd_explore(ns: argparse.Namespace) -> int:
 
 
 def cmd_diverge(ns: argparse.Namespace) -> int:
+    from ._manager import load_policy
+    from .run import Session
     from .explore import check_same_registry, diverge
     from .explore.report import render_diverge
     from .explore.witness import divergence_witness, write_file
@@ -276,18 +293,17 @@ def cmd_diverge(ns: argparse.Namespace) -> int:
 
 
 def _search_options(parser: argparse.ArgumentParser) -> None:
-    from .explore import Bounds
+    from . import limits as b
 
-    b = Bounds()
     g = parser.add_argument_group("bounds")
-    g.add_argument("--procs", metavar="N", type=_positive, default=b.procs,
-                   help=f"live named processes at most (default {b.procs})")
-    g.add_argument("--pages", metavar="N", type=_positive, default=b.pages,
-                   help=f"pages of the start mapping (default {b.pages})")
-    g.add_argument("--refs", metavar="N", type=_positive, default=b.refs,
-                   help=f"live GUP references at most (default {b.refs})")
-    g.add_argument("--depth", metavar="D", type=_positive, default=b.depth,
-                   help=f"steps after the start state (default {b.depth})")
+    g.add_argument("--procs", metavar="N", type=_positive, default=b.EXPLORE_PROCS,
+                   help=f"live named processes at most (default {b.EXPLORE_PROCS})")
+    g.add_argument("--pages", metavar="N", type=_positive, default=b.EXPLORE_PAGES,
+                   help=f"pages of the start mapping (default {b.EXPLORE_PAGES})")
+    g.add_argument("--refs", metavar="N", type=_positive, default=b.EXPLORE_REFS,
+                   help=f"live GUP references at most (default {b.EXPLORE_REFS})")
+    g.add_argument("--depth", metavar="D", type=_positive, default=b.EXPLORE_DEPTH,
+                   help=f"steps after the start state (default {b.EXPLORE_DEPTH})")
     g.add_argument("--max-states", metavar="N", type=_positive, help="stop after N distinct states")
     g.add_argument("--time", metavar="SECONDS", type=float, help="stop after SECONDS")
     s = parser.add_argument_group("what to try")
@@ -505,7 +521,6 @@ def cmd_policies(ns: argparse.Namespace) -> int:
     import json
 
     from tabulate import tabulate
-
     from . import dsl
 
     registry = _registry()
@@ -541,7 +556,6 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
     import json
 
     from tabulate import tabulate
-
     from ._manager import describe_plugins, get_plugin_manager
 
     rows = describe_plugins(get_plugin_manager())
@@ -559,7 +573,6 @@ def cmd_hooks(ns: argparse.Namespace) -> int:
     import json
 
     from tabulate import tabulate
-
     from .hookdoc import hook_specs, render_markdown
 
     if ns.format == "markdown":
@@ -824,14 +837,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+#: commands that run no scenario: the plugins' options and configure hook are not theirs
+#: (those that check against the plugins' declarations still read them)
+_WITHOUT_PLUGIN_OPTIONS = {"check", "fmt", "compile", "show", "policies", "hooks"}
+
+
 def _main(argv: Sequence[str] | None) -> int:
     from .guard import stops_the_run
 
     parsed = False
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:           # at once: no plugins, no engine
+        from ._version import __version__
+        print(f"policykit {__version__}")
+        return ExitCode.OK
     try:
-        from ._manager import get_plugin_manager
+        pm = None
+        command = next((a for a in args if not a.startswith("-")), None)
+        if command not in _WITHOUT_PLUGIN_OPTIONS:
+            from ._manager import get_plugin_manager
 
-        pm = get_plugin_manager()       # plugins may add options
+            pm = get_plugin_manager()   # plugins may add options, and configure themselves
         parser = build_parser(pm)
         try:
             ns = parser.parse_args(argv)
@@ -840,9 +866,10 @@ def _main(argv: Sequence[str] | None) -> int:
         parsed = True
         ns.argv = argv
         config.use(getattr(ns, "policy_path", ()) or ())
-        pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
+        if pm is not None:
+            pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
         if ns.version:
-            from . import __version__
+            from ._version import __version__
             print(f"policykit {__version__}")
             return ExitCode.OK
         if ns.command is None:

@@ -51,3 +51,11 @@ MAX_TOTAL_PAGES = 1 << 20
 RUN_TIMEOUT = 60.0
 #: what one call of a decision hook may take, in seconds
 DECISION_BUDGET = 1.0
+
+# -- explore / diverge ---------------------------------------------------------------------
+
+#: default bounds of a search (``--procs``, ``--pages``, ``--refs``, ``--depth``)
+EXPLORE_PROCS = 2
+EXPLORE_PAGES = 1
+EXPLORE_REFS = 2
+EXPLORE_DEPTH = 6

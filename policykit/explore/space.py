@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.specs import OperationSpec, Param, Registry
 from ..errors import PolicyKitError, Span, did_you_mean
+from ..limits import EXPLORE_DEPTH, EXPLORE_PAGES, EXPLORE_PROCS, EXPLORE_REFS
 from ..scenario.model import Step
 
 if TYPE_CHECKING:
@@ -50,10 +51,10 @@ class Bounds:
     ``maps``: extra mappings a path may make (only with a mapping operation in ``ops``);
     ``max_states`` and ``time``: when to stop early (0: never)."""
 
-    procs: int = 2
-    pages: int = 1
-    refs: int = 2
-    depth: int = 6
+    procs: int = EXPLORE_PROCS
+    pages: int = EXPLORE_PAGES
+    refs: int = EXPLORE_REFS
+    depth: int = EXPLORE_DEPTH
     maps: int = 1
     max_states: int = 0
     time: float = 0.0
