@@ -200,3 +200,22 @@ def test_explore_chapter_shows_real_output(command, capsys, tmp_path, monkeypatc
     main(command.split()[1:])
     real = "\n".join(ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("states:"))
     assert real.strip() == shown.strip()
+
+
+def test_readme_linus_variant_decides_as_the_builtin_one(tmp_path):
+    """The README's 'all of Linus' 2020 variant' is all of it: on the whole corpus it gets
+    the verdicts and copies of linus-2020-mapcount (which only adds a warning)."""
+    from policykit.compare import compare
+    from policykit.corpus import scenario_files
+    from policykit.scenario import load_scenarios
+
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("```\npolicy my-linus\n", 1)[1].split("```", 1)[0]
+    pol = tmp_path / "my-linus.pol"
+    pol.write_text("policy my-linus\n" + snippet, encoding="utf-8")
+    mine, theirs = Session(load_policy(str(pol))), Session(load_policy("linus-2020-mapcount"))
+    scenarios = [s for f in scenario_files([], mine.pm) for s in load_scenarios(f, mine.registry)]
+    cmp = compare([theirs, mine], scenarios, None, jobs=1)
+    differ = [row.scenario.name for row in cmp.rows
+              if row.results[0].verdict != row.results[1].verdict or row.results[0].copies != row.results[1].copies]
+    assert not differ and not cmp.regressions

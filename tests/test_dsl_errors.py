@@ -7,6 +7,7 @@ import functools
 import pytest
 
 from policykit.dsl import check_policy, parse_policy, resolver
+from policykit.dsl._syntax_errors import EXAMPLES
 from policykit._manager import build_registry, get_plugin_manager
 from policykit.errors import SourceError
 
@@ -195,3 +196,23 @@ def test_extends_by_path_and_late_binding(tmp_path):
     defaults = {o: {} for o in ("page", "pte", "vma", "mm", "foll")}
     ctx = make_context("fork_pte", defaults, Page(1), Pte(1), Vma(0, 1), Mm())
     assert plugin.policykit_fork_pte(ctx).action == "copy"
+
+
+HEADER = 'policy x\nsummary "s"\nextends linux-5.9\nconst A = 1\n\n'
+
+
+@pytest.mark.parametrize("label, snippet", [(label, s) for label, snippets in EXAMPLES.items() for s in snippets])
+def test_each_known_mistake_gets_its_hint_after_other_items_too(label, snippet):
+    """A hint found for a snippet alone must be found in a file where items come before
+    it (the parser's stack is deeper there)."""
+    for text in (snippet, HEADER + snippet):
+        with pytest.raises(SourceError) as exc:
+            parse_policy(text, "t.pol")
+        assert exc.value.hint == label, text
+
+
+def test_a_missing_arrow_in_a_real_policy_gets_the_arrow_hint():
+    text = HEADER + "on wp_fault {\n    page.refcount == 1 reuse\n    otherwise -> copy\n}\n"
+    with pytest.raises(SourceError) as exc:
+        parse_policy(text, "t.pol")
+    assert exc.value.hint == "a rule reads CONDITION -> ACTION, e.g. 'page.refcount == 1 -> reuse'"

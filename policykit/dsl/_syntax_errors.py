@@ -87,6 +87,8 @@ EXAMPLES: dict[str, list[str]] = {
 }
 
 _FALLBACK = "see docs/policy-language.md for the grammar"
+_TOP_LEVEL = ("a policy file holds headers (policy, summary, era, source, extends), const, flag, pred "
+              "and 'on POINT { ... }' blocks")
 
 
 def hint_for(exc: UnexpectedInput, parse: Callable[[str], object], text: str) -> str:
@@ -99,8 +101,37 @@ def hint_for(exc: UnexpectedInput, parse: Callable[[str], object], text: str) ->
             return "no ';' is needed: statements and rules end by themselves"
     if isinstance(exc, UnexpectedToken) and str(exc.token) == "=" and "CMP" in exc.expected:
         return "compare with '==': a single '=' only appears in const, flag, pred and set"
+    expected = set(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ())
+    if {"ON", "CONST", "FLAG"} <= expected:     # between items: whatever follows, this is the hint
+        return _TOP_LEVEL
     try:
-        label = exc.match_examples(parse, EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses the examples; never let it mask the error
+        label = _match(exc, parse)
+    except Exception:  # matching re-parses the examples; never let it mask the error
         label = None
     return label or _FALLBACK
+
+
+def _match(exc: UnexpectedInput, parse: Callable[[str], object]) -> str | None:
+    """The hint of the first example that fails in the same parser state, expecting the
+    same tokens -- one failing on the same token first.  (lark's ``match_examples`` also
+    compares the depth of the parser's stack, which the items before the mistake change,
+    so an example only matched a mistake in a file as short as itself.)"""
+    state = getattr(exc, "state", None)
+    if state is None:
+        return None
+    near = None
+    for label, snippets in EXAMPLES.items():
+        for snippet in snippets:
+            try:
+                parse(snippet)
+            except UnexpectedInput as ut:
+                other = getattr(ut, "state", None)
+                if other is None or type(ut) is not type(exc) or other.position != state.position:
+                    continue
+                if getattr(ut, "accepts", None) != getattr(exc, "accepts", None):
+                    continue
+                if getattr(ut, "token", None) is not None and getattr(exc, "token", None) is not None \
+                        and ut.token.type == exc.token.type:
+                    return label
+                near = near or label
+    return near
