@@ -359,11 +359,37 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps({"schema": "policykit.explain/1", "scenario": r.scenario.name, "policy": r.policy,
                            "verdict": sorted(r.classes) or ["ok"], "decisions": rows}, indent=2)
-    table = tabulate([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows],
+    table = tabulate(_fold_rows([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows]),
                      ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=TABLEFMT[fmt])
     verdict = f"{r.scenario.name} under {r.policy}: {r.verdict}"
+    steps = []
+    if r.scenario.variant:          # the steps as run: the variant's expanded
+        steps = [f"steps of variant {r.scenario.variant!r}, as run:"]
+        steps += [f"  {st.line:>4}  {st.text}" for st in r.scenario.steps]
+        steps.append("")
     first = _first_violation(r)
-    return "\n".join([verdict, table] + ([f"first violation: {first}"] if first else []))
+    return "\n".join([verdict, *steps, table] + ([f"first violation: {first}"] if first else []))
+
+
+def _fold_rows(rows: list[list[Any]]) -> list[list[Any]]:
+    """Runs of more than three decisions that differ only in page numbers and counts (the
+    pages of one large folio) as the first, a row saying how many more, and the last."""
+    out: list[list[Any]] = []
+    i = 0
+    while i < len(rows):
+        key = rows[i][:5] + [_NUMBERS.sub("#", str(rows[i][5]))]
+        j = i + 1
+        while j < len(rows) and rows[j][:5] + [_NUMBERS.sub("#", str(rows[j][5]))] == key:
+            j += 1
+        if j - i > 3:
+            out += [rows[i], ["", "", "", "", "", f"... x {j - i - 2} more pages, same decision"], rows[j - 1]]
+        else:
+            out += rows[i:j]
+        i = j
+    return out
+
+
+_NUMBERS = re.compile(r"\d+")
 
 
 def runs_to_github(results: Sequence[RunResult], regressions: Sequence[str] = ()) -> str:

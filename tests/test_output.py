@@ -49,3 +49,24 @@ def test_fold_counts_repeats_and_folds_the_pages_of_a_folio():
              "b.scn:4: x", "b.scn:4: x", "b.scn:5: x"]
     assert fold(lines) == ["a.scn:3: leak: 'p'[0] saw #2", "    ... and 2 more like it (other pages)",
                            "b.scn:4: x  (x 2)", "b.scn:5: x"]
+
+
+def test_explain_shows_a_variants_steps_folds_a_folio_and_reads_before_effects(capsys):
+    assert main(["explain", "linux-6.x", "cow-basic", "--variant", "pte-mapped-thp"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1] == "steps of variant 'pte-mapped-thp', as run:"
+    assert any(ln.split() == ["8", "mmap_thp", "parent", "512", "->", "buf_thp"] for ln in lines)
+    assert "... x 510 more pages, same decision" in out and len(lines) < 40
+    # fork's rule clears anon_exclusive: the state it read is the state before that
+    fork = [ln for ln in lines if "fork_pte" in ln]
+    assert fork and all("anon_exclusive=False" not in ln for ln in fork)
+    write = next(ln for ln in lines if "wp_fault" in ln)
+    assert "anon_exclusive=False" in write           # as fork left it
+
+
+def test_explain_json_keeps_every_decision(capsys):
+    assert main(["explain", "linux-6.x", "cow-basic", "--variant", "pte-mapped-thp", "--format", "json"]) == 0
+    import json
+    doc = json.loads(capsys.readouterr().out)
+    assert sum(d["point"] == "fork_pte" for d in doc["decisions"]) == 512

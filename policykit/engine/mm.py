@@ -304,6 +304,8 @@ class Engine:
                 f"decision point {point!r} answered {got!r}; legal actions: "
                 f"{', '.join(self.registry.decision_points[point].actions)}",
                 plugin=who, hook=f"policykit_{point}")
+        # what the policy read, before its decision's effects change the flags
+        read = _state_read(ctx) if self.observed else ""
         if d.effects:
             checked = self._checked.get(id(d))
             if checked is None or checked[0] is not d:
@@ -328,8 +330,7 @@ class Engine:
             self.metrics["warnings"] += 1
             self.warnings.append((point, d.warn))
         if self.observed:
-            self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d,
-                            state=_state_read(ctx)))
+            self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d, state=read))
         return d
 
     def _check_effects(self, point: str, d: Decision, who: str | None) -> tuple[Decision, tuple]:
