@@ -427,7 +427,7 @@ def _check_scenario(spec: str, registry) -> tuple[list, list, str]:  # type: ign
     try:
         scenarios = load_scenarios(spec, registry)
     except SourceError as exc:
-        return [exc], [], ""
+        return list(getattr(exc, "errors", [exc])), [], ""
     names = sorted({s.name.split("/")[0] for s in scenarios})
     variants = sum(1 for s in scenarios if s.variant)
     return [], unknown_policies(scenarios, set(config.policy_names())), \

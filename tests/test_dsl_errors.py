@@ -107,7 +107,10 @@ ERRORS = [
     ("syntax-arrow", "on wp_fault {\n    page.refcount == 1 reuse\n}\n", 2, 24, "unexpected 'reuse'", "CONDITION -> ACTION"),
     ("syntax-c-operators", "pred p(page) = page.anon && page.zero\n", 1, 26, "unexpected character '&'", "'and', 'or' and 'not'"),
     ("syntax-single-equals", "on wp_fault {\n    page.refcount = 1 -> reuse\n}\n", 2, 19, "unexpected '='", "compare with '=='"),
-    ("syntax-unclosed-block", "#raw\non wp_fault {\n    otherwise -> copy\n", 3, 22, "unexpected end of file", "close it with '}'"),
+    ("syntax-unclosed-block", "#raw\non wp_fault {\n    otherwise -> copy\n", 2, 13, "this '{' is not closed",
+     "close the block with '}' at its end"),
+    ("syntax-unclosed-block-before-next", "#raw\non wp_fault {\n    otherwise -> copy\n\non fork_pte {\n"
+     "    otherwise -> share\n}\n", 2, 13, "this '{' is not closed", "close the block with '}' before line 5"),
     ("syntax-semicolon", "on wp_fault {\n    otherwise -> copy;\n}\n", 2, 22, "unexpected character ';'", "no ';'"),
     ("syntax-effect-brackets", "on wp_fault {\n    otherwise -> reuse set page.x\n}\n", 2, 28, "unexpected 'page.x'", "in brackets"),
     ("syntax-pred-equals", "pred p(page) page.anon\n", 1, 14, "unexpected 'page.anon'", "pred NAME(PARAMS) = EXPRESSION"),
@@ -216,3 +219,21 @@ def test_a_missing_arrow_in_a_real_policy_gets_the_arrow_hint():
     with pytest.raises(SourceError) as exc:
         parse_policy(text, "t.pol")
     assert exc.value.hint == "a rule reads CONDITION -> ACTION, e.g. 'page.refcount == 1 -> reuse'"
+
+
+def test_a_broken_extends_does_not_cascade(tmp_path):
+    from policykit.cli import main
+
+    f = tmp_path / "c.pol"
+    f.write_text("policy x\nextends linux-5.99\non wp_fault {\n    page.anon_exclusive -> reuse\n"
+                 "    otherwise -> copy\n}\n", encoding="utf-8")
+    from policykit import dsl
+    _, found = dsl.check_file(str(f), registry())
+    assert [d.code for d in found] == ["PK203"]
+    assert found[0].error.hint == "did you mean 'linux-5.9'? (1 more error about names it would define not shown)"
+    # a mistake that does not follow from it is still reported
+    f.write_text("policy x\nextends linux-5.99\non wp_fault {\n    page.refcount + 1 -> reuse\n"
+                 "    otherwise -> copy\n}\n", encoding="utf-8")
+    _, found = dsl.check_file(str(f), registry())
+    assert [d.code for d in found] == ["PK203", "PK307"]
+    assert main(["check", str(f)]) == 2

@@ -124,3 +124,21 @@ def test_comments_blank_lines_and_headers_are_accepted():
 
 def test_name_defaults_to_the_file_stem():
     assert session("anon_exclusive").parse(HEAD, "dir/my-case.scn").name == "my-case"
+
+
+def test_every_error_of_a_file_is_reported_without_cascades():
+    from policykit.scenario.check import MAX_ERRORS, ScenarioErrors
+
+    text = ("scenario s\nspawn -> p\nmmap p 1 private -> buf\nwrite q buf\nfork p -> c\nread c bof\n"
+            "wrte p buf\nfork q -> d\nwrite d buf\nexpect linux-5.9: lek\n")
+    with pytest.raises(ScenarioErrors) as exc:
+        session("anon_exclusive").parse(text, "bad.scn")
+    got = [(e.span.line, e.message) for e in exc.value.errors]
+    assert got == [(4, "unknown process 'q'"), (6, "unknown region 'bof'"), (7, "unknown operation 'wrte'"),
+                   (8, "unknown process 'q'"), (10, "unknown violation class 'lek'")]   # not 'd' at line 9
+    rendered = exc.value.render()
+    assert rendered.count("error[PK251]") == 5 and "did you mean 'leak'?" in rendered
+    many = "scenario s\nspawn -> p\n" + "wrte p\n" * (MAX_ERRORS + 5)
+    with pytest.raises(ScenarioErrors) as exc:
+        session("anon_exclusive").parse(many, "bad.scn")
+    assert len(exc.value.errors) == MAX_ERRORS and "stopped after 20 errors" in exc.value.render()

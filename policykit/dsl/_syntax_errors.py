@@ -26,10 +26,6 @@ EXAMPLES: dict[str, list[str]] = {
         "on wp_fault { page.refcount == 1 reuse }",
         "on wp_fault { otherwise copy }",
     ],
-    "a block is 'on POINT { rules }': close it with '}'": [
-        "on wp_fault { otherwise -> copy",
-        "on wp_fault { a -> reuse",
-    ],
     "a block is 'on POINT { rules }'": [
         "on wp_fault otherwise -> copy }",
         "on wp_fault: otherwise -> copy",

@@ -90,6 +90,11 @@ class CheckedPolicy:
         return self.files[-1].filename
 
 
+#: the errors an unread ``extends`` can cause: names, attributes, predicates and flags the
+#: missing policy would have defined
+_FOLLOW_FROM_THE_CHAIN = frozenset({"PK213", "PK214", "PK215", "PK216", "PK218", "PK219", "PK228", "PK310"})
+
+
 class PolicyResolver:
     """Finds policies named in ``extends``: names on the policy search path, or paths
     (relative to the file that names them)."""
@@ -137,6 +142,8 @@ class _Check:
         self._reported: set[tuple[str, str, int, int]] = set()
         #: an ``extends`` could not be followed: what the policy lacks is not news
         self.chain_broken = False
+        #: errors left out because they may follow from a broken chain
+        self.suppressed = 0
 
     # -- diagnostics ---------------------------------------------------------------------
 
@@ -145,6 +152,9 @@ class _Check:
         if key in self._reported:          # predicate bodies are typed twice
             return
         self._reported.add(key)
+        if self.chain_broken and code in _FOLLOW_FROM_THE_CHAIN:
+            self.suppressed += 1            # what the policy extends was not read: not news
+            return
         self.errors.append(Diagnostic("error", self._located(code, msg, span, hint)))
 
     def warn(self, code: str, msg: str, span: Span, hint: str) -> None:
@@ -730,4 +740,8 @@ def check_policy(top: ast.PolicyFile, registry: Registry, resolver: PolicyResolv
     (errors first, then warnings).  The policy is only usable when no error came back."""
     c = _Check(registry, resolver)
     policy = c.run(top)
+    if c.suppressed and c.errors:
+        first = c.errors[0].error
+        more = f"{c.suppressed} more error{'s' * (c.suppressed != 1)} about names it would define not shown"
+        first.hint = f"{first.hint} ({more})" if first.hint else more
     return policy, c.errors + c.warnings

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
 from .._parse_cache import lark_cache
-from ..errors import Span
+from ..errors import Span, split_lines
 from ..limits import MAX_EXPR_DEPTH, MAX_EXPR_NODES, MAX_INT, MAX_INT_DIGITS, MAX_POLICY_BYTES
 from ._lark_errors import source_error
 from . import ast
@@ -215,6 +216,39 @@ def _depth(tree: Tree) -> tuple[int, Any]:
     return deepest, where
 
 
+_ITEM_START = re.compile(r"\s*(on|const|flag|pred|policy|summary|era|source|extends)\b")
+
+
+def _unclosed_block(err: PolicySyntaxError, text: str, filename: str) -> PolicySyntaxError | None:
+    """A syntax error on a line that starts a new item (or at the end of the file) while a
+    ``{`` is still open is that ``{``'s fault: say so at the ``{``."""
+    lines = split_lines(text)
+    line = err.span.line
+    at_end = line > len(lines) or not "".join(lines[line - 1:]).strip() or err.message.startswith("unexpected end")
+    if not at_end and not _ITEM_START.match(lines[line - 1]):
+        return None
+    open_braces: list[tuple[int, int]] = []
+    for n, row in enumerate(lines[:line - 1] if not at_end else lines, 1):
+        in_string = False
+        for col, ch in enumerate(row, 1):
+            if ch == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif ch == "#":
+                break
+            elif ch == "{":
+                open_braces.append((n, col))
+            elif ch == "}" and open_braces:
+                open_braces.pop()
+    if not open_braces:
+        return None
+    n, col = open_braces[-1]
+    return PolicySyntaxError("this '{' is not closed", Span(filename, n, col, col + 1), text,
+                             f"close the block with '}}' before line {line}" if not at_end
+                             else "close the block with '}' at its end")
+
+
 @functools.lru_cache(maxsize=256)
 def parse_policy(text: str, filename: str = "<policy>") -> ast.PolicyFile:
     """Parse policy text; raise :class:`PolicySyntaxError` on a syntax error.
@@ -230,7 +264,9 @@ def parse_policy(text: str, filename: str = "<policy>") -> ast.PolicyFile:
         tree = parser.parse(text)
     except UnexpectedInput as exc:
         err = source_error(exc, text, filename, PolicySyntaxError, TERMINALS)
-        err.hint = hint_for(exc, parser.parse, text)
+        err = _unclosed_block(err, text, filename) or err
+        if err.hint is None:
+            err.hint = hint_for(exc, parser.parse, text)
         raise err from None
     depth, node = _depth(tree)
     if depth > MAX_DEPTH:

@@ -381,35 +381,73 @@ class _Checker:
                 ref.released = line
 
     def run(self) -> Scenario:
+        """Check every step, then the expectations and budgets; every error (up to
+        :data:`MAX_ERRORS`) is collected, those about a name whose making step was wrong
+        left out, and raised together as :class:`ScenarioErrors`."""
         steps = []
         ops = self.registry.operations
+        errors: list[ScenarioError] = []
+        broken: set[str] = set()            # names made by steps that were wrong
+
+        def found(err: ScenarioError) -> None:
+            if not any(repr(name) in err.message for name in broken):
+                errors.append(err)
+            if len(errors) >= MAX_ERRORS:
+                raise ScenarioErrors(errors)
+
         for step in self.scn.steps:
-            spec = ops.get(step.op)
-            if spec is None:
-                hint = did_you_mean(step.op, ops)
-                raise self.error(f"unknown operation {step.op!r}", step.span,
-                                 hint or f"operations: {', '.join(sorted(ops))}")
-            params = self.bind(step, spec)
-            self.apply(step, params)
+            try:
+                spec = ops.get(step.op)
+                if spec is None:
+                    hint = did_you_mean(step.op, ops)
+                    raise self.error(f"unknown operation {step.op!r}", step.span,
+                                     hint or f"operations: {', '.join(sorted(ops))}")
+                params = self.bind(step, spec)
+                self.apply(step, params)
+            except ScenarioError as err:
+                found(err)
+                if step.result is not None:
+                    broken.add(step.result)
+                continue
             steps.append(dataclasses.replace(step, params=params))
         classes = set(self.registry.violation_classes)
         for exp in self.scn.expectations.values():
             for name, span in exp.class_spans:
                 if name == "ok":
                     if exp.classes:
-                        raise self.error("'ok' cannot be combined with violation classes", span,
-                                         "'ok' means no violation; list the classes instead")
+                        found(self.error("'ok' cannot be combined with violation classes", span,
+                                         "'ok' means no violation; list the classes instead"))
                 elif name not in classes:
                     hint = did_you_mean(name, classes | {"ok"})
-                    raise self.error(f"unknown violation class {name!r}", span,
-                                     hint or f"classes: ok, {', '.join(sorted(classes))}")
+                    found(self.error(f"unknown violation class {name!r}", span,
+                                     hint or f"classes: ok, {', '.join(sorted(classes))}"))
         for bounds in self.scn.budgets.values():
             for b in bounds:
                 if b.metric not in self.registry.metrics:
                     hint = did_you_mean(b.metric, self.registry.metrics)
-                    raise self.error(f"unknown metric {b.metric!r}", b.span,
-                                     hint or f"metrics: {', '.join(sorted(self.registry.metrics))}")
+                    found(self.error(f"unknown metric {b.metric!r}", b.span,
+                                     hint or f"metrics: {', '.join(sorted(self.registry.metrics))}"))
+        if errors:
+            raise errors[0] if len(errors) == 1 else ScenarioErrors(errors)
         return dataclasses.replace(self.scn, steps=tuple(steps))
+
+
+#: errors reported about one scenario file before the checker stops
+MAX_ERRORS = 20
+
+
+class ScenarioErrors(ScenarioError):
+    """Several errors in one scenario: it is the first (its place and message), and
+    renders all of them."""
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, first.span, first.source, first.hint)
+        self.errors = list(errors)
+
+    def render(self) -> str:
+        more = "" if len(self.errors) < MAX_ERRORS else f"\n(stopped after {MAX_ERRORS} errors)"
+        return "\n".join(e.render() for e in self.errors) + more
 
 
 def _describe_param(p: Param) -> str:
@@ -421,5 +459,6 @@ def _describe_param(p: Param) -> str:
 
 def check_scenario(scn: Scenario, text: str, registry: Registry) -> Scenario:
     """Bind every step to its operation and check names; return the scenario with
-    ``Step.params`` filled.  Raises :class:`ScenarioError` on the first problem."""
+    ``Step.params`` filled.  Raises :class:`ScenarioError` (:class:`ScenarioErrors` for
+    more than one) with every problem found."""
     return _Checker(scn, text, registry).run()
