@@ -515,3 +515,32 @@ def policykit_run_finish(result: RunResult) -> None:
     Called once per (policy, scenario) run, after expectations were checked.  Exporters
     write their files here.
     """
+
+
+#: The families of hooks, in the order the reference lists them: (family, what holds for
+#: its hooks, the hooks).  ``policykit hooks`` and docs/hooks.md are made from this table
+#: and the specs' own signatures and docstrings.
+FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Registration hooks",
+     "called once per run set-up; every implementation is called",
+     ("policykit_addhooks", "policykit_addoption", "policykit_configure",
+      "policykit_add_attributes", "policykit_add_decision_points",
+      "policykit_add_operations", "policykit_add_metrics",
+      "policykit_add_violation_classes", "policykit_add_variants",
+      "policykit_add_scenario_dirs")),
+    ("Decision hooks",
+     "firstresult, answered by the policy",
+     ("policykit_fork_pte", "policykit_wp_fault", "policykit_unshare_fault",
+      "policykit_gup", "policykit_gup_cow_retry", "policykit_mprotect_pte",
+      "policykit_clear_refs_pte", "policykit_dma_write")),
+    ("Mechanism hooks",
+     ("how plugins add page state the core does not know (swap entries, hugetlb and "
+      "file VMAs, extra references); firstresult ones return None for 'not mine'"),
+     ("policykit_copy_page", "policykit_handle_fault", "policykit_copy_pte",
+      "policykit_zap_pte", "policykit_peek_pte", "policykit_page_refs",
+      "policykit_page_added", "policykit_wp_prepare", "policykit_range_prepare",
+      "policykit_page_freed", "policykit_page_reused")),
+    ("Observer hooks",
+     "every implementation is called; return values are ignored unless said",
+     ("policykit_engine_event", "policykit_oracle_step", "policykit_run_finish")),
+)

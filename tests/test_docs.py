@@ -219,3 +219,14 @@ def test_readme_linus_variant_decides_as_the_builtin_one(tmp_path):
     differ = [row.scenario.name for row in cmp.rows
               if row.results[0].verdict != row.results[1].verdict or row.results[0].copies != row.results[1].copies]
     assert not differ and not cmp.regressions
+
+
+def test_hook_reference_refuses_a_hookspec_without_a_family(monkeypatch):
+    from policykit import hookdoc, hookspecs
+
+    def policykit_new_hook() -> None:
+        """A hook nobody put in a family."""
+
+    monkeypatch.setattr(hookspecs, "policykit_new_hook", policykit_new_hook, raising=False)
+    with pytest.raises(RuntimeError, match="not listed \\['policykit_new_hook'\\]"):
+        hookdoc.hook_specs()
