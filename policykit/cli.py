@@ -54,9 +54,11 @@ def _short(path: Path) -> Path:
     return Path(rel) if not rel.startswith("..") else path
 
 
-def _progress(i: int, n: int, what: str) -> None:
-    if n > 20 and sys.stderr.isatty():
-        print(f"\r[{i}/{n}] {what[:60]:<60}", end="" if i < n else "\n", file=sys.stderr)
+def _progress(unit: str = "run"):  # type: ignore[no-untyped-def]
+    """A progress bar on stderr (when it is a terminal) for a command's long run."""
+    from .progress import ProgressBar
+
+    return ProgressBar(unit)
 
 
 def _session(ns: argparse.Namespace, policy: str) -> Session:
@@ -77,9 +79,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
     ns.corpus = [*(ns.scenarios or ()), *(ns.corpus or ())]
     scenarios = _corpus(session, ns)
     results = []
-    for i, scn in enumerate(scenarios, 1):
-        _progress(i, len(scenarios), scn.name)
+    progress = _progress()
+    for i, scn in enumerate(scenarios):
+        progress(i, len(scenarios), scn.name)
         results.append(session.run(scn, trace=ns.trace, invariants=ns.invariants))
+    progress(len(scenarios), len(scenarios))
     verbosity = 2 if ns.trace else ns.verbose - ns.quiet
     out = [report.render_runs(results, ns.format, min(verbosity, 1))]
     if verbosity > 1 and ns.format not in ("json", "github"):
@@ -166,7 +170,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
                          f"for one policy: policykit score {ns.policies[0]}")
     sessions = _distinct([_session(ns, p) for p in ns.policies])
     scenarios = _corpus(sessions[0], ns, [s.policy.name for s in sessions])
-    cmp = compare(sessions, scenarios, _yardstick(sessions, ns), _progress, ns.jobs)
+    cmp = compare(sessions, scenarios, _yardstick(sessions, ns), _progress(), ns.jobs)
     print(report.render_comparison(cmp, ns.format, ns.only_diff))
     return _exit([r for row in cmp.rows for r in row.results], not cmp.regressions)
 
@@ -177,7 +181,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
 
     session = _session(ns, ns.policy)
     scenarios = _corpus(session, ns)
-    cmp = compare([session], scenarios, _yardstick([session], ns), _progress, ns.jobs)
+    cmp = compare([session], scenarios, _yardstick([session], ns), _progress(), ns.jobs)
     print(report.render_comparison(cmp, ns.format, only_diff=False))
     unmet = [row.results[0] for row in cmp.rows if not row.results[0].passed]
     for r in unmet:
@@ -491,10 +495,10 @@ def cmd_mutate(ns: argparse.Namespace) -> int:
         return ExitCode.USAGE_ERROR
     session = _session(ns, ns.policy)
     scenarios = _corpus(session, ns)
-    result = mutate(checked, session, scenarios, operators, ns.sample, ns.jobs, _progress)
+    result = mutate(checked, session, scenarios, operators, ns.sample, ns.jobs, _progress("mutant"))
     if ns.diverge_depth:
         bounds = Bounds(depth=ns.diverge_depth)
-        search_survivors(result, checked, session, bounds, ns.out, _command_line(ns.argv), _progress)
+        search_survivors(result, checked, session, bounds, ns.out, _command_line(ns.argv), _progress("survivor"))
     print(render(result, ns.format))
     score = result.score(result.counts())
     if ns.fail_under is not None and (score is None or 100 * score < ns.fail_under):

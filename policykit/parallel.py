@@ -14,6 +14,7 @@ import gc
 import os
 import pickle
 import signal
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,22 +51,61 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
         jobs = 1
     shares = [pairs[k::jobs] for k in range(jobs)]
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
+    done = Counters(jobs)
     with _long_lived_frozen():
-        workers = [(*_start(sessions, scenarios, share), share) for share in shares[1:]]
+        workers = [(*_start(sessions, scenarios, share, done, k), share) for k, share in enumerate(shares[1:], 1)]
         try:
-            mine = shares[0]
-            for n, (s, i) in enumerate(mine, 1):
+            for n, (s, i) in enumerate(shares[0], 1):
                 if progress is not None:
-                    progress(n, len(mine), f"{sessions[s].policy.name}: {scenarios[i].name}")
+                    progress(done.total(), len(pairs), f"{sessions[s].policy.name}: {scenarios[i].name}")
                 results[s][i] = sessions[s].run(scenarios[i])
-            while workers:
-                pid, reader, share = workers.pop(0)
-                for (s, i), compact in zip(share, _collect(pid, reader)):
+                done.add(0)
+            for (pid, reader, share), values in _gather(workers, done, len(pairs), progress):
+                for (s, i), compact in zip(share, values):
                     results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+            if progress is not None:
+                progress(len(pairs), len(pairs), "")
         finally:
             for pid, reader, _ in workers:      # this process failed: stop the others
                 stop_worker(pid, reader)
     return results
+
+
+class Counters:
+    """How many items each worker has done, in memory the forked workers share with this
+    process (an anonymous shared mapping made before the fork): each writes only its
+    own slot, so no lock is needed, and the parent reads the true total at any time."""
+
+    def __init__(self, slots: int) -> None:
+        import mmap
+
+        self._mem = mmap.mmap(-1, 8 * max(1, slots))
+        self._slots = max(1, slots)
+
+    def add(self, slot: int, n: int = 1) -> None:
+        (v,) = _SLOT.unpack_from(self._mem, 8 * slot)
+        _SLOT.pack_into(self._mem, 8 * slot, v + n)
+
+    def total(self) -> int:
+        return sum(_SLOT.unpack_from(self._mem, 8 * k)[0] for k in range(self._slots))
+
+
+_SLOT = struct.Struct("<Q")
+
+
+def _gather(workers: list[tuple[int, int, Any]], done: Counters, total: int,
+            progress: Callable[[int, int, str], None] | None) -> Any:
+    """Each worker's (entry, values) as it finishes, reporting the true progress of all
+    of them while waiting; a finished worker leaves ``workers``."""
+    import select
+
+    while workers:
+        ready, _, _ = select.select([w[1] for w in workers], [], [], 0.2)
+        if progress is not None:
+            progress(done.total(), total, "")
+        for entry in [w for w in workers if w[1] in ready]:
+            workers.remove(entry)
+            yield entry, _collect(entry[0], entry[1])
 
 
 def stop_worker(pid: int, reader: int) -> None:
@@ -94,9 +134,12 @@ def _long_lived_frozen() -> Any:
 
 
 def _start(sessions: Sequence[Session], scenarios: Sequence[Scenario],
-           share: list[tuple[int, int]]) -> tuple[int, int]:
-    return _start_map(lambda pair: _compact(sessions[pair[0]].run(scenarios[pair[1]])), share,
-                      list(range(len(share))))
+           share: list[tuple[int, int]], done: Counters, slot: int) -> tuple[int, int]:
+    def run(pair: tuple[int, int]) -> tuple[Any, ...]:
+        out = _compact(sessions[pair[0]].run(scenarios[pair[1]]))
+        done.add(slot)
+        return out
+    return _start_map(run, share, list(range(len(share))))
 
 
 def _collect(pid: int, reader: int) -> list[tuple[Any, ...]]:
@@ -131,17 +174,28 @@ def fork_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int | None 
         jobs = 1
     shares = [list(range(k, len(items), jobs)) for k in range(jobs)]
     out: list[Any] = [None] * len(items)
+    done = Counters(jobs)
+
+    def counted(slot: int) -> Callable[[Any], Any]:
+        def call(item: Any) -> Any:
+            value = func(item)
+            done.add(slot)
+            return value
+        return call
+
     with _long_lived_frozen():
-        workers = [(*_start_map(func, items, share), share) for share in shares[1:]]
+        workers = [(*_start_map(counted(k), items, share), share) for k, share in enumerate(shares[1:], 1)]
         try:
-            for n, i in enumerate(shares[0], 1):
+            for i in shares[0]:
                 if progress is not None:
-                    progress(n, len(shares[0]), str(i))
+                    progress(done.total(), len(items), str(i))
                 out[i] = func(items[i])
-            while workers:
-                pid, reader, share = workers.pop(0)
-                for i, value in zip(share, _collect(pid, reader)):
+                done.add(0)
+            for (pid, reader, share), values in _gather(workers, done, len(items), progress):
+                for i, value in zip(share, values):
                     out[i] = value
+            if progress is not None:
+                progress(len(items), len(items), "")
         finally:
             for pid, reader, _ in workers:
                 stop_worker(pid, reader)

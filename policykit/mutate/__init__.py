@@ -196,8 +196,8 @@ def search_survivors(mutation: Mutation, original: CheckedPolicy, session: Sessi
     survivors = [r for r in mutation.results if r.status == "survived"]
     space = Space.build(session.registry, bounds)  # type: ignore[arg-type]
     registry = _policy_free_registry()
-    for n, r in enumerate(survivors, 1):
-        if progress is not None:
+    for n, r in enumerate(survivors):
+        if progress is not None:            # (done, total, what)
             progress(n, len(survivors), r.mutant.description)
         checked, _ = check_policy(mutant_file(original, r.mutant), registry, resolver())
         other = Session(policy_from_checked(checked))
@@ -216,4 +216,6 @@ def search_survivors(mutation: Mutation, original: CheckedPolicy, session: Sessi
             text = "".join(line for line in text.splitlines(True)
                            if not line.startswith((f"expect {mutant}:", f"budget {mutant}:")))
             r.file = write_file(out, f"mutant-{r.mutant.index}-{original.name}", text)
+    if progress is not None:
+        progress(len(survivors), len(survivors), "")
     mutation.bounds = bounds.describe()  # type: ignore[attr-defined]
