@@ -524,7 +524,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
 def cmd_policies(ns: argparse.Namespace) -> int:
     import json
 
-    from tabulate import tabulate
+    from .terminal import table
     from . import dsl
 
     registry = _registry()
@@ -551,7 +551,7 @@ def cmd_policies(ns: argparse.Namespace) -> int:
     if ns.format == "json":
         print(json.dumps({"schema": "policykit.policies/1", "policies": rows}, indent=2))
     else:
-        print(tabulate([list(r.values()) for r in rows], ["policy", "extends", "era", "summary", "from"],
+        print(table([list(r.values()) for r in rows], ["policy", "extends", "era", "summary", "from"],
                        tablefmt="github" if ns.format == "markdown" else "simple"))
     return ExitCode.OK
 
@@ -559,24 +559,24 @@ def cmd_policies(ns: argparse.Namespace) -> int:
 def cmd_plugins(ns: argparse.Namespace) -> int:
     import json
 
-    from tabulate import tabulate
     from ._manager import describe_plugins, get_plugin_manager
+    from .terminal import table
 
     rows = describe_plugins(get_plugin_manager())
     if ns.format == "json":
         print(json.dumps({"schema": "policykit.plugins/1", "plugins": rows}, indent=2))
         return ExitCode.OK
-    table = [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
-              "\n".join(f"{k}: {', '.join(v)}" for k, v in r["adds"].items() if v)] for r in rows]
-    print(tabulate(table, ["plugin", "distribution", "version", "hooks", "adds"],
-                   tablefmt="github" if ns.format == "markdown" else "simple"))
+    listed = [[r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]),
+               "\n".join(f"{k}: {', '.join(v)}" for k, v in r["adds"].items() if v)] for r in rows]
+    print(table(listed, ["plugin", "distribution", "version", "hooks", "adds"],
+                tablefmt="github" if ns.format == "markdown" else "simple"))
     return ExitCode.OK
 
 
 def cmd_hooks(ns: argparse.Namespace) -> int:
     import json
 
-    from tabulate import tabulate
+    from .terminal import table
     from .hookdoc import hook_specs, render_markdown
 
     if ns.format == "markdown":
@@ -587,7 +587,7 @@ def cmd_hooks(ns: argparse.Namespace) -> int:
         rows = [[h["name"], h["family"].split()[0].lower(),
                  ", ".join(m for m in ("firstresult", "historic") if h[m]), h["doc"].splitlines()[0]]
                 for h in hook_specs()]
-        print(tabulate(rows, ["hook", "family", "options", "summary"]))
+        print(table(rows, ["hook", "family", "options", "summary"]))
     return ExitCode.OK
 
 
@@ -828,6 +828,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     hooks.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     hooks.set_defaults(func=cmd_hooks)
     for command in sub.choices.values():
+        command.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                             help="colour the output: auto (default: on a terminal, unless NO_COLOR is set), "
+                                  "always, never")
         command.add_argument("--policy-path", metavar="DIR", action="append", default=[],
                              help=f"look for policies (NAME.pol) in DIR before ${PATH_ENV}, the project's "
                                   "[tool.policykit] policy-path and the built-in ones (repeatable)")
@@ -870,6 +873,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parsed = True
         ns.argv = argv
         config.use(getattr(ns, "policy_path", ()) or ())
+        from .terminal import use_color
+        use_color(getattr(ns, "color", "auto"))
         if pm is not None:
             pm.hook.policykit_configure.call_historic(kwargs={"config": ns})
         if ns.version:

@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
 
 from .run import RunResult
+from .terminal import style, table
 
 #: version of the JSON document written by ``policykit run --format json``
 RUN_SCHEMA = "policykit.run/1"
@@ -27,12 +27,12 @@ def _expected(r: RunResult) -> str:
 
 def _status(r: RunResult) -> str:
     if r.passed:
-        return "pass"
+        return style("pass", "good")
     if r.expectation_met is False:
-        return "UNEXPECTED"
+        return style("UNEXPECTED", "bad")
     if r.budget_failures:
-        return "OVER BUDGET"
-    return "FAIL"
+        return style("OVER BUDGET", "bad")
+    return style("FAIL", "bad")
 
 
 def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int = 0) -> str:
@@ -45,7 +45,9 @@ def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int
     if fmt == "github":
         return runs_to_github(results)
     passed = sum(r.passed for r in results)
-    summary = f"{passed} passed, {len(results) - passed} failed"
+    failed = len(results) - passed
+    summary = f"{style(f'{passed} passed', 'good' if passed else 'dim')}, " \
+              f"{style(f'{failed} failed', 'bad' if failed else 'dim')}"
     if verbosity < 0:
         return summary
     headers = ["scenario", "policy", "verdict", "expected", "status",
@@ -56,7 +58,7 @@ def render_runs(results: Sequence[RunResult], fmt: str = "table", verbosity: int
     else:
         rows = [_scenario_row(group) for group in _by_scenario(results)]
         headers[0] = "scenario (variants)"
-    out = [tabulate(rows, headers, tablefmt=TABLEFMT[fmt])]
+    out = [table(rows, headers, tablefmt=TABLEFMT[fmt])]
     details: list[str] = []
     for r in results:
         if verbosity > 0 or not r.passed:
@@ -130,8 +132,8 @@ def _scenario_row(group: Sequence[RunResult]) -> list[Any]:
     verdicts = " | ".join(dict.fromkeys(r.verdict for r in group))
     expected = " | ".join(dict.fromkeys(_expected(r) for r in group))
     failed = [r for r in group if not r.passed]
-    status = "pass" if not failed else (_status(failed[0]) if len(group) == 1
-                                        else f"{len(failed)} of {len(group)} {_status(failed[0])}")
+    status = style("pass", "good") if not failed else (
+        _status(failed[0]) if len(group) == 1 else f"{len(failed)} of {len(group)} {_status(failed[0])}")
     return [name, first.policy, verdicts, expected, status, _copies(group),
             sum(r.metrics["bytes_copied"] for r in group), sum(r.metrics["warnings"] for r in group)]
 
@@ -157,7 +159,7 @@ def render_trace(r: RunResult, fmt: str = "table") -> str:
         rows.append([rec.index, rec.step.line, rec.step.text, status, "\n".join(decisions), pages])
     headers = ["#", "line", "step", "status", "decisions", "pages pfn:ref/map"]
     title = f"{r.scenario.name} under {r.policy}"
-    return f"{title}\n{tabulate(rows, headers, tablefmt=TABLEFMT.get(fmt, 'simple'))}"
+    return f"{title}\n{table(rows, headers, tablefmt=TABLEFMT.get(fmt, 'simple'))}"
 
 
 def runs_to_json(results: Sequence[RunResult]) -> dict[str, Any]:
@@ -245,7 +247,7 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
                     + [f"{s.fork_copies}/{s.wp_copies}/{s.unshare_copies}", s.bytes_copied,
                        "-" if s.excess_copies is None else s.excess_copies,
                        f"{len(s.never_fired)}/{len(s.rules)}" if s.rules else "-"])
-    out = [tabulate(rows, head, tablefmt=tablefmt), ""]
+    out = [table(rows, head, tablefmt=tablefmt), ""]
     for rel in cmp.relations:
         text = f"{rel.b} vs {rel.a}: {rel.kind}"
         if rel.only_b:
@@ -256,14 +258,14 @@ def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> 
         out.append(("- " if fmt == "markdown" else "") + text)
     out.append("")
     shown = [row for row in cmp.rows if row.verdicts_differ or row.costs_differ] if only_diff else cmp.rows
-    table = []
+    listed = []
     for row in shown:
         mark = "≠" if row.verdicts_differ else ("$" if row.costs_differ else "")
-        table.append([mark, row.scenario.name]
+        listed.append([mark, row.scenario.name]
                      + [f"{r.verdict} ({r.copies})" for r in row.results]
                      + ([f"{row.ideal.copies}"] if row.ideal is not None else []))
     head = ["", "scenario"] + [f"{p} (copies)" for p in cmp.policies] + (["ideal copies"] if cmp.rows and cmp.rows[0].ideal is not None else [])
-    out.append(tabulate(table, head, tablefmt=tablefmt))
+    out.append(table(listed, head, tablefmt=tablefmt))
     details = []
     for row in shown:
         if not row.verdicts_differ:
@@ -339,7 +341,7 @@ def render_corpus(scenarios: Sequence[Any], fmt: str = "table",
     if fmt == "json":
         return json.dumps({"schema": "policykit.corpus/1", "scenarios": rows,
                            "skipped": [{"scenario": n, "reason": why} for n, why in skipped]}, indent=2)
-    out = tabulate([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
+    out = table([[r["scenario"], r["tags"], r["title"]] for r in rows], ["scenario", "tags", "title"],
                    tablefmt=TABLEFMT[fmt]) + f"\n\n{len(rows)} scenarios"
     if skipped:
         out += f", {len(skipped)} skipped:\n" + "\n".join(f"  {n}: {why}" for n, why in skipped)
@@ -359,8 +361,8 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps({"schema": "policykit.explain/1", "scenario": r.scenario.name, "policy": r.policy,
                            "verdict": sorted(r.classes) or ["ok"], "decisions": rows}, indent=2)
-    table = tabulate(_fold_rows([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows]),
-                     ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=TABLEFMT[fmt])
+    decisions = table(_fold_rows([[x["line"], x["step"], x["point"], x["action"], x["rule"], x["read"]] for x in rows]),
+                      ["line", "step", "decision point", "action", "rule", "state read"], tablefmt=TABLEFMT[fmt])
     verdict = f"{r.scenario.name} under {r.policy}: {r.verdict}"
     steps = []
     if r.scenario.variant:          # the steps as run: the variant's expanded
@@ -368,7 +370,7 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
         steps += [f"  {st.line:>4}  {st.text}" for st in r.scenario.steps]
         steps.append("")
     first = _first_violation(r)
-    return "\n".join([verdict, *steps, table] + ([f"first violation: {first}"] if first else []))
+    return "\n".join([verdict, *steps, decisions] + ([f"first violation: {first}"] if first else []))
 
 
 def _fold_rows(rows: list[list[Any]]) -> list[list[Any]]:

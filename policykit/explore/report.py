@@ -7,10 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
 
 from ..report import render_trace
 from ..run import RunResult
+from ..terminal import table
 from .search import Stats
 
 EXPLORE_SCHEMA = "policykit.explore/1"
@@ -139,7 +139,7 @@ def side_by_side(runs: Sequence[RunResult], fmt: str = "table") -> str:
         if first is not None and seen > first:
             break
     headers = ["line", "step"] + [r.policy for r in runs]
-    return tabulate(rows, headers, tablefmt="github" if fmt == "markdown" else "simple")
+    return table(rows, headers, tablefmt="github" if fmt == "markdown" else "simple")
 
 
 def render_diverge(res: Any, fmt: str, command: str) -> str:

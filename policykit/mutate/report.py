@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tabulate import tabulate
 
 from ..report import TABLEFMT
+from ..terminal import table
 from . import Mutation, MutantResult
 
 MUTATE_SCHEMA = "policykit.mutate/1"
@@ -30,20 +30,20 @@ def render(m: Mutation, fmt: str = "table") -> str:
     total = m.counts()
     rows.append(["all", len(m.results), total["killed"], total["cost"], total["survived"], total["invalid"],
                  _pct(m.score(total))])
-    out = [tabulate(rows, ["where", "mutants", "killed", "by cost only", "survived", "do not check", "score"],
+    out = [table(rows, ["where", "mutants", "killed", "by cost only", "survived", "do not check", "score"],
                     tablefmt=tablefmt)]
     weak = [(rule, point, m.counts(rs)) for (rule, point), rs in m.by_rule().items()
             if m.counts(rs)["survived"]]
     if weak:
         out.append("")
-        out.append(tabulate([[rule, point, c["killed"], c["cost"], c["survived"], _pct(m.score(c))]
+        out.append(table([[rule, point, c["killed"], c["cost"], c["survived"], _pct(m.score(c))]
                              for rule, point, c in weak],
                             ["rule with survivors", "where", "killed", "by cost only", "survived", "score"],
                             tablefmt=tablefmt))
     survivors = [r for r in m.results if r.status == "survived"]
     if survivors:
         out.append("")
-        out.append(tabulate([_survivor_row(r) for r in survivors], ["rule", "at", "mutant", "diverge"],
+        out.append(table([_survivor_row(r) for r in survivors], ["rule", "at", "mutant", "diverge"],
                             tablefmt=tablefmt))
     valid = total["killed"] + total["cost"] + total["survived"]
     line = (f"\n{m.policy}: score {_pct(m.score(total))} ({total['killed'] + total['cost']} of {valid} mutants "
