@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """Command line: a thin dispatcher over the library.  Results go to stdout, diagnostics
 and progress to stderr; the exit code is an :class:`ExitCode`."""
 
@@ -602,6 +603,19 @@ def _run_limits(p: argparse.ArgumentParser) -> None:
                         "verdict (default: the scenario limits only, see docs/security.md)")
 
 
+def _policy_arg(p: argparse.ArgumentParser, dest: str, **kwargs) -> argparse.Action:  # type: ignore[no-untyped-def]
+    """A POLICY argument, completed (argcomplete) with the names on the policy path."""
+    kwargs.setdefault("help", "a policy: a name on the policy path (see 'policykit policies'), a .pol "
+                              "file, or a Python policy (*.py file or module name)")
+    action = p.add_argument(dest, metavar="POLICY", **kwargs)
+    action.completer = _complete_policies  # type: ignore[attr-defined]
+    return action
+
+
+def _complete_policies(prefix: str, **_: object) -> list[str]:
+    return [n for n in config.policy_names() if n.startswith(prefix)]
+
+
 def _verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="-v: a row per run (variants apart) and every violation, expected or not; "
@@ -634,9 +648,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
         epilog="examples:\n  policykit run policies/python/anon_exclusive.py\n"
                "  policykit run policies/python/copy_on_wp.py policykit/corpus/rdma-fork-child-exits.scn --trace",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("policy", metavar="POLICY",
-                     help="a policy: a .pol file, a built-in name (see 'policykit policies'), "
-                          "or a Python module (*.py file or module name)")
+    _policy_arg(run, "policy")
     run.add_argument("scenarios", metavar="SCENARIO", nargs="*",
                      help="scenario files or directories of *.scn (default: the project's corpus, or the "
                           "built-in one); the same as --corpus")
@@ -661,7 +673,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                "  policykit compare linux-5.9 my-variant.pol --only-diff --format markdown\n"
                "  policykit compare linux-5.18 linux-5.19 --tag swap",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    comp.add_argument("policies", metavar="POLICY", nargs="+", help="two or more policies (the first is the baseline)")
+    _policy_arg(comp, "policies", nargs="+", help="two or more policies (the first is the baseline)")
     _selection(comp)
     _jobs(comp)
     comp.add_argument("--only-diff", action="store_true", help="list only scenarios where the policies differ")
@@ -670,7 +682,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     score = sub.add_parser("score", help="score one policy on the corpus",
                            description="Run the corpus under POLICY: its summary and every scenario; "
                                        "exit 1 if a scenario misses its expectation for it or its budget.")
-    score.add_argument("policy", metavar="POLICY")
+    _policy_arg(score, "policy")
     _selection(score)
     _jobs(score)
     score.set_defaults(func=cmd_score)
@@ -689,7 +701,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                              description="Run SCENARIO (a file, or a corpus scenario's name) under POLICY "
                                          "and show each decision: the step, the decision point, the action, "
                                          "the rule that fired (file:line) and the state it read.")
-    explain.add_argument("policy", metavar="POLICY")
+    _policy_arg(explain, "policy")
     explain.add_argument("scenario", metavar="SCENARIO",
                          help="a scenario file, or the name of a corpus scenario (NAME or NAME/VARIANT)")
     explain.add_argument("--variant", metavar="V", help="for a scenario file with variants: the one to run")
@@ -710,7 +722,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                "  policykit explore linux-4.8 --ops +file --depth 4\n"
                "  policykit explore my.pol --baseline linux-6.x",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    exp.add_argument("policy", metavar="POLICY")
+    _policy_arg(exp, "policy")
     exp.add_argument("--ignore", metavar="WHAT", action="append",
                      help="hide violations of a class, or whose witness has these steps in order "
                           "('gup * get write*; fork *'); 'known' hides what every kernel does "
@@ -733,7 +745,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                "  policykit diverge --cost jason-2020-refcount linus-2020-mapcount "
                "--ops +fork_children --domain fork_children.count=1024",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    div.add_argument("policies", metavar="POLICY", nargs="+", help="two policies or more")
+    _policy_arg(div, "policies", nargs="+", help="two policies or more")
     div.add_argument("--cost", action="store_true", help="differences in pages copied count too")
     _search_options(div)
     div.set_defaults(func=cmd_diverge)
@@ -784,7 +796,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                "  policykit mutate linux-5.9 --operators negate,cmp --sample 100 --format json\n"
                "  policykit mutate my.pol --diverge-depth 5 --out gaps/ --fail-under 90",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    mut.add_argument("policy", metavar="POLICY")
+    _policy_arg(mut, "policy")
     _selection(mut, ("table", "json", "markdown"))
     _jobs(mut)
     mut.add_argument("--operators", metavar="OP,...", action="append",
@@ -804,7 +816,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                                       "and blocks in force.  It checks, and runs as the chain does.",
                           epilog="example:\n  policykit show linux-6.x > linux-6.x-flat.pol",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    show.add_argument("policy", metavar="POLICY")
+    _policy_arg(show, "policy")
     show.set_defaults(func=cmd_show)
 
     pols = sub.add_parser("policies", help="list the policies on the policy path",
@@ -866,6 +878,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
             pm = get_plugin_manager()   # plugins may add options, and configure themselves
         parser = build_parser(pm)
+        if "_ARGCOMPLETE" in os.environ:        # the shell asks for completions (argcomplete)
+            try:
+                import argcomplete
+            except ImportError:
+                return ExitCode.USAGE_ERROR
+            argcomplete.autocomplete(parser)
         try:
             ns = parser.parse_args(argv)
         except SystemExit as exc:       # --help (0) or a usage error (2)

@@ -224,3 +224,30 @@ def test_bad_policy_on_run_is_exit_2_with_caret(tmp_path, capsys):
 def test_new_commands_have_help(command):
     proc = subprocess.run([sys.executable, "-m", "policykit", command, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_shell_completion_offers_policy_names(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("argcomplete")
+    out = tmp_path / "completions"
+    line = "policykit compare linux-5.9 linux-5.1"
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE": "1",
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+    done = subprocess.run([sys.executable, "-m", "policykit"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(out.read_text().split("\x0b")) == ["linux-5.18", "linux-5.19"]
+
+
+def test_version_is_printed_without_loading_plugins(capsys, monkeypatch):
+    import policykit._manager as manager
+
+    def refuse(*a, **k):
+        raise AssertionError("plugins were loaded")
+
+    monkeypatch.setattr(manager, "get_plugin_manager", refuse)
+    from policykit import __version__
+    assert main(["--version"]) == ExitCode.OK
+    assert capsys.readouterr().out == f"policykit {__version__}\n"
