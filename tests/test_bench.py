@@ -17,6 +17,7 @@ from conftest import ROOT
     ("bench_compare.py", "python startup; floor <= 1000 ms"),
     ("bench_explore.py", "new distinct states/s"),
     ("bench_mutate.py", "mutants/s"),
+    ("bench_startup.py", "policykit check mine.pol"),
 ])
 def test_benchmark_runs(script, prints):
     env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
