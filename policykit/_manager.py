@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import os
@@ -91,14 +90,15 @@ def _entry_point_plugins() -> tuple[tuple[str, Any, tuple[str, str]], ...]:
     """The ``policykit`` entry points, loaded once per process (scanning the installed
     distributions is slow, and every run builds a plugin manager)."""
     found = []
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    from ._entry_points import entry_points
+
+    for ep in entry_points(ENTRY_POINT_GROUP):
         try:
             plugin = ep.load()
         except Exception as exc:  # an entry point that fails to import
             raise PluginError(f"could not load the entry point {ep.name!r} ({ep.value}): "
                               f"{type(exc).__name__}: {exc}", plugin=ep.name) from None
-        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("", "")
-        found.append((ep.name, plugin, dist))
+        found.append((ep.name, plugin, (ep.dist, ep.version)))
     return tuple(found)
 
 

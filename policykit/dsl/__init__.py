@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..engine.specs import Registry
 from ..errors import PolicyKitError
 from .ast import PolicyFile
 from .check import CheckedPolicy, Diagnostic, PolicyResolver, check_policy
-from .compile import CompiledPolicy, compile_policy, generate_source
 from .parse import parse_policy
+
+if TYPE_CHECKING:
+    from .compile import CompiledPolicy
 
 __all__ = [
     "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_dir", "builtin_names", "builtin_path",
@@ -74,3 +77,26 @@ def check_file(spec: str, registry: Registry) -> tuple[CheckedPolicy | None, lis
     except SourceError as exc:
         return None, [Diagnostic("error", exc)]
     return check_policy(tree, registry, resolver())
+
+
+def compile_policy(checked: CheckedPolicy) -> CompiledPolicy:
+    """See :func:`policykit.dsl.compile.compile_policy` (imported when first used: checking
+    a policy needs no compiler)."""
+    from .compile import compile_policy as compile_
+
+    return compile_(checked)
+
+
+def generate_source(checked: CheckedPolicy) -> str:
+    """See :func:`policykit.dsl.compile.generate_source`."""
+    from .compile import generate_source as generate
+
+    return generate(checked)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CompiledPolicy":
+        from .compile import CompiledPolicy
+
+        return CompiledPolicy
+    raise AttributeError(f"module 'policykit.dsl' has no attribute {name!r}")

@@ -7,17 +7,9 @@ from collections.abc import Callable
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from ..errors import SourceError
+from ._errors import PolicyCheckError, PolicySyntaxError
 
-
-class PolicySyntaxError(SourceError):
-    """A `.pol` file that does not parse."""
-
-    code = "PK101"
-
-
-class PolicyCheckError(SourceError):
-    """A `.pol` file that parses but says something wrong (names, types, actions...)."""
+__all__ = ["EXAMPLES", "PolicyCheckError", "PolicySyntaxError", "hint_for"]
 
 
 #: hint -> example snippets that fail at the same parser state

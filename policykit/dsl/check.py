@@ -18,7 +18,7 @@ from ..engine.specs import OWNERS, Registry
 from ..errors import PolicyKitError, SourceError, Span, did_you_mean
 from ..limits import MAX_CALL_DEPTH, MAX_CALL_EXPANSION, MAX_DEFINITIONS, MAX_EXTENDS, MAX_POLICY_BYTES
 from . import ast
-from ._syntax_errors import PolicyCheckError
+from ._errors import PolicyCheckError
 from .parse import parse_policy
 
 #: attributes the engine plugins of policykit provide, to name the plugin to install

@@ -13,9 +13,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from policykit import Engine, Event, RunResult, hookimpl
+from policykit import Engine, Event, hookimpl
+
+if TYPE_CHECKING:           # annotations only: loading the plugin does not load the runner
+    from policykit import RunResult
 
 SCHEMA = "policykit.trace/1"
 
