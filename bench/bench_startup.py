@@ -15,25 +15,19 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _wall
 
 ROUNDS = 1 if os.environ.get("POLICYKIT_BENCH_QUICK") else 15
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def wall(cmd: list[str]) -> float:
-    best = float("inf")
-    for _ in range(ROUNDS):
-        t0 = time.perf_counter()
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - t0)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed with {done.returncode}")
-    return best
+    return _wall.wall(cmd, ROUNDS)
 
 
 def edited(policykit: str, mine: Path) -> float:
@@ -43,16 +37,8 @@ def edited(policykit: str, mine: Path) -> float:
     for n in range(ROUNDS):
         mine.write_text(f'policy mine\nsummary "6.x, edit {n} at {time.time()}"\nextends linux-6.x\n',
                         encoding="utf-8")
-        best = min(best, wall_once([policykit, "check", str(mine)]))
+        best = min(best, _wall.wall([policykit, "check", str(mine)], 1))
     return best
-
-
-def wall_once(cmd: list[str]) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with {done.returncode}")
-    return time.perf_counter() - t0
 
 
 def main() -> int:

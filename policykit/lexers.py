@@ -57,6 +57,14 @@ class PolicyLexer(RegexLexer):
     }
 
 
+#: within a scenario line: blanks, the end of the line (back to the line's start), a comment
+_REST_OF_LINE = [
+    (r"[ \t]+", Whitespace),
+    (r"\n", Whitespace, "#pop"),
+    (r"#.*$", Comment.Single),
+]
+
+
 class ScenarioLexer(RegexLexer):
     """policykit's scenario files: headers, one operation per line with ``-> NAME``, and
     ``expect``/``budget`` lines."""
@@ -78,15 +86,11 @@ class ScenarioLexer(RegexLexer):
             ("^" + _NAME, Name.Function, "operation"),
         ],
         "words": [
-            (r"[ \t]+", Whitespace),
-            (r"\n", Whitespace, "#pop"),
-            (r"#.*$", Comment.Single),
+            *_REST_OF_LINE,
             (r"\S+", Name.Tag),
         ],
         "expect": [
-            (r"[ \t]+", Whitespace),
-            (r"\n", Whitespace, "#pop"),
-            (r"#.*$", Comment.Single),
+            *_REST_OF_LINE,
             (words(("on",), suffix=r"\b"), Keyword),
             (r"==|!=|<=|>=|<|>", Operator),
             (r"[:,]", Punctuation),
@@ -94,9 +98,7 @@ class ScenarioLexer(RegexLexer):
             (r"\S+?(?=[,\s]|$)", Name.Exception),
         ],
         "operation": [
-            (r"[ \t]+", Whitespace),
-            (r"\n", Whitespace, "#pop"),
-            (r"#.*$", Comment.Single),
+            *_REST_OF_LINE,
             (r"->", Operator),
             (r"[0-9]+", Number.Integer),
             (r"[\[\]:]", Punctuation),
