@@ -155,9 +155,18 @@ def _check_unknown_hooks(pm: pluggy.PluginManager) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def plugin_registry(autoload: bool) -> Registry:
+def plugin_registry(autoload: bool | None = None) -> Registry:
     """What the installed plugins declare, without a policy: what policies are checked
-    against.  Built once per process (the plugins do not change while it runs)."""
+    against.  ``autoload`` None: the entry-point plugins unless
+    ``POLICYKIT_DISABLE_PLUGIN_AUTOLOAD`` is set.  Built once per process (the plugins do
+    not change while it runs)."""
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    return _plugin_registry(autoload)
+
+
+@functools.cache
+def _plugin_registry(autoload: bool) -> Registry:
     return build_registry(get_plugin_manager(autoload=autoload))
 
 
@@ -294,8 +303,6 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
         if found is not None and found.suffix == ".py":
             spec = str(found)
     if spec.endswith(".pol") or (not Path(spec).exists() and find_policy(spec) is not None):
-        if autoload is None:
-            autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
         registry = plugin_registry(autoload)
         checked, diagnostics = dsl.check_file(spec, registry)
         errors = [d for d in diagnostics if d.severity == "error"]

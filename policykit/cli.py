@@ -363,8 +363,8 @@ def _positive(text: str) -> int:
 
 def _registry():  # type: ignore[no-untyped-def]
     """What the installed plugins declare (built once per process)."""
-    from ._manager import DISABLE_AUTOLOAD_ENV, plugin_registry
-    return plugin_registry(not os.environ.get(DISABLE_AUTOLOAD_ENV))
+    from ._manager import plugin_registry
+    return plugin_registry()
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
@@ -481,14 +481,13 @@ def cmd_fmt(ns: argparse.Namespace) -> int:
 
 def cmd_mutate(ns: argparse.Namespace) -> int:
     from . import dsl
-    from ._manager import plugin_registry
     from .explore import Bounds
     from .mutate import OPERATORS, check_operators, mutate, search_survivors
     from .mutate.report import render
 
     operators = [o.strip() for o in ",".join(ns.operators).split(",")] if ns.operators else list(OPERATORS)
     check_operators(operators)                  # before anything is loaded
-    checked, diagnostics = dsl.check_file(ns.policy, plugin_registry(None))
+    checked, diagnostics = dsl.check_file(ns.policy, _registry())
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors or checked is None:
         for d in errors:
@@ -539,7 +538,7 @@ def cmd_policies(ns: argparse.Namespace) -> int:
             rows.append(row)
             continue
         if files[0].suffix == ".py":
-            row.update(era="python", summary=config.python_policy_summary(files[0]))
+            row.update(era="python", summary=(config.python_policy(files[0]) or ("", ""))[1])
             rows.append(row)
             continue
         checked, diagnostics = dsl.check_file(str(files[0]), registry)

@@ -136,31 +136,36 @@ def _names(key: tuple[Path, ...]) -> dict[str, tuple[Path, ...]]:
         for f in sorted(d.glob("*.pol")):
             found.setdefault(f.stem, []).append(f)
         for f in sorted(d.glob("*.py")):
-            name = python_policy_name(f)
-            if name is not None:
-                found.setdefault(name, []).append(f)
+            info = python_policy(f)
+            if info is not None:
+                found.setdefault(info[0], []).append(f)
     return {name: tuple(files) for name, files in sorted(found.items())}
 
 
-def python_policy_name(path: Path) -> str | None:
-    """The name of the Python policy in ``path`` (its ``POLICY_NAME``, or the file's stem
-    with ``-`` for ``_``), read without running it; None when the file defines no
-    ``policykit_*`` hook."""
+def python_policy(path: Path) -> tuple[str, str] | None:
+    """(name, summary) of the Python policy in ``path``, read without running it: its
+    ``POLICY_NAME`` (else the file's stem with ``-`` for ``_``) and the first line of its
+    ``POLICY_SUMMARY`` (else of its docstring); None when it defines no ``policykit_*``
+    hook."""
     import ast
 
     try:
         tree = ast.parse(path.read_bytes(), str(path))
     except (OSError, SyntaxError, ValueError):
         return None
-    name, hooks = None, False
+    found: dict[str, str] = {}
+    hooks = False
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("policykit_"):
             hooks = True
         elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-              and node.targets[0].id == "POLICY_NAME" and isinstance(node.value, ast.Constant)
+              and node.targets[0].id in ("POLICY_NAME", "POLICY_SUMMARY") and isinstance(node.value, ast.Constant)
               and isinstance(node.value.value, str)):
-            name = node.value.value
-    return (name or path.stem.replace("_", "-")) if hooks else None
+            found[node.targets[0].id] = node.value.value
+    if not hooks:
+        return None
+    summary = found.get("POLICY_SUMMARY") or ast.get_docstring(tree) or ""
+    return found.get("POLICY_NAME") or path.stem.replace("_", "-"), summary.strip().split("\n")[0]
 
 
 def policy_files() -> dict[str, tuple[Path, ...]]:
@@ -185,18 +190,3 @@ def policy_names() -> list[str]:
     """The names of every policy on the search path, built-in ones included."""
     return sorted(policy_files())
 
-
-def python_policy_summary(path: Path) -> str:
-    """The first line of a Python policy's ``POLICY_SUMMARY`` or docstring (read without
-    running it)."""
-    import ast
-
-    try:
-        tree = ast.parse(path.read_bytes(), str(path))
-    except (OSError, SyntaxError, ValueError):
-        return ""
-    for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id == "POLICY_SUMMARY" and isinstance(node.value, ast.Constant)):
-            return str(node.value.value).strip().split("\n")[0]
-    return (ast.get_docstring(tree) or "").strip().split("\n")[0]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from .codes import CODES
+from .codes import CODES, is_warning
 from .errors import SourceError
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -56,7 +56,7 @@ def sarif(findings: Sequence[Finding]) -> dict:  # type: ignore[type-arg]
     codes = sorted(CODES)
     index = {code: i for i, code in enumerate(codes)}
     rules = [{"id": code, "name": CODES[code][0], "shortDescription": {"text": CODES[code][1]},
-              "defaultConfiguration": {"level": "warning" if code.startswith("PK4") else "error"}}
+              "defaultConfiguration": {"level": "warning" if is_warning(code) else "error"}}
              for code in codes]
     results = []
     for f in findings:

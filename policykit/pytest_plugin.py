@@ -68,25 +68,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return ScenarioFile.from_parent(parent, path=file_path)
 
 
-def _registry() -> Any:
-    import os
-
-    from ._manager import DISABLE_AUTOLOAD_ENV, plugin_registry
-
-    return plugin_registry(not os.environ.get(DISABLE_AUTOLOAD_ENV))
-
-
 class ScenarioFile(pytest.File):
     """One ``.scn`` file: an item per variant and policy."""
 
     def collect(self) -> Any:
+        from ._manager import plugin_registry
         from .config import project
         from .scenario import load_scenarios
 
         import os
 
         rel = os.path.relpath(self.path)
-        scenarios = load_scenarios(rel if not rel.startswith("..") else self.path, _registry())
+        scenarios = load_scenarios(rel if not rel.startswith("..") else self.path, plugin_registry())
         chosen = self.config.getoption("policykit_policy") or list(project().policies)
         for scn in scenarios:
             for policy in chosen or sorted(scn.expectations):
@@ -140,37 +133,28 @@ class ScenarioItem(pytest.Item):
 
 
 def describe_failure(result: Any, traced: Any, context: int = 3) -> str:
-    """What a failed scenario item shows: expected and got, each violation at its line
-    with the step, and the trace of the steps up to the first violation (the last
-    ``context`` steps before it)."""
-    from .report import render_trace
-
-    r = result
-    name = r.scenario.filename
-    lines = [f"{name}: {r.scenario.name} under {r.policy}: expected "
-             f"{' '.join(sorted(r.expected)) if r.expected else 'ok'}, got {r.verdict}"]
-    steps = {rec.index: rec.step for rec in r.steps}
-    last = r.steps[-1] if r.steps else None
-    for v in r.violations:
-        step = steps.get(v.step) if v.step is not None else None
-        if step is None and last is not None:       # the end-of-run audit: at the last step
-            where, step, what = f"{name}:{last.step.line}", last.step, "after the last step"
-        else:
-            where, what = f"{name}:{v.line}", "step"
-        lines.append(f"  {where}: {v.cls}: {v.detail}" + (f"  [{what}: {step.text}]" if step else ""))
-        if v.seen or v.expected:
-            lines.append(f"      saw {v.seen}; expected {v.expected}")
-    for b in r.budget_failures:
-        lines.append(f"  over budget: {b}")
-    first = min((v.step if v.step is not None else (last.index if last else 0) for v in r.violations),
-                default=None)
-    if first is not None:
-        keep = [rec for rec in traced.steps if first - context <= rec.index <= first]
-        lines += ["", render_trace(_with_steps(traced, keep))]
-    return "\n".join(lines)
-
-
-def _with_steps(result: Any, steps: list[Any]) -> Any:
+    """What a failed scenario item shows: expected and got, each violation where it was
+    seen (:func:`policykit.report.locate`: the end-of-run audit at the last step) with its
+    step, and the trace of the steps up to the first violation (``context`` before it)."""
     import dataclasses
 
-    return dataclasses.replace(result, steps=steps)
+    from .report import locate, render_trace
+
+    r = result
+    lines = [f"{r.scenario.filename}: {r.scenario.name} under {r.policy}: expected "
+             f"{' '.join(sorted(r.expected)) if r.expected else 'ok'}, got {r.verdict}"]
+    by_line = {st.line: st for st in r.scenario.steps}
+    last = r.scenario.steps[-1] if r.scenario.steps else None
+    for v in r.violations:
+        step = by_line.get(v.line) if v.line else last
+        what = "step" if v.line else "after the last step"
+        lines.append(f"  {locate(r, v)}: {v.cls}: {v.detail}" + (f"  [{what}: {step.text}]" if step else ""))
+        if v.seen or v.expected:
+            lines.append(f"      saw {v.seen}; expected {v.expected}")
+    lines += [f"  over budget: {b}" for b in r.budget_failures]
+    end = len(traced.steps)
+    first = min((v.step if v.step is not None else end for v in r.violations), default=None)
+    if first is not None:
+        keep = [rec for rec in traced.steps if first - context <= rec.index <= first]
+        lines += ["", render_trace(dataclasses.replace(traced, steps=keep))]
+    return "\n".join(lines)

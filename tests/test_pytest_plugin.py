@@ -82,7 +82,7 @@ def test_a_failure_shows_the_violation_the_step_and_a_trace(user):
     assert proc.returncode == 1
     out = proc.stdout
     assert "rdma-fork under never-copy: expected ok, got leak" in out
-    assert "scenarios/rdma.scn:10: leak:" in out and "dma_write mr" in out
+    assert "scenarios/rdma.scn:10:1: leak:" in out and "dma_write mr" in out
     assert "fork_pte@" in out and "share [never-copy.pol:" in out        # the short trace
     _, by_name = cases(user / "r.xml")
     failure = by_name["rdma-fork[never-copy]"].find("failure")
