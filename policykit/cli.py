@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import config
@@ -32,6 +31,10 @@ class ExitCode(enum.IntEnum):
     USAGE_ERROR = 2
     #: internal error, or a plugin broke the hook contract
     INTERNAL_ERROR = 3
+
+
+class UsageError(PolicyKitError):
+    """A command line that makes no sense (exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,10 +94,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
         out.extend("\n" + report.render_trace(r, ns.format) for r in results)
     print("\n".join(out))
     return _exit(results, all(r.passed for r in results))
-
-
-class UsageError(PolicyKitError):
-    """A command line that makes no sense (exit 2)."""
 
 
 def _distinct(sessions: list[Session]) -> list[Session]:
