@@ -226,7 +226,8 @@ def _first_violation(r: RunResult) -> str:
     if not r.violations:
         return ""
     v = r.violations[0]
-    return f"{v.where()}: {v.cls}: {v.detail}" + (f"; saw {v.seen}, expected {v.expected}" if v.seen else "")
+    return (f"{locate(r, v)}: {v.cls}: {v.detail}" + ("" if v.line else " (end-of-run audit)")
+            + (f"; saw {v.seen}, expected {v.expected}" if v.seen else ""))
 
 
 def render_comparison(cmp: Any, fmt: str = "table", only_diff: bool = False) -> str:

@@ -25,7 +25,7 @@ def test_compare_summarizes_relates_and_lists_differences_first(capsys):
     table = rest.split("\n\n")[1].splitlines()
     marks = [line[:2].strip() for line in table[2:]]
     assert marks == sorted(marks, key=lambda m: {"≠": 0, "$": 1, "": 2}[m]), "differences first"
-    assert "ro-pin-previously-shared/base under linux-5.9: line 13: pin-incoherent" in out
+    assert "ro-pin-previously-shared/base under linux-5.9: policykit/corpus/ro-pin-previously-shared.scn:13:1: pin-incoherent" in out
 
 
 def test_compare_exit_1_on_a_regression(capsys):
@@ -112,7 +112,7 @@ def test_explain_shows_each_decision_with_its_rule_and_state(capsys):
     assert out.startswith("rdma-fork-child-exits under linux-5.9-rc4: pin-incoherent")
     line = next(ln for ln in out.splitlines() if "wp_fault" in ln)
     assert "copy" in line and "linux-5.9-rc4.pol:" in line and "refcount=1025 mapcount=1" in line
-    assert "first violation: line 13: pin-incoherent" in out
+    assert "first violation: policykit/corpus/rdma-fork-child-exits.scn:13:1: pin-incoherent" in out
 
 
 def test_explain_unknown_scenario_suggests(capsys):
