@@ -120,9 +120,9 @@ _PER_PAGE = re.compile(r"\[\d+\]|#\d+")
 
 def _by_scenario(results: Sequence[RunResult]) -> list[list[RunResult]]:
     """Runs grouped by scenario file and policy (a file's variants together), in order."""
-    groups: dict[tuple[str, str], list[RunResult]] = {}
+    groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for r in results:
-        groups.setdefault((r.scenario.filename, r.scenario.name.split("/")[0], r.policy), []).append(r)  # type: ignore[index]
+        groups.setdefault((r.scenario.filename, r.scenario.name.split("/")[0], r.policy), []).append(r)
     return list(groups.values())
 
 
@@ -377,12 +377,12 @@ def render_explain(r: RunResult, fmt: str = "table") -> str:
 def _fold_rows(rows: list[list[Any]]) -> list[list[Any]]:
     """Runs of more than three decisions that differ only in page numbers and counts (the
     pages of one large folio) as the first, a row saying how many more, and the last."""
+    keys = [row[:5] + [_NUMBERS.sub("#", str(row[5]))] for row in rows]
     out: list[list[Any]] = []
     i = 0
     while i < len(rows):
-        key = rows[i][:5] + [_NUMBERS.sub("#", str(rows[i][5]))]
         j = i + 1
-        while j < len(rows) and rows[j][:5] + [_NUMBERS.sub("#", str(rows[j][5]))] == key:
+        while j < len(rows) and keys[j] == keys[i]:
             j += 1
         if j - i > 3:
             out += [rows[i], ["", "", "", "", "", f"... x {j - i - 2} more pages, same decision"], rows[j - 1]]

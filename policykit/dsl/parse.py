@@ -10,9 +10,10 @@ start-up of ``policykit check``.  The grammar itself is in :mod:`._grammar`.
 from __future__ import annotations
 
 import functools
-import hashlib
+import itertools
 import os
 import pickle
+import zlib
 from pathlib import Path
 
 from .. import _version
@@ -23,8 +24,8 @@ from . import ast
 _PARSER_FILES = ("ast.py", "_grammar.py", "policy.lark")
 #: cached trees kept at most; past it the oldest go
 MAX_CACHED = 2_000
-#: trees this process stored
-_stored = [0]
+#: counts the trees this process stores
+_stores = itertools.count(1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -64,8 +65,10 @@ def _cached_path(text: str, filename: str) -> Path | None:
     directory = cache_dir("ast")
     if directory is None:
         return None
-    key = hashlib.sha256("\0".join((_parser_stamp(), filename, text)).encode("utf-8", "surrogatepass"))
-    return directory / f"{key.hexdigest()[:40]}.pickle"
+    # a cheap key (hashlib alone costs 2 ms of start-up): an entry read back is used only
+    # when its text and name are the ones asked for, so a collision costs a parse
+    data = "\0".join((_parser_stamp(), filename, text)).encode("utf-8", "surrogatepass")
+    return directory / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}.pickle"
 
 
 def _store(path: Path, tree: ast.PolicyFile) -> None:
@@ -75,8 +78,7 @@ def _store(path: Path, tree: ast.PolicyFile) -> None:
     try:
         tmp.write_bytes(pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)
-        _stored[0] += 1
-        if _stored[0] % 100 != 1:           # count the entries now and then, not every time
+        if next(_stores) % 100 != 1:        # count the entries now and then, not every time
             return
         entries = list(path.parent.glob("*.pickle"))
         if len(entries) > MAX_CACHED:

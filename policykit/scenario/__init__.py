@@ -63,6 +63,13 @@ def load_scenarios(path: str | Path, registry: Registry,
     return scenarios_from_text(_read(path), str(path), registry, skipped)
 
 
+class UnknownPolicy(ScenarioError):
+    """A warning: an ``expect`` or ``budget`` line names no known policy."""
+
+    severity = "warning"
+    code = "PK451"
+
+
 def unknown_policies(scenarios: list[Scenario], known: set[str] | frozenset[str]) -> list[ScenarioError]:
     """Warnings for the ``expect`` and ``budget`` lines that name a policy not in ``known``
     (a typo there would never be checked): one per line, with a did-you-mean."""
@@ -85,10 +92,8 @@ def unknown_policies(scenarios: list[Scenario], known: set[str] | frozenset[str]
                     texts[span.filename] = Path(span.filename).read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
                     texts[span.filename] = ""
-            w = ScenarioError(f"'{kind} {policy}' names no known policy, so it is never checked", span,
-                              texts[span.filename], hint or "name a policy on the policy path ('policykit policies'), "
-                                                  "or add its directory with --policy-path")
-            w.severity, w.code = "warning", "PK451"
-            out.append(w)
+            out.append(UnknownPolicy(f"'{kind} {policy}' names no known policy, so it is never checked", span,
+                                     texts[span.filename], hint or "name a policy on the policy path "
+                                     "('policykit policies'), or add its directory with --policy-path"))
     out.sort(key=lambda w: (w.span.filename, w.span.line))
     return out
