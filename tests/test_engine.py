@@ -166,6 +166,31 @@ def test_shared_anon_is_not_cow():
     assert check_invariants(e.machine) == []
 
 
+def test_a_read_fault_on_shared_memory_maps_the_pages_around_it():
+    """do_fault_around(): the aligned 16-page window, within the VMA; write faults and
+    private memory fault one page at a time."""
+    e = engine()
+    p = e.spawn("p")
+    base = e.mmap(p, 20, shared=True)
+    e.write(p, range(base, base + 20))
+    e.madvise(p, base, base + 20, "dontneed")
+    e.read(p, [base + 3])
+    ptes = e.process(p).mm.ptes
+    assert sorted(v - base for v in ptes) == list(range(16)), "the window holding page 3"
+    assert all(ptes[v].writable for v in ptes), "a writable shared mapping maps them writable"
+    assert page_at(e, p, base).mapcount == 1
+    assert e.metrics["faults_shared"] == 21, "one fault: the 20 writes, then the read"
+    e.madvise(p, base, base + 20, "dontneed")
+    e.write(p, [base + 17])
+    assert sorted(v - base for v in ptes) == [17], "a write fault maps its own page only"
+    priv = e.mmap(p, 4)
+    e.write(p, range(priv, priv + 4))
+    e.madvise(p, priv, priv + 4, "dontneed")
+    e.read(p, [priv])
+    assert sorted(v - priv for v in ptes if priv <= v < priv + 4) == [0]
+    assert check_invariants(e.machine) == []
+
+
 def test_failed_fork_leaves_no_trace():
     e = engine()
     p = e.spawn("p")

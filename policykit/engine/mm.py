@@ -24,6 +24,9 @@ from .specs import Decision, Registry
 
 #: gap left between two mmap()ed regions, so VMAs never touch
 _MMAP_GAP = 16
+#: fault_around_bytes (64 KiB) in pages, and the entries of one page table
+FAULT_AROUND_PAGES = 16
+PTRS_PER_PTE = 512
 #: faults GUP may trigger on one page before it gives up
 _GUP_MAX_FAULTS = 3
 
@@ -565,6 +568,8 @@ class Engine:
             page.refcount += 1
             page.mapcount += 1
             pte = Pte(page.pfn, writable=vma.write, dirty=write)
+            if not write:
+                self.fault_around(mm, vma, off, obj)
         elif not write:
             self.metrics["faults_read"] += 1
             pte = Pte(self.machine.zero_pfn)          # the shared zero page, read-only
@@ -582,6 +587,24 @@ class Engine:
         if self.observed:
             self.emit(Event("fault", proc.pid, vpn, pte.pfn, "write" if write else "read"))
         return pte
+
+    def fault_around(self, mm: Mm, vma: Vma, off: int, obj: dict[int, int]) -> None:
+        """do_fault_around(): a read fault on shared memory also maps the pages of the
+        aligned ``FAULT_AROUND_PAGES`` window around it that the shmem object holds and
+        no PTE maps yet (within the VMA and its page table).  Windows are aligned on the
+        object's offsets, as for a mapping placed at a 2 MiB-aligned address."""
+        lo = off - off % FAULT_AROUND_PAGES
+        hi = min(lo + FAULT_AROUND_PAGES, vma.pgoff + vma.npages, (off // PTRS_PER_PTE + 1) * PTRS_PER_PTE)
+        pages, ptes = self.machine.pages, mm.ptes
+        for o in range(max(lo, vma.pgoff), hi):
+            pfn = obj.get(o)
+            vpn = vma.start + o - vma.pgoff
+            if o == off or pfn is None or vpn in ptes:
+                continue
+            page = pages[pfn]
+            page.refcount += 1
+            page.mapcount += 1
+            ptes[vpn] = Pte(pfn, writable=vma.write)
 
     def do_wp_page(self, proc: Process, vma: Vma, vpn: int, pte: Pte, unshare: bool) -> Pte:
         """Write (or unshare) fault on a present PTE: reuse the page or copy it."""
