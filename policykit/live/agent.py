@@ -1,0 +1,355 @@
+"""The processes a scenario runs in: forked agents, each driven one command at a time
+over a socket by the controller (:class:`Agent` is the controller's handle).
+
+An agent only does what it is told -- touch memory at an address, pin it with io_uring,
+vmsplice it, fork, exit -- and answers with what it saw: the values it read and the
+addresses it page-faulted on.  Everything an agent holds (its perf event, rings, pipes)
+belongs to it: a forked child closes what it inherited, as the scenario's references
+belong to the process that made them.  Agents never return into the controller's code:
+they end with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import fcntl
+import os
+import pickle
+import signal
+import socket
+import struct
+from typing import Any
+
+from . import libc
+from .perf import FaultSampler
+from .uring import IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, Ring
+
+_VALUE = struct.Struct("<Q")
+_MAX_MESSAGE = 1 << 20
+F_SETPIPE_SZ = 1031
+
+
+class AgentError(Exception):
+    """An agent stopped answering, or answered what it should not."""
+
+
+class Failed(Exception):
+    """A system call of the step failed as the kernel failed it: errno name, message."""
+
+    def __init__(self, errno: str, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    sock.send(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(sock: socket.socket) -> Any:
+    data = sock.recv(_MAX_MESSAGE)
+    if not data:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class Agent:
+    """The controller's handle on one agent process."""
+
+    def __init__(self, pid: int, sock: socket.socket, timeout: float) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.alive = True
+
+    @classmethod
+    def spawn(cls, timeout: float = 20.0) -> Agent:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:                                        # pragma: no cover - the agent
+            ours.close()
+            _serve(theirs)
+        theirs.close()
+        agent = cls(pid, ours, timeout)
+        agent.call("hello")
+        return agent
+
+    def call(self, op: str, *args: Any) -> Any:
+        """Send one command; its answer (raises :class:`Failed` for a failed call)."""
+        try:
+            _send(self.sock, (op, args))
+            kind, value = _recv(self.sock)
+        except socket.timeout:
+            raise AgentError(f"agent {self.pid} did not answer {op!r} in {self.sock.gettimeout():g} s") from None
+        except (EOFError, OSError) as exc:
+            raise AgentError(f"agent {self.pid} went away during {op!r}: {exc or 'end of file'}") from None
+        if kind == "failed":
+            raise Failed(*value)
+        if kind == "crashed":
+            raise AgentError(f"agent {self.pid} failed {op!r}: {value}")
+        return value
+
+    def fork(self) -> Agent:
+        """Have the agent fork: the child is a new agent."""
+        try:
+            _send(self.sock, ("fork", ()))
+            msg, fds, _, _ = socket.recv_fds(self.sock, _MAX_MESSAGE, 1)
+        except (socket.timeout, OSError, EOFError) as exc:
+            raise AgentError(f"agent {self.pid} did not fork: {exc}") from None
+        kind, value = pickle.loads(msg)
+        if kind != "ok" or not fds:
+            for fd in fds:
+                os.close(fd)
+            raise Failed(*value) if kind == "failed" else AgentError(f"fork: {value}")
+        return Agent(value, socket.socket(fileno=fds[0]), self.sock.gettimeout() or 20.0)
+
+    def exit(self) -> None:
+        """Have the agent exit, and wait until its memory is gone (its socket closes in
+        do_exit() after exit_mm())."""
+        try:
+            _send(self.sock, ("exit", ()))
+            while self.sock.recv(16):
+                pass
+        except (OSError, EOFError):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self.alive = False
+        self.sock.close()
+
+
+# -- the agent's side ------------------------------------------------------------------
+
+class _State:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.faults = FaultSampler()
+        self.rings: dict[str, Ring] = {}
+        #: name -> ([(read fd, write fd, buffers in it)], bytes a buffer)
+        self.pipes: dict[str, tuple[list[tuple[int, int, int]], int]] = {}
+        self.device = os.memfd_create("policykit-device")
+
+    def drop_inherited(self) -> None:
+        """In a forked child: what the parent held is the parent's."""
+        self.faults.close()
+        for ring in self.rings.values():
+            ring.drop()
+        for pipes, _ in self.pipes.values():
+            for r, w, _ in pipes:
+                os.close(r)
+                os.close(w)
+        self.rings, self.pipes = {}, {}
+        self.faults = FaultSampler()
+
+
+def _serve(sock: socket.socket) -> None:                    # pragma: no cover - the agent
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # One CPU for every agent: a page just faulted in waits in that CPU's LRU batch,
+        # which MADV_PAGEOUT drains only on its own CPU.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        state = _State(sock)
+        while True:
+            try:
+                op, args = _recv(state.sock)
+            except EOFError:
+                break
+            if op == "exit":
+                for ring in state.rings.values():
+                    ring.unregister()                       # the pins go before the mm does
+                break
+            if op == "fork":
+                _fork(state)
+                continue
+            try:
+                _send(state.sock, ("ok", _OPS[op](state, *args)))
+            except Failed as exc:
+                _send(state.sock, ("failed", (exc.errno, str(exc))))
+            except OSError as exc:
+                name = _errno.errorcode.get(exc.errno or 0, "EIO")
+                _send(state.sock, ("failed", (name, f"{exc.strerror or exc}")))
+            _reap()
+    except BaseException as exc:
+        code = 1
+        try:
+            _send(sock, ("crashed", f"{type(exc).__name__}: {exc}"))
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _fork(state: _State) -> None:                           # pragma: no cover - the agent
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        ours.close()
+        theirs.close()
+        _send(state.sock, ("failed", (_errno.errorcode.get(exc.errno or 0, "EIO"), str(exc))))
+        return
+    if pid == 0:
+        state.sock.close()
+        ours.close()
+        state.sock = theirs
+        state.drop_inherited()
+        return
+    theirs.close()
+    socket.send_fds(state.sock, [pickle.dumps(("ok", pid))], [ours.fileno()])
+    ours.close()
+
+
+def _values(state: _State, addrs: list[int]) -> list[int]:
+    return [_VALUE.unpack(libc.load(a, 8))[0] for a in addrs]
+
+
+def _faulted(state: _State, addrs: list[int], size: int) -> list[bool]:
+    seen = state.faults.take()
+    return [any(a <= x < a + size for x in seen) for a in addrs]
+
+
+def _hello(state: _State) -> int:
+    state.faults.take()
+    return os.getpid()
+
+
+def _mmap(state: _State, addr: int, length: int, shared: bool, writable: bool, kind: str) -> None:
+    flags = (libc.MAP_SHARED if shared else libc.MAP_PRIVATE) | libc.MAP_ANONYMOUS | libc.MAP_FIXED_NOREPLACE
+    if kind == "hugetlb":
+        flags |= libc.MAP_HUGETLB
+    prot = libc.PROT_READ | (libc.PROT_WRITE if writable else 0)
+    libc.mmap(addr, length, prot, flags)
+    if kind == "thp":
+        libc.madvise(addr, length, libc.MADV_HUGEPAGE)
+    elif kind == "base":
+        libc.madvise(addr, length, libc.MADV_NOHUGEPAGE)
+
+
+def _write(state: _State, addrs: list[int], values: list[int], size: int) -> list[bool]:
+    state.faults.take()
+    for a, v in zip(addrs, values):
+        libc.store(a, _VALUE.pack(v))
+    return _faulted(state, addrs, size)
+
+
+def _read(state: _State, addrs: list[int], size: int) -> tuple[list[int], list[bool]]:
+    state.faults.take()
+    values = _values(state, addrs)
+    return values, _faulted(state, addrs, size)
+
+
+def _munmap(state: _State, addr: int, length: int) -> None:
+    libc.munmap(addr, length)
+
+
+def _mprotect(state: _State, addr: int, length: int, writable: bool) -> None:
+    libc.mprotect(addr, length, libc.PROT_READ | (libc.PROT_WRITE if writable else 0))
+
+
+def _madvise(state: _State, addr: int, length: int, advice: int) -> None:
+    libc.madvise(addr, length, advice)
+
+
+def _pin(state: _State, name: str, addr: int, length: int) -> None:
+    ring = Ring()
+    try:
+        ring.register(addr, length)
+    except BaseException:
+        ring.close()
+        raise
+    state.rings[name] = ring
+
+
+def _pipe_capacity() -> int:
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def _vmsplice(state: _State, name: str, addrs: list[int], size: int, times: int) -> None:
+    # vmsplice() puts a page into a pipe buffer: as many pipes as it takes to hold them
+    # all (a pipe holds pipe-max-size bytes, unless raised with CAP_SYS_RESOURCE)
+    per_pipe = max(1, _pipe_capacity() // size)
+    pipes: list[tuple[int, int, int]] = []
+    try:
+        spliced = [a for _ in range(times) for a in addrs]
+        for lo in range(0, len(spliced), per_pipe):
+            chunk = spliced[lo:lo + per_pipe]
+            r, w = os.pipe()
+            pipes.append((r, w, len(chunk)))
+            fcntl.fcntl(w, F_SETPIPE_SZ, max(1 << 16, 1 << (len(chunk) * size - 1).bit_length()))
+            for a in chunk:
+                libc.vmsplice(w, a, size)
+    except BaseException:
+        for r, w, _ in pipes:
+            os.close(r)
+            os.close(w)
+        raise
+    state.pipes[name] = (pipes, size)
+
+
+def _release(state: _State, name: str) -> None:
+    ring = state.rings.pop(name, None)
+    if ring is not None:
+        ring.close()
+        return
+    pipes, _ = state.pipes.pop(name)
+    for r, w, _ in pipes:
+        os.close(r)
+        os.close(w)
+
+
+def _dma_write(state: _State, name: str, addrs: list[int], values: list[int], size: int) -> None:
+    ring = state.rings.get(name)
+    if ring is None:
+        raise Failed("EINVAL", "a device writes only through an io_uring fixed buffer here")
+    for a, v in zip(addrs, values):
+        os.pwrite(state.device, _VALUE.pack(v) + bytes(size - 8), 0)
+        ring.fixed(IORING_OP_READ_FIXED, state.device, a, size)
+
+
+def _dma_read(state: _State, name: str, addrs: list[int], indexes: list[int], size: int) -> list[int]:
+    ring = state.rings.get(name)
+    if ring is not None:
+        out = []
+        for a in addrs:
+            ring.fixed(IORING_OP_WRITE_FIXED, state.device, a, 8)
+            out.append(_VALUE.unpack(os.pread(state.device, 8, 0))[0])
+        return out
+    pipes, size = state.pipes[name]
+    data = b"".join(_peek_pipe(r, n * size) for r, _, n in pipes)
+    return [_VALUE.unpack_from(data, i * size)[0] for i in indexes]
+
+
+def _peek_pipe(r: int, total: int) -> bytes:
+    """What a pipe holds, leaving it there: tee() copies its buffers (the same page
+    references) into a second pipe, which is read."""
+    tr, tw = os.pipe()
+    try:
+        fcntl.fcntl(tw, F_SETPIPE_SZ, max(1 << 16, 1 << (total - 1).bit_length()))
+        got = libc.tee(r, tw, total)
+        data = b""
+        while len(data) < got:
+            data += os.read(tr, got - len(data))
+    finally:
+        os.close(tr)
+        os.close(tw)
+    return data
+
+
+_OPS = {
+    "hello": _hello, "mmap": _mmap, "write": _write, "read": _read, "munmap": _munmap,
+    "mprotect": _mprotect, "madvise": _madvise, "pin": _pin, "vmsplice": _vmsplice,
+    "release": _release, "dma_write": _dma_write, "dma_read": _dma_read,
+}

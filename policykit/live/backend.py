@@ -1,0 +1,470 @@
+"""Run a scenario on this machine's kernel, one step at a time, and observe each step.
+
+Each scenario process is an :class:`~.agent.Agent`; regions are mapped at fixed,
+2 MiB-aligned addresses (the same in every process, as after fork); after each step
+the controller reads every live process's pagemap and the flags and map counts of the
+pages, and turns them into an :class:`~.trace.Observation`.  A :class:`LiveSession`
+owns everything a run makes -- agents, and the system settings it changed (a hugetlb
+pool, a swapfile) -- and gives it all back on the way out, however that is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..scenario.model import Scenario, Step
+from . import libc
+from .agent import Agent, Failed
+from .observe import PageTable, pagemap
+from .system import Capabilities, Settings
+from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
+
+REGION_BASE = 0x5A00_0000_0000
+_ALIGN = libc.HPAGE_PMD_SIZE
+_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
+_MADVICE = {"dontfork": libc.MADV_DONTFORK, "dofork": libc.MADV_DOFORK,
+            "wipeonfork": libc.MADV_WIPEONFORK, "keeponfork": libc.MADV_KEEPONFORK,
+            "dontneed": libc.MADV_DONTNEED}
+
+
+class NotRunnable(Exception):
+    """The scenario has a step the live kernel cannot run here: why."""
+
+
+@dataclass(slots=True)
+class Region:
+    addr: int
+    pages: int                   # scenario pages
+    page_bytes: int              # bytes of one scenario page (2 MiB for a hugetlb page)
+    alias: bool = False
+
+    def addrs(self, lo: int, hi: int) -> list[int]:
+        return [self.addr + i * self.page_bytes for i in range(lo, hi)]
+
+
+@dataclass(slots=True)
+class Ref:
+    owner: str
+    region: Region
+    lo: int
+    hi: int
+    kind: str                    # ring | pipe
+
+
+@dataclass
+class LiveRun:
+    """A scenario run live: its observations, or why it could not run."""
+
+    scenario: Scenario
+    observations: list[Observation] = field(default_factory=list)
+    not_runnable: str = ""
+    elapsed: float = 0.0
+
+
+_EXCLUSIVE_BIT_CHECKED: bool | None = None
+
+
+def check_exclusive_bit(caps: Capabilities, timeout: float = 20.0) -> None:
+    """Make sure /proc/kpageflags bit 34 is PageAnonExclusive on this kernel: set on a
+    page a process just wrote, clear on it once a child shares it after fork.  Raises
+    :class:`NotRunnable` if not (once per process; later calls say the same)."""
+    global _EXCLUSIVE_BIT_CHECKED
+    if not caps.pfns or _EXCLUSIVE_BIT_CHECKED:
+        return
+    if _EXCLUSIVE_BIT_CHECKED is None:
+        seen = []
+        with Settings() as settings, LiveSession(caps, settings, timeout) as live:
+            parent = Agent.spawn(timeout)
+            live._all.append(parent)
+            region = live._region(1, libc.PAGE_SIZE)
+            parent.call("mmap", region.addr, libc.PAGE_SIZE, False, True, "base")
+            parent.call("write", [region.addr], [_value(0, 0)], libc.PAGE_SIZE)
+            for _ in range(2):
+                entry = pagemap(parent.pid, region.addr, 1)[0]
+                info = live._table.info({entry.pfn})[entry.pfn] if live._table and entry.present else None
+                seen.append(info is not None and info.anon and info.exclusive)
+                if len(seen) == 1:
+                    live._all.append(parent.fork())
+        _EXCLUSIVE_BIT_CHECKED = seen == [True, False]
+    if not _EXCLUSIVE_BIT_CHECKED:
+        raise NotRunnable("/proc/kpageflags bit 34 does not behave as PageAnonExclusive on this kernel "
+                          "(set on a page just written, clear once fork shares it): cannot compare the flag")
+
+
+def why_not_runnable(scenario: Scenario, caps: Capabilities) -> str:
+    """Why this kernel cannot run ``scenario`` live ("" when it can)."""
+    for step in scenario.steps:
+        why = _step_reason(step, caps)
+        if why:
+            return f"line {step.line}: '{step.text}': {why}"
+    return ""
+
+
+def _step_reason(step: Step, caps: Capabilities) -> str:
+    op, p = step.op, step.params
+    if op not in _OPS:
+        return f"no live counterpart of operation {op!r}"
+    if op in ("pin", "gup"):
+        flags = p.get("flags", frozenset())
+        kind = "pin" if op == "pin" else p.get("kind")
+        if kind == "get" and not flags:
+            return ""                            # a vmsplice()'s reference
+        if kind == "pin" and {"write", "longterm"} <= flags and not flags & {"force", "zap_race"}:
+            return caps.io_uring_reason
+        return ("only R/W long-term pins (io_uring fixed buffers) and R/O FOLL_GET references "
+                "(vmsplice) last beyond one system call; other GUP needs gup_test")
+    if op == "clear_refs" and not caps.soft_dirty:
+        return "clear_refs soft-dirty needs CONFIG_MEM_SOFT_DIRTY"
+    if op == "mmap_thp" and not caps.thp:
+        return caps.thp_reason
+    if op in ("mmap_hugetlb", "hugetlb_pool") and not caps.hugetlb:
+        return caps.hugetlb_reason
+    if op == "mmap_hugetlb" and p.get("size", "2M") != "2M":
+        return "only 2 MiB hugetlb pages here"
+    if op == "pageout" and not caps.swap:
+        return caps.swap_reason
+    if op == "mmap" and p.get("pages", 1) > 4096:
+        return "more than 4096 pages"
+    return ""
+
+
+class LiveSession:
+    """The agents of one scenario and the settings changed for it; a context manager
+    that kills and reaps every agent and restores every setting on the way out."""
+
+    def __init__(self, caps: Capabilities, settings: Settings, timeout: float = 20.0) -> None:
+        self.caps = caps
+        self.settings = settings
+        self.timeout = timeout
+        self.agents: dict[str, Agent] = {}
+        self.order: list[str] = []                 # process names, as made
+        self.regions: dict[str, Region] = {}
+        self.refs: dict[str, Ref] = {}
+        self._next = REGION_BASE
+        self._all: list[Agent] = []
+        self._subreaper = 0
+        self._table: PageTable | None = None
+        self.labels: dict[int, str] = {}           # written value -> who wrote it
+        self._previous: dict[str, tuple[bool, int]] = {}     # page -> (present, pfn) after the last step
+
+    def __enter__(self) -> LiveSession:
+        # Agents whose parent agent exits come back to us, to be reaped.
+        libc_prctl = libc._libc.prctl
+        got = ctypes.c_int(0)
+        libc_prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
+        self._subreaper = got.value
+        libc_prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        if self.caps.pfns:
+            self._table = PageTable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pids = [a.pid for a in self._all]
+        for a in self._all:
+            if a.alive:
+                a.close()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5.0
+        pending = set(pids)
+        while pending and time.monotonic() < deadline:
+            for pid in list(pending):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:       # not ours yet (its parent agent is dying) or gone
+                    done = pid if not _exists(pid) else 0
+                if done:
+                    pending.discard(pid)
+            if pending:
+                time.sleep(0.002)
+        self._all = []
+        if self._table is not None:
+            self._table.close()
+            self._table = None
+        libc._libc.prctl(_PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> list[Observation]:
+        out = []
+        gone: set[str] = set()                     # names a failed step did not make
+        for index, step in enumerate(scenario.steps):
+            obs = Observation(index, step.text)
+            if gone & _names(step):
+                obs.status = "skipped"
+                if step.result:
+                    gone.add(step.result)
+            else:
+                try:
+                    _OPS[step.op](self, step, index, obs)
+                except Failed as exc:
+                    obs.status = f"failed {exc.errno}"
+                    if step.result:
+                        gone.add(step.result)
+            self.observe(obs)
+            out.append(obs)
+        return out
+
+    def _region(self, pages: int, page_bytes: int) -> Region:
+        size = pages * page_bytes
+        addr = self._next
+        self._next += (size + 2 * _ALIGN - 1) // _ALIGN * _ALIGN
+        return Region(addr, pages, page_bytes)
+
+    def observe(self, obs: Observation) -> None:
+        """Fill ``obs.pages`` (and the outcome of each write) from the kernel's view."""
+        label = Labeller()
+        views: dict[str, PageView] = {}
+        now: dict[str, tuple[bool, int]] = {}
+        regions = [(n, r) for n, r in self.regions.items() if not r.alias]
+        raw: list[tuple[str, Any]] = []
+        pfns: set[int] = set()
+        for name in self.order:
+            agent = self.agents.get(name)
+            if agent is None or not agent.alive:
+                continue
+            for rname, r in regions:
+                step = r.page_bytes // libc.PAGE_SIZE
+                entries = pagemap(agent.pid, r.addr, r.pages * step)[::step]
+                for i, e in enumerate(entries):
+                    key = f"{name}:{rname}[{i}]"
+                    raw.append((key, e))
+                    if e.present:
+                        pfns.add(e.pfn)
+        info = self._table.info(pfns) if self._table is not None and pfns else {}
+        for key, e in raw:
+            now[key] = (e.present, e.pfn)
+            if not e.present:
+                views[key] = PageView("swap" if e.swapped else "-", None, None)
+                continue
+            pi = info.get(e.pfn)
+            if pi is None:                          # PFNs hidden: present is all we know
+                views[key] = PageView("present", None, None)
+            elif pi.zero:
+                views[key] = PageView("zero", None, None)
+            else:
+                views[key] = PageView(label(e.pfn), pi.exclusive if pi.anon else None, pi.mapcount)
+        obs.pages = views
+        for key, faulted in obs.faults.items():
+            before = self._previous.get(key, (False, 0))
+            if not self.caps.pfns and before[0]:
+                obs.faults[key] = "fault" if faulted == "fault" else NO_FAULT
+                continue
+            obs.faults[key] = classify_write(before[0], before[1], now.get(key, (False, 0))[1], faulted == "fault")
+        self._previous = now
+
+    # -- operations -------------------------------------------------------------------
+
+    def _agent(self, name: str) -> Agent:
+        return self.agents[name]
+
+    def _spawn(self, step: Step, index: int, obs: Observation) -> None:
+        agent = Agent.spawn(self.timeout)
+        self._all.append(agent)
+        self.agents[step.result or f"p{index}"] = agent
+        self.order.append(step.result or f"p{index}")
+
+    def _mmap_kind(self, step: Step, kind: str, page_bytes: int) -> None:
+        p = step.params
+        region = self._region(p["pages"], page_bytes)
+        self._agent(p["process"]).call("mmap", region.addr, region.pages * page_bytes,
+                                       p.get("sharing") == "shared", p.get("prot", "rw") == "rw", kind)
+        if step.result:
+            self.regions[step.result] = region
+
+    def _mmap(self, step: Step, index: int, obs: Observation) -> None:
+        self._mmap_kind(step, "base", libc.PAGE_SIZE)
+
+    def _mmap_thp(self, step: Step, index: int, obs: Observation) -> None:
+        self._mmap_kind(step, "thp", libc.PAGE_SIZE)
+
+    def _mmap_hugetlb(self, step: Step, index: int, obs: Observation) -> None:
+        self._mmap_kind(step, "hugetlb", libc.HPAGE_PMD_SIZE)
+
+    def _hugetlb_pool(self, step: Step, index: int, obs: Observation) -> None:
+        self.settings.hugetlb_free(step.params["pages"])
+
+    def _range(self, step: Step, key: str = "region") -> tuple[str, Region, int, int]:
+        name, lo, hi = step.params[key]
+        return name, self.regions[name], lo, hi
+
+    def _pages(self, step: Step) -> tuple[Agent, str, list[str], list[int], int]:
+        proc = step.params["process"]
+        name, r, lo, hi = self._range(step)
+        base = _base_name(self.regions, name)
+        offset = (r.addr - self.regions[base].addr) // r.page_bytes
+        keys = [f"{proc}:{base}[{offset + i}]" for i in range(lo, hi)]
+        return self._agent(proc), proc, keys, r.addrs(lo, hi), r.page_bytes
+
+    def _write(self, step: Step, index: int, obs: Observation) -> None:
+        agent, proc, keys, addrs, size = self._pages(step)
+        values = [_value(index, i) for i in range(len(addrs))]
+        for v, k in zip(values, keys):
+            self.labels[v] = f"w{index} {k}"
+        faulted = agent.call("write", addrs, values, min(size, libc.PAGE_SIZE))
+        for k, f in zip(keys, faulted):
+            obs.faults[k] = "fault" if f else "none"
+
+    def _read(self, step: Step, index: int, obs: Observation) -> None:
+        agent, proc, keys, addrs, size = self._pages(step)
+        values, _ = agent.call("read", addrs, min(size, libc.PAGE_SIZE))
+        for k, v in zip(keys, values):
+            obs.data[k] = self.data_label(v)
+
+    def data_label(self, value: int) -> str:
+        return "zero" if value == 0 else self.labels.get(value, f"unknown {value:#x}")
+
+    def _fork(self, step: Step, index: int, obs: Observation) -> None:
+        child = self._agent(step.params["process"]).fork()
+        self._all.append(child)
+        name = step.result or f"p{index}"
+        self.agents[name] = child
+        self.order.append(name)
+
+    def _exit(self, step: Step, index: int, obs: Observation) -> None:
+        name = step.params["process"]
+        self._agent(name).exit()
+        for rname in [n for n, r in self.refs.items() if r.owner == name]:
+            del self.refs[rname]
+
+    def _munmap(self, step: Step, index: int, obs: Observation) -> None:
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("munmap", addrs[0], len(addrs) * size)
+
+    def _mprotect(self, step: Step, index: int, obs: Observation) -> None:
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("mprotect", addrs[0], len(addrs) * size, step.params["prot"] == "rw")
+
+    def _madvise(self, step: Step, index: int, obs: Observation) -> None:
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("madvise", addrs[0], len(addrs) * size, _MADVICE[step.params["advice"]])
+
+    def _pageout(self, step: Step, index: int, obs: Observation) -> None:
+        self.settings.swap()
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("madvise", addrs[0], len(addrs) * size, libc.MADV_PAGEOUT)
+        # MADV_PAGEOUT leaves a page other processes map too, where the simulator's
+        # pageout (reclaim) swaps it out: the scenario's state cannot be made here.  (A
+        # page it keeps for another reason -- a pin -- is compared as usual.)
+        left = [e for e in pagemap(agent.pid, addrs[0], len(addrs) * size // libc.PAGE_SIZE) if e.present]
+        if left and self._table is not None:
+            shared = [p for p in self._table.info({e.pfn for e in left}).values() if p.mapcount > 1]
+            if shared:
+                raise NotRunnable(f"line {step.line}: '{step.text}': MADV_PAGEOUT does not swap out a page "
+                                  "that more than one process maps (only reclaim would)")
+
+
+    def _clear_refs(self, step: Step, index: int, obs: Observation) -> None:
+        with open(f"/proc/{self._agent(step.params['process']).pid}/clear_refs", "w") as f:
+            f.write("4")
+
+    def _gup(self, step: Step, index: int, obs: Observation) -> None:
+        kind = "pin" if step.op == "pin" else step.params["kind"]
+        if kind == "get":
+            self._splice(step, 1)
+            return
+        agent, proc, _, addrs, size = self._pages(step)
+        agent.call("pin", step.result or f"r{index}", addrs[0], len(addrs) * size)
+        self._ref(step, proc, "ring", index)
+
+    def _ref(self, step: Step, proc: str, kind: str, index: int) -> None:
+        name, r, lo, hi = self._range(step)
+        self.refs[step.result or f"r{index}"] = Ref(proc, r, lo, hi, kind)
+
+    def _splice(self, step: Step, times: int) -> None:
+        agent, proc, _, addrs, size = self._pages(step)
+        agent.call("vmsplice", step.result or f"r{step.line}", addrs, min(size, libc.PAGE_SIZE), times)
+        self._ref(step, proc, "pipe", step.line)
+
+    def _vmsplice(self, step: Step, index: int, obs: Observation) -> None:
+        self._splice(step, step.params.get("times", 1))
+
+    def _release(self, step: Step, index: int, obs: Observation) -> None:
+        name = step.params["ref"][0]
+        ref = self.refs.pop(name)
+        self._agent(ref.owner).call("release", name)
+
+    def _dma(self, step: Step) -> tuple[str, Ref, list[int], list[int]]:
+        name, lo, hi = step.params["ref"]
+        ref = self.refs[name]
+        return name, ref, list(range(lo, hi)), ref.region.addrs(ref.lo + lo, ref.lo + hi)
+
+    def _dma_write(self, step: Step, index: int, obs: Observation) -> None:
+        name, ref, indexes, addrs = self._dma(step)
+        values = [_value(index, i) for i in indexes]
+        for v, i in zip(values, indexes):
+            self.labels[v] = f"d{index} {name}[{i}]"
+        self._agent(ref.owner).call("dma_write", name, addrs, values, min(ref.region.page_bytes, libc.PAGE_SIZE))
+
+    def _dma_read(self, step: Step, index: int, obs: Observation) -> None:
+        name, ref, indexes, addrs = self._dma(step)
+        size = min(ref.region.page_bytes, libc.PAGE_SIZE)
+        values = self._agent(ref.owner).call("dma_read", name, addrs, indexes, size)
+        for i, v in zip(indexes, values):
+            obs.data[f"{name}[{i}]"] = self.data_label(v)
+
+    def _alias(self, step: Step, index: int, obs: Observation) -> None:
+        name, r, lo, hi = self._range(step)
+        if step.result:
+            self.regions[step.result] = Region(r.addr + lo * r.page_bytes, hi - lo, r.page_bytes, alias=True)
+
+
+def _names(step: Step) -> set[str]:
+    """The names (processes, regions, references) a step uses."""
+    out = set()
+    for value in step.params.values():
+        if isinstance(value, str):
+            out.add(value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], str):
+            out.add(value[0])
+    return out
+
+
+def _base_name(regions: dict[str, Region], name: str) -> str:
+    """The mapped region an alias lies in (itself for a mapped region)."""
+    r = regions[name]
+    if not r.alias:
+        return name
+    for n, other in regions.items():
+        if not other.alias and other.addr <= r.addr < other.addr + other.pages * other.page_bytes:
+            return n
+    return name
+
+
+def _value(step: int, page: int) -> int:
+    """The value step ``step`` writes into its ``page``-th page: never 0, never reused."""
+    return 0x5EED_0000_0000_0000 | step << 20 | page
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_OPS: dict[str, Callable[[LiveSession, Step, int, Observation], None]] = {
+    "spawn": LiveSession._spawn, "mmap": LiveSession._mmap, "mmap_thp": LiveSession._mmap_thp,
+    "mmap_hugetlb": LiveSession._mmap_hugetlb, "hugetlb_pool": LiveSession._hugetlb_pool,
+    "write": LiveSession._write, "read": LiveSession._read, "fork": LiveSession._fork,
+    "exit": LiveSession._exit, "munmap": LiveSession._munmap, "mprotect": LiveSession._mprotect,
+    "madvise": LiveSession._madvise, "pageout": LiveSession._pageout, "clear_refs": LiveSession._clear_refs,
+    "gup": LiveSession._gup, "pin": LiveSession._gup, "vmsplice": LiveSession._vmsplice,
+    "unpin": LiveSession._release, "put": LiveSession._release, "dma_write": LiveSession._dma_write,
+    "dma_read": LiveSession._dma_read, "alias": LiveSession._alias,
+}

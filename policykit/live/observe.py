@@ -1,0 +1,101 @@
+"""What the kernel says about a process's pages: /proc/PID/pagemap (PFN, present,
+swapped), /proc/kpageflags (anon, THP, zero page, PageAnonExclusive) and
+/proc/kpagecount (mapcount).  Root is needed for PFNs; without them only data and fault
+outcomes can be compared.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from .libc import PAGE_SIZE
+
+_PFN_MASK = (1 << 55) - 1
+_PRESENT, _SWAPPED, _EXCLUSIVE_MAP, _SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 56, 1 << 55
+
+KPF_ANON = 12
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
+KPF_HUGE = 17
+KPF_THP = 22
+KPF_ZERO_PAGE = 24
+#: PG_anon_exclusive shares its bit with PG_mappedtodisk (include/linux/page-flags.h),
+#: which /proc/kpageflags shows as KPF_MAPPEDTODISK; an anonymous page never has the
+#: latter, so for one it is PageAnonExclusive.  Checked on start-up (:func:`check_exclusive_bit`).
+KPF_ANON_EXCLUSIVE = 34
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One page of a process as the kernel shows it."""
+
+    present: bool
+    swapped: bool
+    pfn: int                     # 0 when not present or hidden
+    soft_dirty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    anon: bool
+    zero: bool
+    thp: bool
+    hugetlb: bool
+    exclusive: bool
+    mapcount: int
+
+
+def pagemap(pid: int, addr: int, npages: int) -> list[Entry]:
+    """The pagemap entries of ``npages`` pages from ``addr`` in process ``pid``."""
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        raw = os.pread(fd, 8 * npages, addr // PAGE_SIZE * 8)
+    finally:
+        os.close(fd)
+    out = []
+    for (v,) in struct.iter_unpack("<Q", raw):
+        present = bool(v & _PRESENT)
+        out.append(Entry(present, bool(v & _SWAPPED), v & _PFN_MASK if present else 0, bool(v & _SOFT_DIRTY)))
+    return out
+
+
+class PageTable:
+    """Reads /proc/kpageflags and /proc/kpagecount for many PFNs, in runs."""
+
+    def __init__(self) -> None:
+        self._flags = os.open("/proc/kpageflags", os.O_RDONLY)
+        try:
+            self._count = os.open("/proc/kpagecount", os.O_RDONLY)
+        except OSError:
+            os.close(self._flags)
+            raise
+
+    def close(self) -> None:
+        os.close(self._flags)
+        os.close(self._count)
+
+    def info(self, pfns: set[int]) -> dict[int, PageInfo]:
+        out: dict[int, PageInfo] = {}
+        for lo, hi in _runs(sorted(pfns)):
+            n = hi - lo
+            flags = struct.unpack(f"<{n}Q", os.pread(self._flags, 8 * n, 8 * lo))
+            counts = struct.unpack(f"<{n}Q", os.pread(self._count, 8 * n, 8 * lo))
+            for i in range(n):
+                f = flags[i]
+                anon = bool(f >> KPF_ANON & 1)
+                out[lo + i] = PageInfo(anon, bool(f >> KPF_ZERO_PAGE & 1), bool(f >> KPF_THP & 1),
+                                       bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1,
+                                       anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), counts[i])
+        return out
+
+
+def _runs(pfns: list[int]) -> list[tuple[int, int]]:
+    """Sorted PFNs as [lo, hi) runs (a gap of up to 64 pages is read through)."""
+    out: list[tuple[int, int]] = []
+    for p in pfns:
+        if out and p - out[-1][1] <= 64:
+            out[-1] = (out[-1][0], p + 1)
+        else:
+            out.append((p, p + 1))
+    return out

@@ -1,0 +1,133 @@
+"""The simulator's side of a live comparison: the same scenario, step by step, under a
+policy, observed in the vocabulary of :mod:`.trace`."""
+
+from __future__ import annotations
+
+from ..engine.context import FLAG_PREFIX
+from ..engine.mm import Engine
+from ..engine.model import Machine
+from ..run import Runner, Session
+from ..scenario.model import Scenario
+from .trace import Labeller, Observation, PageView, classify_write
+
+_FLAG = "anon_exclusive"
+
+
+def simulate(session: Session, scenario: Scenario) -> list[Observation]:
+    """Run ``scenario`` under the session's policy; one observation per step."""
+    runner = session.start()
+    engine = runner.engine
+    exclusive = _declares(engine)
+    order: list[str] = []                      # processes, as made
+    regions: list[str] = []                    # mapped regions, as made (aliases left out)
+    labels: dict[int, str] = {}                # token -> who wrote it
+    previous: dict[str, tuple[bool, bool, int]] = {}
+    out = []
+    for index, step in enumerate(scenario.steps):
+        spec = session.registry.operations[step.op]
+        obs = Observation(index, step.text)
+        writes: list[str] = []
+        if step.op == "write":
+            writes = _keys(runner, step, regions)
+        rec = runner.step(index, step)
+        if rec.status == "failed":
+            obs.status = "failed " + rec.message.split(":", 1)[0]
+        elif rec.status != "ok":
+            obs.status = rec.status
+        if rec.status == "ok" and step.result:
+            if spec.result == "process":
+                order.append(step.result)
+            elif spec.result == "region" and step.op != "alias":
+                regions.append(step.result)
+        if step.op in ("fork_children",):
+            order.extend(n for n in runner.pids if n not in order)
+        machine = engine.machine
+        now = _positions(runner, order, regions)
+        if rec.status == "ok":
+            if step.op == "write":
+                for key in writes:
+                    pid, vpn = now[key][3], now[key][4]
+                    pte = machine.processes[pid].mm.ptes.get(vpn)
+                    if pte is not None and pte.present:
+                        labels[machine.pages[pte.pfn].content] = f"w{index} {key}"
+                    was = previous.get(key, (False, False, 0))
+                    after = now[key][2] if now[key][0] else -1
+                    obs.faults[key] = classify_write(was[0], was[2], after, not was[1])
+            elif step.op == "dma_write":
+                name, lo, hi = step.params["ref"]
+                ref = machine.refs.get(runner.rids[name])
+                if ref is not None:
+                    for i in range(lo, hi):
+                        labels[machine.pages[ref.pfns[i]].content] = f"d{index} {name}[{i}]"
+            elif step.op == "read":
+                for key in _keys(runner, step, regions):
+                    pid, vpn = now[key][3], now[key][4]
+                    obs.data[key] = _label(labels, engine.peek(pid, vpn))
+            elif step.op == "dma_read":
+                name, lo, hi = step.params["ref"]
+                ref = machine.refs[runner.rids[name]]
+                for i in range(lo, hi):
+                    obs.data[f"{name}[{i}]"] = _label(labels, machine.pages[ref.pfns[i]].content)
+        obs.pages = _views(engine, machine, now, exclusive)
+        previous = {k: (v[0], v[1], v[2]) for k, v in now.items()}
+        out.append(obs)
+    return out
+
+
+def _declares(engine: Engine) -> bool:
+    """Whether the policy models PageAnonExclusive (5.19 and later do)."""
+    return FLAG_PREFIX + _FLAG in engine.defaults["page"]
+
+
+def _label(labels: dict[int, str], token: int) -> str:
+    return "zero" if token == 0 else labels.get(token, f"unknown #{token}")
+
+
+def _keys(runner: Runner, step, regions: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The page names a step's region argument covers (an alias by the region it is in)."""
+    proc = step.params["process"]
+    name, lo, hi = step.params["region"]
+    base = runner.bases[name]
+    for r in regions:
+        rb, size = runner.bases[r], runner.sizes[r]
+        if rb <= base < rb + size:
+            return [f"{proc}:{r}[{base - rb + i}]" for i in range(lo, hi)]
+    return [f"{proc}:{name}[{i}]" for i in range(lo, hi)]
+
+
+def _positions(runner: Runner, order: list[str], regions: list[str]) -> dict[str, tuple]:
+    """page name -> (present, writable, pfn, pid, vpn) of every live process's pages."""
+    machine = runner.engine.machine
+    out = {}
+    for name in order:
+        pid = runner.pids.get(name)
+        proc = machine.processes.get(pid) if pid is not None else None
+        if proc is None or not proc.alive:
+            continue
+        ptes = proc.mm.ptes
+        for r in regions:
+            base = runner.bases[r]
+            for i in range(runner.sizes[r]):
+                pte = ptes.get(base + i)
+                key = f"{name}:{r}[{i}]"
+                if pte is None:
+                    out[key] = (False, False, -1, pid, base + i)
+                else:
+                    out[key] = (pte.present, pte.writable, pte.pfn if pte.present else -2, pid, base + i)
+    return out
+
+
+def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> dict[str, PageView]:  # type: ignore[no-untyped-def]
+    label = Labeller()
+    out = {}
+    for key, (present, _, pfn, _, _) in now.items():
+        if not present:
+            out[key] = PageView("-" if pfn == -1 else "swap", None, None)
+            continue
+        page = machine.pages[pfn]
+        if page.zero:
+            out[key] = PageView("zero", None, None)
+            continue
+        excl = bool(engine.flag(page, _FLAG)) if exclusive and page.anon else None
+        out[key] = PageView(label(pfn), excl, page.mapcount)
+    return out

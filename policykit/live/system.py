@@ -1,0 +1,199 @@
+"""What this machine's kernel lets the live backend do (:class:`Capabilities`), and the
+system settings a run changes and must give back (:class:`Settings`).
+
+Settings are restored in reverse order on the way out of the ``with`` block, on
+success, failure, timeout and Ctrl-C alike: a hugetlb pool grown for a run shrinks back
+to its old size, a swapfile made and enabled for a run is disabled and deleted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import libc
+from .observe import pagemap
+
+_HUGETLB_2M = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+_THP = "/sys/kernel/mm/transparent_hugepage/enabled"
+_SWAP_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What works here; each ``*_reason`` says why something does not ("" when it does)."""
+
+    reason: str = ""             # why nothing can run live
+    pfns: bool = False           # pagemap shows PFNs, kpageflags/kpagecount readable (root)
+    perf_reason: str = ""
+    io_uring_reason: str = ""
+    soft_dirty: bool = False
+    thp_reason: str = ""
+    hugetlb_reason: str = ""
+    swap_reason: str = ""
+
+    @property
+    def thp(self) -> bool:
+        return not self.thp_reason
+
+    @property
+    def hugetlb(self) -> bool:
+        return not self.hugetlb_reason
+
+    @property
+    def swap(self) -> bool:
+        return not self.swap_reason
+
+    @classmethod
+    def probe(cls) -> Capabilities:
+        """Look at this machine (touches one page of this process, and nothing else)."""
+        if not os.path.exists("/proc/self/pagemap"):
+            return cls(reason="not Linux, or no /proc/PID/pagemap")
+        try:
+            libc.syscall_number("perf_event_open")
+        except libc.LibcError as exc:
+            return cls(reason=str(exc))
+        addr = libc.mmap(0, libc.PAGE_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS)
+        try:
+            libc.store(addr, b"\1")
+            entry = pagemap(os.getpid(), addr, 1)[0]
+        finally:
+            libc.munmap(addr, libc.PAGE_SIZE)
+        pfns = entry.pfn != 0 and os.access("/proc/kpageflags", os.R_OK) and os.access("/proc/kpagecount", os.R_OK)
+        root = os.geteuid() == 0
+        return cls(
+            pfns=pfns,
+            perf_reason=_try(_perf, "perf_event_open(PERF_COUNT_SW_PAGE_FAULTS)"),
+            io_uring_reason=_try(_io_uring, "io_uring"),
+            soft_dirty=entry.soft_dirty,
+            thp_reason=_thp_reason(),
+            hugetlb_reason="" if root and os.path.isdir(_HUGETLB_2M) else
+            "2 MiB hugetlb pages need root (to reserve them) and hugetlbfs support",
+            swap_reason="" if root or _swap_active() else "swap needs root (to make and enable a swapfile)",
+        )
+
+
+def _try(fn: Callable[[], None], what: str) -> str:
+    try:
+        fn()
+    except OSError as exc:
+        return f"{what} is not available: {exc}"
+    return ""
+
+
+def _perf() -> None:
+    from .perf import FaultSampler
+    FaultSampler().close()
+
+
+def _io_uring() -> None:
+    from .uring import Ring
+    Ring().close()
+
+
+def _thp_reason() -> str:
+    try:
+        with open(_THP) as f:
+            mode = f.read()
+    except OSError:
+        return "no transparent hugepages in this kernel"
+    return "transparent hugepages are disabled ([never])" if "[never]" in mode else ""
+
+
+def _swap_active() -> bool:
+    try:
+        with open("/proc/swaps") as f:
+            return len(f.read().splitlines()) > 1
+    except OSError:
+        return False
+
+
+class Settings:
+    """System settings changed for a run, each undone on :meth:`restore` (``with``)."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[str, Callable[[], None]]] = []
+        self.changed: list[str] = []
+
+    def __enter__(self) -> Settings:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Undo every change, the last first; every undo is tried even if one fails."""
+        errors = []
+        while self._undo:
+            what, undo = self._undo.pop()
+            try:
+                undo()
+            except OSError as exc:
+                errors.append(f"{what}: {exc}")
+        if errors:
+            raise OSError("could not restore: " + "; ".join(errors))
+
+    def hugetlb_free(self, pages: int) -> None:
+        """At least ``pages`` free 2 MiB huge pages (growing the pool; shrunk back later)."""
+        free = _read_int(f"{_HUGETLB_2M}/free_hugepages")
+        if free >= pages:
+            return
+        path = f"{_HUGETLB_2M}/nr_hugepages"
+        before = _read_int(path)
+        if not any(w == "nr_hugepages" for w, _ in self._undo):
+            self._undo.append(("nr_hugepages", lambda: _write(path, before)))
+            self.changed.append(f"nr_hugepages {before} -> (more) -> {before}")
+        _write(path, before + pages - free)
+        if _read_int(f"{_HUGETLB_2M}/free_hugepages") < pages:
+            raise OSError(f"could not reserve {pages} huge pages of 2 MiB")
+
+    def swap(self) -> None:
+        """Swap space: what is active, or a swapfile made and enabled for the run."""
+        if _swap_active():
+            return
+        fd, path = tempfile.mkstemp(prefix="policykit-swap-", dir="/var/tmp")
+        try:
+            _make_swapfile(fd, _SWAP_BYTES)
+        finally:
+            os.close(fd)
+
+        def remove() -> None:
+            os.unlink(path)
+        self._undo.append(("swapfile", remove))
+        if libc._libc.swapon(path.encode(), 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"swapon {path}: {os.strerror(err)}")
+
+        def swapoff() -> None:
+            if libc._libc.swapoff(path.encode()) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"swapoff {path}: {os.strerror(err)}")
+        self._undo.append(("swapon", swapoff))
+        self.changed.append(f"swapfile {path} enabled")
+
+
+def _make_swapfile(fd: int, size: int) -> None:
+    """A version-1 swap area: a header page (mkswap's layout) and zeros."""
+    pages = size // libc.PAGE_SIZE
+    os.ftruncate(fd, 0)
+    os.posix_fallocate(fd, 0, size)          # a swapfile may have no holes
+    header = bytearray(libc.PAGE_SIZE)
+    struct.pack_into("<III", header, 1024, 1, pages - 1, 0)       # version, last_page, nr_badpages
+    header[1024 + 12:1024 + 28] = os.urandom(16)                 # uuid
+    header[-10:] = b"SWAPSPACE2"
+    os.pwrite(fd, bytes(header), 0)
+    os.fsync(fd)
+
+
+def _read_int(path: str) -> int:
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+def _write(path: str, value: int) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))

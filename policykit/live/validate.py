@@ -1,0 +1,127 @@
+"""Validate the simulator against the kernel: run each scenario both ways and compare
+every step, aspect by aspect (see :data:`.trace.ASPECTS`)."""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ..run import Session
+from ..scenario.model import Scenario
+from .backend import LiveRun, LiveSession, NotRunnable, check_exclusive_bit, why_not_runnable
+from .simulate import simulate
+from .system import Capabilities, Settings
+from .trace import ASPECTS, Observation
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    step: int
+    text: str
+    aspect: str
+    where: str                   # the page (or ``step`` for the status)
+    live: object
+    simulated: object
+
+
+@dataclass
+class Validation:
+    """One scenario run live and simulated."""
+
+    scenario: Scenario
+    live: list[Observation] = field(default_factory=list)
+    simulated: list[Observation] = field(default_factory=list)
+    disagreements: list[Disagreement] = field(default_factory=list)
+    not_runnable: str = ""
+    live_time: float = 0.0
+    sim_time: float = 0.0
+    #: per aspect: (values compared, values that agreed)
+    compared: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def steps_agreed(self) -> int:
+        bad = {d.step for d in self.disagreements}
+        return sum(1 for o in self.live if o.index not in bad)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.not_runnable and not self.disagreements
+
+
+def compare(live: list[Observation], simulated: list[Observation],
+            aspects: Iterable[str] = ASPECTS) -> tuple[list[Disagreement], dict[str, tuple[int, int]]]:
+    """Every value on which the two traces differ, and per aspect how many were compared
+    and agreed.  An aspect one side does not show for a page (the exclusive flag of a
+    policy without PageAnonExclusive, mapcounts without PFNs) is not compared."""
+    out: list[Disagreement] = []
+    counts = {a: [0, 0] for a in aspects}
+    for lv, sv in zip(live, simulated):
+        for aspect in counts:
+            a, b = lv.aspect(aspect), sv.aspect(aspect)
+            keys = a.keys() & b.keys() if aspect in ("exclusive", "mapcount") else a.keys() | b.keys()
+            for key in sorted(keys, key=_natural):
+                x, y = a.get(key, "-"), b.get(key, "-")
+                counts[aspect][0] += 1
+                if x == y:
+                    counts[aspect][1] += 1
+                else:
+                    out.append(Disagreement(lv.index, lv.text, aspect, key, x, y))
+    return out, {a: (n, ok) for a, (n, ok) in counts.items()}
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
+
+
+def run_live(scenario: Scenario, caps: Capabilities, timeout: float = 20.0) -> LiveRun:
+    """Run ``scenario`` on this kernel (or say why it cannot be)."""
+    out = LiveRun(scenario, not_runnable=why_not_runnable(scenario, caps))
+    if out.not_runnable:
+        return out
+    started = time.perf_counter()
+    try:
+        check_exclusive_bit(caps, timeout)
+        with Settings() as settings, LiveSession(caps, settings, timeout) as live:
+            out.observations = live.run(scenario)
+    except NotRunnable as exc:
+        out.not_runnable = str(exc)
+    out.elapsed = time.perf_counter() - started
+    return out
+
+
+def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities | None = None,
+             progress: Callable[[int, int, str], None] | None = None) -> list[Validation]:
+    """Each scenario live and under the session's policy, compared step by step."""
+    caps = caps or Capabilities.probe()
+    aspects = ASPECTS if caps.pfns else ("status", "fault", "data")
+    out: list[Validation] = []
+    scenarios = list(scenarios)
+    for scenario in scenarios:
+        if progress is not None:
+            progress(len(out), len(scenarios), scenario.name)
+        run = run_live(scenario, caps)
+        v = Validation(scenario, not_runnable=run.not_runnable, live=run.observations, live_time=run.elapsed)
+        if not v.not_runnable:
+            started = time.perf_counter()
+            v.simulated = simulate(session, scenario)
+            v.sim_time = time.perf_counter() - started
+            v.disagreements, v.compared = compare(v.live, v.simulated, aspects)
+        out.append(v)
+    if progress is not None:
+        progress(len(out), len(scenarios), "")
+    return out
+
+
+def kernel_release() -> tuple[int, int]:
+    """(major, minor) of the running kernel."""
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def era_for(release: tuple[int, int], eras: dict[str, tuple[int, int]]) -> str | None:
+    """The newest era policy (name -> first kernel it describes) not newer than ``release``."""
+    fit = [(v, name) for name, v in eras.items() if v <= release]
+    return max(fit)[1] if fit else None
