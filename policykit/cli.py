@@ -190,6 +190,75 @@ def cmd_score(ns: argparse.Namespace) -> int:
     return _exit([row.results[0] for row in cmp.rows], not unmet)
 
 
+def _live_capabilities():  # type: ignore[no-untyped-def]
+    """What the live backend can do here; a clear error when it can do nothing."""
+    from .live.system import Capabilities
+
+    caps = Capabilities.probe()
+    why = caps.reason or caps.perf_reason
+    if why:
+        raise UsageError(f"the live backend cannot run on this machine: {why}")
+    if not caps.pfns:
+        print("note: no PFNs in /proc/PID/pagemap (not root): comparing fault outcomes and data only",
+              file=sys.stderr)
+    return caps
+
+
+def cmd_live(ns: argparse.Namespace) -> int:
+    from .live.report import render_live
+    from .live.validate import run_live
+
+    caps = _live_capabilities()
+    session = _session(ns, ns.policy or "linux-6.x")
+    scenarios = _corpus(session, argparse.Namespace(**{**vars(ns), "corpus": ns.scenarios + (ns.corpus or [])}))
+    runs = [run_live(sc, caps) for sc in scenarios]
+    print(render_live(runs, ns.format))
+    return ExitCode.OK if all(not r.not_runnable for r in runs) else ExitCode.FAILED
+
+
+def cmd_validate(ns: argparse.Namespace) -> int:
+    from .live.report import render_validation
+    from .live.validate import validate
+
+    caps = _live_capabilities()
+    policy = _auto_policy() if ns.policy == "auto" else ns.policy
+    session = _session(ns, policy)
+    scenarios = _corpus(session, ns)
+    bar = _progress("scenario")
+    try:
+        results = validate(session, scenarios, caps, bar)
+    finally:
+        bar.close()
+    print(render_validation(results, session.policy.name, ns.format))
+    return ExitCode.FAILED if any(v.disagreements for v in results) else ExitCode.OK
+
+
+def _auto_policy() -> str:
+    """The built-in era policy for the running kernel (``uname -r``): the newest whose
+    ``era`` line starts at or before it."""
+    import re
+
+    from . import dsl
+    from .live.validate import era_for, kernel_release
+
+    eras: dict[str, tuple[int, int]] = {}
+    for name, files in config.policy_files().items():
+        if not re.fullmatch(r"linux-\d+\.(\d+|x)", name) or not files[0].is_relative_to(dsl.builtin_dir()):
+            continue
+        era = re.search(r'^era\s+"([^"]*)"', files[0].read_text(), re.M)
+        first = re.search(r"(\d+)\.(\d+)", era.group(1)) if era else None
+        if era and era.group(1).lstrip().startswith("<="):
+            eras[name] = (0, 0)
+        elif first:
+            eras[name] = (int(first.group(1)), int(first.group(2)))
+    release = kernel_release()
+    chosen = era_for(release, eras)
+    if chosen is None:
+        raise UsageError(f"no built-in era policy describes Linux {release[0]}.{release[1]}")
+    print(f"auto: Linux {release[0]}.{release[1]} -> {chosen}", file=sys.stderr)
+    return chosen
+
+
 def cmd_corpus(ns: argparse.Namespace) -> int:
     from . import report
     from ._manager import get_plugin_manager
@@ -689,6 +758,39 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     if pm is not None:
         for runs_scenarios in (run, comp, score):
             pm.hook.policykit_addoption(parser=runs_scenarios)
+
+    live = sub.add_parser(
+        "live", help="run scenarios on this machine's kernel and show each step",
+        description="Run each scenario on the running kernel: every process a forked agent driven "
+                    "step by step, the memory mapped with mmap (THP, hugetlb, swap as the variant "
+                    "says), pins as io_uring fixed buffers, pipes by vmsplice.  Each step shows how "
+                    "each write was served (populate, no fault, reuse, copy), what each read saw, and "
+                    "the pages each process maps (canonical labels, PageAnonExclusive, mapcount).  "
+                    "Needs Linux; PFNs need root.  Exit 1 when a scenario cannot run live (listed "
+                    "with the reason).",
+        epilog="examples:\n  policykit live policykit/corpus/cow-basic.scn --variant base\n"
+               "  policykit live -k rdma-fork --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    live.add_argument("scenarios", metavar="SCENARIO", nargs="*",
+                      help="scenario files or directories (default: the corpus); the same as --corpus")
+    live.add_argument("--policy", metavar="POLICY",
+                      help="the policy whose plugins read the scenarios (default: linux-6.x)")
+    _selection(live, ("table", "json", "markdown"))
+    live.set_defaults(func=cmd_live)
+
+    val = sub.add_parser(
+        "validate", help="check the simulator against this machine's kernel, step by step",
+        description="Run every live-runnable scenario on the running kernel and under POLICY in the "
+                    "simulator, and compare each step: the status, how each write was served, the "
+                    "data each read saw, which pages are shared, PageAnonExclusive and mapcounts.  "
+                    "Disagreements first, both traces side by side up to the first one; scenarios "
+                    "the kernel cannot run here are listed with the reason.  POLICY 'auto' is the "
+                    "built-in era policy for uname -r.  Exit 1 on any disagreement.",
+        epilog="examples:\n  policykit validate auto\n  policykit validate linux-5.19 --tag rdma",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _policy_arg(val, "policy", help="a policy, or 'auto' for this kernel's era")
+    _selection(val, ("table", "json", "markdown"))
+    val.set_defaults(func=cmd_validate)
 
     corpus = sub.add_parser("corpus", help="list the corpus",
                             description="List the scenarios of the built-in corpus (or of --corpus).")

@@ -18,6 +18,7 @@ from conftest import ROOT
     ("bench_explore.py", "new distinct states/s"),
     ("bench_mutate.py", "mutants/s"),
     ("bench_startup.py", "policykit check mine.pol"),
+    ("bench_live.py", "live"),
 ])
 def test_benchmark_runs(script, prints):
     env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}

@@ -1,0 +1,59 @@
+"""Live and simulated time of the same scenarios, side by side, in one run.
+
+Run:  python bench/bench_live.py
+Floors (issue #13): the whole live-runnable corpus <= 20 s live; the simulator >= 20x
+faster than live per scenario (simulated time includes taking the same observations).
+Needs what ``policykit validate`` needs (Linux, perf, root for PFNs); says why not
+otherwise.  POLICYKIT_BENCH_QUICK=1 runs a few scenarios only.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from policykit import load_policy
+from policykit.corpus import corpus_dirs, scenario_files
+from policykit.live.system import Capabilities
+from policykit.live.validate import validate
+from policykit.run import Session
+
+QUICK = bool(os.environ.get("POLICYKIT_BENCH_QUICK"))
+
+
+def main() -> int:
+    caps = Capabilities.probe()
+    why = caps.reason or caps.perf_reason or ("" if caps.pfns else "no PFNs in pagemap (needs root)")
+    if why:
+        print(f"live backend unavailable here: {why}; nothing measured")
+        return 0
+    session = Session(load_policy("linux-6.x"))
+    files = scenario_files([str(d) for d in corpus_dirs(session.pm)], session.pm)
+    scenarios = [sc for f in files for sc in session.load_all(str(f))]
+    if QUICK:
+        scenarios = [sc for sc in scenarios if sc.name.startswith("cow-basic/")][:3]
+    started = time.perf_counter()
+    results = [v for v in validate(session, scenarios, caps) if not v.not_runnable]
+    wall = time.perf_counter() - started
+    live = sum(v.live_time for v in results)
+    sim = sum(v.sim_time for v in results)
+    ratios = sorted(v.live_time / v.sim_time for v in results if v.sim_time > 0)
+    print(f"{len(results)} live-runnable scenarios (of {len(scenarios)}), policy linux-6.x, one process")
+    print(f"  {'scenario':44} {'live ms':>9} {'simulated ms':>13} {'ratio':>7}")
+    for v in sorted(results, key=lambda v: v.live_time / max(v.sim_time, 1e-9))[:8]:
+        print(f"  {v.scenario.name:44} {v.live_time * 1000:9.1f} {v.sim_time * 1000:13.2f} "
+              f"{v.live_time / max(v.sim_time, 1e-9):7.1f}x")
+    print("  ... (the 8 smallest ratios shown)")
+    print(f"whole corpus live: {live:.2f} s (floor <= 20 s: {'met' if live <= 20 else 'NOT met'}); "
+          f"simulated: {sim:.3f} s; validate wall time {wall:.2f} s")
+    print(f"simulator faster than live per scenario: median {statistics.median(ratios):.1f}x, "
+          f"smallest {ratios[0]:.1f}x (floor >= 20x: {'met' if ratios[0] >= 20 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The live backend on this machine's kernel: the same scenario run for real and in the
+simulator, step by step.  Skipped, with the reason, where the kernel does not give what
+it needs (PFNs in pagemap, perf page-fault sampling, io_uring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+
+import pytest
+
+from policykit import load_policy
+from policykit.cli import main
+from policykit.run import Session
+
+live = pytest.importorskip("policykit.live.system")
+Capabilities = live.Capabilities
+
+
+def _capabilities() -> Capabilities | None:
+    try:
+        return Capabilities.probe()
+    except OSError:
+        return None
+
+
+CAPS = _capabilities()
+_WHY = ("no capability probe" if CAPS is None else CAPS.reason or CAPS.perf_reason or CAPS.io_uring_reason
+        or ("" if CAPS.pfns else "no PFNs in /proc/PID/pagemap (needs root)"))
+pytestmark = pytest.mark.skipif(bool(_WHY), reason=f"live backend unavailable: {_WHY}")
+
+
+def _system_state() -> tuple[str, str, str]:
+    def read(path: str) -> str:
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+    return (read("/proc/swaps"), read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+            read("/proc/sys/vm/nr_hugepages"))
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_behind():
+    """Every test: no setting changed, no agent left, however the test ends."""
+    before = _system_state()
+    children = _children()
+    yield
+    assert _system_state() == before
+    assert _children() <= children
+
+
+def _children() -> set[int]:
+    """Live processes whose parent is this one (agents that were not reaped)."""
+    me, out = str(os.getpid()), set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                out.add(int(pid))
+    return out
+
+
+def _scenario(session: Session, text: str, name: str = "t.scn", variant: str | None = None):
+    return session.parse(textwrap.dedent(text), name, variant)
+
+
+def _session(policy: str = "linux-6.x") -> Session:
+    return Session(load_policy(policy))
+
+
+COW = """\
+    scenario cow
+    spawn -> parent
+    mmap parent 1 private -> buf
+    write parent buf
+    fork parent -> child
+    write parent buf
+    read child buf
+    write child buf
+"""
+
+
+def test_basic_cow_as_the_kernel_does_it():
+    from policykit.live.validate import validate
+
+    s = _session()
+    v = validate(s, [_scenario(s, COW)], CAPS)[0]
+    assert v.agrees, v.disagreements
+    steps = v.live
+    assert steps[2].faults == {"parent:buf[0]": "populate"}
+    # fork shares the page: one label for both, mapcount 2, neither exclusive
+    shared = steps[3].pages
+    assert shared["parent:buf[0]"].label == shared["child:buf[0]"].label
+    assert shared["parent:buf[0]"].mapcount == 2 and shared["parent:buf[0]"].exclusive is False
+    assert steps[4].faults == {"parent:buf[0]": "copy"}
+    assert steps[5].data == {"child:buf[0]": "w2 parent:buf[0]"}
+    # the child's page is its own by then: the kernel reuses it (5.8+ by refcount)
+    assert steps[6].faults == {"child:buf[0]": "reuse"}
+    assert steps[6].pages["child:buf[0]"].exclusive is True
+
+
+def test_rdma_pin_and_device_io_through_io_uring():
+    from policykit.live.validate import validate
+
+    s = _session()
+    text = """\
+        scenario rdma
+        spawn -> parent
+        mmap parent 1 private -> buf
+        write parent buf
+        pin parent buf write longterm -> mr
+        fork parent -> child
+        write parent buf
+        dma_write mr
+        read parent buf
+        read child buf
+        dma_read mr
+        unpin mr
+    """
+    v = validate(s, [_scenario(s, text)], CAPS)[0]
+    assert v.agrees, v.disagreements
+    # 5.9+: fork copied the pinned page for the child; the parent writes in place
+    assert v.live[5].faults == {"parent:buf[0]": "no fault"}
+    assert v.live[7].data == {"parent:buf[0]": "d6 mr[0]"}
+    assert v.live[8].data == {"child:buf[0]": "w2 parent:buf[0]"}
+    assert v.live[9].data == {"mr[0]": "d6 mr[0]"}
+
+
+def test_vmsplice_pipe_sees_what_the_kernel_lets_it():
+    from policykit.live.validate import validate
+
+    s = _session()
+    [sc] = [x for x in s.load_all("policykit/corpus/vmsplice-child-unmap.scn") if x.variant == "base"]
+    v = validate(s, [sc], CAPS)[0]
+    assert v.agrees, v.disagreements
+    # the pipe keeps the data of fork time: the parent's write copied away from it
+    assert v.live[-1].data == {"pipe[0]": "w2 parent:buf[0]"}
+
+
+def test_validate_reports_the_large_folio_reuse_as_a_disagreement_for_5_19():
+    """Linux 6.15+ reuses a PTE-mapped THP only this process maps; 5.19 copied it."""
+    from policykit.live.validate import kernel_release, validate
+
+    if kernel_release() < (6, 15):
+        pytest.skip("the running kernel predates large-folio reuse (6.15)")
+    if not CAPS.thp:
+        pytest.skip(CAPS.thp_reason)
+    s = _session("linux-5.19")
+    [sc] = [x for x in s.load_all("policykit/corpus/cow-reuse-after-child-exit.scn") if x.variant == "pte-mapped-thp"]
+    v = validate(s, [sc], CAPS)[0]
+    first = v.disagreements[0]
+    assert (first.aspect, first.live, first.simulated) == ("fault", "reuse", "copy")
+    assert first.text == "write parent buf[0]"
+
+
+def test_steps_the_kernel_cannot_run_make_the_scenario_not_runnable():
+    from policykit.live.validate import run_live
+
+    s = _session()
+    text = """\
+        scenario ro
+        spawn -> p
+        mmap p 1 private -> buf
+        pin p buf longterm -> ro
+    """
+    run = run_live(_scenario(s, text), CAPS)
+    assert run.not_runnable.startswith("line 4: 'pin p buf longterm -> ro':")
+    assert "gup_test" in run.not_runnable and not run.observations
+
+
+def test_hugetlb_and_swap_are_set_up_and_given_back():
+    from policykit.live.validate import validate
+
+    if not (CAPS.hugetlb and CAPS.swap):
+        pytest.skip(CAPS.hugetlb_reason or CAPS.swap_reason)
+    s = _session()
+    scenarios = [x for x in s.load_all("policykit/corpus/cow-basic.scn") if x.variant in ("hugetlb", "swapped")]
+    results = validate(s, scenarios, CAPS)
+    assert [v.agrees for v in results] == [True, True], [v.disagreements for v in results]
+    swapped = next(v for v in results if v.scenario.variant == "swapped")
+    assert any(p.label == "swap" for o in swapped.live for p in o.pages.values())
+
+
+@pytest.mark.parametrize("how", ["error", "interrupt", "timeout"])
+def test_everything_is_given_back_when_a_run_breaks(monkeypatch, how):
+    """A step that raises, a Ctrl-C, an agent that stops answering: agents killed and
+    reaped, the hugetlb pool and swap restored (checked by the autouse fixture)."""
+    from policykit.live import backend
+    from policykit.live.agent import AgentError
+    from policykit.live.validate import run_live
+
+    if not (CAPS.hugetlb and CAPS.swap):
+        pytest.skip(CAPS.hugetlb_reason or CAPS.swap_reason)
+    s = _session()
+    text = """\
+        scenario broken
+        spawn -> p
+        hugetlb_pool 1
+        mmap_hugetlb p 1 private -> huge
+        write p huge
+        mmap p 1 private -> buf
+        write p buf
+        pageout p buf
+        fork p -> c
+        read c buf
+    """
+    real_read = backend.LiveSession._read
+
+    def broken_read(self, step, index, obs):
+        if how == "error":
+            raise RuntimeError("a bug")
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        os.kill(self.agents["c"].pid, signal.SIGSTOP)        # it will never answer
+        return real_read(self, step, index, obs)
+
+    monkeypatch.setattr(backend.LiveSession, "_read", broken_read)
+    monkeypatch.setitem(backend._OPS, "read", broken_read)
+    expected = {"error": RuntimeError, "interrupt": KeyboardInterrupt, "timeout": AgentError}[how]
+    with pytest.raises(expected):
+        run_live(_scenario(s, text), CAPS, timeout=1.0)
+
+
+def test_validate_command_picks_this_kernels_era(capsys):
+    assert main(["validate", "auto", "-k", "cow-basic", "--variant", "base"]) == 0
+    out, err = capsys.readouterr()
+    assert "auto: Linux" in err
+    assert "2 scenarios run live: 2 agree on every step" in out
+
+
+def test_live_command_json(capsys, tmp_path):
+    path = tmp_path / "cow.scn"
+    path.write_text(textwrap.dedent(COW))
+    assert main(["live", str(path), "--format", "json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["scenario"] == "cow"
+    assert [st["faults"] for st in run["steps"] if st["faults"]] == [
+        {"parent:buf[0]": "populate"}, {"parent:buf[0]": "copy"}, {"child:buf[0]": "reuse"}]
+
+
+def test_validate_exits_1_on_a_disagreement(capsys):
+    from policykit.live.validate import kernel_release
+
+    if kernel_release() < (6, 15) or not CAPS.thp:
+        pytest.skip("needs large-folio reuse (6.15+) and THP")
+    code = main(["validate", "linux-5.19", "-k", "cow-reuse-after-child-exit", "--variant", "pte-mapped-thp"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "first disagreement at step 8 ('write parent buf[0]'): fault of parent:buf_thp[0]: live reuse, " \
+           "simulated copy" in out
