@@ -42,7 +42,9 @@ class PageInfo:
     zero: bool
     thp: bool
     hugetlb: bool
-    exclusive: bool
+    #: PageAnonExclusive; None for a tail page of a large folio, where /proc/kpageflags
+    #: shows the folio's flags (its head page's), not the page's own
+    exclusive: bool | None
     mapcount: int
 
 
@@ -84,9 +86,10 @@ class PageTable:
             for i in range(n):
                 f = flags[i]
                 anon = bool(f >> KPF_ANON & 1)
+                tail = bool(f >> KPF_COMPOUND_TAIL & 1)
                 out[lo + i] = PageInfo(anon, bool(f >> KPF_ZERO_PAGE & 1), bool(f >> KPF_THP & 1),
                                        bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1,
-                                       anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), counts[i])
+                                       None if tail else anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), counts[i])
         return out
 
 
