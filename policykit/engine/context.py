@@ -120,6 +120,34 @@ class PageView(_FlaggedView):
         return sum(r.count for r in machine.refs.values() if pfn in r.pfns and procs[r.owner].mm is not mm)
 
     @property
+    def folio_mapcount(self) -> int:
+        """``folio_mapcount()``: the mappings of every page of the page's large folio (the
+        page's own for a small page)."""
+        page = self[0]
+        folio = page.folio
+        if folio is None:
+            return page.mapcount
+        pages = self[2].pages
+        return sum(p.mapcount for p in (pages.get(pfn) for pfn in range(folio.head, folio.head + folio.nr))
+                   if p is not None)
+
+    @property
+    def folio_mapped_shared(self) -> bool:
+        """``folio_maybe_mapped_shared()``: an mm other than the deciding one maps a page
+        of the page's large folio (for a small page: more than one mapping)."""
+        page = self[0]
+        folio = page.folio
+        if folio is None:
+            return page.mapcount > 1
+        mine = self[3] if len(self) > 3 else None
+        lo, hi = folio.head, folio.head + folio.nr
+        for proc in self[2].processes.values():
+            if proc.alive and proc.mm is not mine and any(
+                    e.present and lo <= e.pfn < hi for e in proc.mm.ptes.values()):
+                return True
+        return False
+
+    @property
     def pincount(self) -> int:
         """Exact pins of the page's large folio (``folio_maybe_dma_pinned``'s exact branch)."""
         return folio_pincount(self[2], self[0])

@@ -9,7 +9,9 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
 * A fault on a swap entry finds the page in the swapcache or reads it back into a new one
   (which enters the swapcache), and maps it.  On a write fault the decision point
   ``swapin`` says ``map_writable`` (reuse: the swapcache is freed when no other swap
-  entry needs it) or ``map_readonly`` (the write then takes a write fault).
+  entry needs it) or ``map_readonly`` (the write then takes a write fault); on a read
+  fault in a VMA with VM_WRITE, ``swapin_read`` says the same (6.11+ maps an exclusive
+  page writable at once; before, the default ``map_readonly``).
 * fork asks ``fork_swap_entry``: share the swap entry (``swap_duplicate``), or read the
   page in for the child.
 * Before a write fault decides, ``free_swap`` says whether to try to free the swapcache
@@ -72,6 +74,19 @@ class Hooks:
 
     @staticmethod
     @hookspec(firstresult=True)
+    def policykit_swapin_read(ctx):
+        """Decide how a read fault maps a page it brought back from swap.
+
+        :param ctx: read-only context, as for :func:`policykit_swapin`.
+        :returns: ``map_writable`` (6.11+, c18160dba5ff: an exclusive page needs no write
+            fault later) or ``map_readonly`` (the default).
+
+        Called on read faults on swap entries in a VMA with VM_WRITE.  Stops at first
+        non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
     def policykit_fork_swap_entry(ctx):
         """Decide what fork does with a swap entry of a private mapping.
 
@@ -108,6 +123,9 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
                           "reclaim meets a private anonymous page (shrink_page_list)", default="swap_out"),
         DecisionPointSpec("swapin", ("map_writable", "map_readonly"), _CTX,
                           "a write fault brings a page back from swap (do_swap_page)", default="map_readonly"),
+        DecisionPointSpec("swapin_read", ("map_writable", "map_readonly"), _CTX,
+                          "a read fault brings a page back from swap into a VMA with VM_WRITE "
+                          "(do_swap_page; 6.11+ maps an exclusive one writable)", default="map_readonly"),
         DecisionPointSpec("free_swap", ("free", "keep"), _CTX,
                           "a write fault meets a page in the swapcache (try_to_free_swap)", default="keep"),
         DecisionPointSpec("fork_swap_entry", ("share", "copy"), _CTX,
@@ -254,14 +272,15 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
     _sync(engine, slot)
     writable = False
-    if write and vma.write:
-        writable = engine.decide("swapin", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "map_writable"
+    if vma.write:
+        point = "swapin" if write else "swapin_read"
+        writable = engine.decide(point, page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "map_writable"
     info["count"] -= 1                                        # swap_free()
     page.mapcount += 1
     page.refcount += 1
     new = Pte(page.pfn, writable=writable, dirty=writable)
     proc.mm.ptes[vpn] = new
-    if writable:
+    if writable and write:            # should_try_to_free_swap(): a read fault keeps it
         try_to_free_swap(engine, page)
     elif page.attrs.get("swapcache"):
         _sync(engine, slot)
