@@ -243,7 +243,8 @@ def _auto_policy() -> str:
 
     eras: dict[str, tuple[int, int]] = {}
     for name, files in config.policy_files().items():
-        if not re.fullmatch(r"linux-\d+\.(\d+|x)", name) or not files[0].is_relative_to(dsl.builtin_dir()):
+        # linux-6.x names the newest era: auto names the era itself
+        if not re.fullmatch(r"linux-\d+\.\d+", name) or not files[0].is_relative_to(dsl.builtin_dir()):
             continue
         era = re.search(r'^era\s+"([^"]*)"', files[0].read_text(), re.M)
         first = re.search(r"(\d+)\.(\d+)", era.group(1)) if era else None
