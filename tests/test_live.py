@@ -256,3 +256,18 @@ def test_validate_exits_1_on_a_disagreement(capsys):
     assert code == 1
     assert "first disagreement at step 8 ('write parent buf[0]'): fault of parent:buf_thp[0]: live reuse, " \
            "simulated copy" in out
+
+
+def test_the_newest_era_agrees_where_older_ones_do_not():
+    """6.15's large-folio reuse and 6.11's writable read swap-in, as this kernel does them."""
+    from policykit.live.validate import kernel_release, validate
+
+    if kernel_release() < (6, 15) or not (CAPS.thp and CAPS.swap):
+        pytest.skip("needs Linux 6.15+, THP and swap")
+    s = _session("linux-6.15")
+    reuse = [x for x in s.load_all("policykit/corpus/cow-reuse-after-child-exit.scn") if x.variant == "pte-mapped-thp"]
+    swapin = s.load_all("plugins/policykit-swap/policykit_swap/scenarios/swapcache-needless-copy.scn")
+    results = validate(s, reuse + swapin, CAPS)
+    assert [v.disagreements for v in results] == [[], []]
+    assert results[0].live[8].faults == {"parent:buf_thp[0]": "reuse"}
+    assert results[1].live[5].faults == {"p:buf[0]": "no fault"}
