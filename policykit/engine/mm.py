@@ -230,6 +230,11 @@ class Engine:
         self._listeners.append(listener)
         self.observed = True
 
+    def unlisten(self, listener: Callable[[Event], None]) -> None:
+        """Stop calling ``listener``."""
+        self._listeners.remove(listener)
+        self.observed = bool(self._listeners) or self._event_hook is not None
+
     def emit(self, event: Event) -> None:
         for listener in self._listeners:
             listener(event)
@@ -912,7 +917,8 @@ class Engine:
                 page = pages[pte.pfn]
                 if vma.shared:
                     pte.writable = True
-                elif not page.zero and page.anon:
+                elif not page.zero and page.anon and not vma.attrs.get("hugetlb"):
+                    # hugetlb_change_protection() never upgrades: the write faults
                     d = self.decide("mprotect_pte", page, pte, vma, mm, pid=pid, vpn=vpn)
                     if d.action == "make_writable":
                         pte.writable = True
@@ -1001,7 +1007,7 @@ class Engine:
                         else:
                             race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
-                        self.handle_mm_fault(proc, vpn, write=False, unshare=True)
+                        self._gup_handle_fault(proc, vpn, write=False, unshare=True)
                 else:
                     # The kernel would retry for ever (follow_page_mask() fails again after
                     # each fault that changed nothing): GUP fails here instead, and the
@@ -1030,13 +1036,24 @@ class Engine:
                             f"ref {rid}: {foll!r}"))
         return rid
 
+    def _gup_handle_fault(self, proc: Process, vpn: int, **how: bool) -> Pte:
+        """handle_mm_fault() for GUP: a fault that would signal a CPU access
+        (SIGBUS, SIGSEGV) fails GUP with EFAULT (vm_fault_to_errno())."""
+        try:
+            return self.handle_mm_fault(proc, vpn, **how)
+        except OperationFailed as exc:
+            if exc.errno in ("SIGBUS", "SIGSEGV"):
+                raise OperationFailed("EFAULT", f"gup: the fault at page {vpn:#x} failed ({exc.errno}: "
+                                      f"{exc.message})") from None
+            raise
+
     def _gup_fault(self, proc: Process, vma: Vma, vpn: int, write: bool, foll: FollFlags,
                    zap_race: bool) -> Pte | None:
         """faultin_page().  After a write fault on a VMA without VM_WRITE (FOLL_FORCE) the
         policy says how GUP looks again: with FOLL_COW (4.9+) or without FOLL_WRITE
         (before: Dirty COW).  With ``zap_race`` the result is zapped at once (another
         thread's MADV_DONTNEED won the race); None then."""
-        pte = self.handle_mm_fault(proc, vpn, write=write, force=foll.force)
+        pte = self._gup_handle_fault(proc, vpn, write=write, force=foll.force)
         if write and not vma.write:                     # COW broken for FOLL_FORCE
             page = self.machine.pages[pte.pfn]
             if self.decide("gup_cow_retry", page, pte, vma, proc.mm, foll, proc.pid, vpn).action == "drop_write":
