@@ -223,7 +223,17 @@ def cmd_validate(ns: argparse.Namespace) -> int:
     caps = _live_capabilities()
     policy = _auto_policy() if ns.policy == "auto" else ns.policy
     session = _session(ns, policy)
-    scenarios = _corpus(session, ns)
+    if ns.random:
+        from .live.sequences import KINDS, random_scenarios
+
+        kinds = tuple(k for part in ns.kinds for k in part.split(",") if k) or KINDS
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise UsageError(f"unknown memory kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        scenarios = [session.parse(text, f"random-{i}.scn")
+                     for i, text in enumerate(random_scenarios(ns.random, ns.seed, kinds=kinds))]
+    else:
+        scenarios = _corpus(session, ns)
     bar = _progress("scenario")
     try:
         results = validate(session, scenarios, caps, bar)
@@ -791,6 +801,12 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _policy_arg(val, "policy", help="a policy, or 'auto' for this kernel's era")
     _selection(val, ("table", "json", "markdown"))
+    val.add_argument("--random", metavar="N", type=_positive,
+                     help="instead of the corpus, N random sequences of fork, exit, write, read, munmap, "
+                          "mprotect, vmsplice, io_uring pins and device I/O, MADV_PAGEOUT")
+    val.add_argument("--seed", metavar="S", type=int, default=0, help="the random sequences' seed (default 0)")
+    val.add_argument("--kinds", metavar="K,...", action="append", default=[],
+                     help="memory the random sequences map: base, thp, hugetlb, swap (default: all)")
     val.set_defaults(func=cmd_validate)
 
     corpus = sub.add_parser("corpus", help="list the corpus",

@@ -271,3 +271,24 @@ def test_the_newest_era_agrees_where_older_ones_do_not():
     assert [v.disagreements for v in results] == [[], []]
     assert results[0].live[8].faults == {"parent:buf_thp[0]": "reuse"}
     assert results[1].live[5].faults == {"p:buf[0]": "no fault"}
+
+
+def test_random_sequences_agree_step_by_step():
+    """>= 200 random sequences of every operation the backend runs, on base pages, THPs,
+    hugetlb pages and swap: the newest era agrees with this kernel on every step."""
+    from policykit.live.sequences import KINDS, random_scenarios
+    from policykit.live.validate import kernel_release, validate
+
+    if kernel_release() < (6, 15) or not (CAPS.thp and CAPS.swap and CAPS.hugetlb):
+        pytest.skip("needs Linux 6.15+, THP, swap and hugetlb")
+    s = _session("linux-6.15")
+    texts = random_scenarios(240, seed=2026, kinds=KINDS)
+    ops = {line.split()[0] for t in texts for line in t.splitlines()[4:] if line}
+    assert ops >= {"spawn", "mmap", "mmap_thp", "mmap_hugetlb", "hugetlb_pool", "write", "read", "fork", "exit",
+                   "munmap", "mprotect", "vmsplice", "pin", "unpin", "put", "dma_read", "dma_write", "pageout"}
+    results = validate(s, [s.parse(t, f"random-{i}.scn") for i, t in enumerate(texts)], CAPS)
+    ran = [v for v in results if not v.not_runnable]
+    assert len(ran) >= 200
+    assert all("more than one process maps" in v.not_runnable for v in results if v.not_runnable)
+    bad = [(v.scenario.name, v.disagreements[0]) for v in ran if v.disagreements]
+    assert not bad, bad[:3]

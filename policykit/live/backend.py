@@ -20,7 +20,7 @@ from typing import Any
 
 from ..scenario.model import Scenario, Step
 from . import libc
-from .agent import Agent, Failed
+from .agent import Agent, AgentError, Failed
 from .observe import PageTable, pagemap
 from .system import Capabilities, Settings
 from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
@@ -65,6 +65,8 @@ class LiveRun:
     observations: list[Observation] = field(default_factory=list)
     not_runnable: str = ""
     elapsed: float = 0.0
+    #: why the run stopped before its last step ("" when it did not)
+    ended: str = ""
 
 
 _EXCLUSIVE_BIT_CHECKED: bool | None = None
@@ -152,6 +154,8 @@ class LiveSession:
         self._table: PageTable | None = None
         self.labels: dict[int, str] = {}           # written value -> who wrote it
         self._previous: dict[str, tuple[bool, int]] = {}     # page -> (present, pfn) after the last step
+        #: why the run stopped before its last step ("" when it did not)
+        self.ended = ""
 
     def __enter__(self) -> LiveSession:
         # Agents whose parent agent exits come back to us, to be reaped.
@@ -169,9 +173,14 @@ class LiveSession:
 
     def close(self) -> None:
         pids = [a.pid for a in self._all]
+        # Asked to exit, an agent unregisters its io_uring buffers first: the pins go at
+        # once, not later from the ring's teardown work (a huge page still pinned then
+        # would outlive the pool's restore as a surplus page).  Those that do not answer
+        # are killed.
         for a in self._all:
             if a.alive:
-                a.close()
+                a.sock.settimeout(min(2.0, self.timeout))
+                a.exit()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -213,9 +222,33 @@ class LiveSession:
                     obs.status = f"failed {exc.errno}"
                     if step.result:
                         gone.add(step.result)
+                except AgentError:
+                    signal_name = self._killed_by(step)
+                    if signal_name is None:
+                        raise
+                    # The kernel killed the process (a hugetlb fault with no page left:
+                    # SIGBUS); the simulator fails the step and lets the process go on,
+                    # so nothing after this step can be compared.
+                    obs.status = f"failed {signal_name}"
+                    self.observe(obs)
+                    out.append(obs)
+                    self.ended = f"step {index}: {step.params['process']} was killed by {signal_name}"
+                    break
             self.observe(obs)
             out.append(obs)
         return out
+
+    def _killed_by(self, step: Step) -> str | None:
+        """The signal that killed the agent of the step's process, if one did."""
+        name = step.params.get("process")
+        agent = self.agents.get(name) if isinstance(name, str) else None
+        if agent is None:
+            return None
+        code = _exit_code(agent.pid)
+        agent.close()
+        if code is None or not os.WIFSIGNALED(code):
+            return None
+        return signal.Signals(os.WTERMSIG(code)).name
 
     def _region(self, pages: int, page_bytes: int) -> Region:
         size = pages * page_bytes
@@ -446,6 +479,23 @@ def _base_name(regions: dict[str, Region], name: str) -> str:
 def _value(step: int, page: int) -> int:
     """The value step ``step`` writes into its ``page``-th page: never 0, never reused."""
     return 0x5EED_0000_0000_0000 | step << 20 | page
+
+
+def _exit_code(pid: int) -> int | None:
+    """The wait status of an exited, not yet reaped process (field 52 of its stat), or
+    None; waits a little for the exit to finish."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        if fields[0] in "ZX" and len(fields) >= 50:
+            return int(fields[49])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.001)
 
 
 def _exists(pid: int) -> bool:

@@ -4,7 +4,8 @@ policy, observed in the vocabulary of :mod:`.trace`."""
 from __future__ import annotations
 
 from ..engine.context import FLAG_PREFIX
-from ..engine.mm import Engine
+from ..engine.mm import Engine, Event
+
 from ..engine.model import Machine
 from ..run import Runner, Session
 from ..scenario.model import Scenario
@@ -27,9 +28,33 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         spec = session.registry.operations[step.op]
         obs = Observation(index, step.text)
         writes: list[str] = []
+        before: dict[int, tuple[bool, bool, int]] = {}          # vpn -> its PTE just before its write
         if step.op == "write":
             writes = _keys(runner, step, regions)
-        rec = runner.step(index, step)
+            pid = runner.pids.get(step.params["process"])
+            name, lo, hi = step.params["region"]
+            vpns = list(range(runner.bases[name] + lo, runner.bases[name] + hi)) if name in runner.bases else []
+
+            def pte_now(vpn: int) -> tuple[bool, bool, int]:
+                pte = machine.processes[pid].mm.ptes.get(vpn)
+                return (False, False, -1) if pte is None or not pte.present else (True, pte.writable, pte.pfn)
+
+            def track(event: Event) -> None:
+                # a page is written after the one before it: what the next write meets
+                if event.kind == "write" and event.pid == pid and event.vpn in following:
+                    nxt = following[event.vpn]
+                    before[nxt] = pte_now(nxt)
+
+            machine = engine.machine
+            following = dict(zip(vpns, vpns[1:]))
+            if vpns and pid in machine.processes:
+                before[vpns[0]] = pte_now(vpns[0])
+                engine.listen(track)
+        try:
+            rec = runner.step(index, step)
+        finally:
+            if writes and track in engine._listeners:
+                engine.unlisten(track)
         if rec.status == "failed":
             obs.status = "failed " + rec.message.split(":", 1)[0]
         elif rec.status != "ok":
@@ -50,7 +75,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                     pte = machine.processes[pid].mm.ptes.get(vpn)
                     if pte is not None and pte.present:
                         labels[machine.pages[pte.pfn].content] = f"w{index} {key}"
-                    was = previous.get(key, (False, False, 0))
+                    was = before.get(vpn, previous.get(key, (False, False, 0)))
                     after = now[key][2] if now[key][0] else -1
                     obs.faults[key] = classify_write(was[0], was[2], after, not was[1])
             elif step.op == "dma_write":

@@ -138,18 +138,19 @@ class Settings:
             raise OSError("could not restore: " + "; ".join(errors))
 
     def hugetlb_free(self, pages: int) -> None:
-        """At least ``pages`` free 2 MiB huge pages (growing the pool; shrunk back later)."""
-        free = _read_int(f"{_HUGETLB_2M}/free_hugepages")
-        if free >= pages:
-            return
+        """Exactly ``pages`` free 2 MiB huge pages, as the simulator's ``hugetlb_pool``
+        says: the persistent pool is resized (and given back its old size later)."""
         path = f"{_HUGETLB_2M}/nr_hugepages"
-        before = _read_int(path)
+        free = _read_int(f"{_HUGETLB_2M}/free_hugepages")
+        if free == pages:
+            return
+        persistent = _read_int(path) - _read_int(f"{_HUGETLB_2M}/surplus_hugepages")
         if not any(w == "nr_hugepages" for w, _ in self._undo):
-            self._undo.append(("nr_hugepages", lambda: _write(path, before)))
-            self.changed.append(f"nr_hugepages {before} -> (more) -> {before}")
-        _write(path, before + pages - free)
-        if _read_int(f"{_HUGETLB_2M}/free_hugepages") < pages:
-            raise OSError(f"could not reserve {pages} huge pages of 2 MiB")
+            self._undo.append(("nr_hugepages", lambda: _write(path, persistent)))
+            self.changed.append(f"nr_hugepages {persistent} -> (resized) -> {persistent}")
+        _write(path, persistent - free + pages)
+        if _read_int(f"{_HUGETLB_2M}/free_hugepages") != pages:
+            raise OSError(f"could not make the pool {pages} free huge page(s) of 2 MiB")
 
     def swap(self) -> None:
         """Swap space: what is active, or a swapfile made and enabled for the run."""

@@ -57,7 +57,10 @@ class Observation:
 
 
 def classify_write(before_present: bool, before_pfn: int, after_pfn: int, faulted: bool) -> str:
-    """A write's outcome from the page mapped before and after, and whether it faulted."""
+    """A write's outcome from the page mapped before and after, and whether it faulted
+    (a page a neighbour's fault mapped -- a THP -- took none)."""
+    if not faulted:
+        return NO_FAULT
     if not before_present:
         return POPULATE
     if after_pfn != before_pfn:
