@@ -101,7 +101,7 @@ def render_validation(results: Sequence[Validation], policy: str, fmt: str, aspe
         return json.dumps({
             "policy": policy, "summary": summary(results),
             "scenarios": [{
-                "scenario": v.scenario.name, "not_runnable": v.not_runnable or None,
+                "scenario": v.scenario.name, "not_runnable": v.not_runnable or None, "ended": v.ended or None,
                 "steps": len(v.live), "steps_agreed": v.steps_agreed,
                 "aspects": {a: {"compared": n, "agreed": ok} for a, (n, ok) in v.compared.items()},
                 "live_seconds": round(v.live_time, 4), "simulated_seconds": round(v.sim_time, 4),
