@@ -399,6 +399,10 @@ class LiveSession:
                                   "that more than one process maps (only reclaim would)")
 
 
+    def _collapse(self, step: Step, index: int, obs: Observation) -> None:
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("madvise", addrs[0], len(addrs) * size, libc.MADV_COLLAPSE)
+
     def _clear_refs(self, step: Step, index: int, obs: Observation) -> None:
         with open(f"/proc/{self._agent(step.params['process']).pid}/clear_refs", "w") as f:
             f.write("4")
@@ -514,6 +518,7 @@ _OPS: dict[str, Callable[[LiveSession, Step, int, Observation], None]] = {
     "write": LiveSession._write, "read": LiveSession._read, "fork": LiveSession._fork,
     "exit": LiveSession._exit, "munmap": LiveSession._munmap, "mprotect": LiveSession._mprotect,
     "madvise": LiveSession._madvise, "pageout": LiveSession._pageout, "clear_refs": LiveSession._clear_refs,
+    "collapse": LiveSession._collapse,
     "gup": LiveSession._gup, "pin": LiveSession._gup, "vmsplice": LiveSession._vmsplice,
     "unpin": LiveSession._release, "put": LiveSession._release, "dma_write": LiveSession._dma_write,
     "dma_read": LiveSession._dma_read, "alias": LiveSession._alias,
