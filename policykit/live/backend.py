@@ -21,7 +21,7 @@ from typing import Any
 from ..scenario.model import Scenario, Step
 from . import libc
 from .agent import Agent, AgentError, Failed
-from .observe import PageTable, pagemap
+from .observe import PageTable, anon_huge_kb, pagemap
 from .system import Capabilities, Settings
 from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
 
@@ -43,6 +43,7 @@ class Region:
     pages: int                   # scenario pages
     page_bytes: int              # bytes of one scenario page (2 MiB for a hugetlb page)
     alias: bool = False
+    thp: bool = False
 
     def addrs(self, lo: int, hi: int) -> list[int]:
         return [self.addr + i * self.page_bytes for i in range(lo, hi)]
@@ -277,6 +278,14 @@ class LiveSession:
                     if e.present:
                         pfns.add(e.pfn)
         info = self._table.info(pfns) if self._table is not None and pfns else {}
+        thp = [(n, r) for n, r in regions if r.thp]
+        if thp:
+            for name in self.order:
+                agent = self.agents.get(name)
+                if agent is not None and agent.alive:
+                    kbs = anon_huge_kb(agent.pid, [(r.addr, r.addr + r.pages * r.page_bytes) for _, r in thp])
+                    for (rname, _), kb in zip(thp, kbs):
+                        obs.pmd[f"{name}:{rname}"] = kb
         for key, e in raw:
             now[key] = (e.present, e.pfn)
             if not e.present:
@@ -312,6 +321,7 @@ class LiveSession:
     def _mmap_kind(self, step: Step, kind: str, page_bytes: int) -> None:
         p = step.params
         region = self._region(p["pages"], page_bytes)
+        region.thp = kind == "thp"
         self._agent(p["process"]).call("mmap", region.addr, region.pages * page_bytes,
                                        p.get("sharing") == "shared", p.get("prot", "rw") == "rw", kind)
         if step.result:

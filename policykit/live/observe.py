@@ -62,6 +62,26 @@ def pagemap(pid: int, addr: int, npages: int) -> list[Entry]:
     return out
 
 
+def anon_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
+    """For each ``[start, end)`` address range: the KiB of THPs PMD-mapped there
+    (``AnonHugePages`` of /proc/PID/smaps, summed over the VMAs inside the range)."""
+    out = [0] * len(ranges)
+    where: tuple[int, int] | None = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                where = (lo, hi)
+            elif head == "AnonHugePages:" and where is not None:
+                kb = int(line.split()[1])
+                if kb:
+                    for i, (start, end) in enumerate(ranges):
+                        if start <= where[0] and where[1] <= end:
+                            out[i] += kb
+    return out
+
+
 class PageTable:
     """Reads /proc/kpageflags and /proc/kpagecount for many PFNs, in runs."""
 

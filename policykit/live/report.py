@@ -19,32 +19,47 @@ def _tablefmt(fmt: str) -> str:
     return "github" if fmt == "markdown" else "simple"
 
 
+_LABEL = re.compile(r"^p(\d+)(.*)$")
+
+
 def fold(values: dict[str, object]) -> list[str]:
     """``page: value`` lines, runs of pages of one region with one value folded into one
-    (``parent:buf[0..511] no fault``)."""
+    (``parent:buf[0..511] no fault``), and so are runs of consecutive page labels
+    (``parent:buf[0..511] p0..p511 excl map 1``)."""
     out: list[str] = []
-    run: tuple[str, int, int, object] | None = None
+    run: list = []                 # [region, first index, last index, first value, last value]
     for key, value in values.items():
         m = _KEY.match(key)
-        if m and run is not None and run[0] == m.group(1) and int(m.group(2)) == run[2] + 1 and run[3] == value:
-            run = (run[0], run[1], run[2] + 1, value)
+        if m and run and run[0] == m.group(1) and int(m.group(2)) == run[2] + 1 and _follows(run[4], value):
+            run[2], run[4] = run[2] + 1, value
             continue
-        if run is not None:
+        if run:
             out.append(_run(run))
-            run = None
+            run = []
         if m:
-            run = (m.group(1), int(m.group(2)), int(m.group(2)), value)
+            run = [m.group(1), int(m.group(2)), int(m.group(2)), value, value]
         else:
             out.append(f"{key} {_value(value)}")
-    if run is not None:
+    if run:
         out.append(_run(run))
     return out
 
 
-def _run(run: tuple[str, int, int, object]) -> str:
-    name, lo, hi, value = run
+def _follows(last: object, value: object) -> bool:
+    """``value`` continues a run ending in ``last``: equal, or the next page label."""
+    if last == value:
+        return True
+    a, b = _LABEL.match(str(last)), _LABEL.match(str(value))
+    return bool(a and b and a.group(2) == b.group(2) and int(b.group(1)) == int(a.group(1)) + 1)
+
+
+def _run(run: list) -> str:
+    name, lo, hi, first, last = run
     where = f"{name}[{lo}]" if lo == hi else f"{name}[{lo}..{hi}]"
-    return f"{where} {_value(value)}"
+    if first == last:
+        return f"{where} {_value(first)}"
+    a, b = _LABEL.match(str(first)), _LABEL.match(str(last))
+    return f"{where} p{a.group(1)}..p{b.group(1)}{a.group(2)}"      # type: ignore[union-attr]
 
 
 def _value(value: object) -> str:
@@ -58,7 +73,7 @@ def _value(value: object) -> str:
 def _page_text(o: Observation) -> list[str]:
     views = {k: (v.label + ("" if v.exclusive is None else " excl" if v.exclusive else " shared")
                  + ("" if v.mapcount is None else f" map {v.mapcount}")) for k, v in o.pages.items()}
-    return fold(views)
+    return fold(views) + [f"{k} PMD-mapped {kb} KiB" for k, kb in o.pmd.items() if kb]
 
 
 def render_live(runs: Sequence[LiveRun], fmt: str) -> str:
@@ -80,6 +95,7 @@ def render_live(runs: Sequence[LiveRun], fmt: str) -> str:
 
 def _obs_json(o: Observation) -> dict[str, Any]:
     return {"index": o.index, "step": o.text, "status": o.status, "faults": o.faults, "data": o.data,
+            "pmd_kib": o.pmd,
             "pages": {k: {"page": v.label, "exclusive": v.exclusive, "mapcount": v.mapcount}
                       for k, v in o.pages.items()}}
 

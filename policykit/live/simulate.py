@@ -21,6 +21,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
     exclusive = _declares(engine)
     order: list[str] = []                      # processes, as made
     regions: list[str] = []                    # mapped regions, as made (aliases left out)
+    thp: list[str] = []                        # those of them where THPs are allowed
     labels: dict[int, str] = {}                # token -> who wrote it
     previous: dict[str, tuple[bool, bool, int]] = {}
     out = []
@@ -64,6 +65,8 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                 order.append(step.result)
             elif spec.result == "region" and step.op != "alias":
                 regions.append(step.result)
+                if step.op == "mmap_thp":
+                    thp.append(step.result)
         if step.op in ("fork_children",):
             order.extend(n for n in runner.pids if n not in order)
         machine = engine.machine
@@ -94,6 +97,17 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                 for i in range(lo, hi):
                     obs.data[f"{name}[{i}]"] = _label(labels, machine.pages[ref.pfns[i]].content)
         obs.pages = _views(engine, machine, now, exclusive)
+        for name in order:
+            pid = runner.pids.get(name)
+            proc = machine.processes.get(pid) if pid is not None else None
+            if proc is None or not proc.alive:
+                continue
+            ptes = proc.mm.ptes
+            for r in thp:
+                base = runner.bases[r]
+                obs.pmd[f"{name}:{r}"] = 4 * sum(
+                    1 for v in range(base, base + runner.sizes[r])
+                    if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd"))
         previous = {k: (v[0], v[1], v[2]) for k, v in now.items()}
         out.append(obs)
     return out

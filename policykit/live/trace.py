@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: the aspects compared, in the order they are reported
-ASPECTS = ("status", "fault", "data", "page", "exclusive", "mapcount")
+ASPECTS = ("status", "fault", "data", "page", "pmd", "exclusive", "mapcount")
 
 POPULATE, NO_FAULT, REUSE, COPY = "populate", "no fault", "reuse", "copy"
 
@@ -38,6 +38,8 @@ class Observation:
     faults: dict[str, str] = field(default_factory=dict)      # page -> populate/no fault/reuse/copy
     data: dict[str, str] = field(default_factory=dict)        # page or ref[i] -> who wrote what was seen
     pages: dict[str, PageView] = field(default_factory=dict)
+    #: ``process:region`` of a THP region -> KiB of it mapped by PMDs (smaps' AnonHugePages)
+    pmd: dict[str, int] = field(default_factory=dict)
 
     def aspect(self, name: str) -> dict[str, object]:
         """The values of one aspect, by page (``status``: one value under ``step``)."""
@@ -49,6 +51,8 @@ class Observation:
             return dict(self.data)
         if name == "page":
             return {k: v.label for k, v in self.pages.items()}
+        if name == "pmd":
+            return dict(self.pmd)
         if name == "exclusive":
             return {k: v.exclusive for k, v in self.pages.items() if v.exclusive is not None}
         if name == "mapcount":
