@@ -199,7 +199,7 @@ def _live_capabilities():  # type: ignore[no-untyped-def]
     if why:
         raise UsageError(f"the live backend cannot run on this machine: {why}")
     if not caps.pfns:
-        print("note: no PFNs in /proc/PID/pagemap (not root): comparing fault outcomes and data only",
+        print("note: no PFNs in /proc/PID/pagemap (not root): comparing fault outcomes, data and PMD mappings only",
               file=sys.stderr)
     return caps
 

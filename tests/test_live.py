@@ -292,3 +292,19 @@ def test_random_sequences_agree_step_by_step():
     assert all("more than one process maps" in v.not_runnable for v in results if v.not_runnable)
     bad = [(v.scenario.name, v.disagreements[0]) for v in ran if v.disagreements]
     assert not bad, bad[:3]
+
+
+def test_without_pfns_only_fault_outcomes_data_and_pmds_are_compared():
+    """As a user without root sees it: pagemap shows no PFNs, so a write is seen to
+    fault or not (a copy and a reuse look alike), and no page identity is compared."""
+    import dataclasses
+
+    from policykit.live.validate import validate
+
+    s = _session()
+    v = validate(s, [_scenario(s, COW)], dataclasses.replace(CAPS, pfns=False))[0]
+    assert v.agrees, v.disagreements
+    assert set(v.compared) == {"status", "fault", "data", "pmd"}
+    assert v.live[4].faults == v.simulated[4].faults == {"parent:buf[0]": "fault"}
+    assert v.live[6].faults == {"child:buf[0]": "fault"}
+    assert all(p.label in ("present", "-") for o in v.live for p in o.pages.values())

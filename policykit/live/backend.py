@@ -301,7 +301,7 @@ class LiveSession:
         obs.pages = views
         for key, faulted in obs.faults.items():
             before = self._previous.get(key, (False, 0))
-            if not self.caps.pfns and before[0]:
+            if not self.caps.pfns and before[0]:          # no PFNs: a copy looks like a reuse
                 obs.faults[key] = "fault" if faulted == "fault" else NO_FAULT
                 continue
             obs.faults[key] = classify_write(before[0], before[1], now.get(key, (False, 0))[1], faulted == "fault")

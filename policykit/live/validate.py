@@ -14,7 +14,7 @@ from ..scenario.model import Scenario
 from .backend import LiveRun, LiveSession, NotRunnable, check_exclusive_bit, why_not_runnable
 from .simulate import simulate
 from .system import Capabilities, Settings
-from .trace import ASPECTS, Observation
+from .trace import ASPECTS, COPY, REUSE, Observation
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,8 @@ def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities
              progress: Callable[[int, int, str], None] | None = None) -> list[Validation]:
     """Each scenario live and under the session's policy, compared step by step."""
     caps = caps or Capabilities.probe()
-    aspects = ASPECTS if caps.pfns else ("status", "fault", "data")
+    # Without PFNs (not root) a write is seen to fault or not, never to copy or reuse
+    aspects = ASPECTS if caps.pfns else ("status", "fault", "data", "pmd")
     out: list[Validation] = []
     scenarios = list(scenarios)
     for scenario in scenarios:
@@ -112,6 +113,9 @@ def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities
             started = time.perf_counter()
             v.simulated = simulate(session, scenario)
             v.sim_time = time.perf_counter() - started
+            if not caps.pfns:
+                for o in v.simulated:
+                    o.faults = {k: "fault" if x in (REUSE, COPY) else x for k, x in o.faults.items()}
             v.disagreements, v.compared = compare(v.live, v.simulated, aspects)
             if v.ended:     # the kernel killed a process at the last step: its status only
                 last = v.live[-1].index
