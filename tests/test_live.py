@@ -32,15 +32,16 @@ _WHY = ("no capability probe" if CAPS is None else CAPS.reason or CAPS.perf_reas
 pytestmark = pytest.mark.skipif(bool(_WHY), reason=f"live backend unavailable: {_WHY}")
 
 
-def _system_state() -> tuple[str, str, str]:
+def _system_state() -> tuple[str, ...]:
     def read(path: str) -> str:
         try:
             with open(path) as f:
                 return f.read()
         except OSError:
             return ""
+    ksm = tuple(read(f"/sys/kernel/mm/ksm/{n}") for n in ("run", "sleep_millisecs", "pages_to_scan", "smart_scan"))
     return (read("/proc/swaps"), read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
-            read("/proc/sys/vm/nr_hugepages"))
+            read("/proc/sys/vm/nr_hugepages"), *ksm)
 
 
 @pytest.fixture(autouse=True)
@@ -308,3 +309,17 @@ def test_without_pfns_only_fault_outcomes_data_and_pmds_are_compared():
     assert v.live[4].faults == v.simulated[4].faults == {"parent:buf[0]": "fault"}
     assert v.live[6].faults == {"child:buf[0]": "fault"}
     assert all(p.label in ("present", "-") for o in v.live for p in o.pages.values())
+
+
+def test_ksm_merges_for_real_and_ksmd_is_put_back():
+    from policykit.live.validate import validate
+
+    if not CAPS.ksm:
+        pytest.skip(CAPS.ksm_reason)
+    s = _session()
+    [sc] = s.load_all("plugins/policykit-ksm/policykit_ksm/scenarios/ksm-write-copies.scn")
+    v = validate(s, [sc], CAPS)[0]
+    assert v.agrees, v.disagreements
+    merged = v.live[8].pages                       # after ksm_merge: one page, mapped by both
+    assert merged["a:x[0]"].label == merged["b:y[0]"].label and merged["a:x[0]"].mapcount == 2
+    assert v.live[10].data == {"b:y[0]": "fill a"}

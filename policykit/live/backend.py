@@ -132,6 +132,8 @@ def _step_reason(step: Step, caps: Capabilities) -> str:
         return "only 2 MiB hugetlb pages here"
     if op == "pageout" and not caps.swap:
         return caps.swap_reason
+    if op == "ksm_merge" and not caps.ksm:
+        return caps.ksm_reason
     if op == "mmap" and p.get("pages", 1) > 4096:
         return "more than 4096 pages"
     return ""
@@ -148,6 +150,8 @@ class LiveSession:
         self.agents: dict[str, Agent] = {}
         self.order: list[str] = []                 # process names, as made
         self.regions: dict[str, Region] = {}
+        #: the regions each process mapped or inherited: the pages it is observed at
+        self.owned: dict[str, list[str]] = {}
         self.refs: dict[str, Ref] = {}
         self._next = REGION_BASE
         self._all: list[Agent] = []
@@ -269,7 +273,10 @@ class LiveSession:
             agent = self.agents.get(name)
             if agent is None or not agent.alive:
                 continue
+            mine = self.owned.get(name, ())
             for rname, r in regions:
+                if rname not in mine:
+                    continue
                 step = r.page_bytes // libc.PAGE_SIZE
                 entries = pagemap(agent.pid, r.addr, r.pages * step)[::step]
                 for i, e in enumerate(entries):
@@ -278,14 +285,13 @@ class LiveSession:
                     if e.present:
                         pfns.add(e.pfn)
         info = self._table.info(pfns) if self._table is not None and pfns else {}
-        thp = [(n, r) for n, r in regions if r.thp]
-        if thp:
-            for name in self.order:
-                agent = self.agents.get(name)
-                if agent is not None and agent.alive:
-                    kbs = anon_huge_kb(agent.pid, [(r.addr, r.addr + r.pages * r.page_bytes) for _, r in thp])
-                    for (rname, _), kb in zip(thp, kbs):
-                        obs.pmd[f"{name}:{rname}"] = kb
+        for name in self.order:
+            agent = self.agents.get(name)
+            thp = [(n, r) for n, r in regions if r.thp and n in self.owned.get(name, ())]
+            if thp and agent is not None and agent.alive:
+                kbs = anon_huge_kb(agent.pid, [(r.addr, r.addr + r.pages * r.page_bytes) for _, r in thp])
+                for (rname, _), kb in zip(thp, kbs):
+                    obs.pmd[f"{name}:{rname}"] = kb
         for key, e in raw:
             now[key] = (e.present, e.pfn)
             if not e.present:
@@ -326,6 +332,7 @@ class LiveSession:
                                        p.get("sharing") == "shared", p.get("prot", "rw") == "rw", kind)
         if step.result:
             self.regions[step.result] = region
+            self.owned.setdefault(p["process"], []).append(step.result)
 
     def _mmap(self, step: Step, index: int, obs: Observation) -> None:
         self._mmap_kind(step, "base", libc.PAGE_SIZE)
@@ -375,6 +382,7 @@ class LiveSession:
         name = step.result or f"p{index}"
         self.agents[name] = child
         self.order.append(name)
+        self.owned[name] = list(self.owned.get(step.params["process"], ()))
 
     def _exit(self, step: Step, index: int, obs: Observation) -> None:
         name = step.params["process"]
@@ -408,6 +416,23 @@ class LiveSession:
                 raise NotRunnable(f"line {step.line}: '{step.text}': MADV_PAGEOUT does not swap out a page "
                                   "that more than one process maps (only reclaim would)")
 
+
+    def _ksm_enable(self, step: Step, index: int, obs: Observation) -> None:
+        agent, _, _, addrs, size = self._pages(step)
+        agent.call("madvise", addrs[0], len(addrs) * size, libc.MADV_MERGEABLE)
+
+    def _fill(self, step: Step, index: int, obs: Observation) -> None:
+        """Pages of one content per tag (the same 8 bytes, zeros after them)."""
+        agent, proc, keys, addrs, size = self._pages(step)
+        tag = step.params["tag"]
+        value = 0xF111_0000_0000_0000 | ord(tag[0])
+        self.labels[value] = f"fill {tag}"
+        faulted = agent.call("write", addrs, [value] * len(addrs), min(size, libc.PAGE_SIZE))
+        for k, f in zip(keys, faulted):
+            obs.faults[k] = "fault" if f else "none"
+
+    def _ksm_merge(self, step: Step, index: int, obs: Observation) -> None:
+        self.settings.ksm_scan()
 
     def _collapse(self, step: Step, index: int, obs: Observation) -> None:
         agent, _, _, addrs, size = self._pages(step)
@@ -528,7 +553,8 @@ _OPS: dict[str, Callable[[LiveSession, Step, int, Observation], None]] = {
     "write": LiveSession._write, "read": LiveSession._read, "fork": LiveSession._fork,
     "exit": LiveSession._exit, "munmap": LiveSession._munmap, "mprotect": LiveSession._mprotect,
     "madvise": LiveSession._madvise, "pageout": LiveSession._pageout, "clear_refs": LiveSession._clear_refs,
-    "collapse": LiveSession._collapse,
+    "collapse": LiveSession._collapse, "ksm_enable": LiveSession._ksm_enable, "fill": LiveSession._fill,
+    "ksm_merge": LiveSession._ksm_merge,
     "gup": LiveSession._gup, "pin": LiveSession._gup, "vmsplice": LiveSession._vmsplice,
     "unpin": LiveSession._release, "put": LiveSession._release, "dma_write": LiveSession._dma_write,
     "dma_read": LiveSession._dma_read, "alias": LiveSession._alias,

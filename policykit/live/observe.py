@@ -18,6 +18,7 @@ _PRESENT, _SWAPPED, _EXCLUSIVE_MAP, _SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 56, 1 <
 KPF_ANON = 12
 KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
 KPF_HUGE = 17
+KPF_KSM = 21
 KPF_THP = 22
 KPF_ZERO_PAGE = 24
 #: PG_anon_exclusive shares its bit with PG_mappedtodisk (include/linux/page-flags.h),
@@ -42,6 +43,7 @@ class PageInfo:
     zero: bool
     thp: bool
     hugetlb: bool
+    ksm: bool
     #: PageAnonExclusive; None for a tail page of a large folio, where /proc/kpageflags
     #: shows the folio's flags (its head page's), not the page's own
     exclusive: bool | None
@@ -108,7 +110,7 @@ class PageTable:
                 anon = bool(f >> KPF_ANON & 1)
                 tail = bool(f >> KPF_COMPOUND_TAIL & 1)
                 out[lo + i] = PageInfo(anon, bool(f >> KPF_ZERO_PAGE & 1), bool(f >> KPF_THP & 1),
-                                       bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1,
+                                       bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1, bool(f >> KPF_KSM & 1),
                                        None if tail else anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), counts[i])
         return out
 

@@ -22,6 +22,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
     order: list[str] = []                      # processes, as made
     regions: list[str] = []                    # mapped regions, as made (aliases left out)
     thp: list[str] = []                        # those of them where THPs are allowed
+    owned: dict[str, list[str]] = {}           # the regions each process mapped or inherited
     labels: dict[int, str] = {}                # token -> who wrote it
     previous: dict[str, tuple[bool, bool, int]] = {}
     out = []
@@ -30,7 +31,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         obs = Observation(index, step.text)
         writes: list[str] = []
         before: dict[int, tuple[bool, bool, int]] = {}          # vpn -> its PTE just before its write
-        if step.op == "write":
+        if step.op in ("write", "fill"):
             writes = _keys(runner, step, regions)
             pid = runner.pids.get(step.params["process"])
             name, lo, hi = step.params["region"]
@@ -63,21 +64,25 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         if rec.status == "ok" and step.result:
             if spec.result == "process":
                 order.append(step.result)
+                parent = step.params.get("process")
+                owned[step.result] = list(owned.get(parent, ())) if step.op == "fork" else []
             elif spec.result == "region" and step.op != "alias":
                 regions.append(step.result)
+                owned.setdefault(step.params["process"], []).append(step.result)
                 if step.op == "mmap_thp":
                     thp.append(step.result)
         if step.op in ("fork_children",):
             order.extend(n for n in runner.pids if n not in order)
         machine = engine.machine
-        now = _positions(runner, order, regions)
+        now = _positions(runner, order, regions, owned)
         if rec.status == "ok":
-            if step.op == "write":
+            if step.op in ("write", "fill"):
                 for key in writes:
                     pid, vpn = now[key][3], now[key][4]
                     pte = machine.processes[pid].mm.ptes.get(vpn)
                     if pte is not None and pte.present:
-                        labels[machine.pages[pte.pfn].content] = f"w{index} {key}"
+                        labels[machine.pages[pte.pfn].content] = (f"w{index} {key}" if step.op == "write"
+                                                                   else f"fill {step.params['tag']}")
                     was = before.get(vpn, previous.get(key, (False, False, 0)))
                     after = now[key][2] if now[key][0] else -1
                     obs.faults[key] = classify_write(was[0], was[2], after, not was[1])
@@ -104,6 +109,8 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                 continue
             ptes = proc.mm.ptes
             for r in thp:
+                if r not in owned.get(name, ()):
+                    continue
                 base = runner.bases[r]
                 obs.pmd[f"{name}:{r}"] = 4 * sum(
                     1 for v in range(base, base + runner.sizes[r])
@@ -134,7 +141,8 @@ def _keys(runner: Runner, step, regions: list[str]) -> list[str]:  # type: ignor
     return [f"{proc}:{name}[{i}]" for i in range(lo, hi)]
 
 
-def _positions(runner: Runner, order: list[str], regions: list[str]) -> dict[str, tuple]:
+def _positions(runner: Runner, order: list[str], regions: list[str],
+               owned: dict[str, list[str]]) -> dict[str, tuple]:
     """page name -> (present, writable, pfn, pid, vpn) of every live process's pages."""
     machine = runner.engine.machine
     out = {}
@@ -144,7 +152,10 @@ def _positions(runner: Runner, order: list[str], regions: list[str]) -> dict[str
         if proc is None or not proc.alive:
             continue
         ptes = proc.mm.ptes
+        mine = owned.get(name, ())
         for r in regions:
+            if r not in mine:
+                continue
             base = runner.bases[r]
             for i in range(runner.sizes[r]):
                 pte = ptes.get(base + i)

@@ -12,6 +12,7 @@ import ctypes
 import os
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from . import libc
 from .observe import pagemap
 
 _HUGETLB_2M = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+_KSM = "/sys/kernel/mm/ksm"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 _SWAP_BYTES = 64 << 20
 
@@ -35,6 +37,11 @@ class Capabilities:
     thp_reason: str = ""
     hugetlb_reason: str = ""
     swap_reason: str = ""
+    ksm_reason: str = ""
+
+    @property
+    def ksm(self) -> bool:
+        return not self.ksm_reason
 
     @property
     def thp(self) -> bool:
@@ -74,6 +81,8 @@ class Capabilities:
             hugetlb_reason="" if root and os.path.isdir(_HUGETLB_2M) else
             "2 MiB hugetlb pages need root (to reserve them) and hugetlbfs support",
             swap_reason="" if root or _swap_active() else "swap needs root (to make and enable a swapfile)",
+            ksm_reason="" if root and os.path.exists(f"{_KSM}/run") else
+            "KSM needs CONFIG_KSM and root (to run ksmd)",
         )
 
 
@@ -151,6 +160,35 @@ class Settings:
         _write(path, persistent - free + pages)
         if _read_int(f"{_HUGETLB_2M}/free_hugepages") != pages:
             raise OSError(f"could not make the pool {pages} free huge page(s) of 2 MiB")
+
+    def ksm_scan(self, timeout: float = 10.0) -> None:
+        """What one full scan of ksmd merges: ksmd runs, without sleeping and without
+        skipping pages, until two more full scans are done (a page merges once its
+        checksum held for one scan); then it stops.  Its settings come back later."""
+        names = ("run", "sleep_millisecs", "pages_to_scan", "smart_scan")
+        if not any(w == "ksm" for w, _ in self._undo):
+            saved = {n: _read_int(f"{_KSM}/{n}") for n in names if os.path.exists(f"{_KSM}/{n}")}
+
+            def restore() -> None:
+                for n in ("run", *[n for n in names if n != "run"]):
+                    if n in saved:
+                        _write(f"{_KSM}/{n}", saved[n])
+            self._undo.append(("ksm", restore))
+            self.changed.append("ksmd run/sleep_millisecs/pages_to_scan/smart_scan")
+        if os.path.exists(f"{_KSM}/smart_scan"):
+            _write(f"{_KSM}/smart_scan", 0)
+        _write(f"{_KSM}/sleep_millisecs", 0)
+        _write(f"{_KSM}/pages_to_scan", 10000)
+        start = _read_int(f"{_KSM}/full_scans")
+        _write(f"{_KSM}/run", 1)
+        deadline = time.monotonic() + timeout
+        try:
+            while _read_int(f"{_KSM}/full_scans") < start + 2:
+                if time.monotonic() > deadline:
+                    raise OSError(f"ksmd did not finish two scans in {timeout:g} s")
+                time.sleep(0.001)
+        finally:
+            _write(f"{_KSM}/run", 0)
 
     def swap(self) -> None:
         """Swap space: what is active, or a swapfile made and enabled for the run."""
