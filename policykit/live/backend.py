@@ -303,7 +303,9 @@ class LiveSession:
             elif pi.zero:
                 views[key] = PageView("zero", None, None)
             else:
-                views[key] = PageView(label(e.pfn), pi.exclusive if pi.anon else None, pi.mapcount)
+                kind = ("ksm" if pi.ksm else "hugetlb" if pi.hugetlb else "thp" if pi.thp
+                        else "anon" if pi.anon else "shmem")
+                views[key] = PageView(label(e.pfn), pi.exclusive if pi.anon else None, pi.mapcount, kind)
         obs.pages = views
         for key, faulted in obs.faults.items():
             before = self._previous.get(key, (False, 0))

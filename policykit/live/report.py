@@ -71,7 +71,8 @@ def _value(value: object) -> str:
 
 
 def _page_text(o: Observation) -> list[str]:
-    views = {k: (v.label + ("" if v.exclusive is None else " excl" if v.exclusive else " shared")
+    views = {k: (v.label + ("" if v.kind in (None, "anon") else f" {v.kind}")
+                 + ("" if v.exclusive is None else " excl" if v.exclusive else " shared")
                  + ("" if v.mapcount is None else f" map {v.mapcount}")) for k, v in o.pages.items()}
     return fold(views) + [f"{k} PMD-mapped {kb} KiB" for k, kb in o.pmd.items() if kb]
 
@@ -96,7 +97,7 @@ def render_live(runs: Sequence[LiveRun], fmt: str) -> str:
 def _obs_json(o: Observation) -> dict[str, Any]:
     return {"index": o.index, "step": o.text, "status": o.status, "faults": o.faults, "data": o.data,
             "pmd_kib": o.pmd,
-            "pages": {k: {"page": v.label, "exclusive": v.exclusive, "mapcount": v.mapcount}
+            "pages": {k: {"page": v.label, "kind": v.kind, "exclusive": v.exclusive, "mapcount": v.mapcount}
                       for k, v in o.pages.items()}}
 
 

@@ -179,5 +179,8 @@ def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> 
             out[key] = PageView("zero", None, None)
             continue
         excl = bool(engine.flag(page, _FLAG)) if exclusive and page.anon else None
-        out[key] = PageView(label(pfn), excl, page.mapcount)
+        attrs = page.attrs
+        kind = ("ksm" if attrs.get("ksm") else "hugetlb" if attrs.get("hugetlb") else
+                "thp" if page.folio is not None else "anon" if page.anon else "shmem")
+        out[key] = PageView(label(pfn), excl, page.mapcount, kind)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: the aspects compared, in the order they are reported
-ASPECTS = ("status", "fault", "data", "page", "pmd", "exclusive", "mapcount")
+ASPECTS = ("status", "fault", "data", "page", "kind", "pmd", "exclusive", "mapcount")
 
 POPULATE, NO_FAULT, REUSE, COPY = "populate", "no fault", "reuse", "copy"
 
@@ -26,6 +26,7 @@ class PageView:
     label: str                   # p0, p1..., zero, swap, -
     exclusive: bool | None       # PageAnonExclusive (None: not an anonymous page, or not modelled)
     mapcount: int | None
+    kind: str | None = None      # anon, thp, hugetlb, ksm, shmem (None: nothing mapped)
 
 
 @dataclass(slots=True)
@@ -53,6 +54,8 @@ class Observation:
             return {k: v.label for k, v in self.pages.items()}
         if name == "pmd":
             return dict(self.pmd)
+        if name == "kind":
+            return {k: v.kind for k, v in self.pages.items() if v.kind is not None}
         if name == "exclusive":
             return {k: v.exclusive for k, v in self.pages.items() if v.exclusive is not None}
         if name == "mapcount":
