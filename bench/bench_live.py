@@ -38,19 +38,32 @@ def main() -> int:
     started = time.perf_counter()
     results = [v for v in validate(session, scenarios, caps) if not v.not_runnable]
     wall = time.perf_counter() - started
+    # the simulator alone: the same scenario run under the policy, best of three (the
+    # comparison's own simulated side also takes the per-step observations)
+    plain = {}
+    for v in results:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            session.run(v.scenario)
+            best = min(best, time.perf_counter() - t)
+        plain[v.scenario.name] = best
     live = sum(v.live_time for v in results)
-    sim = sum(v.sim_time for v in results)
-    ratios = sorted(v.live_time / v.sim_time for v in results if v.sim_time > 0)
+    observed = sum(v.sim_time for v in results)
+    ratio = {v.scenario.name: v.live_time / max(plain[v.scenario.name], 1e-9) for v in results}
+    ratios = sorted(ratio.values())
     print(f"{len(results)} live-runnable scenarios (of {len(scenarios)}), policy linux-6.x, one process")
-    print(f"  {'scenario':44} {'live ms':>9} {'simulated ms':>13} {'ratio':>7}")
-    for v in sorted(results, key=lambda v: v.live_time / max(v.sim_time, 1e-9))[:8]:
-        print(f"  {v.scenario.name:44} {v.live_time * 1000:9.1f} {v.sim_time * 1000:13.2f} "
-              f"{v.live_time / max(v.sim_time, 1e-9):7.1f}x")
-    print("  ... (the 8 smallest ratios shown)")
+    print(f"  {'scenario':44} {'live ms':>9} {'simulated ms':>13} {'observed ms':>12} {'live/sim':>9}")
+    for v in sorted(results, key=lambda v: ratio[v.scenario.name])[:8]:
+        print(f"  {v.scenario.name:44} {v.live_time * 1000:9.1f} {plain[v.scenario.name] * 1000:13.2f} "
+              f"{v.sim_time * 1000:12.2f} {ratio[v.scenario.name]:8.1f}x")
+    print("  ... (the 8 smallest ratios; 'observed': the simulated side of validate, with its "
+          "per-step observations of every page)")
     print(f"whole corpus live: {live:.2f} s (floor <= 20 s: {'met' if live <= 20 else 'NOT met'}); "
-          f"simulated: {sim:.3f} s; validate wall time {wall:.2f} s")
+          f"simulated: {sum(plain.values()):.3f} s ({observed:.3f} s observed); validate wall time {wall:.2f} s")
     print(f"simulator faster than live per scenario: median {statistics.median(ratios):.1f}x, "
-          f"smallest {ratios[0]:.1f}x (floor >= 20x: {'met' if ratios[0] >= 20 else 'NOT met'})")
+          f"smallest {ratios[0]:.1f}x (floor >= 20x: {'met' if ratios[0] >= 20 else 'NOT met'}); "
+          f"{sum(r >= 20 for r in ratios)} of {len(ratios)} scenarios at 20x or more")
     return 0
 
 

@@ -9,7 +9,7 @@ from ..engine.mm import Engine, Event
 from ..engine.model import Machine
 from ..run import Runner, Session
 from ..scenario.model import Scenario
-from .trace import Labeller, Observation, PageView, classify_write
+from .trace import Observation, PageView, classify_write
 
 _FLAG = "anon_exclusive"
 
@@ -115,7 +115,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                 obs.pmd[f"{name}:{r}"] = 4 * sum(
                     1 for v in range(base, base + runner.sizes[r])
                     if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd"))
-        previous = {k: (v[0], v[1], v[2]) for k, v in now.items()}
+        previous = now
         out.append(obs)
     return out
 
@@ -168,19 +168,29 @@ def _positions(runner: Runner, order: list[str], regions: list[str],
 
 
 def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> dict[str, PageView]:  # type: ignore[no-untyped-def]
-    label = Labeller()
+    labels: dict[int, str] = {}
+    made: dict[tuple, PageView] = {}              # views are immutable: one per distinct value
+    default = engine.defaults["page"][FLAG_PREFIX + _FLAG] if exclusive else None
+    pages = machine.pages
     out = {}
     for key, (present, _, pfn, _, _) in now.items():
         if not present:
-            out[key] = PageView("-" if pfn == -1 else "swap", None, None)
-            continue
-        page = machine.pages[pfn]
-        if page.zero:
-            out[key] = PageView("zero", None, None)
-            continue
-        excl = bool(engine.flag(page, _FLAG)) if exclusive and page.anon else None
-        attrs = page.attrs
-        kind = ("ksm" if attrs.get("ksm") else "hugetlb" if attrs.get("hugetlb") else
-                "thp" if page.folio is not None else "anon" if page.anon else "shmem")
-        out[key] = PageView(label(pfn), excl, page.mapcount, kind)
+            value: tuple = ("-" if pfn == -1 else "swap", None, None, None)
+        else:
+            page = pages[pfn]
+            if page.zero:
+                value = ("zero", None, None, None)
+            else:
+                label = labels.get(pfn)
+                if label is None:
+                    label = labels[pfn] = f"p{len(labels)}"
+                excl = bool(page.flags.get(_FLAG, default)) if exclusive and page.anon else None
+                attrs = page.attrs
+                kind = ("ksm" if attrs.get("ksm") else "hugetlb" if attrs.get("hugetlb") else
+                        "thp" if page.folio is not None else "anon" if page.anon else "shmem")
+                value = (label, excl, page.mapcount, kind)
+        view = made.get(value)
+        if view is None:
+            view = made[value] = PageView(*value)
+        out[key] = view
     return out
