@@ -447,7 +447,7 @@ class LiveSession:
     def _gup(self, step: Step, index: int, obs: Observation) -> None:
         kind = "pin" if step.op == "pin" else step.params["kind"]
         if kind == "get":
-            self._splice(step, 1)
+            self._splice(step, index, 1)
             return
         agent, proc, _, addrs, size = self._pages(step)
         agent.call("pin", step.result or f"r{index}", addrs[0], len(addrs) * size)
@@ -457,13 +457,14 @@ class LiveSession:
         name, r, lo, hi = self._range(step)
         self.refs[step.result or f"r{index}"] = Ref(proc, r, lo, hi, kind)
 
-    def _splice(self, step: Step, times: int) -> None:
+    def _splice(self, step: Step, index: int, times: int) -> None:
+        """vmsplice() the first 4 KiB of each page (a reference to its folio either way)."""
         agent, proc, _, addrs, size = self._pages(step)
-        agent.call("vmsplice", step.result or f"r{step.line}", addrs, min(size, libc.PAGE_SIZE), times)
-        self._ref(step, proc, "pipe", step.line)
+        agent.call("vmsplice", step.result or f"r{index}", addrs, min(size, libc.PAGE_SIZE), times)
+        self._ref(step, proc, "pipe", index)
 
     def _vmsplice(self, step: Step, index: int, obs: Observation) -> None:
-        self._splice(step, step.params.get("times", 1))
+        self._splice(step, index, step.params.get("times", 1))
 
     def _release(self, step: Step, index: int, obs: Observation) -> None:
         name = step.params["ref"][0]
