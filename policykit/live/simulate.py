@@ -3,10 +3,12 @@ policy, observed in the vocabulary of :mod:`.trace`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ..engine.context import FLAG_PREFIX
 from ..engine.mm import Engine, Event
 
-from ..engine.model import Machine
+from ..engine.model import Machine, Process
 from ..run import Runner, Session
 from ..scenario.model import Scenario
 from .trace import Observation, PageView, classify_write
@@ -102,19 +104,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
                 for i in range(lo, hi):
                     obs.data[f"{name}[{i}]"] = _label(labels, machine.pages[ref.pfns[i]].content)
         obs.pages = _views(engine, machine, now, exclusive)
-        for name in order:
-            pid = runner.pids.get(name)
-            proc = machine.processes.get(pid) if pid is not None else None
-            if proc is None or not proc.alive:
-                continue
-            ptes = proc.mm.ptes
-            for r in thp:
-                if r not in owned.get(name, ()):
-                    continue
-                base = runner.bases[r]
-                obs.pmd[f"{name}:{r}"] = 4 * sum(
-                    1 for v in range(base, base + runner.sizes[r])
-                    if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd"))
+        obs.pmd = _pmd_kib(runner, order, thp, owned)
         previous = now
         out.append(obs)
     return out
@@ -141,16 +131,36 @@ def _keys(runner: Runner, step, regions: list[str]) -> list[str]:  # type: ignor
     return [f"{proc}:{name}[{i}]" for i in range(lo, hi)]
 
 
+def _alive(runner: Runner, order: list[str]) -> Iterator[tuple[str, Process]]:
+    """(name, process) of the live processes, in the order they were made."""
+    processes = runner.engine.machine.processes
+    for name in order:
+        pid = runner.pids.get(name)
+        proc = processes.get(pid) if pid is not None else None
+        if proc is not None and proc.alive:
+            yield name, proc
+
+
+def _pmd_kib(runner: Runner, order: list[str], thp: list[str], owned: dict[str, list[str]]) -> dict[str, int]:
+    """``process:region`` -> KiB of that THP region mapped by PMDs."""
+    out = {}
+    for name, proc in _alive(runner, order):
+        ptes = proc.mm.ptes
+        for r in thp:
+            if r in owned.get(name, ()):
+                base = runner.bases[r]
+                out[f"{name}:{r}"] = 4 * sum(
+                    1 for v in range(base, base + runner.sizes[r])
+                    if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd"))
+    return out
+
+
 def _positions(runner: Runner, order: list[str], regions: list[str],
                owned: dict[str, list[str]]) -> dict[str, tuple]:
     """page name -> (present, writable, pfn, pid, vpn) of every live process's pages."""
-    machine = runner.engine.machine
     out = {}
-    for name in order:
-        pid = runner.pids.get(name)
-        proc = machine.processes.get(pid) if pid is not None else None
-        if proc is None or not proc.alive:
-            continue
+    for name, proc in _alive(runner, order):
+        pid = proc.pid
         ptes = proc.mm.ptes
         mine = owned.get(name, ())
         for r in regions:
