@@ -121,15 +121,10 @@ class PageView(_FlaggedView):
 
     @property
     def folio_mapcount(self) -> int:
-        """``folio_mapcount()``: the mappings of every page of the page's large folio (the
-        page's own for a small page)."""
+        """``folio_large_mapcount()``: the mappings of every page of the page's large
+        folio (the page's own for a small page)."""
         page = self[0]
-        folio = page.folio
-        if folio is None:
-            return page.mapcount
-        pages = self[2].pages
-        return sum(p.mapcount for p in (pages.get(pfn) for pfn in range(folio.head, folio.head + folio.nr))
-                   if p is not None)
+        return page.mapcount if page.folio is None else page.folio.maps
 
     @property
     def folio_mapped_shared(self) -> bool:
@@ -139,6 +134,8 @@ class PageView(_FlaggedView):
         folio = page.folio
         if folio is None:
             return page.mapcount > 1
+        if folio.maps > folio.nr:       # an anonymous page is mapped once per mm at most
+            return True
         mine = self[3] if len(self) > 3 else None
         lo, hi = folio.head, folio.head + folio.nr
         for proc in self[2].processes.values():

@@ -52,16 +52,17 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
     for obj in m.shmem.values():
         for pfn in obj.values():
             cached[pfn] += 1
-    folios: dict[int, list] = {}       # head -> [Folio, sum of its pages' refcounts, of their pins]
+    folios: dict[int, list] = {}       # head -> [Folio, sums of its pages' refcounts, pins, mapcounts]
     for page in m.pages.values():
         if page.folio is not None:
-            kept = folios.setdefault(page.folio.head, [page.folio, 0, 0])
+            kept = folios.setdefault(page.folio.head, [page.folio, 0, 0, 0])
             kept[1] += page.refcount
             kept[2] += page.pins
-    for head, (folio, refs, pinned) in folios.items():
-        if (folio.refs, folio.pins) != (refs, pinned):
-            problems.append(f"folio {head}: kept refcount sum {folio.refs} and pins {folio.pins}, "
-                            f"pages say {refs} and {pinned}")
+            kept[3] += page.mapcount
+    for head, (folio, refs, pinned, mapped) in folios.items():
+        if (folio.refs, folio.pins, folio.maps) != (refs, pinned, mapped):
+            problems.append(f"folio {head}: kept refcount sum {folio.refs}, pins {folio.pins} and mapcount "
+                            f"sum {folio.maps}, pages say {refs}, {pinned} and {mapped}")
     for pfn, page in m.pages.items():
         if page.zero:
             continue

@@ -41,20 +41,23 @@ def copy_containers(value: Any, leaf: Any = None) -> Any:
 
 
 class Folio:
-    """What the pages of one large folio share: the sum of their reference counts, kept
-    as they change, so that ``folio_ref_count()`` costs O(1) instead of O(nr)."""
+    """What the pages of one large folio share: the sums of their reference counts and
+    map counts, kept as they change, so that ``folio_ref_count()`` and
+    ``folio_large_mapcount()`` cost O(1) instead of O(nr)."""
 
-    __slots__ = ("head", "nr", "refs", "pins")
+    __slots__ = ("head", "nr", "refs", "pins", "maps")
 
-    def __init__(self, head: int, nr: int, refs: int = 0, pins: int = 0) -> None:
+    def __init__(self, head: int, nr: int, refs: int = 0, pins: int = 0, maps: int = 0) -> None:
         self.head = head
         self.nr = nr
         self.refs = refs
         #: FOLL_PIN references on any of its pages (``folio->_pincount``)
         self.pins = pins
+        #: the mapcounts of its pages, summed as they change (``folio_large_mapcount()``)
+        self.maps = maps
 
     def __repr__(self) -> str:
-        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs}, pins={self.pins})"
+        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs}, pins={self.pins}, maps={self.maps})"
 
 
 class Page:
@@ -69,7 +72,7 @@ class Page:
     ``folio`` is set for a page of a large folio (see :meth:`Engine.alloc_folio`).
     """
 
-    __slots__ = ("pfn", "content", "_refcount", "mapcount", "anon", "zero", "pins", "gets", "attrs",
+    __slots__ = ("pfn", "content", "_refcount", "_mapcount", "anon", "zero", "pins", "gets", "attrs",
                  "flags", "folio")
 
     def __init__(self, pfn: int, content: int = ZERO_TOKEN, refcount: int = 0, mapcount: int = 0,
@@ -78,7 +81,7 @@ class Page:
         self.pfn = pfn
         self.content = content
         self._refcount = refcount
-        self.mapcount = mapcount
+        self._mapcount = mapcount
         self.anon = anon
         self.zero = zero
         self.pins = pins
@@ -99,6 +102,18 @@ class Page:
             folio.refs += value - self._refcount
         self._refcount = value
 
+    @property
+    def mapcount(self) -> int:
+        """``page_mapcount()``: the page's PTE mappings (and PMD mappings of its folio)."""
+        return self._mapcount
+
+    @mapcount.setter
+    def mapcount(self, value: int) -> None:
+        folio = self.folio
+        if folio is not None:
+            folio.maps += value - self._mapcount
+        self._mapcount = value
+
     def __repr__(self) -> str:
         return (f"Page(pfn={self.pfn}, content={self.content}, refcount={self._refcount}, "
                 f"mapcount={self.mapcount}, anon={self.anon}, zero={self.zero}, pins={self.pins}, "
@@ -107,7 +122,7 @@ class Page:
     def copy(self) -> Page:
         """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
         new = _new(Page)
-        new.pfn, new.content, new._refcount, new.mapcount = self.pfn, self.content, self._refcount, self.mapcount
+        new.pfn, new.content, new._refcount, new._mapcount = self.pfn, self.content, self._refcount, self._mapcount
         new.anon, new.zero, new.pins, new.gets = self.anon, self.zero, self.pins, self.gets
         new.attrs = self.attrs.copy() if self.attrs else {}
         new.flags = self.flags.copy() if self.flags else {}
@@ -259,7 +274,8 @@ class Machine:
             if p.folio is not None:
                 f = folios.get(p.folio.head)
                 if f is None:
-                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs, p.folio.pins)
+                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs, p.folio.pins,
+                                                     p.folio.maps)
                 c.folio = f
         return Machine(
             pages,
