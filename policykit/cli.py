@@ -208,10 +208,13 @@ def cmd_live(ns: argparse.Namespace) -> int:
     from .live.report import render_live
     from .live.validate import run_live
 
+    from .guard import terminations_interrupt
+
     caps = _live_capabilities()
     session = _session(ns, ns.policy or "linux-6.x")
     scenarios = _corpus(session, argparse.Namespace(**{**vars(ns), "corpus": ns.scenarios + (ns.corpus or [])}))
-    runs = [run_live(sc, caps) for sc in scenarios]
+    with terminations_interrupt():
+        runs = [run_live(sc, caps) for sc in scenarios]
     print(render_live(runs, ns.format))
     return ExitCode.OK if all(not r.not_runnable for r in runs) else ExitCode.FAILED
 
@@ -234,9 +237,12 @@ def cmd_validate(ns: argparse.Namespace) -> int:
                      for i, text in enumerate(random_scenarios(ns.random, ns.seed, kinds=kinds))]
     else:
         scenarios = _corpus(session, ns)
+    from .guard import terminations_interrupt
+
     bar = _progress("scenario")
     try:
-        results = validate(session, scenarios, caps, bar)
+        with terminations_interrupt():
+            results = validate(session, scenarios, caps, bar)
     finally:
         bar.close()
     print(render_validation(results, session.policy.name, ns.format))

@@ -49,6 +49,28 @@ def watch_interrupts() -> Iterator[None]:
         _watching, _interrupted = state
 
 
+@contextmanager
+def terminations_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP stop the program as the user's Ctrl-C does
+    (a KeyboardInterrupt that unwinds), so that a command being killed still gives back
+    what it changed -- the live backend's system settings and processes.  Python's
+    default for them ends the process without running a ``finally``."""
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def stops_the_run(exc: BaseException) -> bool:
     """Whether ``exc`` must end the run rather than be reported as a plugin's fault: the
     user's Ctrl-C, or a deadline.  Without :func:`watch_interrupts`, any

@@ -323,3 +323,22 @@ def test_ksm_merges_for_real_and_ksmd_is_put_back():
     merged = v.live[8].pages                       # after ksm_merge: one page, mapped by both
     assert merged["a:x[0]"].label == merged["b:y[0]"].label and merged["a:x[0]"].mapcount == 2
     assert v.live[10].data == {"b:y[0]": "fill a"}
+
+
+def test_a_killed_validate_gives_everything_back():
+    """SIGTERM in the middle of a run that makes swap and hugetlb pages: the command
+    still restores them and reaps its agents (the autouse fixture checks)."""
+    import subprocess
+    import sys
+    import time
+
+    if not (CAPS.hugetlb and CAPS.swap):
+        pytest.skip(CAPS.hugetlb_reason or CAPS.swap_reason)
+    proc = subprocess.Popen([sys.executable, "-m", "policykit", "validate", "linux-6.15", "--random", "400",
+                             "--kinds", "hugetlb,swap"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "interrupted" in err, (proc.returncode, err[-500:])
+    assert not [f for f in os.listdir("/var/tmp") if f.startswith("policykit-swap-")]
