@@ -50,9 +50,9 @@ def random_scenario(rng: random.Random, index: int, steps: int = 10,
             lines.append(f"mmap_thp {proc.name} 512 -> {name}")
             regions[name] = ("thp", 512)
         elif kind == "hugetlb":
-            # room for a copy in every process: running out is the reservation owner's
-            # business (the kernel unmaps the page from the others), not modelled yet
-            pooled += 4
+            # one page more in the pool for each mapping: copies soon run out of pages,
+            # and the reservation's owner takes the page from the children
+            pooled += 1
             lines.append(f"hugetlb_pool {pooled}")
             lines.append(f"mmap_hugetlb {proc.name} 1 private -> {name}")
             regions[name] = ("hugetlb", 1)

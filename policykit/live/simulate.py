@@ -33,7 +33,8 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         obs = Observation(index, step.text)
         writes: list[str] = []
         before: dict[int, tuple[bool, bool, int]] = {}          # vpn -> its PTE just before its write
-        if step.op in ("write", "fill"):
+        if step.op in ("write", "fill") and step.params["region"][0] in runner.bases \
+                and step.params["process"] in runner.pids:
             writes = _keys(runner, step, regions)
             pid = runner.pids.get(step.params["process"])
             name, lo, hi = step.params["region"]

@@ -150,12 +150,16 @@ class Settings:
         """Exactly ``pages`` free 2 MiB huge pages, as the simulator's ``hugetlb_pool``
         says: the persistent pool is resized (and given back its old size later)."""
         path = f"{_HUGETLB_2M}/nr_hugepages"
+        _settle_surplus()
         free = _read_int(f"{_HUGETLB_2M}/free_hugepages")
         if free == pages:
             return
         persistent = _read_int(path) - _read_int(f"{_HUGETLB_2M}/surplus_hugepages")
         if not any(w == "nr_hugepages" for w, _ in self._undo):
-            self._undo.append(("nr_hugepages", lambda: _write(path, persistent)))
+            def restore() -> None:
+                _write(path, persistent)
+                _settle_surplus()
+            self._undo.append(("nr_hugepages", restore))
             self.changed.append(f"nr_hugepages {persistent} -> (resized) -> {persistent}")
         _write(path, persistent - free + pages)
         if _read_int(f"{_HUGETLB_2M}/free_hugepages") != pages:
@@ -213,6 +217,14 @@ class Settings:
                 raise OSError(err, f"swapoff {path}: {os.strerror(err)}")
         self._undo.append(("swapon", swapoff))
         self.changed.append(f"swapfile {path} enabled")
+
+
+def _settle_surplus(timeout: float = 2.0) -> None:
+    """Wait for surplus huge pages to go: pages a killed process's io_uring ring still
+    pinned when the pool shrank, which its teardown (a workqueue) frees a moment later."""
+    deadline = time.monotonic() + timeout
+    while _read_int(f"{_HUGETLB_2M}/surplus_hugepages") and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 def _make_swapfile(fd: int, size: int) -> None:

@@ -19,6 +19,10 @@
 * fork shares or, by the decision point ``hugetlb_fork`` (``share`` | ``copy``), copies a
   page into a new huge page for the child (5.12: pinned pages); with the pool empty the
   fork fails.
+* The process that made a private mapping owns its reservation: when it needs a copy
+  of a huge page and the pool is empty, the page is unmapped from the other processes
+  that map it (forked children), whose mapping then raises SIGBUS when touched there,
+  and the owner keeps the page (``unmap_ref_private()``); anyone else gets SIGBUS.
 * A copy costs the huge page's size in ``bytes_copied``, and counts in ``hugetlb_copies``.
 
 Page attribute: ``hugetlb``.  VMA attribute: ``hugetlb``.
@@ -162,6 +166,8 @@ def mmap_hugetlb(engine: Any, args: dict[str, Any]) -> Outcome:
         attrs["object"] = st["next"]
         st["objects"][st["next"]] = {}
         st["next"] += 1
+    else:
+        attrs["resv_owner"] = args["process"]       # HPAGE_RESV_OWNER: forked copies are not
     base = engine.mmap(args["process"], args["pages"], shared=args["sharing"] == "shared",
                        attrs=attrs, shmem=False)
     return Outcome(result=base)
@@ -203,6 +209,9 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return None
     mm = proc.mm
     if pte is None:                                          # hugetlb_no_page()
+        if vma.attrs.get("resv_unmapped") == proc.pid:      # (fork starts the child's mapping anew)
+            raise OperationFailed("SIGBUS", "the reservation's owner took this mapping's huge page when the "
+                                  "pool ran out (HPAGE_RESV_UNMAPPED)")
         if "object" in vma.attrs:                            # the file's page, shared or not
             obj = _state(engine)["objects"][vma.attrs["object"]]
             index = vpn - vma.start + vma.pgoff
@@ -245,6 +254,10 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
             pte.writable, pte.dirty = vma.write, True
         return pte
     new = _copy(engine, page, "unshare_copies" if unshare else "wp_copies")
+    if new is None and page.anon and vma.attrs.get("resv_owner") == proc.pid and unmap_ref_private(
+            engine, proc, vpn, page):
+        # the page is this mm's alone now: the fault is taken again
+        return policykit_handle_fault(engine, proc, vma, vpn, pte, not unshare, unshare)
     if new is None:
         raise OperationFailed("SIGBUS", "no free huge page for the copy")
     new.mapcount = 1
@@ -254,6 +267,26 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     page.mapcount -= 1
     engine.put_page(page)
     return pte
+
+
+def unmap_ref_private(engine: Any, owner: Any, vpn: int, page: Any) -> bool:
+    """The owner of a private mapping's reservation needs a copy of ``page`` and the pool
+    is empty: the page is unmapped from every other process that maps it there (forked
+    children, which have no reservation), and their mappings marked so that touching it
+    again is SIGBUS (``unmap_ref_private()``).  Whether any was."""
+    done = False
+    for proc in engine.machine.processes.values():
+        if proc is owner or not proc.alive:
+            continue
+        pte = proc.mm.ptes.get(vpn)
+        vma = proc.mm.find_vma(vpn)
+        if pte is None or not pte.present or pte.pfn != page.pfn or vma is None or vma.shared:
+            continue
+        engine.zap_pte(proc.mm, vpn)
+        vma.attrs["resv_unmapped"] = proc.pid       # HPAGE_RESV_UNMAPPED: this process's mapping
+        _state(engine).setdefault("unmapped", []).append((proc.pid, vpn))
+        done = True
+    return done
 
 
 @hookimpl
@@ -294,6 +327,13 @@ def policykit_page_refs(machine: Any, page: Any) -> int:
 
 @hookimpl
 def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, Any]) -> None:
+    # a child whose page the reservation's owner took has lost that memory: touching it
+    # is SIGBUS, never another's data (the kernel's bargain for MAP_PRIVATE); what is
+    # left is an empty page, which a child it forks later faults in afresh
+    st = oracle.engine.machine.attrs.get("hugetlb")
+    if st and "unmapped" in st:
+        for pid, vpn in st.pop("unmapped"):
+            oracle.map_cell(pid, vpn, oracle.new_cell())
     if step.op == "mmap_hugetlb" and outcome.ok:
         oracle.name_region(outcome.result, step.result)
         shared = args["sharing"] == "shared"
