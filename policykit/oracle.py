@@ -389,6 +389,26 @@ class Oracle:
         for rid in [r for r, ref in self.refs.items() if ref.owner == pid]:
             del self.refs[rid]
 
+    def _op_mremap(self, step: Step, a: dict, out: Outcome) -> None:
+        """The memory moves: what each page holds, and what the process expects of it, go
+        with it to the new place."""
+        pid, new = a["process"], out.result
+        old = a["region"]
+        delta = new - old[0]  # type: ignore[operator]
+        self._regions[new] = step.result  # type: ignore[index,assignment]
+        space = self.space[pid]
+        moved = [(vpn, space.pop(vpn)) for vpn in old if vpn in space]
+        for vpn, cell in moved:
+            space[vpn + delta] = cell
+        for marks in (self.dontfork.get(pid), self.wipeonfork.get(pid)):
+            if marks:
+                there = {v for v in marks if v in old}
+                marks -= there
+                marks |= {v + delta for v in there}
+        for key, (view, source, n, owner, vpn) in list(self.following.items()):
+            if owner == pid and vpn in old:
+                self.following[key] = (view, source, n, owner, vpn + delta)
+
     def _op_munmap(self, step: Step, a: dict, out: Outcome) -> None:
         self._detach(a["process"], a["region"])
 

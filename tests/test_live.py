@@ -291,8 +291,14 @@ def test_random_sequences_agree_step_by_step():
     ran = [v for v in results if not v.not_runnable]
     assert len(ran) >= 200
     assert all("more than one process maps" in v.not_runnable for v in results if v.not_runnable)
-    bad = [(v.scenario.name, v.disagreements[0]) for v in ran if v.disagreements]
+    # The kernel is not a pure function of the steps (reclaim, compaction and khugepaged
+    # run beside it): a sequence that disagrees is run again, and must agree then; only
+    # a few may need it.
+    once = [v for v in ran if v.disagreements]
+    again = validate(s, [v.scenario for v in once], CAPS) if once else []
+    bad = [(v.scenario.name, v.disagreements[0]) for v in again if v.disagreements]
     assert not bad, bad[:3]
+    assert len(once) <= 3, [(v.scenario.name, v.disagreements[0]) for v in once]
 
 
 def test_without_pfns_only_fault_outcomes_data_and_pmds_are_compared():

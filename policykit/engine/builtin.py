@@ -182,6 +182,10 @@ def _munmap(e: Engine, a: dict[str, Any]) -> Outcome:
     return Outcome()
 
 
+def _mremap(e: Engine, a: dict[str, Any]) -> Outcome:
+    return Outcome(result=e.mremap(a["process"], *_range(a)))
+
+
 def _mprotect(e: Engine, a: dict[str, Any]) -> Outcome:
     e.mprotect(a["process"], *_range(a), write=a["prot"] == "rw")
     return Outcome()
@@ -269,6 +273,9 @@ def policykit_add_operations() -> list[OperationSpec]:
           "workers); they are not named"),
         o("exit", (_PROC,), _exit, "the process exits; its references are dropped"),
         o("munmap", (_PROC, _REGION), _munmap, "unmap the pages"),
+        o("mremap", (_PROC, _REGION), _mremap,
+          "mremap(MREMAP_MAYMOVE | MREMAP_FIXED) the pages to a new place; the result names them there",
+          result="region"),
         o("mprotect", (_PROC, _REGION, P("prot", "word", ("ro", "rw"))), _mprotect,
           "mprotect(PROT_READ) or mprotect(PROT_READ|PROT_WRITE)"),
         o("madvise", (_PROC, _REGION, P("advice", "word",

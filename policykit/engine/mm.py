@@ -24,6 +24,8 @@ from .specs import Decision, Registry
 
 #: gap left between two mmap()ed regions, so VMAs never touch
 _MMAP_GAP = 16
+#: where mremap puts what it moves: aligned as a PMD (512 pages), as a THP's place is
+_MREMAP_ALIGN = 512
 #: fault_around_bytes (64 KiB) in pages, and the entries of one page table
 FAULT_AROUND_PAGES = 16
 PTRS_PER_PTE = 512
@@ -893,6 +895,36 @@ class Engine:
         gone = self.split_vmas(mm, start, end)
         self.zap_range(mm, start, end)
         mm.vmas[:] = [v for v in mm.vmas if v not in gone]
+
+    def mremap(self, pid: int, start: int, end: int) -> int:
+        """mremap(MREMAP_MAYMOVE | MREMAP_FIXED) of ``[start, end)`` to a new place, which
+        it returns (aligned as a THP's would be): the VMAs and the PTEs move, the pages
+        stay what they are -- part of a THP moved is one folio mapped at two places."""
+        mm = self.process(pid).mm
+        covered = sum(min(v.end, end) - max(v.start, start) for v in mm.vmas if v.start < end and start < v.end)
+        if covered != end - start:
+            raise OperationFailed("EFAULT", f"mremap: no VMA at part of pages {start:#x}..{end - 1:#x}")
+        self.range_prepare(mm, start, end)
+        m = self.machine
+        new = -(-m.next_vpn // _MREMAP_ALIGN) * _MREMAP_ALIGN
+        m.next_vpn = new + (end - start) + _MMAP_GAP
+        delta = new - start
+        for vma in self.split_vmas(mm, start, end):
+            vma.start += delta
+            vma.end += delta
+        mm.vmas.sort(key=lambda v: v.start)
+        moved = [(vpn, mm.ptes.pop(vpn)) for vpn in range(start, end) if vpn in mm.ptes]
+        for vpn, pte in moved:
+            mm.ptes[vpn + delta] = pte
+        if mm.clean:
+            clean = {v for v in mm.clean if start <= v < end}
+            mm.clean -= clean
+            mm.clean |= {v + delta for v in clean}
+        for ref in m.refs.values():             # a reference holds pages; where it came from moves
+            if ref.owner == pid and any(start <= v < end for v in ref.vpns):
+                ref.vpns = tuple(v + delta if start <= v < end else v for v in ref.vpns)
+        self.merge_vmas(mm)
+        return new
 
     def mprotect(self, pid: int, start: int, end: int, write: bool) -> None:
         proc = self.process(pid)

@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 #: start state already has (a process, a mapping), do what another does (alias; pin is
 #: gup ... pin; vmsplice of one buffer is gup ... get), inject failures every policy
 #: meets alike, or make processes no step can name (fork_children: widen its count with
-#: --domain to reach the pin bias)
+#: --domain to reach the pin bias), or move memory elsewhere (mremap: the same state at
+#: other addresses, for a THP split at the move)
 SETUP_OPS = frozenset({"spawn", "mmap", "alias", "pin", "fail_alloc", "memory_pressure", "fork_children",
-                       "vmsplice"})
+                       "vmsplice", "mremap"})
 
 #: the file name of steps explore makes
 EXPLORE_FILE = "<explore>"

@@ -251,6 +251,10 @@ def _munmap(state: _State, addr: int, length: int) -> None:
     libc.munmap(addr, length)
 
 
+def _mremap(state: _State, addr: int, length: int, new: int) -> None:
+    libc.mremap(addr, length, new)
+
+
 def _mprotect(state: _State, addr: int, length: int, writable: bool) -> None:
     libc.mprotect(addr, length, libc.PROT_READ | (libc.PROT_WRITE if writable else 0))
 
@@ -349,7 +353,7 @@ def _peek_pipe(r: int, total: int) -> bytes:
 
 
 _OPS = {
-    "hello": _hello, "mmap": _mmap, "write": _write, "read": _read, "munmap": _munmap,
+    "hello": _hello, "mmap": _mmap, "write": _write, "read": _read, "munmap": _munmap, "mremap": _mremap,
     "mprotect": _mprotect, "madvise": _madvise, "pin": _pin, "vmsplice": _vmsplice,
     "release": _release, "dma_write": _dma_write, "dma_read": _dma_read,
 }

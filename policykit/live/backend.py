@@ -396,6 +396,16 @@ class LiveSession:
         agent, _, _, addrs, size = self._pages(step)
         agent.call("munmap", addrs[0], len(addrs) * size)
 
+    def _mremap(self, step: Step, index: int, obs: Observation) -> None:
+        agent, proc, _, addrs, size = self._pages(step)
+        base = self.regions[_base_name(self.regions, step.params["region"][0])]
+        region = self._region(len(addrs), size)
+        region.thp = base.thp
+        agent.call("mremap", addrs[0], len(addrs) * size, region.addr)
+        if step.result:
+            self.regions[step.result] = region
+            self.owned.setdefault(proc, []).append(step.result)
+
     def _mprotect(self, step: Step, index: int, obs: Observation) -> None:
         agent, _, _, addrs, size = self._pages(step)
         agent.call("mprotect", addrs[0], len(addrs) * size, step.params["prot"] == "rw")
@@ -555,6 +565,7 @@ _OPS: dict[str, Callable[[LiveSession, Step, int, Observation], None]] = {
     "mmap_hugetlb": LiveSession._mmap_hugetlb, "hugetlb_pool": LiveSession._hugetlb_pool,
     "write": LiveSession._write, "read": LiveSession._read, "fork": LiveSession._fork,
     "exit": LiveSession._exit, "munmap": LiveSession._munmap, "mprotect": LiveSession._mprotect,
+    "mremap": LiveSession._mremap,
     "madvise": LiveSession._madvise, "pageout": LiveSession._pageout, "clear_refs": LiveSession._clear_refs,
     "collapse": LiveSession._collapse, "ksm_enable": LiveSession._ksm_enable, "fill": LiveSession._fill,
     "ksm_merge": LiveSession._ksm_merge,

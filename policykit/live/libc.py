@@ -30,6 +30,7 @@ MADV_COLD, MADV_PAGEOUT = 20, 21
 MADV_COLLAPSE = 25
 
 SPLICE_F_GIFT = 0x08
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 _SYSCALLS = {
     "x86_64": {"perf_event_open": 298, "io_uring_setup": 425, "io_uring_enter": 426,
@@ -90,6 +91,19 @@ def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: in
     if ret is None or ret == MAP_FAILED:
         err = ctypes.get_errno()
         raise LibcError(err, f"mmap: {os.strerror(err)}")
+    return int(ret)
+
+
+_libc.mremap.restype = ctypes.c_void_p
+_libc.mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p)
+
+
+def mremap(old: int, length: int, new: int) -> int:
+    """Move ``length`` bytes at ``old`` to ``new`` (MREMAP_MAYMOVE | MREMAP_FIXED)."""
+    ret = _libc.mremap(old, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, new)
+    if ret is None or ret == MAP_FAILED:
+        err = ctypes.get_errno()
+        raise LibcError(err, f"mremap: {os.strerror(err)}")
     return int(ret)
 
 

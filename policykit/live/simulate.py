@@ -72,7 +72,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
             elif spec.result == "region" and step.op != "alias":
                 regions.append(step.result)
                 owned.setdefault(step.params["process"], []).append(step.result)
-                if step.op == "mmap_thp":
+                if step.op == "mmap_thp" or (step.op == "mremap" and step.params["region"][0] in thp):
                     thp.append(step.result)
         if step.op in ("fork_children",):
             order.extend(n for n in runner.pids if n not in order)

@@ -326,6 +326,20 @@ class _Checker:
             for ref in st.refs.values():
                 if ref.owner == proc.name and ref.released is None:  # type: ignore[union-attr]
                     ref.released = line
+        elif op == "mremap":
+            name, lo, hi = a["region"]
+            old = proc.regions[name]  # type: ignore[union-attr]
+            new = _Mapping(hi - lo)
+            for i in range(lo, hi):
+                if i in old.mapped:
+                    new.mapped[i - lo] = None
+                    old.mapped.pop(i)
+                    old.why_unmapped[i] = f"moved by mremap at line {line}"
+                for marks, moved in ((old.readonly, new.readonly), (old.dontfork, new.dontfork)):
+                    if i in marks:
+                        moved[i - lo] = marks.pop(i)
+            st.regions[a["_name"]] = (hi - lo, st.regions[name][1])
+            proc.regions[a["_name"]] = new  # type: ignore[union-attr]
         elif op in ("write", "munmap", "mprotect", "madvise", "gup", "pin", "vmsplice"):
             name, lo, hi = a["region"]
             m = proc.regions[name]  # type: ignore[union-attr]

@@ -411,6 +411,14 @@ def policykit_add_variants() -> list[VariantSpec]:
             mprotect {process} {region}_thp[1] rw
             alias {process} {region}_thp[0] -> {region}
         """, thp),
+        # cow.c moves the second half elsewhere with mremap(): one folio, PTE-mapped at
+        # two places; the tests work on the first half (here its first page).
+        VariantSpec("partially-mremapped-thp", "THP half moved by mremap()", """
+            mmap_thp {process} 512 -> {region}_thp
+            write {process} {region}_thp[0]
+            mremap {process} {region}_thp[256:512] -> {region}_moved
+            alias {process} {region}_thp[0] -> {region}
+        """, thp),
         # cow.c zaps the other 511 pages with MADV_DONTNEED; unmapping them leaves the
         # same state for the page under test (one PTE of a partly mapped folio), and
         # nothing else for a run to look at.
