@@ -101,7 +101,8 @@ def test_corpus_runs_each_cow_c_anon_test_on_every_variant(capsys):
     assert main(["corpus", "-k", "cow-basic/*", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [s["variant"] for s in doc["scenarios"]] == [
-        "base", "swapped", "thp", "pte-mapped-thp", "partially-mremapped-thp", "single-pte-thp", "hugetlb"]
+        "base", "swapped", "thp", "pte-mapped-thp", "partially-mremapped-thp", "single-pte-thp", "hugetlb",
+        "hugetlb-1g"]
     thp = doc["scenarios"][2]
     assert thp["title"].endswith("(PMD-mapped THP)") and {"thp", "cow.c"} <= set(thp["tags"].split())
 

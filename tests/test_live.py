@@ -41,6 +41,7 @@ def _system_state() -> tuple[str, ...]:
             return ""
     ksm = tuple(read(f"/sys/kernel/mm/ksm/{n}") for n in ("run", "sleep_millisecs", "pages_to_scan", "smart_scan"))
     return (read("/proc/swaps"), read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
+            read("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"),
             read("/proc/sys/vm/nr_hugepages"), *ksm)
 
 

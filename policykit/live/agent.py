@@ -226,6 +226,8 @@ def _mmap(state: _State, addr: int, length: int, shared: bool, writable: bool, k
     flags = (libc.MAP_SHARED if shared else libc.MAP_PRIVATE) | libc.MAP_ANONYMOUS | libc.MAP_FIXED_NOREPLACE
     if kind == "hugetlb":
         flags |= libc.MAP_HUGETLB
+    elif kind == "hugetlb-1g":
+        flags |= libc.MAP_HUGETLB | 30 << libc.MAP_HUGE_SHIFT
     prot = libc.PROT_READ | (libc.PROT_WRITE if writable else 0)
     libc.mmap(addr, length, prot, flags)
     if kind == "thp":

@@ -128,8 +128,8 @@ def _step_reason(step: Step, caps: Capabilities) -> str:
         return caps.thp_reason
     if op in ("mmap_hugetlb", "hugetlb_pool") and not caps.hugetlb:
         return caps.hugetlb_reason
-    if op == "mmap_hugetlb" and p.get("size", "2M") != "2M":
-        return "only 2 MiB hugetlb pages here"
+    if op in ("mmap_hugetlb", "hugetlb_pool") and p.get("size", "2M") == "1G" and caps.hugetlb_1g_reason:
+        return caps.hugetlb_1g_reason
     if op == "pageout" and not caps.swap:
         return caps.swap_reason
     if op == "ksm_merge" and not caps.ksm:
@@ -256,9 +256,12 @@ class LiveSession:
         return signal.Signals(os.WTERMSIG(code)).name
 
     def _region(self, pages: int, page_bytes: int) -> Region:
+        """Room for ``pages`` pages, aligned to their size (2 MiB at least, for a THP)
+        and a gap after them."""
         size = pages * page_bytes
-        addr = self._next
-        self._next += (size + 2 * _ALIGN - 1) // _ALIGN * _ALIGN
+        align = max(_ALIGN, page_bytes)
+        addr = -(-self._next // align) * align
+        self._next = addr + (size + 2 * _ALIGN - 1) // _ALIGN * _ALIGN
         return Region(addr, pages, page_bytes)
 
     def observe(self, obs: Observation) -> None:
@@ -343,10 +346,13 @@ class LiveSession:
         self._mmap_kind(step, "thp", libc.PAGE_SIZE)
 
     def _mmap_hugetlb(self, step: Step, index: int, obs: Observation) -> None:
-        self._mmap_kind(step, "hugetlb", libc.HPAGE_PMD_SIZE)
+        if step.params.get("size", "2M") == "1G":
+            self._mmap_kind(step, "hugetlb-1g", libc.HPAGE_PUD_SIZE)
+        else:
+            self._mmap_kind(step, "hugetlb", libc.HPAGE_PMD_SIZE)
 
     def _hugetlb_pool(self, step: Step, index: int, obs: Observation) -> None:
-        self.settings.hugetlb_free(step.params["pages"])
+        self.settings.hugetlb_free(step.params["pages"], step.params.get("size", "2M"))
 
     def _range(self, step: Step, key: str = "region") -> tuple[str, Region, int, int]:
         name, lo, hi = step.params[key]

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from . import libc
 from .observe import pagemap
 
-_HUGETLB_2M = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+_HUGETLB = {"2M": "/sys/kernel/mm/hugepages/hugepages-2048kB", "1G": "/sys/kernel/mm/hugepages/hugepages-1048576kB"}
+_HUGETLB_2M = _HUGETLB["2M"]
 _KSM = "/sys/kernel/mm/ksm"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 _SWAP_BYTES = 64 << 20
@@ -38,6 +39,7 @@ class Capabilities:
     hugetlb_reason: str = ""
     swap_reason: str = ""
     ksm_reason: str = ""
+    hugetlb_1g_reason: str = ""
 
     @property
     def ksm(self) -> bool:
@@ -83,6 +85,8 @@ class Capabilities:
             swap_reason="" if root or _swap_active() else "swap needs root (to make and enable a swapfile)",
             ksm_reason="" if root and os.path.exists(f"{_KSM}/run") else
             "KSM needs CONFIG_KSM and root (to run ksmd)",
+            hugetlb_1g_reason="" if root and os.path.isdir(_HUGETLB["1G"]) else
+            "1 GiB hugetlb pages need root and a CPU and kernel that have them",
         )
 
 
@@ -146,24 +150,27 @@ class Settings:
         if errors:
             raise OSError("could not restore: " + "; ".join(errors))
 
-    def hugetlb_free(self, pages: int) -> None:
-        """Exactly ``pages`` free 2 MiB huge pages, as the simulator's ``hugetlb_pool``
-        says: the persistent pool is resized (and given back its old size later)."""
-        path = f"{_HUGETLB_2M}/nr_hugepages"
-        _settle_surplus()
-        free = _read_int(f"{_HUGETLB_2M}/free_hugepages")
+    def hugetlb_free(self, pages: int, size: str = "2M") -> None:
+        """Exactly ``pages`` free huge pages of ``size`` (2M or 1G), as the simulator's
+        ``hugetlb_pool`` says: the persistent pool of that size is resized (and given back
+        its old size later)."""
+        where = _HUGETLB[size]
+        path = f"{where}/nr_hugepages"
+        _settle_surplus(where)
+        free = _read_int(f"{where}/free_hugepages")
         if free == pages:
             return
-        persistent = _read_int(path) - _read_int(f"{_HUGETLB_2M}/surplus_hugepages")
-        if not any(w == "nr_hugepages" for w, _ in self._undo):
+        persistent = _read_int(path) - _read_int(f"{where}/surplus_hugepages")
+        what = f"nr_hugepages ({size})"
+        if not any(w == what for w, _ in self._undo):
             def restore() -> None:
                 _write(path, persistent)
-                _settle_surplus()
-            self._undo.append(("nr_hugepages", restore))
-            self.changed.append(f"nr_hugepages {persistent} -> (resized) -> {persistent}")
+                _settle_surplus(where)
+            self._undo.append((what, restore))
+            self.changed.append(f"{what} {persistent} -> (resized) -> {persistent}")
         _write(path, persistent - free + pages)
-        if _read_int(f"{_HUGETLB_2M}/free_hugepages") != pages:
-            raise OSError(f"could not make the pool {pages} free huge page(s) of 2 MiB")
+        if _read_int(f"{where}/free_hugepages") != pages:
+            raise OSError(f"could not make the pool {pages} free huge page(s) of {size}")
 
     def ksm_scan(self, timeout: float = 10.0) -> None:
         """What one full scan of ksmd merges: ksmd runs, without sleeping and without
@@ -219,11 +226,11 @@ class Settings:
         self.changed.append(f"swapfile {path} enabled")
 
 
-def _settle_surplus(timeout: float = 2.0) -> None:
+def _settle_surplus(where: str, timeout: float = 2.0) -> None:
     """Wait for surplus huge pages to go: pages a killed process's io_uring ring still
     pinned when the pool shrank, which its teardown (a workqueue) frees a moment later."""
     deadline = time.monotonic() + timeout
-    while _read_int(f"{_HUGETLB_2M}/surplus_hugepages") and time.monotonic() < deadline:
+    while _read_int(f"{where}/surplus_hugepages") and time.monotonic() < deadline:
         time.sleep(0.002)
 
 

@@ -1,8 +1,9 @@
 """policykit-hugetlb: huge pages from a reserved pool (mm/hugetlb.c).
 
-* ``hugetlb_pool N`` sets the number of free huge pages.
+* ``hugetlb_pool N [2M|1G]`` sets the number of free huge pages of that size (a pool
+  per size, as /sys/kernel/mm/hugepages/hugepages-*kB has).
 * ``mmap_hugetlb P PAGES [private|shared] [2M|1G] -> R`` maps PAGES huge pages of that
-  size (2 MiB by default; one pool serves both sizes here); each page of the
+  size (2 MiB by default, from that size's pool); each page of the
   region is one huge page (a write writes all of it).  A fault takes a page from the
   pool; an empty pool fails it (SIGBUS).  Shared mappings share a hugetlbfs object
   (which holds a reference); private ones get anonymous huge pages, mapped read-only by
@@ -109,17 +110,17 @@ def policykit_add_metrics() -> list[MetricSpec]:
 
 
 def _state(engine: Any) -> dict[str, Any]:
-    return engine.machine.attrs.setdefault("hugetlb", {"free": 0, "objects": {}, "next": 1})
+    return engine.machine.attrs.setdefault("hugetlb", {"free": {}, "objects": {}, "next": 1})
 
 
 def alloc_huge_page(engine: Any, anon: bool, size: str = "2M") -> Any:
-    st = _state(engine)
-    if st["free"] == 0:
+    pool = _state(engine)["free"]
+    if not pool.get(size):
         return None
     page = engine.alloc_page(anon=anon)
     if page is None:
         return None
-    st["free"] -= 1
+    pool[size] -= 1
     page.attrs["hugetlb"] = True
     page.attrs["hpage_size"] = size                   # "2M" or "1G"
     return page
@@ -150,11 +151,13 @@ def policykit_copy_page(engine: Any, page: Any, metric: str) -> Any:
 @hookimpl
 def policykit_page_freed(engine: Any, page: Any) -> None:
     if page.attrs.get("hugetlb"):
-        _state(engine)["free"] += 1
+        pool = _state(engine)["free"]
+        size = page.attrs.get("hpage_size", "2M")
+        pool[size] = pool.get(size, 0) + 1
 
 
 def hugetlb_pool(engine: Any, args: dict[str, Any]) -> Outcome:
-    _state(engine)["free"] = args["pages"]
+    _state(engine)["free"][args.get("size", "2M")] = args["pages"]
     return Outcome()
 
 
@@ -188,7 +191,8 @@ def mmap_hugetlb_file(engine: Any, args: dict[str, Any]) -> Outcome:
 @hookimpl
 def policykit_add_operations() -> list[OperationSpec]:
     return [
-        OperationSpec("hugetlb_pool", (Param("pages", "int"),), hugetlb_pool, "the pool has PAGES free huge pages"),
+        OperationSpec("hugetlb_pool", (Param("pages", "int"), Param("size", "word", tuple(HPAGE_SIZES), "2M")),
+                      hugetlb_pool, "the pool of huge pages of SIZE (2M or 1G) has PAGES free"),
         OperationSpec("mmap_hugetlb", (Param("process", "process"), Param("pages", "int"),
                                        Param("sharing", "word", ("private", "shared"), "private"),
                                        Param("size", "word", tuple(HPAGE_SIZES), "2M")),
@@ -386,5 +390,9 @@ def policykit_add_variants() -> list[VariantSpec]:
     """, frozenset({"hugetlb"})), VariantSpec("hugetlb", "2 MiB hugetlb page", """
         hugetlb_pool 2
         mmap_hugetlb {process} 1 private -> {region}
+        write {process} {region}
+    """, frozenset({"hugetlb"})), VariantSpec("hugetlb-1g", "1 GiB hugetlb page", """
+        hugetlb_pool 2 1G
+        mmap_hugetlb {process} 1 private 1G -> {region}
         write {process} {region}
     """, frozenset({"hugetlb"}))]

@@ -24,7 +24,7 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_hugetlb" / "scen
 
 
 def free(e: Engine) -> int:
-    return e.machine.attrs["hugetlb"]["free"]
+    return e.machine.attrs["hugetlb"]["free"].get("2M", 0)
 
 
 def test_faults_take_pages_from_the_pool_and_freeing_returns_them():
@@ -66,7 +66,7 @@ def test_hugetlb_wp_reuses_by_mapcount_and_copies_2mib():
 
 def test_a_1g_page_costs_1g_to_copy():
     e = engine()
-    op(e, "hugetlb_pool", pages=2)
+    op(e, "hugetlb_pool", pages=2, size="1G")
     p = e.spawn("p")
     b = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="1G").result
     e.write(p, [b])
@@ -114,3 +114,16 @@ def test_a_private_mapping_of_a_hugetlbfs_file_reads_the_file_and_copies_on_writ
     assert r.verdict == "ok"
     assert (r.metrics["hugetlb_copies"], r.metrics["wp_copies"]) == (1, 1)    # the write copied
     assert r.metrics["decisions"] == 0, "a file's page is copied without asking the policy"
+
+
+def test_each_size_has_its_own_pool():
+    e = engine()
+    op(e, "hugetlb_pool", pages=1, size="1G")
+    p = e.spawn("p")
+    small = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="2M").result
+    big = op(e, "mmap_hugetlb", process=p, pages=1, sharing="private", size="1G").result
+    with pytest.raises(OperationFailed, match="no free huge page") as failed:
+        e.write(p, [small])                     # no 2 MiB page: the 1 GiB pool is another
+    assert failed.value.errno == "SIGBUS"
+    e.write(p, [big])
+    assert e.machine.attrs["hugetlb"]["free"] == {"1G": 0}
