@@ -205,10 +205,9 @@ def _live_capabilities():  # type: ignore[no-untyped-def]
 
 
 def cmd_live(ns: argparse.Namespace) -> int:
+    from .guard import terminations_interrupt
     from .live.report import render_live
     from .live.validate import run_live
-
-    from .guard import terminations_interrupt
 
     caps = _live_capabilities()
     session = _session(ns, ns.policy or "linux-6.x")
@@ -220,6 +219,7 @@ def cmd_live(ns: argparse.Namespace) -> int:
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
+    from .guard import terminations_interrupt
     from .live.report import render_validation
     from .live.validate import validate
 
@@ -237,8 +237,6 @@ def cmd_validate(ns: argparse.Namespace) -> int:
                      for i, text in enumerate(random_scenarios(ns.random, ns.seed, kinds=kinds))]
     else:
         scenarios = _corpus(session, ns)
-    from .guard import terminations_interrupt
-
     bar = _progress("scenario")
     try:
         with terminations_interrupt():
