@@ -18,20 +18,18 @@ MAP_HUGE_SHIFT = 26
 
 PROT_READ, PROT_WRITE = 0x1, 0x2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_NORESERVE, MAP_POPULATE, MAP_HUGETLB = 0x4000, 0x8000, 0x40000
+MAP_HUGETLB = 0x40000
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 MADV_DONTNEED = 4
-MADV_REMOVE = 9
 MADV_DONTFORK, MADV_DOFORK = 10, 11
-MADV_MERGEABLE, MADV_UNMERGEABLE = 12, 13
+MADV_MERGEABLE = 12
 MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15
 MADV_WIPEONFORK, MADV_KEEPONFORK = 18, 19
-MADV_COLD, MADV_PAGEOUT = 20, 21
+MADV_PAGEOUT = 21
 MADV_COLLAPSE = 25
 
-SPLICE_F_GIFT = 0x08
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
 _SYSCALLS = {
@@ -55,8 +53,6 @@ _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _libc.syscall.restype = ctypes.c_long
-_libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
-_libc.memset.restype = ctypes.c_void_p
 
 
 class Iovec(ctypes.Structure):
@@ -134,10 +130,6 @@ _libc.tee.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint
 def tee(fd_in: int, fd_out: int, length: int) -> int:
     """tee(): duplicate up to ``length`` bytes of one pipe into another, consuming nothing."""
     return _check(_libc.tee(fd_in, fd_out, length, 0), "tee")
-
-
-def memset(addr: int, value: int, length: int) -> None:
-    _libc.memset(addr, value, length)
 
 
 def store(addr: int, data: bytes) -> None:

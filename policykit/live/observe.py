@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from .libc import PAGE_SIZE
 
 _PFN_MASK = (1 << 55) - 1
-_PRESENT, _SWAPPED, _EXCLUSIVE_MAP, _SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 56, 1 << 55
+_PRESENT, _SWAPPED, _SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 55
 
 KPF_ANON = 12
-KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
+KPF_COMPOUND_TAIL = 16
 KPF_HUGE = 17
 KPF_KSM = 21
 KPF_THP = 22

@@ -9,6 +9,7 @@ so the interpreter's own faults do not count.  (getrusage's fault counts would.)
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap as _mmap
 import os
 import struct
@@ -66,7 +67,6 @@ class FaultSampler:
             os.close(self.fd)
             raise
         self._size = _DATA_PAGES * PAGE_SIZE
-        import fcntl
         fcntl.ioctl(self.fd, _PERF_EVENT_IOC_ENABLE, 0)
 
     def take(self) -> list[int]:

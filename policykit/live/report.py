@@ -7,16 +7,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..report import TABLEFMT
 from ..terminal import table
 from .backend import LiveRun
 from .trace import ASPECTS, Observation
 from .validate import Validation
 
 _KEY = re.compile(r"^(.*)\[(\d+)\]$")
-
-
-def _tablefmt(fmt: str) -> str:
-    return "github" if fmt == "markdown" else "simple"
 
 
 _LABEL = re.compile(r"^p(\d+)(.*)$")
@@ -90,7 +87,7 @@ def render_live(runs: Sequence[LiveRun], fmt: str) -> str:
         rows = [(o.index, o.text, o.status, "\n".join(fold(o.faults)), "\n".join(fold(o.data)),
                  "\n".join(_page_text(o))) for o in r.observations]
         parts.append(f"{r.scenario.name} (live, {r.elapsed * 1000:.0f} ms)\n"
-                     + table(rows, ("#", "step", "status", "write", "read", "pages after"), _tablefmt(fmt)))
+                     + table(rows, ("#", "step", "status", "write", "read", "pages after"), TABLEFMT[fmt]))
     return "\n\n".join(parts)
 
 
@@ -135,7 +132,7 @@ def render_validation(results: Sequence[Validation], policy: str, fmt: str, aspe
         rows.append((v.scenario.name, "disagree" if v.disagreements else "agree", f"{v.steps_agreed}/{len(v.live)}",
                      *[per[a] or "" for a in aspects], f"{v.live_time * 1000:.1f}", f"{v.sim_time * 1000:.2f}"))
     out = [f"validate {policy} against this kernel (disagreements by aspect; times in ms)",
-           table(rows, ("scenario", "verdict", "steps", *aspects, "live", "simulated"), _tablefmt(fmt))]
+           table(rows, ("scenario", "verdict", "steps", *aspects, "live", "simulated"), TABLEFMT[fmt])]
     for v in ordered:
         if v.disagreements:
             out.append(side_by_side(v, fmt))
@@ -169,4 +166,4 @@ def side_by_side(v: Validation, fmt: str = "table") -> str:
     what = "; ".join(f"{d.aspect} of {d.where}: live {_value(d.live)}, simulated {_value(d.simulated)}"
                      for d in wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
     return (f"{v.scenario.name}: first disagreement at step {first.step} ('{first.text}'): {what}\n"
-            + table(rows, ("#", "step", "live kernel", "simulator", ""), _tablefmt(fmt)))
+            + table(rows, ("#", "step", "live kernel", "simulator", ""), TABLEFMT[fmt]))

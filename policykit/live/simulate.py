@@ -33,6 +33,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         obs = Observation(index, step.text)
         writes: list[str] = []
         before: dict[int, tuple[bool, bool, int]] = {}          # vpn -> its PTE just before its write
+        listening = False
         if step.op in ("write", "fill") and step.params["region"][0] in runner.bases \
                 and step.params["process"] in runner.pids:
             writes = _keys(runner, step, regions)
@@ -55,10 +56,11 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
             if vpns and pid in machine.processes:
                 before[vpns[0]] = pte_now(vpns[0])
                 engine.listen(track)
+                listening = True
         try:
             rec = runner.step(index, step)
         finally:
-            if writes and track in engine._listeners:
+            if listening:
                 engine.unlisten(track)
         if rec.status == "failed":
             obs.status = "failed " + rec.message.split(":", 1)[0]

@@ -20,7 +20,6 @@ from . import libc
 from .observe import pagemap
 
 _HUGETLB = {"2M": "/sys/kernel/mm/hugepages/hugepages-2048kB", "1G": "/sys/kernel/mm/hugepages/hugepages-1048576kB"}
-_HUGETLB_2M = _HUGETLB["2M"]
 _KSM = "/sys/kernel/mm/ksm"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 _SWAP_BYTES = 64 << 20
@@ -80,7 +79,7 @@ class Capabilities:
             io_uring_reason=_try(_io_uring, "io_uring"),
             soft_dirty=entry.soft_dirty,
             thp_reason=_thp_reason(),
-            hugetlb_reason="" if root and os.path.isdir(_HUGETLB_2M) else
+            hugetlb_reason="" if root and os.path.isdir(_HUGETLB["2M"]) else
             "2 MiB hugetlb pages need root (to reserve them) and hugetlbfs support",
             swap_reason="" if root or _swap_active() else "swap needs root (to make and enable a swapfile)",
             ksm_reason="" if root and os.path.exists(f"{_KSM}/run") else
@@ -130,7 +129,6 @@ class Settings:
 
     def __init__(self) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
-        self.changed: list[str] = []
 
     def __enter__(self) -> Settings:
         return self
@@ -167,7 +165,6 @@ class Settings:
                 _write(path, persistent)
                 _settle_surplus(where)
             self._undo.append((what, restore))
-            self.changed.append(f"{what} {persistent} -> (resized) -> {persistent}")
         _write(path, persistent - free + pages)
         if _read_int(f"{where}/free_hugepages") != pages:
             raise OSError(f"could not make the pool {pages} free huge page(s) of {size}")
@@ -185,7 +182,6 @@ class Settings:
                     if n in saved:
                         _write(f"{_KSM}/{n}", saved[n])
             self._undo.append(("ksm", restore))
-            self.changed.append("ksmd run/sleep_millisecs/pages_to_scan/smart_scan")
         if os.path.exists(f"{_KSM}/smart_scan"):
             _write(f"{_KSM}/smart_scan", 0)
         _write(f"{_KSM}/sleep_millisecs", 0)
@@ -223,7 +219,6 @@ class Settings:
                 err = ctypes.get_errno()
                 raise OSError(err, f"swapoff {path}: {os.strerror(err)}")
         self._undo.append(("swapon", swapoff))
-        self.changed.append(f"swapfile {path} enabled")
 
 
 def _settle_surplus(where: str, timeout: float = 2.0) -> None:
