@@ -279,8 +279,14 @@ def cmd_corpus(ns: argparse.Namespace) -> int:
     from ._manager import get_plugin_manager
     from .corpus import select
     skipped: list[tuple[str, str]] = []
-    scenarios = _load(_registry(), scenario_paths(ns.corpus or [], get_plugin_manager()), skipped)
-    print(report.render_corpus(select(scenarios, ns.tag or (), ns.k, ns.variant or ()), ns.format, skipped))
+    registry = _registry()
+    scenarios = _load(registry, scenario_paths(ns.corpus or [], get_plugin_manager()), skipped)
+    chosen = select(scenarios, ns.tag or (), ns.k, ns.variant or ())
+    if ns.cow_c:
+        from . import cowc
+        print(cowc.render(cowc.coverage(chosen, registry.variants), ns.format))
+    else:
+        print(report.render_corpus(chosen, ns.format, skipped))
     return ExitCode.OK
 
 
@@ -816,6 +822,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     corpus = sub.add_parser("corpus", help="list the corpus",
                             description="List the scenarios of the built-in corpus (or of --corpus).")
     _selection(corpus, ("table", "json", "markdown"))
+    corpus.add_argument("--cow-c", action="store_true",
+                        help="map every test of the kernel's cow.c selftest, on every kind of memory it "
+                             "runs on, to the scenario that stands for it, and say what is missing and why")
     corpus.set_defaults(func=cmd_corpus)
 
     explain = sub.add_parser("explain", help="explain every decision of one run",

@@ -428,4 +428,16 @@ def policykit_add_variants() -> list[VariantSpec]:
             munmap {process} {region}_thp[1:512]
             alias {process} {region}_thp[0] -> {region}
         """, thp),
+        # cow.c shares the first page only with a child that exits again (MADV_DONTFORK
+        # on the rest splits the VMA, and so the PMD): page 0 was shared, the others never
+        # were.  The tests work on page 0 and page 1, one of each kind.
+        VariantSpec("partially-shared-thp", "THP with one page shared once", """
+            mmap_thp {process} 512 -> {region}_thp
+            write {process} {region}_thp[0]
+            madvise {process} {region}_thp[1:512] dontfork
+            fork {process} -> {region}_sharer
+            exit {region}_sharer
+            madvise {process} {region}_thp[1:512] dofork
+            alias {process} {region}_thp[0:2] -> {region}
+        """, thp),
     ]
