@@ -2,6 +2,8 @@
 
 Run:  python bench/bench_engine.py
 Floors (issue #2): >= 100k simple steps/s on one core; fork cost linear in mapped pages.
+Issue #14: the per-folio work stays O(1) per page touched: fork and write of PTE-mapped
+2 MiB and 64 KiB folios cost about the same per page.
 POLICYKIT_BENCH_QUICK=1 runs it small and once (the test suite does, to see it runs).
 """
 
@@ -86,6 +88,32 @@ def main() -> int:
             fork_once()
         forks.append((pages, fork_once.elapsed))
 
+    # -- large folios: 4096 pages as PTE-mapped 2 MiB THPs and as 64 KiB mTHPs ----------
+    from policykit.testing import apply
+    thp_session = Session(load_policy("linux-6.x"))
+    npages = 512 if QUICK else 4096
+
+    def folio_round(folio: int) -> tuple[float, float]:
+        x = Engine(thp_session.pm, thp_session.registry)
+        p = x.spawn("p")
+        b = apply(x, "mmap_thp", process=p, pages=npages, folio=folio).result
+        for start in range(b, b + npages, folio):
+            x.write(p, [start])                      # one fault maps the folio
+            if folio == 512:                         # split the PMD: PTE-mapped
+                apply(x, "mprotect", process=p, region=[start + 1], prot="ro")
+                apply(x, "mprotect", process=p, region=[start + 1], prot="rw")
+        t = time.perf_counter()
+        x.fork(p, "c")
+        forked = time.perf_counter() - t
+        t = time.perf_counter()
+        x.write(p, range(b, b + npages))             # a COW fault on every page
+        return forked, time.perf_counter() - t
+
+    folios = {}
+    for folio in (512, 16):
+        runs = [folio_round(folio) for _ in range(1 if QUICK else 3)]
+        folios[folio] = (min(f for f, _ in runs), min(w for _, w in runs))
+
     # -- whole runs: the built-in corpus through Session.run (engine + oracle) ---------
     from policykit.cli import scenario_paths
     corpus = [scn for path in scenario_paths([]) for scn in session.load_all(str(path))]
@@ -108,6 +136,13 @@ def main() -> int:
     per_page_1k = forks[0][1] / forks[0][0]
     for pages, t in forks:
         print(f"{pages:>12,}  {t * 1e3:>8.1f}ms  {t / pages * 1e6:>8.2f}  {t / pages / per_page_1k:>15.2f}x")
+    print()
+    print(f"{'PTE-mapped folio':>16}  {'fork us/page':>12}  {'COW write us/page':>17}  ({npages:,} pages)")
+    for folio, label in ((512, "2 MiB"), (16, "64 KiB")):
+        f, wr = folios[folio]
+        print(f"{label:>16}  {f / npages * 1e6:>12.2f}  {wr / npages * 1e6:>17.2f}")
+    ratio = max(folios[512][0] / folios[16][0], folios[512][1] / folios[16][1])
+    print(f"2 MiB vs 64 KiB per page: {ratio:.2f}x (O(1) per page touched: {'yes' if ratio <= 2.0 else 'NO'})")
     floor_ok = min(n / w, n / r) >= 100_000
     linear = forks[-1][1] / forks[-1][0] <= 2.0 * per_page_1k
     print()

@@ -20,7 +20,7 @@ import pluggy
 from . import hookspecs
 from .engine import builtin
 from .engine.context import name_problem
-from .engine.specs import OWNERS, AttributeSpec, Registry
+from .engine.specs import OWNERS, AttributeSpec, Registry, size_pages
 from .errors import PluginError, PolicyLoadError, did_you_mean
 
 #: entry-point group third-party plugins register under
@@ -232,6 +232,13 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     merge("policykit_add_variants", reg.variants, lambda s: s.name)
     for spec in reg.attributes.values():
         _check_attribute(spec)
+    for variant in reg.variants.values():
+        for label in variant.sizes:
+            try:
+                size_pages(label)
+            except ValueError as exc:
+                raise PluginError(f"variant {variant.name!r}: size {exc}", plugin=variant.provider,
+                                  hook="policykit_add_variants") from None
     for name, point in reg.decision_points.items():
         if point.default is not None and point.default not in point.actions:
             raise PluginError(f"decision point {name!r}: default {point.default!r} is not one of its "

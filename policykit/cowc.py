@@ -28,7 +28,6 @@ THP_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 PMD_KB = 2048
 HUGETLB_SIZES = (2048, 1048576)
 
-_MTHP = "mTHP sizes below 2 MiB are not modelled (the THP plugin allocates PMD-sized folios only)"
 _THP_SWAP = "a THP is not swapped out whole or in pieces (the swap plugin swaps base pages)"
 _HUGE_ZERO = "the huge zero page is not modelled"
 _HUGETLB_FILE_1G = "no variant maps a 1 GiB hugetlbfs page of a memfd"
@@ -92,17 +91,18 @@ def _anon_memory() -> list[Memory]:
     out = [Memory("base page", "base"), Memory("swapped-out base page", "swapped")]
     for kb in THP_SIZES:
         pmd = kb == PMD_KB
+        label = "" if pmd else (f"{kb}k" if kb < 1024 else f"{kb // 1024}m")
 
-        def kind(name: str, variant: str, why: str = _MTHP) -> Memory:
-            return Memory(f"{name} ({_size(kb)})", variant if pmd else "", "" if pmd else why)
+        def kind(name: str, variant: str) -> Memory:
+            return Memory(f"{name} ({_size(kb)})", f"{variant}:{label}" if label else variant)
 
         if pmd:
             out.append(kind("THP", "thp"))
             out.append(Memory(f"swapped-out THP ({_size(kb)})", "", _THP_SWAP))
         out.append(kind("PTE-mapped THP", "pte-mapped-thp"))
-        out.append(Memory(f"swapped-out, PTE-mapped THP ({_size(kb)})", "", _THP_SWAP if pmd else _MTHP))
+        out.append(Memory(f"swapped-out, PTE-mapped THP ({_size(kb)})", "", _THP_SWAP))
         out.append(kind("single PTE of THP", "single-pte-thp"))
-        out.append(Memory(f"single PTE of swapped-out THP ({_size(kb)})", "", _THP_SWAP if pmd else _MTHP))
+        out.append(Memory(f"single PTE of swapped-out THP ({_size(kb)})", "", _THP_SWAP))
         out.append(kind("partially mremap()'ed THP", "partially-mremapped-thp"))
         out.append(kind("partially shared THP", "partially-shared-thp"))
     out.append(Memory("hugetlb (2 MiB)", "hugetlb"))
@@ -150,7 +150,7 @@ def coverage(scenarios: Iterable[Any], variants: Iterable[str]) -> list[Cell]:
         for mem in MEMORY[test.harness]:
             if mem.why:
                 cells.append(Cell(test, mem, why=mem.why))
-            elif mem.variant and mem.variant not in known:
+            elif mem.variant and mem.variant.partition(":")[0] not in known:
                 cells.append(Cell(test, mem, why=f"variant {mem.variant!r} is not installed (a plugin's)"))
             elif mem.variant in runs:
                 cells.append(Cell(test, mem, runs[mem.variant]))

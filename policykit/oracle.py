@@ -19,7 +19,7 @@ outside the cell's history is a ``leak``; an older token of the cell is a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +231,19 @@ class Oracle:
         cell.mappers = 0
         return cell
 
+    def map_fresh(self, pid: int, vpns: Iterable[int], shared: bool = False) -> None:
+        """Fresh memory (zeros) at ``vpns``, where the process mapped nothing: a new cell
+        for each page (``mmap`` of a region)."""
+        space = self.space[pid]
+        cid = self._next_cid
+        for vpn in vpns:
+            cid += 1
+            cell = _new(Cell)
+            cell.cid, cell.base, cell.base_len, cell.tokens, cell.mappers, cell.shared = \
+                cid, None, 0, [ZERO_TOKEN], 1, shared
+            space[vpn] = cell
+        self._next_cid = cid
+
     def name_region(self, base: int, name: str) -> None:
         """Name the region starting at page ``base`` in messages (``buf[2]``)."""
         self._regions[base] = name
@@ -302,9 +315,7 @@ class Oracle:
     def _op_mmap(self, step: Step, a: dict, out: Outcome) -> None:
         pid, base = a["process"], out.result
         self._regions[base] = step.result  # type: ignore[index,assignment]
-        shared = a["sharing"] == "shared"
-        for vpn in range(base, base + a["pages"]):  # type: ignore[operator]
-            self.space[pid][vpn] = self._cell(shared=shared)
+        self.map_fresh(pid, range(base, base + a["pages"]), a["sharing"] == "shared")  # type: ignore[operator]
 
     def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
@@ -357,21 +368,30 @@ class Oracle:
         """A child of ``pid`` starts with the parent's memory as it was at fork."""
         self.names[child] = name
         space = {}
+        dontfork, wipeonfork = self.dontfork[pid], self.wipeonfork[pid]
+        cid = self._next_cid
         for vpn, cell in self.space[pid].items():
-            if vpn in self.dontfork[pid]:
+            if dontfork and vpn in dontfork:
                 continue
-            if vpn in self.wipeonfork[pid]:
+            if wipeonfork and vpn in wipeonfork:
+                self._next_cid = cid
                 space[vpn] = self._cell()
+                cid = self._next_cid
             elif cell.shared:
                 cell.mappers += 1
                 space[vpn] = cell
-            else:
-                space[vpn] = self._cell(base=cell)
+            else:                       # a private copy starting from the parent's history
+                cid += 1
+                new = space[vpn] = _new(Cell)
+                new.cid, new.base, new.base_len, new.tokens, new.mappers, new.shared = \
+                    cid, cell, len(cell.tokens), [cell.tokens[-1]], 1, False
+        self._next_cid = cid
         self.space[child] = space  # type: ignore[index]
-        for vpn, cell in space.items():
-            followed = self.following.get(id(cell.base)) if cell.base is not None else None
-            if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
-                self.follow(child, vpn, followed[1])
+        if self.following:
+            for vpn, cell in space.items():
+                followed = self.following.get(id(cell.base)) if cell.base is not None else None
+                if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
+                    self.follow(child, vpn, followed[1])
         self.dontfork[child] = set()  # type: ignore[index]
         self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]
 

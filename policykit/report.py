@@ -218,8 +218,32 @@ def _names(names: Sequence[str]) -> str:
         base, _, variant = name.partition("/")
         groups.setdefault(base, []).append(variant)
     return ", ".join(base if variants == [""] else
-                     f"{base}/{variants[0]}" if len(variants) == 1 else f"{base}/{{{','.join(variants)}}}"
+                     f"{base}/{variants[0]}" if len(variants) == 1 else f"{base}/{{{','.join(_sizes(variants))}}}"
                      for base, variants in groups.items())
+
+
+def _sizes(variants: list[str]) -> list[str]:
+    """A sized variant's runs folded: ``pte-mapped-thp:*`` when it ran at every size it
+    has, ``pte-mapped-thp:{16k,2m}`` when at some (the bare name is its default size)."""
+    from ._manager import plugin_registry
+    specs = plugin_registry().variants
+    runs: dict[str, list[str]] = {}
+    for v in variants:
+        name, _, size = v.partition(":")
+        spec = specs.get(name)
+        runs.setdefault(name, []).append(size or (spec.sizes[-1] if spec is not None and spec.sizes else ""))
+    out = []
+    for name, sizes in runs.items():
+        spec = specs.get(name)
+        if sizes == [""] or spec is None or not spec.sizes:
+            out.extend(f"{name}:{s}" if s else name for s in sizes)
+        elif set(sizes) == set(spec.sizes):
+            out.append(f"{name}:*")
+        elif len(sizes) == 1:
+            out.append(name if sizes[0] == spec.sizes[-1] else f"{name}:{sizes[0]}")
+        else:
+            out.append(f"{name}:{{{','.join(s for s in spec.sizes if s in sizes)}}}")
+    return out
 
 
 def _first_violation(r: RunResult) -> str:

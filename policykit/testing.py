@@ -31,8 +31,13 @@ def engine(policy: str = "linux-6.x") -> Engine:
 
 
 def apply(engine: Engine, operation: str, **args: Any) -> Outcome:
-    """Carry out a registered operation on resolved arguments (pids, page numbers)."""
-    return engine.registry.operations[operation].apply(engine, args)
+    """Carry out a registered operation on resolved arguments (pids, page numbers); a
+    parameter left out takes its default, as in a scenario."""
+    spec = engine.registry.operations[operation]
+    for p in spec.params:
+        if p.name not in args and p.default is not None:
+            args[p.name] = p.default
+    return spec.apply(engine, args)
 
 
 def plugin_refs(engine: Engine) -> Callable[[Page], int] | None:

@@ -44,7 +44,7 @@ def test_every_scenario_states_its_source_and_every_policys_expectation():
         assert scn.name not in names, f"two scenarios named {scn.name}"
         names.add(scn.name)
         assert scn.title and scn.source and scn.tags, scn.name
-        core = not scn.variant or VARIANTS[scn.variant].provider == "policykit"
+        core = not scn.variant or VARIANTS[scn.variant.partition(":")[0]].provider == "policykit"
         wanted = BUILTIN | (set(PY) if path.parent == CORE and core else set())
         assert wanted <= set(scn.expectations), (scn.name, sorted(wanted - set(scn.expectations)))
         assert set(scn.expectations) <= BUILTIN | set(PY), "expectations only for policies that exist"

@@ -40,9 +40,12 @@ def _system_state() -> tuple[str, ...]:
         except OSError:
             return ""
     ksm = tuple(read(f"/sys/kernel/mm/ksm/{n}") for n in ("run", "sleep_millisecs", "pages_to_scan", "smart_scan"))
+    thp = "/sys/kernel/mm/transparent_hugepage"
+    mthp = tuple(read(f"{thp}/{d}/enabled") for d in sorted(os.listdir(thp)) if d.startswith("hugepages-")) \
+        if os.path.isdir(thp) else ()
     return (read("/proc/swaps"), read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
             read("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"),
-            read("/proc/sys/vm/nr_hugepages"), *ksm)
+            read("/proc/sys/vm/nr_hugepages"), *ksm, *mthp)
 
 
 @pytest.fixture(autouse=True)
@@ -191,6 +194,22 @@ def test_hugetlb_and_swap_are_set_up_and_given_back():
     assert any(p.label == "swap" for o in swapped.live for p in o.pages.values())
 
 
+def test_each_mthp_size_is_made_for_real_and_the_sizes_given_back():
+    from policykit.live.validate import validate
+
+    sizes = {"16k": 16, "64k": 64, "1m": 1024}
+    missing = [CAPS.mthp_reason(kb) for kb in sizes.values() if CAPS.mthp_reason(kb)]
+    if missing:
+        pytest.skip(missing[0])
+    s = _session()
+    scenarios = [x for x in s.load_all("policykit/corpus/cow-basic.scn")
+                 if x.variant in {f"pte-mapped-thp:{z}" for z in sizes}]
+    results = validate(s, scenarios, CAPS)
+    assert len(results) == 3 and all(v.agrees for v in results), [v.disagreements for v in results]
+    for v in results:       # the kernel made a large folio: its pages read as THP
+        assert any(p.kind == "thp" for o in v.live for p in o.pages.values()), v.scenario.name
+
+
 @pytest.mark.parametrize("how", ["error", "interrupt", "timeout"])
 def test_everything_is_given_back_when_a_run_breaks(monkeypatch, how):
     """A step that raises, a Ctrl-C, an agent that stops answering: agents killed and
@@ -199,8 +218,8 @@ def test_everything_is_given_back_when_a_run_breaks(monkeypatch, how):
     from policykit.live.agent import AgentError
     from policykit.live.validate import run_live
 
-    if not (CAPS.hugetlb and CAPS.swap):
-        pytest.skip(CAPS.hugetlb_reason or CAPS.swap_reason)
+    if not (CAPS.hugetlb and CAPS.swap) or CAPS.mthp_reason(64):
+        pytest.skip(CAPS.hugetlb_reason or CAPS.swap_reason or CAPS.mthp_reason(64))
     s = _session()
     text = """\
         scenario broken
@@ -208,6 +227,8 @@ def test_everything_is_given_back_when_a_run_breaks(monkeypatch, how):
         hugetlb_pool 1
         mmap_hugetlb p 1 private -> huge
         write p huge
+        mmap_thp p 16 16 -> small
+        write p small[0]
         mmap p 1 private -> buf
         write p buf
         pageout p buf

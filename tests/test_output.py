@@ -13,7 +13,7 @@ def test_a_passing_corpus_run_is_one_line_per_scenario(capsys):
     assert len(lines) <= 150
     assert lines[-1].endswith("passed, 0 failed")
     # variants together: one row for cow-basic, with their count
-    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (9)" in out
+    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (37)" in out
     assert "cow-basic/thp" not in out
     # expected violations are not printed when everything passes
     assert "pin-incoherent:" not in out
@@ -56,7 +56,7 @@ def test_explain_shows_a_variants_steps_folds_a_folio_and_reads_before_effects(c
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[1] == "steps of variant 'pte-mapped-thp', as run:"
-    assert any(ln.split() == ["8", "mmap_thp", "parent", "512", "->", "buf_thp"] for ln in lines)
+    assert any(ln.split() == ["8", "mmap_thp", "parent", "512", "512", "->", "buf_thp"] for ln in lines)
     assert "... x 510 more pages, same decision" in out and len(lines) < 40
     # fork's rule clears anon_exclusive: the state it read is the state before that
     fork = [ln for ln in lines if "fork_pte" in ln]

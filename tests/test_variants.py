@@ -129,3 +129,86 @@ def test_explain_takes_a_variant_by_name_or_flag(tmp_path, capsys):
     (tmp_path / "t.scn").write_text(TEXT)
     assert main(["explain", "linux-6.x", str(tmp_path / "t.scn"), "--variant", "hugetlb"]) == ExitCode.OK
     assert capsys.readouterr().out.startswith("t/hugetlb under linux-6.x: ok")
+
+
+SIZED = """\
+scenario s
+variants base pte-mapped-thp:16k single-pte-thp:* thp
+spawn -> p
+mmap_variant p -> buf
+fork p -> c
+write p buf
+read c buf
+expect linux-6.x: ok
+expect never-copy: leak
+expect never-copy on single-pte-thp:*: lost-write
+expect never-copy on single-pte-thp:64k: leak
+budget linux-6.x on pte-mapped-thp:16k: wp_copies == 1
+"""
+
+
+def test_a_sized_variant_runs_at_the_size_named_or_at_each():
+    scenarios, _ = expand(SIZED)
+    names = [s.name for s in scenarios]
+    assert names[:2] == ["s/base", "s/pte-mapped-thp:16k"]
+    # ':*' is every size, the default (the PMD size) under the bare name
+    assert names[2:-1] == [f"s/single-pte-thp:{z}" for z in ("16k", "32k", "64k", "128k", "256k", "512k", "1m")] \
+        + ["s/single-pte-thp"]
+    small = scenarios[1]
+    assert small.variant == "pte-mapped-thp:16k" and small.title == "PTE-mapped THP (16 KiB)"
+    assert "mmap_thp p 4 4 -> buf_thp" in [st.text for st in small.steps]
+    assert [str(b) for b in small.budgets["linux-6.x"]] == ["wp_copies == 1"]
+
+
+def test_on_a_size_wins_over_on_every_size():
+    by = {s.variant: s for s in expand(SIZED)[0]}
+    assert by["single-pte-thp:64k"].expectations["never-copy"].classes == {"leak"}
+    assert by["single-pte-thp:16k"].expectations["never-copy"].classes == {"lost-write"}
+    assert by["single-pte-thp"].expectations["never-copy"].classes == {"lost-write"}
+    assert by["thp"].expectations["never-copy"].classes == {"leak"}
+
+
+@pytest.mark.parametrize("line, message, hint", [
+    ("variants pte-mapped-thp:8m", "variant 'pte-mapped-thp' has no size '8m'", "its sizes: 16k, 32k"),
+    ("variants pte-mapped-thp:62k", "has no size '62k'", "did you mean '64k'"),
+    ("variants base:16k", "variant 'base' has no sizes", "name it without ':16k'"),
+])
+def test_a_size_a_variant_lacks_is_refused_with_a_hint(line, message, hint):
+    with pytest.raises(ScenarioError) as info:
+        expand(f"{line}\nspawn -> p\nmmap_variant p -> buf\n")
+    assert message in str(info.value) and hint in info.value.render()
+
+
+def test_each_mthp_size_is_one_folio_mapped_by_ptes():
+    from policykit.testing import apply, engine
+    e = engine()
+    p = e.spawn("p")
+    for nr in (4, 16, 256):
+        base = apply(e, "mmap_thp", process=p, pages=2 * nr, folio=nr).result
+        e.write(p, [base + 1])                        # a fault anywhere in the aligned range
+        ptes = e.machine.processes[p].mm.ptes
+        mapped = [v for v in range(base, base + 2 * nr) if v in ptes]
+        assert mapped == list(range(base, base + nr)), nr       # that range, not its neighbour
+        pages = [e.machine.pages[ptes[v].pfn] for v in mapped]
+        assert {pg.folio.nr for pg in pages} == {nr} and len({id(pg.folio) for pg in pages}) == 1
+        assert all(not (ptes[v].attrs or {}).get("pmd") and ptes[v].writable for v in mapped)
+        assert pages[0].folio.refs == nr              # page_count(): one reference a page
+
+
+def test_an_mthp_range_partly_populated_gets_small_pages():
+    from policykit.testing import apply, engine
+    e = engine()
+    p = e.spawn("p")
+    base = apply(e, "mmap_thp", process=p, pages=16, folio=16).result
+    e.read(p, [base])                                 # the zero page holds the range's first PTE
+    e.write(p, [base + 3])
+    page = e.machine.pages[e.machine.processes[p].mm.ptes[base + 3].pfn]
+    assert page.folio is None
+
+
+def test_mmap_thp_refuses_a_folio_that_is_no_thp_size():
+    from policykit import OperationFailed
+    from policykit.testing import apply, engine
+    e = engine()
+    with pytest.raises(OperationFailed, match="not 12"):
+        apply(e, "mmap_thp", process=e.spawn("p"), pages=24, folio=12)

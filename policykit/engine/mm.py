@@ -29,6 +29,8 @@ _MREMAP_ALIGN = 512
 #: fault_around_bytes (64 KiB) in pages, and the entries of one page table
 FAULT_AROUND_PAGES = 16
 PTRS_PER_PTE = 512
+#: a Page made without its __init__, on hot paths
+_new = object.__new__
 #: faults GUP may trigger on one page before it gives up
 _GUP_MAX_FAULTS = 3
 
@@ -132,6 +134,29 @@ def hook_caller(pm: pluggy.PluginManager, name: str) -> Any:
     return every
 
 
+def positional_caller(pm: pluggy.PluginManager, name: str) -> Any:
+    """A caller for the firstresult hook ``name`` taking its arguments by position, in
+    the hookspec's order (hot paths: no keyword dict per call), or None when no plugin
+    implements it."""
+    hook = getattr(pm.hook, name)
+    if not hook.get_hookimpls():
+        return None
+    order = tuple(hook.spec.argnames)
+    calls = _direct_calls(pm, hook)
+    if calls is None:
+        return lambda *args: hook(**dict(zip(order, args)))
+    # an implementation taking the spec's arguments in the spec's order gets them as they come
+    plain = [(fn, None if names == order else tuple(order.index(n) for n in names)) for fn, names, _ in calls]
+
+    def first(*args: Any) -> Any:
+        for fn, picks in plain:
+            res = fn(*args) if picks is None else fn(*[args[i] for i in picks])
+            if res is not None:
+                return res
+        return None
+    return first
+
+
 def _culprit(hook: Any, exc: BaseException) -> str | None:
     """The plugin whose hookimpl raised ``exc``, found by its code in the traceback."""
     codes = {impl.function.__code__: impl.plugin_name for impl in hook.get_hookimpls()
@@ -170,6 +195,8 @@ class Dispatch:
         self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
             "page_reused", "page_freed", "range_prepare", "copy_page")}
+        #: fork asks about every PTE of a plugin's VMA: that hook is called by position
+        self.copy_pte = positional_caller(pm, "policykit_copy_pte")
 
 
 class Engine:
@@ -200,7 +227,7 @@ class Engine:
         self._event_hook = d.event_hook
         m = d.mechanism
         self._fault_hook = m["handle_fault"]
-        self._copy_hook = m["copy_pte"]
+        self._copy_hook = d.copy_pte
         self._zap_hook = m["zap_pte"]
         self._peek_hook = m["peek_pte"]
         self._added_hook = m["page_added"]
@@ -294,26 +321,10 @@ class Engine:
         if took > DECISION_BUDGET:
             raise PluginError(f"the decision took {took:.2f} s; a decision may take {DECISION_BUDGET:g} s",
                               plugin=who, hook=f"policykit_{point}")
-        if type(res) is Decision:                    # the common case: a compiled rule's
-            d = res
-        elif res is None:
-            default = self.registry.decision_points[point].default
-            if default is None:
-                raise PolicyDecisionError(
-                    f"no policy answered decision point {point!r} "
-                    f"(legal actions: {', '.join(sorted(self._actions[point]))})",
-                    hook=f"policykit_{point}")
-            d = Decision(default, rule="(default)")
-        elif isinstance(res, str):
-            d = Decision(res)
+        if type(res) is Decision and res.action in self._actions[point]:
+            d = res                                  # the common case: a compiled rule's
         else:
-            d = res
-        if not isinstance(d, Decision) or d.action not in self._actions[point]:
-            got = d.action if isinstance(d, Decision) else d
-            raise PolicyDecisionError(
-                f"decision point {point!r} answered {got!r}; legal actions: "
-                f"{', '.join(self.registry.decision_points[point].actions)}",
-                plugin=who, hook=f"policykit_{point}")
+            d = self._answer(point, res, who)
         # what the policy read, before its decision's effects change the flags
         read = _state_read(ctx) if self.observed else ""
         if d.effects:
@@ -341,6 +352,29 @@ class Engine:
             self.warnings.append((point, d.warn))
         if self.observed:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d, state=read))
+        return d
+
+    def _answer(self, point: str, res: Any, who: str | None) -> Decision:
+        """A hook's answer other than a legal Decision: None (the point's default), an
+        action's name, or a mistake."""
+        if res is None:
+            default = self.registry.decision_points[point].default
+            if default is None:
+                raise PolicyDecisionError(
+                    f"no policy answered decision point {point!r} "
+                    f"(legal actions: {', '.join(sorted(self._actions[point]))})",
+                    hook=f"policykit_{point}")
+            d = Decision(default, rule="(default)")
+        elif isinstance(res, str):
+            d = Decision(res)
+        else:
+            d = res
+        if not isinstance(d, Decision) or d.action not in self._actions[point]:
+            got = d.action if isinstance(d, Decision) else d
+            raise PolicyDecisionError(
+                f"decision point {point!r} answered {got!r}; legal actions: "
+                f"{', '.join(self.registry.decision_points[point].actions)}",
+                plugin=who, hook=f"policykit_{point}")
         return d
 
     def _check_effects(self, point: str, d: Decision, who: str | None) -> tuple[Decision, tuple]:
@@ -412,10 +446,12 @@ class Engine:
         m.next_pfn += nr
         folio = Folio(first, nr, nr)
         pages = []
-        for pfn in range(first, first + nr):
-            page = m.pages[pfn] = Page(pfn, refcount=1, anon=anon,
-                                       attrs={"folio": first, "folio_nr": nr})
-            page.folio = folio
+        table = m.pages
+        for pfn in range(first, first + nr):       # Page(pfn, refcount=1, ...), unrolled
+            page = table[pfn] = _new(Page)
+            page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
+            page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
+            page.attrs, page.flags, page.folio = {"folio": first, "folio_nr": nr}, {}, folio
             pages.append(page)
         self._allocated(nr)
         if self.observed:
@@ -843,8 +879,8 @@ class Engine:
             if pte is None or vpn in dst_ptes:          # a plugin copied it with a neighbour
                 continue
             if plugin_vma or not pte.present:
-                child = self._copy_hook(engine=self, src_mm=src_mm, dst_mm=dst_mm, src_vma=src_vma,
-                                        dst_vma=dst_vma, vpn=vpn, pte=pte) if self._copy_hook else None
+                child = self._copy_hook(self, src_mm, dst_mm, src_vma, dst_vma, vpn, pte) \
+                    if self._copy_hook else None
                 if child is False:
                     continue
                 if child is not None:

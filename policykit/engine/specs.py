@@ -111,6 +111,14 @@ class OperationSpec:
     makes: str | None = None
 
 
+def size_pages(label: str) -> int:
+    """Pages of 4 KiB in a size label (``16k``, ``2m``, ``1g``); ValueError if it is none."""
+    unit = {"k": 1, "m": 1024, "g": 1024 * 1024}.get(label[-1:].lower())
+    if unit is None or not label[:-1].isdigit() or int(label[:-1]) * unit % 4:
+        raise ValueError(f"{label!r} is not a size in KiB, MiB or GiB (16k, 2m, 1g) of whole pages")
+    return int(label[:-1]) * unit // 4
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class VariantSpec:
@@ -122,6 +130,11 @@ class VariantSpec:
     which ``{process}`` and ``{region}`` stand for ``P`` and ``R``.  They must leave
     ``{region}`` naming the memory under test (a region, or an ``alias`` of part of one),
     filled with data.  ``tags`` join the scenario's tags.
+
+    A variant with ``sizes`` (labels such as ``16k``, ``2m``: a folio size) runs at the
+    size a scenario names (``variants pte-mapped-thp:64k``), at each (``:*``), or at
+    ``sizes[-1]`` when it names none; its steps may use ``{nr}`` (pages of the size),
+    ``{half}`` (half of them) and ``{size}`` (the label).
     """
 
     name: str
@@ -129,6 +142,7 @@ class VariantSpec:
     steps: str
     tags: frozenset[str] = frozenset()
     provider: str = "policykit"
+    sizes: tuple[str, ...] = ()
 
 
 @final

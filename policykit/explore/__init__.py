@@ -49,7 +49,7 @@ def starts(sessions: Sequence[Session], bounds: Bounds, variants: Sequence[str] 
     process ``p`` mapping ``buf`` (``bounds.pages`` private pages, or a variant's memory)."""
     registry = sessions[0].registry
     for v in variants:
-        if v not in registry.variants:
+        if v.partition(":")[0] not in registry.variants:       # a sized one: VARIANT:SIZE
             hint = did_you_mean(v, registry.variants)
             raise ExploreError(f"unknown variant {v!r}" + (f"; {hint}" if hint else "")
                                + f" (variants: {', '.join(sorted(registry.variants))})")

@@ -12,6 +12,7 @@ they end with ``os._exit``.
 from __future__ import annotations
 
 import errno as _errno
+import faulthandler
 import fcntl
 import os
 import pickle
@@ -146,6 +147,9 @@ def _serve(sock: socket.socket) -> None:                    # pragma: no cover -
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # the kernel may kill an agent on purpose (SIGBUS from hugetlb): that is a result,
+        # not a crash to dump a traceback for (pytest's faulthandler is inherited)
+        faulthandler.disable()
         # One CPU for every agent: a page just faulted in waits in that CPU's LRU batch,
         # which MADV_PAGEOUT drains only on its own CPU.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

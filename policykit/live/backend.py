@@ -124,8 +124,10 @@ def _step_reason(step: Step, caps: Capabilities) -> str:
                 "(vmsplice) last beyond one system call; other GUP needs gup_test")
     if op == "clear_refs" and not caps.soft_dirty:
         return "clear_refs soft-dirty needs CONFIG_MEM_SOFT_DIRTY"
-    if op == "mmap_thp" and not caps.thp:
-        return caps.thp_reason
+    if op == "mmap_thp":
+        why = caps.mthp_reason((step.params.get("folio") or 512) * libc.PAGE_SIZE // 1024)
+        if why:
+            return why
     if op in ("mmap_hugetlb", "hugetlb_pool") and not caps.hugetlb:
         return caps.hugetlb_reason
     if op in ("mmap_hugetlb", "hugetlb_pool") and p.get("size", "2M") == "1G" and caps.hugetlb_1g_reason:
@@ -343,6 +345,9 @@ class LiveSession:
         self._mmap_kind(step, "base", libc.PAGE_SIZE)
 
     def _mmap_thp(self, step: Step, index: int, obs: Observation) -> None:
+        folio = step.params.get("folio") or 512
+        if folio != 512:
+            self.settings.mthp(folio * libc.PAGE_SIZE // 1024)
         self._mmap_kind(step, "thp", libc.PAGE_SIZE)
 
     def _mmap_hugetlb(self, step: Step, index: int, obs: Observation) -> None:

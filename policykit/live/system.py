@@ -22,6 +22,7 @@ from .observe import pagemap
 _HUGETLB = {"2M": "/sys/kernel/mm/hugepages/hugepages-2048kB", "1G": "/sys/kernel/mm/hugepages/hugepages-1048576kB"}
 _KSM = "/sys/kernel/mm/ksm"
 _THP = "/sys/kernel/mm/transparent_hugepage/enabled"
+_MTHP = "/sys/kernel/mm/transparent_hugepage/hugepages-{kb}kB/enabled"
 _SWAP_BYTES = 64 << 20
 
 
@@ -39,6 +40,15 @@ class Capabilities:
     swap_reason: str = ""
     ksm_reason: str = ""
     hugetlb_1g_reason: str = ""
+    #: the mTHP sizes (KiB, below the PMD size) this kernel offers and this user may enable
+    mthp_sizes: tuple[int, ...] = ()
+
+    def mthp_reason(self, kb: int) -> str:
+        """Why THPs of ``kb`` KiB cannot be made here ("" when they can)."""
+        if self.thp_reason or kb == 2048:
+            return self.thp_reason
+        return "" if kb in self.mthp_sizes else \
+            f"{kb} KiB THPs need a kernel with that mTHP size (6.8+) and root (to enable it)"
 
     @property
     def ksm(self) -> bool:
@@ -86,6 +96,8 @@ class Capabilities:
             "KSM needs CONFIG_KSM and root (to run ksmd)",
             hugetlb_1g_reason="" if root and os.path.isdir(_HUGETLB["1G"]) else
             "1 GiB hugetlb pages need root and a CPU and kernel that have them",
+            mthp_sizes=tuple(kb for kb in (16, 32, 64, 128, 256, 512, 1024)
+                             if root and os.path.exists(_MTHP.format(kb=kb))),
         )
 
 
@@ -169,6 +181,22 @@ class Settings:
         if _read_int(f"{where}/free_hugepages") != pages:
             raise OSError(f"could not make the pool {pages} free huge page(s) of {size}")
 
+    def mthp(self, kb: int) -> None:
+        """Anonymous THPs of ``kb`` KiB where MADV_HUGEPAGE asks (``madvise``), and of no
+        other size below the PMD size, as cow.c runs each size on its own; every size's
+        setting comes back later."""
+        paths = {size: _MTHP.format(kb=size) for size in (16, 32, 64, 128, 256, 512, 1024)
+                 if os.path.exists(_MTHP.format(kb=size))}
+        if not any(w == "mthp" for w, _ in self._undo):
+            saved = {size: _mode(path) for size, path in paths.items()}
+
+            def restore() -> None:
+                for size, mode in saved.items():
+                    _write_text(paths[size], mode)
+            self._undo.append(("mthp", restore))
+        for size, path in paths.items():
+            _write_text(path, "madvise" if size == kb else "never")
+
     def ksm_scan(self, timeout: float = 10.0) -> None:
         """What one full scan of ksmd merges: ksmd runs, without sleeping and without
         skipping pages, until two more full scans are done (a page merges once its
@@ -245,6 +273,19 @@ def _make_swapfile(fd: int, size: int) -> None:
 def _read_int(path: str) -> int:
     with open(path) as f:
         return int(f.read().strip())
+
+
+def _mode(path: str) -> str:
+    """The chosen word of a sysfs setting: ``always [madvise] never`` -> ``madvise``."""
+    with open(path) as f:
+        text = f.read()
+    start = text.index("[") + 1
+    return text[start:text.index("]", start)]
+
+
+def _write_text(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
 
 
 def _write(path: str, value: int) -> None:

@@ -423,7 +423,7 @@ class _Checker:
                 if step.result is not None:
                     broken.add(step.result)
                 continue
-            steps.append(dataclasses.replace(step, params=params))
+            steps.append(Step(step.op, step.args, step.result, step.span, step.text, step.result_span, params))
         classes = set(self.registry.violation_classes)
         for exp in self.scn.expectations.values():
             for name, span in exp.class_spans:

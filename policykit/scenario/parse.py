@@ -37,7 +37,7 @@ _TOKEN = re.compile(r"""
   | (?P<cmp><=|>=|==|<|>)
   | (?P<punct>[:,\[\]])
   | (?P<int>(?:0|[1-9][0-9]*)(?![A-Za-z0-9_.\-]))
-  | (?P<word>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?)
+  | (?P<word>[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?(?::(?:[0-9]+[kKmMgG]|\*)(?![A-Za-z0-9_]))?)
 """, re.VERBOSE)
 
 #: what each expected token is called in messages

@@ -1,9 +1,11 @@
 """policykit-thp: anonymous transparent huge pages (mm/huge_memory.c).
 
-* ``mmap_thp P PAGES -> R`` maps PAGES (a multiple of 512) pages, PMD-aligned, where
-  THPs are allowed.  A write fault on an empty 2 MiB range allocates a THP (a large folio of 512
-  pages) and maps it with a PMD; read faults map the zero page per PTE (no huge zero
-  page here), and a range partly populated gets small pages.
+* ``mmap_thp P PAGES [FOLIO] -> R`` maps PAGES pages (whole THPs), PMD-aligned, where
+  THPs of FOLIO pages (512, the default, or an mTHP size: 4 .. 256) are allowed.  A write
+  fault on an empty 2 MiB range allocates a THP (a large folio of 512 pages) and maps it
+  with a PMD; on an empty, aligned mTHP range it allocates a folio of FOLIO pages mapped
+  by PTEs (``alloc_anon_folio()``, 6.8+).  Read faults map the zero page per PTE (no huge
+  zero page here), and a range partly populated gets small pages.
 * A PMD mapping is 512 PTEs flagged ``pte.pmd``.  Anything that touches part of it --
   unmapping a page, a write or unshare fault on a PMD that was split elsewhere,
   mprotect of part of it -- splits it into PTE mappings (``split_huge_pmd``); the
@@ -22,7 +24,7 @@
 Policies see the folio through the core: ``page.refcount`` of any page of a THP is the
 folio's, ``page.compound`` and ``page.pincount`` (exact pins) tell a large folio.
 Metrics: ``thp_faults``, ``thp_splits``, ``thp_collapses``.  Not modelled: THP swap, the
-huge zero page, mTHP sizes, deferred splitting of the folio itself.
+huge zero page, deferred splitting of the folio itself.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
 @hookimpl
 def policykit_add_attributes() -> list[AttributeSpec]:
     return [AttributeSpec("pte", "pmd", bool, False, "the PTE is part of a PMD mapping of a THP"),
-            AttributeSpec("vma", "thp", bool, False, "THPs are allowed in the VMA")]
+            AttributeSpec("vma", "thp", bool, False, "THPs are allowed in the VMA"),
+            AttributeSpec("vma", "thp_nr", int, HPAGE_PMD_NR,
+                          "pages of the THPs a fault allocates in the VMA: 512 (PMD-mapped) or an mTHP size")]
 
 
 @hookimpl
@@ -181,6 +185,19 @@ def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool
     pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
 
 
+def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
+    """A write fault on an empty, aligned mTHP range: one folio of ``len(span)`` pages,
+    every page mapped by its own PTE (writable, dirty); small pages if none is free."""
+    pages = engine.alloc_folio(len(span))
+    if pages is None:
+        return None
+    for v, page in zip(span, pages):
+        mm.ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
+        page.mapcount += 1
+    engine.count("thp_faults")
+    return mm.ptes[vpn]
+
+
 def _unmap_pages(engine: Any, mm: Any, span: range) -> None:
     for v in span:
         e = mm.ptes.pop(v)
@@ -198,9 +215,13 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return None
     mm = proc.mm
     if pte is None:
-        span = _range(vma, vpn)
+        nr = vma.attrs.get("thp_nr", HPAGE_PMD_NR)
+        start = vpn - vpn % nr
+        span = range(start, start + nr)
         if not write or any(v in mm.ptes for v in span) or span[0] < vma.start or span[-1] >= vma.end:
             return None                                       # small pages, from the core
+        if nr != HPAGE_PMD_NR:                                # alloc_anon_folio(): an mTHP,
+            return _fault_mthp(engine, mm, vma, span, vpn)     # mapped by PTEs
         pages = _alloc_thp(engine)                            # do_huge_pmd_anonymous_page()
         if pages is None:
             return None
@@ -315,12 +336,23 @@ def policykit_range_prepare(engine: Any, mm: Any, start: int, end: int) -> None:
 
 # -- operations -------------------------------------------------------------------------------
 
+#: the folio sizes (pages) a THP may have: the anonymous mTHP orders 2..9 of x86-64
+FOLIO_PAGES = tuple(1 << order for order in range(2, 10))
+
+
 def mmap_thp(engine: Any, args: dict[str, Any]) -> Outcome:
-    if args["pages"] % HPAGE_PMD_NR:
-        raise OperationFailed("EINVAL", f"mmap_thp maps whole 2 MiB ranges: a multiple of {HPAGE_PMD_NR} pages")
+    nr = args["folio"]
+    if nr not in FOLIO_PAGES:
+        raise OperationFailed("EINVAL", f"a THP has 4, 8, ... or {HPAGE_PMD_NR} pages (16 KiB .. 2 MiB), "
+                                        f"not {nr}")
+    if args["pages"] % nr:
+        raise OperationFailed("EINVAL", f"mmap_thp maps whole THPs: a multiple of {nr} pages")
     m = engine.machine
     m.next_vpn += (-m.next_vpn) % HPAGE_PMD_NR                # PMD-aligned
-    base = engine.mmap(args["process"], args["pages"], attrs={"thp": True})
+    attrs: dict[str, Any] = {"thp": True}
+    if nr != HPAGE_PMD_NR:
+        attrs["thp_nr"] = nr
+    base = engine.mmap(args["process"], args["pages"], attrs=attrs)
     return Outcome(result=base)
 
 
@@ -366,9 +398,13 @@ def collapse(engine: Any, args: dict[str, Any]) -> Outcome:
 @hookimpl
 def policykit_add_operations() -> list[OperationSpec]:
     return [
-        OperationSpec("mmap_thp", (Param("process", "process"), Param("pages", "int")), mmap_thp,
-                      "map PAGES (a multiple of 512) of private anonymous memory where THPs are allowed",
-                      result="region"),
+        OperationSpec("mmap_thp", (Param("process", "process"), Param("pages", "int"),
+                                   Param("folio", "int", default=HPAGE_PMD_NR,
+                                         doc="pages of each THP: 512 (PMD-mapped, the default) or an "
+                                             "mTHP size, 4 .. 256, mapped by PTEs")),
+                      mmap_thp,
+                      "map PAGES (whole THPs) of private anonymous memory where THPs of FOLIO pages "
+                      "are allowed", result="region"),
         OperationSpec("collapse", (Param("process", "process"), Param("region", "region")), collapse,
                       "MADV_COLLAPSE: collapse fully populated 2 MiB ranges into THPs"),
     ]
@@ -378,10 +414,7 @@ def policykit_add_operations() -> list[OperationSpec]:
 def policykit_oracle_step(oracle: Any, step: Any, outcome: Any, args: dict[str, Any]) -> None:
     if step.op == "mmap_thp" and outcome.ok:
         oracle.name_region(outcome.result, step.result)
-        pid = args["process"]
-        for i in range(args["pages"]):
-            vpn = outcome.result + i
-            oracle.map_cell(pid, vpn, oracle.new_cell())
+        oracle.map_fresh(args["process"], range(outcome.result, outcome.result + args["pages"]))
 
 
 @hookimpl
@@ -397,47 +430,49 @@ def policykit_add_variants() -> list[VariantSpec]:
     # alike).  On a PMD-mapped THP the tests work on all of it, as cow.c does (an
     # mprotect() of part of it would split the PMD).  Once the THP is PTE-mapped every
     # page behaves alike: the tests touch its first page (cow.c touches all), so copy
-    # counts are per page touched.
+    # counts are per page touched.  The PTE-mapped shapes come in every THP size cow.c
+    # runs (``pte-mapped-thp:64k``); an mTHP is PTE-mapped from its first fault.
     thp = frozenset({"thp"})
+    sizes = tuple(f"{nr * 4}k" if nr < 256 else f"{nr // 256}m" for nr in FOLIO_PAGES)
     return [
         VariantSpec("thp", "PMD-mapped THP", """
             mmap_thp {process} 512 -> {region}
             write {process} {region}[0]
         """, thp),
         VariantSpec("pte-mapped-thp", "PTE-mapped THP", """
-            mmap_thp {process} 512 -> {region}_thp
+            mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
             mprotect {process} {region}_thp[1] ro
             mprotect {process} {region}_thp[1] rw
             alias {process} {region}_thp[0] -> {region}
-        """, thp),
+        """, thp, sizes=sizes),
         # cow.c moves the second half elsewhere with mremap(): one folio, PTE-mapped at
         # two places; the tests work on the first half (here its first page).
         VariantSpec("partially-mremapped-thp", "THP half moved by mremap()", """
-            mmap_thp {process} 512 -> {region}_thp
+            mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
-            mremap {process} {region}_thp[256:512] -> {region}_moved
+            mremap {process} {region}_thp[{half}:{nr}] -> {region}_moved
             alias {process} {region}_thp[0] -> {region}
-        """, thp),
-        # cow.c zaps the other 511 pages with MADV_DONTNEED; unmapping them leaves the
-        # same state for the page under test (one PTE of a partly mapped folio), and
-        # nothing else for a run to look at.
+        """, thp, sizes=sizes),
+        # cow.c zaps the other pages with MADV_DONTNEED; unmapping them leaves the same
+        # state for the page under test (one PTE of a partly mapped folio), and nothing
+        # else for a run to look at.
         VariantSpec("single-pte-thp", "single PTE of a THP", """
-            mmap_thp {process} 512 -> {region}_thp
+            mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
-            munmap {process} {region}_thp[1:512]
+            munmap {process} {region}_thp[1:{nr}]
             alias {process} {region}_thp[0] -> {region}
-        """, thp),
+        """, thp, sizes=sizes),
         # cow.c shares the first page only with a child that exits again (MADV_DONTFORK
-        # on the rest splits the VMA, and so the PMD): page 0 was shared, the others never
+        # on the rest splits the VMA, and so a PMD): page 0 was shared, the others never
         # were.  The tests work on page 0 and page 1, one of each kind.
         VariantSpec("partially-shared-thp", "THP with one page shared once", """
-            mmap_thp {process} 512 -> {region}_thp
+            mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
-            madvise {process} {region}_thp[1:512] dontfork
+            madvise {process} {region}_thp[1:{nr}] dontfork
             fork {process} -> {region}_sharer
             exit {region}_sharer
-            madvise {process} {region}_thp[1:512] dofork
+            madvise {process} {region}_thp[1:{nr}] dofork
             alias {process} {region}_thp[0:2] -> {region}
-        """, thp),
+        """, thp, sizes=sizes),
     ]
