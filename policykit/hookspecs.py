@@ -322,8 +322,9 @@ def policykit_handle_fault(engine: Engine, proc: Process, vma: Vma, vpn: int, pt
     :returns: the PTE after the fault, installed in ``proc.mm.ptes``; None: not this
         plugin's fault.
 
-    Called before the core's own fault handling, only when some plugin implements it.
-    Stops at first non-None result.
+    Called before the core's own fault handling: on a non-present PTE, and for any
+    fault in a VMA carrying an attribute this plugin declared (a VMA attribute nobody
+    declared reaches every plugin).  Stops at first non-None result.
     """
 
 
@@ -342,8 +343,9 @@ def policykit_copy_pte(engine: Engine, src_mm: Mm, dst_mm: Mm, src_vma: Vma, dst
     :returns: the child's PTE; False: the child gets none; None: not this plugin's.  To
         fail the fork, raise :class:`~policykit.OperationFailed`.
 
-    Called by fork for every PTE that is not present or lies in a VMA with plugin attrs.
-    Stops at first non-None result.
+    Called by fork for every PTE that is not present, and for every PTE of a VMA
+    carrying an attribute this plugin declared (a VMA attribute nobody declared reaches
+    every plugin).  Stops at first non-None result.
     """
 
 
@@ -500,7 +502,7 @@ def policykit_oracle_step(oracle: Oracle, step: Step, outcome: Outcome,
 
     Called after the built-in oracle has judged the step, for every step that ran.  A
     plugin whose operations change memory tells the logical model with the oracle's
-    helpers: ``new_cell``, ``map_cell``, ``forget``, ``record_write``, ``name_region``,
+    helpers: ``new_cell``, ``map_cell``, ``map_fresh``, ``forget``, ``record_write``, ``name_region``,
     and ``follow`` (a private view of a file page that shows the file until copied).
     """
 

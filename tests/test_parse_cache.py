@@ -79,3 +79,72 @@ def test_a_syntax_error_is_not_cached(tmp_path, monkeypatch):
     with pytest.raises(SourceError):
         parse.parse_policy("policy x\non wp_fault {\n", "bad.pol")
     assert not list((tmp_path / "policykit" / "ast").glob("*.pickle"))
+
+
+# -- checked scenario files -------------------------------------------------------------------
+
+def _scenario_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "policykit" / "scenarios"
+
+
+def test_a_checked_scenario_file_is_kept_and_read_back_equal(tmp_path, monkeypatch):
+    from policykit.scenario import cache, load_scenarios
+    from policykit.testing import session
+
+    where = _scenario_cache(tmp_path, monkeypatch)
+    registry = session("linux-6.x").registry
+    path = tmp_path / "t.scn"
+    path.write_text("variants base pte-mapped-thp:16k\nspawn -> p\nmmap_variant p -> buf\nfork p -> c\n"
+                    "write p buf\nread c buf\nexpect linux-6.x: ok\n")
+    first = load_scenarios(path, registry)
+    assert len(list(where.glob("*.pickle"))) == 1
+    assert cache.load(path.read_text(), str(path), registry) is not None
+    again = load_scenarios(path, registry)
+    assert again == first and [s.steps for s in again] == [s.steps for s in first]
+    assert [s.steps[1].params for s in again] == [s.steps[1].params for s in first]
+
+
+def test_a_changed_file_or_registry_is_checked_again(tmp_path, monkeypatch):
+    from policykit import Session, VariantSpec, hookimpl, load_policy
+    from policykit.scenario import cache, load_scenarios
+
+    _scenario_cache(tmp_path, monkeypatch)
+    text = "variants base mine\nspawn -> p\nmmap_variant p -> buf\nwrite p buf\n"
+    path = tmp_path / "t.scn"
+    path.write_text(text)
+    plain = Session(load_policy("linux-6.x")).registry
+    skipped: list = []
+    assert [s.variant for s in load_scenarios(path, plain, skipped)] == ["base"]
+    assert skipped == [("t/mine", "no installed plugin declares the variant 'mine'")]
+    again: list = []
+    load_scenarios(path, plain, again)
+    assert again == skipped                                   # the skipped variants are kept too
+
+    class Mine:
+        @hookimpl
+        def policykit_add_variants(self):
+            return [VariantSpec("mine", "my memory", "mmap {process} 2 -> {region}\nwrite {process} {region}\n")]
+
+    more = Session(load_policy("linux-6.x"), plugins=[Mine()]).registry
+    assert cache.load(text, str(path), more) is None          # another registry: not that entry
+    assert [s.variant for s in load_scenarios(path, more)] == ["base", "mine"]
+    path.write_text(text.replace("write p buf", "read p buf"))
+    assert cache.load(path.read_text(), str(path), plain) is None
+
+
+def test_a_file_with_an_error_is_never_kept(tmp_path, monkeypatch):
+    import pytest
+
+    from policykit import ScenarioError
+    from policykit.scenario import load_scenarios
+    from policykit.testing import session
+
+    where = _scenario_cache(tmp_path, monkeypatch)
+    path = tmp_path / "bad.scn"
+    path.write_text("spawn -> p\nwrite p nosuch\n")
+    for _ in range(2):
+        with pytest.raises(ScenarioError):
+            load_scenarios(path, session("linux-6.x").registry)
+    assert not list(where.glob("*.pickle"))

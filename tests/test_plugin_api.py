@@ -281,3 +281,40 @@ def test_an_oracle_check_that_raises_is_an_error_naming_the_plugin():
     assert r.verdict == "error"
     assert "KeyError in an oracle check of broken_checker" in r.violations[0].detail
     assert [rec.status for rec in r.steps] == ["ok", "ok", "error"]
+
+
+class _Watcher:
+    """Declares the VMA attribute ``watched`` and records which PTEs fork and faults ask
+    it about."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    @hookimpl
+    def policykit_add_attributes(self):
+        from policykit import AttributeSpec
+        return [AttributeSpec("vma", "watched", bool, False, "a VMA of the watcher's")]
+
+    @hookimpl
+    def policykit_copy_pte(self, engine, src_mm, dst_mm, src_vma, dst_vma, vpn, pte):
+        self.asked.append(("fork", vpn))
+
+    @hookimpl
+    def policykit_handle_fault(self, engine, proc, vma, vpn, pte, write, unshare):
+        self.asked.append(("fault", vpn))
+
+
+def test_a_plugin_is_asked_about_ptes_of_vmas_it_owns_and_of_vmas_nobody_declared():
+    from policykit import Engine, Session, load_policy
+    watcher = _Watcher()
+    s = Session(load_policy("linux-6.x"), plugins=[watcher])
+    e = Engine(s.pm, s.registry)
+    p = e.spawn("p")
+    mine = e.mmap(p, 1, attrs={"watched": True})
+    thp = e.registry.operations["mmap_thp"].apply(e, {"process": p, "pages": 512, "folio": 4}).result
+    stray = e.mmap(p, 1, attrs={"undeclared": True})
+    e.write(p, [mine, thp, stray])
+    e.fork(p, "c")
+    # the THP plugin owns 'thp': its PTEs reach the THP plugin only; a VMA attribute no
+    # plugin declared reaches every plugin
+    assert watcher.asked == [("fault", mine), ("fault", stray), ("fork", mine), ("fork", stray)]

@@ -134,10 +134,11 @@ def hook_caller(pm: pluggy.PluginManager, name: str) -> Any:
     return every
 
 
-def positional_caller(pm: pluggy.PluginManager, name: str) -> Any:
-    """A caller for the firstresult hook ``name`` taking its arguments by position, in
-    the hookspec's order (hot paths: no keyword dict per call), or None when no plugin
-    implements it."""
+def positional_caller(pm: pluggy.PluginManager, name: str, only: frozenset[str] | None = None) -> Any:
+    """A caller for hook ``name`` taking its arguments by position, in the hookspec's
+    order (hot paths: no keyword dict per call), or None when no plugin implements it.
+    It returns what pluggy would: the first non-None result of a firstresult hook, else
+    the list of results.  ``only``: the implementations of these plugins alone."""
     hook = getattr(pm.hook, name)
     if not hook.get_hookimpls():
         return None
@@ -145,16 +146,29 @@ def positional_caller(pm: pluggy.PluginManager, name: str) -> Any:
     calls = _direct_calls(pm, hook)
     if calls is None:
         return lambda *args: hook(**dict(zip(order, args)))
+    if only is not None:
+        calls = [c for c in calls if c[2] in only]
+        if not calls:
+            return None
     # an implementation taking the spec's arguments in the spec's order gets them as they come
     plain = [(fn, None if names == order else tuple(order.index(n) for n in names)) for fn, names, _ in calls]
+    if hook.spec.opts.get("firstresult"):
+        def first(*args: Any) -> Any:
+            for fn, picks in plain:
+                res = fn(*args) if picks is None else fn(*[args[i] for i in picks])
+                if res is not None:
+                    return res
+            return None
+        return first
 
-    def first(*args: Any) -> Any:
+    def every(*args: Any) -> list[Any]:
+        out = []
         for fn, picks in plain:
             res = fn(*args) if picks is None else fn(*[args[i] for i in picks])
             if res is not None:
-                return res
-        return None
-    return first
+                out.append(res)
+        return out
+    return every
 
 
 def _culprit(hook: Any, exc: BaseException) -> str | None:
@@ -195,8 +209,27 @@ class Dispatch:
         self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
             "page_reused", "page_freed", "range_prepare", "copy_page")}
-        #: fork asks about every PTE of a plugin's VMA: that hook is called by position
-        self.copy_pte = positional_caller(pm, "policykit_copy_pte")
+        #: the hooks of the per-page paths (faults, fork, freeing), called by position
+        self.hot = {name: positional_caller(pm, f"policykit_{name}") for name in (
+            "handle_fault", "copy_pte", "page_added", "wp_prepare", "page_reused", "page_freed")}
+        self._pm = pm
+        #: a VMA attribute -> the plugin that declared it (the VMA's owner)
+        self._vma_owners = {a.name: a.provider for a in registry.attributes.values() if a.owner == "vma"}
+        self._by_vma: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def vma_caller(self, name: str, vma: Vma) -> Any:
+        """The positional caller of the mechanism hook ``name`` for a present PTE of
+        ``vma``: the implementations of the plugins that declared its attributes (every
+        plugin's when one of them nobody declared); None when there are none."""
+        keys = tuple(vma.attrs)
+        try:
+            return self._by_vma[name, keys]
+        except KeyError:
+            owners = {self._vma_owners.get(k) for k in keys}
+            caller = positional_caller(self._pm, f"policykit_{name}",
+                                       None if None in owners else frozenset(owners))  # type: ignore[arg-type]
+            self._by_vma[name, keys] = caller
+            return caller
 
 
 class Engine:
@@ -226,14 +259,16 @@ class Engine:
         self.zapped_by_race: list[int] = []
         self._event_hook = d.event_hook
         m = d.mechanism
-        self._fault_hook = m["handle_fault"]
-        self._copy_hook = d.copy_pte
+        hot = d.hot
+        self._vma_caller = d.vma_caller
+        self._fault_hook = hot["handle_fault"]
+        self._copy_hook = hot["copy_pte"]
         self._zap_hook = m["zap_pte"]
         self._peek_hook = m["peek_pte"]
-        self._added_hook = m["page_added"]
-        self._prepare_hook = m["wp_prepare"]
-        self._reused_hook = m["page_reused"]
-        self._freed_hook = m["page_freed"]
+        self._added_hook = hot["page_added"]
+        self._prepare_hook = hot["wp_prepare"]
+        self._reused_hook = hot["page_reused"]
+        self._freed_hook = hot["page_freed"]
         self._range_hook = m["range_prepare"]
         self._copy_page_hook = m["copy_page"]
         self.nr_pages = len(self.machine.pages)
@@ -467,7 +502,7 @@ class Engine:
             del self.machine.pages[page.pfn]
             self.nr_pages -= 1
             if self._freed_hook is not None:
-                self._freed_hook(engine=self, page=page)
+                self._freed_hook(self, page)
             if self.observed:
                 self.emit(Event("free", pfn=page.pfn))
 
@@ -580,8 +615,8 @@ class Engine:
         if write and mm.clean:
             mm.clean.discard(vpn)               # the write fault marks the PTE soft-dirty
         if self._fault_hook is not None and (vma.attrs or (pte is not None and not pte.present)):
-            handled = self._fault_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte,
-                                       write=write, unshare=unshare)
+            hook = self._fault_hook if pte is not None and not pte.present else self._vma_caller("handle_fault", vma)
+            handled = hook(self, proc, vma, vpn, pte, write, unshare) if hook is not None else None
             if handled is not None:
                 return handled
         if pte is None:
@@ -626,7 +661,7 @@ class Engine:
             new = page
         mm.ptes[vpn] = pte
         if new is not None and self._added_hook is not None:
-            self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
+            self._added_hook(self, new, mm, vpn)
         if self.observed:
             self.emit(Event("fault", proc.pid, vpn, pte.pfn, "write" if write else "read"))
         return pte
@@ -670,7 +705,7 @@ class Engine:
             pte.writable = vma.write and not unshare
             pte.dirty = not unshare
             if self._added_hook is not None:
-                self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
+                self._added_hook(self, new, mm, vpn)
             return pte
         if unshare and pte.writable:                    # nothing to unshare
             return pte
@@ -678,7 +713,7 @@ class Engine:
             return self._cow_copy(proc, vma, vpn, pte, page, unshare)   # mapping: always copied
         point = "unshare_fault" if unshare else "wp_fault"
         if self._prepare_hook is not None:
-            self._prepare_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
+            self._prepare_hook(self, proc, vma, vpn, pte, page, unshare)
         d = self.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn)
         if d.action == "directed_copy":                 # the others move; this mm reuses
             self.directed_copy(page, mm, "unshare_copies" if unshare else "wp_copies")
@@ -688,7 +723,7 @@ class Engine:
                 pte.writable = vma.write                # maybe_mkwrite()
                 pte.dirty = True
             if self._reused_hook is not None:
-                self._reused_hook(engine=self, proc=proc, vma=vma, vpn=vpn, pte=pte, page=page, unshare=unshare)
+                self._reused_hook(self, proc, vma, vpn, pte, page, unshare)
             return pte
         return self._cow_copy(proc, vma, vpn, pte, page, unshare)
 
@@ -721,7 +756,7 @@ class Engine:
                 page.mapcount -= 1
                 self.put_page(page)
                 if self._added_hook is not None:
-                    self._added_hook(engine=self, page=new, mm=proc.mm, vpn=vpn)
+                    self._added_hook(self, new, proc.mm, vpn)
                 if self.observed:
                     self.emit(Event("copy", proc.pid, vpn, new.pfn, f"directed: {page.pfn} -> {new.pfn}"))
 
@@ -741,7 +776,7 @@ class Engine:
         page.mapcount -= 1
         self.put_page(page)
         if self._added_hook is not None:
-            self._added_hook(engine=self, page=new, mm=mm, vpn=vpn)
+            self._added_hook(self, new, mm, vpn)
         return pte
 
     # -- operations --------------------------------------------------------------------
@@ -874,13 +909,14 @@ class Engine:
         else:
             vpns = range(src_vma.start, src_vma.end)
         plugin_vma = bool(src_vma.attrs) and self._copy_hook is not None
+        owners = self._vma_caller("copy_pte", src_vma) if plugin_vma else None
         for vpn in vpns:
             pte = src_ptes.get(vpn)
             if pte is None or vpn in dst_ptes:          # a plugin copied it with a neighbour
                 continue
             if plugin_vma or not pte.present:
-                child = self._copy_hook(self, src_mm, dst_mm, src_vma, dst_vma, vpn, pte) \
-                    if self._copy_hook else None
+                hook = owners if pte.present else self._copy_hook
+                child = hook(self, src_mm, dst_mm, src_vma, dst_vma, vpn, pte) if hook is not None else None
                 if child is False:
                     continue
                 if child is not None:
@@ -906,7 +942,7 @@ class Engine:
                 new.mapcount = 1
                 dst_ptes[vpn] = Pte(new.pfn, writable=dst_vma.write, dirty=True)
                 if self._added_hook is not None:
-                    self._added_hook(engine=self, page=new, mm=dst_mm, vpn=vpn)
+                    self._added_hook(self, new, dst_mm, vpn)
                 if self.observed:
                     self.emit(Event("copy", pid, vpn, new.pfn, f"fork_pte: {page.pfn} -> {new.pfn}"))
             else:

@@ -204,3 +204,10 @@ class Registry:
 
     def attributes_of(self, owner: str) -> dict[str, AttributeSpec]:
         return {n: a for (o, n), a in self.attributes.items() if o == owner}
+
+    def scenario_stamp(self) -> str:
+        """What checking a scenario reads of the registry -- operations and their
+        parameters, variants, metrics, violation classes -- as text: equal stamps check
+        a scenario alike (the key of :mod:`policykit.scenario.cache`)."""
+        ops = sorted((o.name, o.params, o.result, o.makes) for o in self.operations.values())
+        return repr((ops, sorted(self.variants.items()), sorted(self.metrics), sorted(self.violation_classes)))

@@ -59,8 +59,19 @@ def load_scenario(path: str | Path, registry: Registry, variant: str | None = No
 
 def load_scenarios(path: str | Path, registry: Registry,
                    skipped: list[tuple[str, str]] | None = None) -> list[Scenario]:
-    """Read, parse and check a scenario file: its scenario, or one per variant."""
-    return scenarios_from_text(_read(path), str(path), registry, skipped)
+    """Read, parse and check a scenario file: its scenario, or one per variant (kept
+    checked between processes: :mod:`.cache`)."""
+    from . import cache
+
+    text, filename = _read(path), str(path)
+    entry = cache.load(text, filename, registry)
+    if entry is None:
+        left_out: list[tuple[str, str]] = []
+        entry = (scenarios_from_text(text, filename, registry, left_out), left_out)
+        cache.store(text, filename, registry, entry)
+    if skipped is not None:
+        skipped.extend(entry[1])
+    return entry[0]
 
 
 class UnknownPolicy(ScenarioError):
