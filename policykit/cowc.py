@@ -28,7 +28,6 @@ THP_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 PMD_KB = 2048
 HUGETLB_SIZES = (2048, 1048576)
 
-_THP_SWAP = "a THP is not swapped out whole or in pieces (the swap plugin swaps base pages)"
 _HUGE_ZERO = "the huge zero page is not modelled"
 _HUGETLB_FILE_1G = "no variant maps a 1 GiB hugetlbfs page of a memfd"
 
@@ -98,11 +97,11 @@ def _anon_memory() -> list[Memory]:
 
         if pmd:
             out.append(kind("THP", "thp"))
-            out.append(Memory(f"swapped-out THP ({_size(kb)})", "", _THP_SWAP))
+            out.append(kind("swapped-out THP", "swapped-thp"))
         out.append(kind("PTE-mapped THP", "pte-mapped-thp"))
-        out.append(Memory(f"swapped-out, PTE-mapped THP ({_size(kb)})", "", _THP_SWAP))
+        out.append(kind("swapped-out, PTE-mapped THP", "swapped-pte-mapped-thp"))
         out.append(kind("single PTE of THP", "single-pte-thp"))
-        out.append(Memory(f"single PTE of swapped-out THP ({_size(kb)})", "", _THP_SWAP))
+        out.append(kind("single PTE of swapped-out THP", "single-pte-swapped-thp"))
         out.append(kind("partially mremap()'ed THP", "partially-mremapped-thp"))
         out.append(kind("partially shared THP", "partially-shared-thp"))
     out.append(Memory("hugetlb (2 MiB)", "hugetlb"))
@@ -157,7 +156,9 @@ def coverage(scenarios: Iterable[Any], variants: Iterable[str]) -> list[Cell]:
             elif not runs:
                 cells.append(Cell(test, mem, why="no scenario names this test in its source"))
             else:
-                cells.append(Cell(test, mem, why=f"the scenario does not run on variant {mem.variant!r}"))
+                base, _, size = mem.variant.partition(":")
+                cells.append(Cell(test, mem, why=f"the scenario does not run on variant {base!r}"
+                                                 + (" at this size" if size else "")))
     return cells
 
 

@@ -443,6 +443,19 @@ def policykit_range_prepare(engine: Engine, mm: Mm, start: int, end: int) -> Non
 
 
 @hookspec
+def policykit_split_folio(engine: Engine, head: Page) -> None:
+    """A large folio is about to become small pages (``split_folio()``: reclaim of a THP
+    the swap device cannot take whole): undo what maps it as a whole (a PMD).
+
+    :param engine: the engine.
+    :param head: the folio's first page (``head.folio`` says how many pages it has).
+
+    Called by :meth:`~policykit.engine.mm.Engine.split_folio` before the core detaches
+    the pages, only when some plugin implements it.
+    """
+
+
+@hookspec
 def policykit_page_freed(engine: Engine, page: Page) -> None:
     """The last reference to a page went: it is no longer in ``engine.machine.pages``.
 
@@ -541,7 +554,7 @@ FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("policykit_copy_page", "policykit_handle_fault", "policykit_copy_pte",
       "policykit_zap_pte", "policykit_peek_pte", "policykit_page_refs",
       "policykit_page_added", "policykit_wp_prepare", "policykit_range_prepare",
-      "policykit_page_freed", "policykit_page_reused")),
+      "policykit_split_folio", "policykit_page_freed", "policykit_page_reused")),
     ("Observer hooks",
      "every implementation is called; return values are ignored unless said",
      ("policykit_engine_event", "policykit_oracle_step", "policykit_run_finish")),

@@ -210,6 +210,29 @@ def test_each_mthp_size_is_made_for_real_and_the_sizes_given_back():
         assert any(p.kind == "thp" for o in v.live for p in o.pages.values()), v.scenario.name
 
 
+def test_a_swapped_out_thp_is_split_and_swapped_page_by_page_as_the_kernel_does():
+    from policykit.live.validate import validate
+
+    if not CAPS.swap or CAPS.mthp_reason(64):
+        pytest.skip(CAPS.swap_reason or CAPS.mthp_reason(64))
+    s = _session()
+    text = """\
+        scenario thp-swap
+        variants swapped-thp swapped-pte-mapped-thp:64k single-pte-swapped-thp:64k
+        spawn -> parent
+        mmap_variant parent -> buf
+        fork parent -> child
+        write parent buf
+        read child buf
+    """
+    scenarios = [_scenario(s, text, variant=v) for v in
+                 ("swapped-thp", "swapped-pte-mapped-thp:64k", "single-pte-swapped-thp:64k")]
+    results = validate(s, scenarios, CAPS)
+    assert all(v.agrees for v in results), [v.disagreements for v in results]
+    whole = results[0]
+    assert any(p.label == "swap" for o in whole.live for k, p in o.pages.items() if k.endswith("[511]"))
+
+
 @pytest.mark.parametrize("how", ["error", "interrupt", "timeout"])
 def test_everything_is_given_back_when_a_run_breaks(monkeypatch, how):
     """A step that raises, a Ctrl-C, an agent that stops answering: agents killed and

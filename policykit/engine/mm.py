@@ -208,7 +208,7 @@ class Dispatch:
         # mechanism hooks of plugins, None when nobody implements them (the common case)
         self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
-            "page_reused", "page_freed", "range_prepare", "copy_page")}
+            "page_reused", "page_freed", "range_prepare", "copy_page", "split_folio")}
         #: the hooks of the per-page paths (faults, fork, freeing), called by position
         self.hot = {name: positional_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "page_added", "wp_prepare", "page_reused", "page_freed")}
@@ -270,6 +270,7 @@ class Engine:
         self._reused_hook = hot["page_reused"]
         self._freed_hook = hot["page_freed"]
         self._range_hook = m["range_prepare"]
+        self._split_hook = m["split_folio"]
         self._copy_page_hook = m["copy_page"]
         self.nr_pages = len(self.machine.pages)
 
@@ -493,6 +494,29 @@ class Engine:
             for page in pages:
                 self.emit(Event("alloc", pfn=page.pfn))
         return pages
+
+    def split_folio(self, page: Page) -> bool:
+        """``split_folio()``: the large folio of ``page`` becomes small pages, each keeping
+        its own references, mapcount and flags; plugins first undo mappings of it as a
+        whole (``policykit_split_folio``).  False, and nothing changes, when a page has
+        references beyond its mappings (a pin, a GUP reference, the swapcache): the
+        kernel cannot split such a folio (``can_split_folio()``)."""
+        folio = page.folio
+        if folio is None:
+            return True
+        pages = self.machine.pages
+        members = [p for pfn in range(folio.head, folio.head + folio.nr)
+                   if (p := pages.get(pfn)) is not None]
+        if any(p._refcount != p._mapcount or p.pins or p.gets for p in members):
+            return False
+        head = pages.get(folio.head, members[0])
+        if self._split_hook is not None:
+            self._split_hook(engine=self, head=head)
+        for p in members:
+            p.folio = None
+            for key in ("folio", "folio_nr", "entire_mapcount"):
+                p.attrs.pop(key, None)
+        return True
 
     def put_page(self, page: Page, n: int = 1) -> None:
         if page.zero:

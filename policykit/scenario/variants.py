@@ -46,6 +46,11 @@ def expand(scn: Scenario, text: str, registry: Registry) -> tuple[list[Scenario]
             if run in seen:
                 raise ScenarioError(f"variant {run!r} listed twice", span, text, "list each variant once")
             seen.add(run)
+            missing = _missing_operation(spec, label, registry)
+            if missing:
+                skipped.append((f"{scn.name}/{run}", f"variant {spec.name!r} needs the operation "
+                                                     f"{missing!r}, which no installed plugin declares"))
+                continue
             out.append(_one(scn, spec, label))
     return out, skipped
 
@@ -71,6 +76,15 @@ def _sizes(spec: VariantSpec, size: str, span: Span, text: str) -> list[str]:
         raise ScenarioError(f"variant {spec.name!r} has no size {size!r}", span, text,
                             did_you_mean(label, spec.sizes) or f"its sizes: {', '.join(spec.sizes)}")
     return [label]
+
+
+def _missing_operation(spec: VariantSpec, size: str, registry: Registry) -> str:
+    """An operation the variant's steps use that no installed plugin declares ("" none):
+    a variant of one plugin may map memory with another's operation."""
+    for step in _template(spec, "p", "r", size):
+        if step.op not in registry.operations:
+            return step.op
+    return ""
 
 
 def _matches(on: str, spec: VariantSpec, size: str) -> bool:

@@ -5,7 +5,12 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
 * ``pageout P REGION`` (MADV_PAGEOUT) puts each private anonymous page in the swapcache
   (one reference), replaces every PTE mapping it with a swap entry, and frees the page
   when nothing else holds it; otherwise it stays in the swapcache.  Decision point
-  ``reclaim_page``: ``swap_out`` or ``keep`` (5.11 keeps maybe-pinned pages).
+  ``reclaim_page``: ``swap_out`` or ``keep`` (5.11 keeps maybe-pinned pages).  A THP is
+  split into small pages first and those are swapped out one by one, as on a swap
+  device that cannot take a THP whole (``thp_swpout_fallback``: a swapfile; THP swap-out
+  to an SSD or zram keeping the folio is not modelled); a THP with references beyond its
+  mappings cannot be split and stays.  The 6.12+ mapping of zero-filled subpages to
+  the shared zero page on that split is not modelled either (the variants fill the THP).
 * A fault on a swap entry finds the page in the swapcache or reads it back into a new one
   (which enters the swapcache), and maps it.  On a write fault the decision point
   ``swapin`` says ``map_writable`` (reuse: the swapcache is freed when no other swap
@@ -21,7 +26,7 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
   the entry and comes back with a page read in from swap; fork clears it in both.
 
 Page attributes: ``swapcache``, ``swapcount`` (swap entries of the page's slot).  PTE
-attribute: ``swp_exclusive``.  Metrics: ``swapouts``, ``swapins``.
+attribute: ``swp_exclusive``.  Metrics: ``swapouts``, ``swapins``, ``thp_swpout_fallback``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from policykit import (
 )
 
 EXCLUSIVE_FLAG = "anon_exclusive"       # PG_anon_exclusive, when the policy declares it
+#: the THP sizes cow.c runs its swapped-out THP shapes at (x86-64: 16 KiB .. 2 MiB)
+THP_SIZES = ("16k", "32k", "64k", "128k", "256k", "512k", "1m", "2m")
 _CTX = ("page", "pte", "vma", "mm")
 
 
@@ -145,7 +152,8 @@ def policykit_add_attributes() -> list[AttributeSpec]:
 @hookimpl
 def policykit_add_metrics() -> list[MetricSpec]:
     return [MetricSpec("swapouts", "pages written to swap", "pages"),
-            MetricSpec("swapins", "pages read back from swap", "pages")]
+            MetricSpec("swapins", "pages read back from swap", "pages"),
+            MetricSpec("thp_swpout_fallback", "THPs split to be swapped out page by page", "count")]
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -214,8 +222,13 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         if pte is None or not pte.present or vma is None or vma.shared:
             continue
         page = pages[pte.pfn]
-        if page.zero or not page.anon or page.attrs.get("owner") or "folio" in page.attrs:   # no THP swap
+        if page.zero or not page.anon or page.attrs.get("owner"):
             continue
+        if page.folio is not None:           # a THP: split first (thp_swpout_fallback)
+            if not engine.split_folio(page):
+                continue                                       # extra references: kept
+            engine.count("thp_swpout_fallback")
+            pte = proc.mm.ptes[vpn]                            # a PMD's PTE is now its own
         if engine.decide("reclaim_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "swap_out":
             continue
         if not page.attrs.get("swapcache"):                 # add_to_swap()
@@ -228,7 +241,8 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         slot = page.attrs["swap_slot"]
         slots[slot]["content"] = page.content                # written back
         exclusive = page.mapcount == 1 and _exclusive(engine, page)
-        for other, ovpn, opte in _mappers(engine, page.pfn):  # try_to_unmap()
+        mappers = [(proc, vpn, pte)] if page.mapcount == 1 else _mappers(engine, page.pfn)
+        for other, ovpn, opte in mappers:                    # try_to_unmap()
             other.mm.ptes[ovpn] = Pte(-1, present=False,
                                       attrs={"swap": slot, "swp_exclusive": exclusive})
             slots[slot]["count"] += 1
@@ -363,9 +377,35 @@ def policykit_add_scenario_dirs() -> list[str]:
 
 @hookimpl
 def policykit_add_variants() -> list[VariantSpec]:
-    # cow.c's "swapped-out base page": filled, then MADV_PAGEOUT before the test.
-    return [VariantSpec("swapped", "swapped-out base page", """
-        mmap {process} 1 private -> {region}
-        write {process} {region}
-        pageout {process} {region}
-    """, frozenset({"swap"}))]
+    # cow.c's "swapped-out base page": filled, then MADV_PAGEOUT before the test.  Its
+    # swapped-out THPs (with the THP plugin: mmap_thp): filled whole, as cow.c does, and
+    # paged out, which splits them here; the tests work on the first page.
+    swap, thp = frozenset({"swap"}), frozenset({"swap", "thp"})
+    return [
+        VariantSpec("swapped", "swapped-out base page", """
+            mmap {process} 1 private -> {region}
+            write {process} {region}
+            pageout {process} {region}
+        """, swap),
+        VariantSpec("swapped-thp", "swapped-out THP", """
+            mmap_thp {process} 512 -> {region}_thp
+            write {process} {region}_thp
+            pageout {process} {region}_thp
+            alias {process} {region}_thp[0] -> {region}
+        """, thp),
+        VariantSpec("swapped-pte-mapped-thp", "swapped-out, PTE-mapped THP", """
+            mmap_thp {process} {nr} {nr} -> {region}_thp
+            write {process} {region}_thp
+            mprotect {process} {region}_thp[1] ro
+            mprotect {process} {region}_thp[1] rw
+            pageout {process} {region}_thp
+            alias {process} {region}_thp[0] -> {region}
+        """, thp, sizes=THP_SIZES),
+        VariantSpec("single-pte-swapped-thp", "single PTE of a swapped-out THP", """
+            mmap_thp {process} {nr} {nr} -> {region}_thp
+            write {process} {region}_thp
+            munmap {process} {region}_thp[1:{nr}]
+            pageout {process} {region}_thp[0]
+            alias {process} {region}_thp[0] -> {region}
+        """, thp, sizes=THP_SIZES),
+    ]

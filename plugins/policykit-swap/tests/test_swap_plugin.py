@@ -100,3 +100,66 @@ def test_policies_that_predate_the_plugin_still_run():
 @pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
 def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
+
+
+def _shared_thp(policy: str = "linux-6.x"):
+    """A PMD-mapped THP, filled, whose PMD a child shares after fork."""
+    e = engine(policy)
+    p = e.spawn("p")
+    b = apply(e, "mmap_thp", process=p, pages=512).result
+    toks = e.write(p, range(b, b + 512))
+    c = e.fork(p, "c")
+    return e, p, c, b, toks
+
+
+def test_pageout_splits_a_thp_and_swaps_out_every_page_in_every_mapper():
+    e, p, c, b, toks = _shared_thp()
+    head = e.process(p).mm.ptes[b].pfn
+    pageout(e, p, range(b, b + 512))
+    assert e.metrics["thp_swpout_fallback"] == 1
+    for pid in (p, c):
+        ptes = e.process(pid).mm.ptes
+        assert all(not ptes[v].present and "swap" in ptes[v].attrs for v in range(b, b + 512))
+    assert head not in e.machine.pages, "every page went to swap and was freed"
+    assert [e.peek(c, v) for v in (b, b + 511)] == [toks[0], toks[511]]
+    assert e.read(c, [b + 7]) == [toks[7]]
+    page = e.machine.pages[e.process(c).mm.ptes[b + 7].pfn]
+    assert page.folio is None and "folio" not in page.attrs, "it comes back a small page"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_split_folio_leaves_small_pages_with_their_flags_and_maps():
+    e, p, c, b, _ = _shared_thp()
+    page = e.machine.pages[e.process(p).mm.ptes[b + 3].pfn]
+    assert e.split_folio(page)
+    for pid in (p, c):
+        ptes = e.process(pid).mm.ptes
+        assert not any((ptes[v].attrs or {}).get("pmd") for v in range(b, b + 512)), "PMDs split"
+    assert page.folio is None and page.mapcount == 2 and page.refcount == 2
+    assert e.flag(page, "anon_exclusive") is False, "the head's flag, as fork left it"
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_pinned_thp_cannot_be_split_and_stays():
+    e, p, c, b, _ = _shared_thp("linux-5.9")
+    e.exit(c)
+    e.gup(p, [b + 1], pin=True, write=True, longterm=True)
+    head = e.process(p).mm.ptes[b].pfn
+    pageout(e, p, range(b, b + 512))
+    assert e.metrics["thp_swpout_fallback"] == 0 and e.metrics["swapouts"] == 0
+    assert all(e.process(p).mm.ptes[v].present for v in range(b, b + 512)) and head in e.machine.pages
+
+
+def test_a_variant_needing_another_plugins_operation_is_skipped_without_it():
+    import policykit_swap
+    from policykit import Session, load_policy
+    from policykit.scenario import scenarios_from_text
+
+    # the swap plugin alone: no THP plugin, so no mmap_thp (and a policy that needs neither)
+    policy = Path(__file__).resolve().parents[3] / "policies" / "python" / "anon_exclusive.py"
+    s = Session(load_policy(str(policy)), plugins=[policykit_swap], autoload=False)
+    skipped: list = []
+    text = "variants swapped swapped-thp\nspawn -> p\nmmap_variant p -> buf\nwrite p buf\n"
+    assert [x.variant for x in scenarios_from_text(text, "t.scn", s.registry, skipped)] == ["swapped"]
+    assert skipped == [("t/swapped-thp", "variant 'swapped-thp' needs the operation 'mmap_thp', "
+                                         "which no installed plugin declares")]

@@ -323,6 +323,19 @@ def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any
 
 
 @hookimpl
+def policykit_split_folio(engine: Any, head: Any) -> None:
+    """Before a THP is split into small pages: every PMD mapping it, in every mm, becomes
+    PTEs (``split_huge_pmd``), its pages taking the head's flags."""
+    first, last = head.folio.head, head.folio.head + head.folio.nr
+    for proc in engine.machine.processes.values():
+        mm = proc.mm
+        for vpn in [v for v, e in mm.ptes.items()
+                    if e.present and first <= e.pfn < last and (e.attrs or {}).get("pmd")]:
+            if (mm.ptes[vpn].attrs or {}).get("pmd"):         # not split with a neighbour
+                split_huge_pmd(engine, mm, mm.find_vma(vpn), vpn)
+
+
+@hookimpl
 def policykit_range_prepare(engine: Any, mm: Any, start: int, end: int) -> None:
     # vma_adjust_trans_huge(): a PMD that the range covers only in part is split
     for edge in (start, end):
