@@ -43,7 +43,7 @@ class Region:
     pages: int                   # scenario pages
     page_bytes: int              # bytes of one scenario page (2 MiB for a hugetlb page)
     alias: bool = False
-    thp: bool = False
+    thp: bool = False            # PMD-sized THPs allowed: its PMD mappings are observed
 
     def addrs(self, lo: int, hi: int) -> list[int]:
         return [self.addr + i * self.page_bytes for i in range(lo, hi)]
@@ -349,6 +349,8 @@ class LiveSession:
         if folio != 512:
             self.settings.mthp(folio * libc.PAGE_SIZE // 1024)
         self._mmap_kind(step, "thp", libc.PAGE_SIZE)
+        if folio != 512 and step.result:           # mTHPs: never PMD-mapped, smaps not read
+            self.regions[step.result].thp = False
 
     def _mmap_hugetlb(self, step: Step, index: int, obs: Observation) -> None:
         if step.params.get("size", "2M") == "1G":

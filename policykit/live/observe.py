@@ -7,6 +7,7 @@ outcomes can be compared.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -64,23 +65,28 @@ def pagemap(pid: int, addr: int, npages: int) -> list[Entry]:
     return out
 
 
+_VMA_HEAD = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) ", re.M)
+_ANON_HUGE = re.compile(rb"^AnonHugePages:\s+(\d+) kB", re.M)
+
+
 def anon_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
     """For each ``[start, end)`` address range: the KiB of THPs PMD-mapped there
-    (``AnonHugePages`` of /proc/PID/smaps, summed over the VMAs inside the range)."""
+    (``AnonHugePages`` of /proc/PID/smaps, summed over the VMAs inside the range).  The
+    file lists every mapping of the agent (hundreds): only the VMAs in a range are read."""
     out = [0] * len(ranges)
-    where: tuple[int, int] | None = None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                where = (lo, hi)
-            elif head == "AnonHugePages:" and where is not None:
-                kb = int(line.split()[1])
-                if kb:
-                    for i, (start, end) in enumerate(ranges):
-                        if start <= where[0] and where[1] <= end:
-                            out[i] += kb
+    with open(f"/proc/{pid}/smaps", "rb") as f:
+        text = f.read()
+    heads = list(_VMA_HEAD.finditer(text))
+    for n, head in enumerate(heads):
+        lo, hi = int(head[1], 16), int(head[2], 16)
+        inside = [i for i, (start, end) in enumerate(ranges) if start <= lo and hi <= end]
+        if not inside:
+            continue
+        stop = heads[n + 1].start() if n + 1 < len(heads) else len(text)
+        found = _ANON_HUGE.search(text, head.end(), stop)
+        kb = int(found[1]) if found else 0
+        for i in inside:
+            out[i] += kb
     return out
 
 

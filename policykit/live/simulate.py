@@ -23,7 +23,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
     exclusive = _declares(engine)
     order: list[str] = []                      # processes, as made
     regions: list[str] = []                    # mapped regions, as made (aliases left out)
-    thp: list[str] = []                        # those of them where THPs are allowed
+    thp: list[str] = []                        # those of them where PMD-sized THPs are allowed
     owned: dict[str, list[str]] = {}           # the regions each process mapped or inherited
     labels: dict[int, str] = {}                # token -> who wrote it
     previous: dict[str, tuple[bool, bool, int]] = {}
@@ -74,7 +74,8 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
             elif spec.result == "region" and step.op != "alias":
                 regions.append(step.result)
                 owned.setdefault(step.params["process"], []).append(step.result)
-                if step.op == "mmap_thp" or (step.op == "mremap" and step.params["region"][0] in thp):
+                if (step.op == "mmap_thp" and (step.params.get("folio") or 512) == 512) or \
+                        (step.op == "mremap" and step.params["region"][0] in thp):
                     thp.append(step.result)
         if step.op in ("fork_children",):
             order.extend(n for n in runner.pids if n not in order)
