@@ -373,18 +373,16 @@ class Oracle:
         for vpn, cell in self.space[pid].items():
             if dontfork and vpn in dontfork:
                 continue
-            if wipeonfork and vpn in wipeonfork:
-                self._next_cid = cid
-                space[vpn] = self._cell()
-                cid = self._next_cid
-            elif cell.shared:
+            if cell.shared and not (wipeonfork and vpn in wipeonfork):
                 cell.mappers += 1
                 space[vpn] = cell
-            else:                       # a private copy starting from the parent's history
-                cid += 1
-                new = space[vpn] = _new(Cell)
-                new.cid, new.base, new.base_len, new.tokens, new.mappers, new.shared = \
-                    cid, cell, len(cell.tokens), [cell.tokens[-1]], 1, False
+                continue
+            # a private copy starting from the parent's history, or zeros (MADV_WIPEONFORK)
+            base = None if wipeonfork and vpn in wipeonfork else cell
+            cid += 1
+            new = space[vpn] = _new(Cell)
+            new.cid, new.base, new.mappers, new.shared = cid, base, 1, False
+            new.base_len, new.tokens = (len(cell.tokens), [cell.tokens[-1]]) if base else (0, [ZERO_TOKEN])
         self._next_cid = cid
         self.space[child] = space  # type: ignore[index]
         if self.following:

@@ -212,3 +212,20 @@ def test_mmap_thp_refuses_a_folio_that_is_no_thp_size():
     e = engine()
     with pytest.raises(OperationFailed, match="not 12"):
         apply(e, "mmap_thp", process=e.spawn("p"), pages=24, folio=12)
+
+
+@pytest.mark.parametrize("variants, on, ok", [
+    ("pte-mapped-thp:*", "pte-mapped-thp", True),         # the default size is one of '*'
+    ("pte-mapped-thp:*", "pte-mapped-thp:64k", True),
+    ("pte-mapped-thp:16k", "pte-mapped-thp:*", True),
+    ("pte-mapped-thp:16k", "pte-mapped-thp", False),      # the default size does not run
+    ("pte-mapped-thp:16k", "pte-mapped-thp:64k", False),
+])
+def test_on_names_only_runs_the_variants_line_makes(variants, on, ok):
+    text = (f"variants {variants}\nspawn -> p\nmmap_variant p -> buf\nwrite p buf\n"
+            f"expect never-copy on {on}: ok\n")
+    if ok:
+        expand(text)
+    else:
+        with pytest.raises(ScenarioError, match="is not one of this scenario's variants"):
+            expand(text)

@@ -205,11 +205,10 @@ class Dispatch:
         self.checked: dict[int, tuple[Decision, tuple]] = {}
         hook = pm.hook.policykit_engine_event
         self.event_hook = hook if hook.get_hookimpls() else None
-        # mechanism hooks of plugins, None when nobody implements them (the common case)
+        # mechanism hooks of plugins, None when nobody implements them (the common case);
+        # those of the per-page paths (faults, fork, freeing) are called by position
         self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
-            "handle_fault", "copy_pte", "zap_pte", "peek_pte", "page_added", "wp_prepare",
-            "page_reused", "page_freed", "range_prepare", "copy_page", "split_folio")}
-        #: the hooks of the per-page paths (faults, fork, freeing), called by position
+            "zap_pte", "peek_pte", "range_prepare", "copy_page", "split_folio")}
         self.hot = {name: positional_caller(pm, f"policykit_{name}") for name in (
             "handle_fault", "copy_pte", "page_added", "wp_prepare", "page_reused", "page_freed")}
         self._pm = pm

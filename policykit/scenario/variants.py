@@ -95,6 +95,15 @@ def _matches(on: str, spec: VariantSpec, size: str) -> bool:
     return want == "*" or variant_name(spec, want.lower()) == variant_name(spec, size)
 
 
+def _listed(on: str, names: list[str]) -> bool:
+    """Does ``on VARIANT[:SIZE|:*]`` name something the ``variants`` line runs?"""
+    if on in names:
+        return True
+    base, _, size = on.partition(":")
+    listed = [n for n in names if n.partition(":")[0] == base]
+    return bool(listed) and (size == "*" or f"{base}:*" in listed)
+
+
 def _validate(scn: Scenario, text: str) -> None:
     uses = [s for s in scn.steps if s.op == MMAP_VARIANT]
     names = [n for n, _ in scn.variants]
@@ -110,7 +119,6 @@ def _validate(scn: Scenario, text: str) -> None:
     for i, (name, span) in enumerate(scn.variants):
         if name in names[:i]:
             raise ScenarioError(f"variant {name!r} listed twice", span, text, "list each variant once")
-    bases = {n.partition(":")[0] for n in names}
     if not uses:
         raise ScenarioError(f"variants without '{MMAP_VARIANT}'", scn.variants[0][1], text,
                             f"map the memory under test with '{MMAP_VARIANT} PROCESS -> NAME'")
@@ -120,9 +128,7 @@ def _validate(scn: Scenario, text: str) -> None:
                                 f"usage: {MMAP_VARIANT} PROCESS -> NAME")
     for line in scn.overrides:
         for name, span in line.variants:
-            base, _, size = name.partition(":")
-            if name not in names and not (base in bases and (size == "*" or f"{base}:*" in names
-                                                                  or not size and base in names)):
+            if not _listed(name, names):
                 raise ScenarioError(f"{name!r} is not one of this scenario's variants", span, text,
                                     did_you_mean(name, names) or f"variants: {', '.join(names)}")
 

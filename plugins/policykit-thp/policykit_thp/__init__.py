@@ -23,8 +23,10 @@
 
 Policies see the folio through the core: ``page.refcount`` of any page of a THP is the
 folio's, ``page.compound`` and ``page.pincount`` (exact pins) tell a large folio.
-Metrics: ``thp_faults``, ``thp_splits``, ``thp_collapses``.  Not modelled: THP swap, the
-huge zero page, deferred splitting of the folio itself.
+Metrics: ``thp_faults``, ``thp_splits``, ``thp_collapses``.  With the swap plugin, a THP
+paged out is split into small pages first (``policykit_split_folio`` splits its PMDs).
+Not modelled: THP swap-out keeping the folio whole, the huge zero page, deferred
+splitting of the folio itself.
 """
 
 from __future__ import annotations
