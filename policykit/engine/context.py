@@ -108,13 +108,18 @@ class PageView(_FlaggedView):
     @property
     def write_refs(self) -> int:
         """GUP references taken with FOLL_WRITE that hold this page (engine-private)."""
+        refs = self[2].refs
+        if not refs:                            # the common case, asked page after page
+            return 0
         pfn = self[0].pfn
-        return sum(1 for r in self[2].refs.values() if r.write and pfn in r.pfns)
+        return sum(1 for r in refs.values() if r.write and pfn in r.pfns)
 
     @property
     def foreign_refs(self) -> int:
         """GUP references held by processes other than the deciding mm's (engine-private)."""
         pfn, machine = self[0].pfn, self[2]
+        if not machine.refs:
+            return 0
         mm = self[3] if len(self) > 3 else None
         procs = machine.processes
         return sum(r.count for r in machine.refs.values() if pfn in r.pfns and procs[r.owner].mm is not mm)

@@ -340,6 +340,9 @@ class Engine:
         try:
             if fast is None:
                 res = self._hooks[point](ctx=ctx)
+            elif len(fast) == 1:                # the policy alone answers: the common case
+                impl, who = fast[0]
+                res = impl(ctx)
             else:
                 res = None
                 for impl, who in fast:
