@@ -816,7 +816,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                           "mprotect, vmsplice, io_uring pins and device I/O, MADV_PAGEOUT")
     val.add_argument("--seed", metavar="S", type=int, default=0, help="the random sequences' seed (default 0)")
     val.add_argument("--kinds", metavar="K,...", action="append", default=[],
-                     help="memory the random sequences map: base, thp, hugetlb, swap (default: all)")
+                     help="memory the random sequences map: base, thp, mthp (64 KiB), hugetlb, swap (default: all)")
     val.set_defaults(func=cmd_validate)
 
     corpus = sub.add_parser("corpus", help="list the corpus",

@@ -1,10 +1,12 @@
 """Random operation sequences that the live kernel and the simulator can both run: the
 material for ``policykit validate --random N``.
 
-Each sequence starts with one process and grows from there: mappings of base pages or
-a THP (and, when asked, hugetlb pages), writes and reads, fork and exit, munmap and
-mprotect of whole mappings, vmsplice into a pipe, io_uring pins with device reads and
-writes through them, unpin, MADV_PAGEOUT.  The generator keeps track of what each
+Each sequence starts with one process and grows from there: mappings of base pages, a
+THP or two 64 KiB mTHPs (and, when asked, hugetlb pages), writes and reads, fork and
+exit, munmap and mprotect of whole mappings, vmsplice into a pipe, io_uring pins with
+device reads and writes through them, unpin, MADV_PAGEOUT (of THPs too, which are filled
+first as cow.c fills them: this kernel maps a THP's zero-filled pages to the zero page
+when it splits it for swap, which the simulator does not model).  The generator keeps track of what each
 process maps and how, so every step is one the process can take without a signal: a
 write only where it may write, a read only where something is mapped.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-KINDS = ("base", "thp", "hugetlb", "swap")
+KINDS = ("base", "thp", "mthp", "hugetlb", "swap")
+#: pages of the mTHP regions (64 KiB folios, two of them)
+_MTHP_PAGES, _MTHP_FOLIO = 32, 16
 
 
 @dataclass
@@ -49,6 +53,9 @@ def random_scenario(rng: random.Random, index: int, steps: int = 10,
         if kind == "thp":
             lines.append(f"mmap_thp {proc.name} 512 -> {name}")
             regions[name] = ("thp", 512)
+        elif kind == "mthp":
+            lines.append(f"mmap_thp {proc.name} {_MTHP_PAGES} {_MTHP_FOLIO} -> {name}")
+            regions[name] = ("mthp", _MTHP_PAGES)
         elif kind == "hugetlb":
             # one page more in the pool for each mapping: copies soon run out of pages,
             # and the reservation's owner takes the page from the children
@@ -61,13 +68,16 @@ def random_scenario(rng: random.Random, index: int, steps: int = 10,
             lines.append(f"mmap {proc.name} {pages} private -> {name}")
             regions[name] = ("base", pages)
         proc.maps[name] = True
-        lines.append(f"write {proc.name} {name}" if kind != "thp" else f"write {proc.name} {name}[0]")
+        lines.append(f"write {proc.name} {name}")       # filled, a THP's every page
 
     def where(name: str) -> str:
         kind, pages = regions[name]
-        if kind == "thp":
-            return rng.choice((f"{name}[0]", f"{name}[{rng.randrange(1, 512)}]", f"{name}[0:2]"))
+        if kind in ("thp", "mthp"):
+            return rng.choice((f"{name}[0]", f"{name}[{rng.randrange(1, pages)}]", f"{name}[0:2]"))
         return name if pages == 1 or rng.random() < 0.5 else f"{name}[{rng.randrange(pages)}]"
+
+    def swappable(name: str) -> bool:
+        return regions[name][0] in ("base", "thp", "mthp")
 
     new_region(procs[0])
     for _ in range(steps):
@@ -79,7 +89,7 @@ def random_scenario(rng: random.Random, index: int, steps: int = 10,
             choices += ["write"] * 4 + ["pin"]
         if mapped:
             choices += ["read"] * 2 + ["mprotect", "munmap", "vmsplice"]
-            if "swap" in kinds and any(regions[r][0] == "base" for r in mapped):
+            if "swap" in kinds and any(swappable(r) for r in mapped):
                 choices.append("pageout")
         if len(procs) < 3:
             choices += ["fork"] * 3
@@ -114,7 +124,7 @@ def random_scenario(rng: random.Random, index: int, steps: int = 10,
             lines.append(f"pin {proc.name} {where(rng.choice(writable))} write longterm -> {name}")
             refs.append(_Ref(name, proc.name, pin=True))
         elif op == "pageout":
-            lines.append(f"pageout {proc.name} {rng.choice([r for r in mapped if regions[r][0] == 'base'])}")
+            lines.append(f"pageout {proc.name} {rng.choice([r for r in mapped if swappable(r)])}")
         elif op == "fork":
             child = _Proc(f"p{made['p']}", dict(proc.maps))
             made["p"] += 1

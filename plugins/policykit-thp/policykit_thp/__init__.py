@@ -296,21 +296,6 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
 
 
 @hookimpl
-def policykit_page_reused(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, page: Any, unshare: bool) -> None:
-    """A page of a large folio reused as PageAnonExclusive makes every page of the folio
-    exclusive (6.15's large-folio reuse: the folio is this mm's alone)."""
-    folio = page.folio
-    spec = engine.registry.attributes.get(("page", "anon_exclusive"))
-    if folio is None or spec is None or not spec.flag or not engine.flag(page, "anon_exclusive"):
-        return
-    pages = engine.machine.pages
-    for pfn in range(folio.head, folio.head + folio.nr):
-        other = pages.get(pfn)
-        if other is not None and other is not page:
-            engine.set_flag(other, "anon_exclusive", True)
-
-
-@hookimpl
 def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any:
     if not pte.present or not (pte.attrs or {}).get("pmd"):    # PTE-mapped: the core's
         return None

@@ -93,6 +93,25 @@ def test_collapse_refuses_a_page_with_io_in_flight():
     assert check_invariants(e.machine, refs(e)) == []
 
 
+def test_reusing_one_page_of_a_large_folio_makes_that_page_exclusive_only():
+    """6.15: a write to a page of a large folio this mm alone maps reuses it and sets
+    PageAnonExclusive on that page (do_wp_page()); the folio's other pages keep theirs,
+    as the live kernel shows for the folio's head (validate found the difference)."""
+    e = engine("linux-6.15")
+    p = e.spawn("p")
+    b = op(e, "mmap_thp", process=p, pages=32, folio=16).result
+    e.write(p, range(b, b + 32))
+    c = e.fork(p, "c")
+    op(e, "munmap", process=p, region=list(range(b, b + 32)))
+    e.write(c, [b + 21])
+    pages = e.machine.pages
+    ptes = e.process(c).mm.ptes
+    assert e.metrics["wp_copies"] == 0, "reused, not copied"
+    assert e.flag(pages[ptes[b + 21].pfn], "anon_exclusive") is True
+    assert [e.flag(pages[ptes[v].pfn], "anon_exclusive") for v in (b + 16, b + 20, b + 22)] == [False] * 3
+    assert check_invariants(e.machine, refs(e)) == []
+
+
 @pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
 def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
