@@ -133,21 +133,12 @@ class PageView(_FlaggedView):
 
     @property
     def folio_mapped_shared(self) -> bool:
-        """``folio_maybe_mapped_shared()``: an mm other than the deciding one maps a page
-        of the page's large folio (for a small page: more than one mapping)."""
+        """``folio_maybe_mapped_shared()``: the page's large folio may be mapped by more
+        than one mm -- as 6.15's two mm slots see it, so still true after a third mm
+        that mapped it went (for a small page: more than one mapping)."""
         page = self[0]
         folio = page.folio
-        if folio is None:
-            return page.mapcount > 1
-        if folio.maps > folio.nr:       # an anonymous page is mapped once per mm at most
-            return True
-        mine = self[3] if len(self) > 3 else None
-        lo, hi = folio.head, folio.head + folio.nr
-        for proc in self[2].processes.values():
-            if proc.alive and proc.mm is not mine and any(
-                    e.present and lo <= e.pfn < hi for e in proc.mm.ptes.values()):
-                return True
-        return False
+        return page.mapcount > 1 if folio is None else folio.shared
 
     @property
     def pincount(self) -> int:

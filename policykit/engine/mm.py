@@ -565,6 +565,8 @@ class Engine:
             self.emit(Event("unmap", vpn=vpn, pfn=page.pfn))
         if not page.zero:
             page.mapcount -= 1
+            if page.folio is not None:
+                page.folio.mm_unmapped(mm.mm_id, 1)
             self.put_page(page)
 
     def zap_range(self, mm: Mm, start: int, end: int) -> None:
@@ -800,6 +802,8 @@ class Engine:
         pte.writable = vma.write and not unshare
         pte.dirty = not unshare
         page.mapcount -= 1
+        if page.folio is not None:
+            page.folio.mm_unmapped(mm.mm_id, 1)
         self.put_page(page)
         if self._added_hook is not None:
             self._added_hook(self, new, mm, vpn)
@@ -811,7 +815,7 @@ class Engine:
         m = self.machine
         pid = m.next_pid
         m.next_pid += 1
-        m.processes[pid] = Process(pid, name, Mm())
+        m.processes[pid] = Process(pid, name, Mm(mm_id=pid))
         return pid
 
     def mmap(self, pid: int, npages: int, shared: bool = False, write: bool = True,
@@ -900,7 +904,7 @@ class Engine:
         m = self.machine
         parent = self.process(pid)
         src_mm = parent.mm
-        dst_mm = Mm()
+        dst_mm = Mm(mm_id=m.next_pid)               # the child's pid, handed out below
         pages = m.pages
         zero_pfn = m.zero_pfn
         try:
@@ -960,6 +964,8 @@ class Engine:
                     pte.writable = False                # ptep_set_wrprotect
                 page.refcount += 1
                 page.mapcount += 1
+                if page.folio is not None:
+                    page.folio.mm_mapped(dst_mm.mm_id, 1)
                 dst_ptes[vpn] = Pte(pte.pfn, writable=pte.writable, dirty=pte.dirty)
             elif action in ("copy", "copy_atomic"):     # copy_present_page
                 new = self.copy_page(page, "fork_copies", atomic=action == "copy_atomic")

@@ -43,9 +43,10 @@ def copy_containers(value: Any, leaf: Any = None) -> Any:
 class Folio:
     """What the pages of one large folio share: the sums of their reference counts and
     map counts, kept as they change, so that ``folio_ref_count()`` and
-    ``folio_large_mapcount()`` cost O(1) instead of O(nr)."""
+    ``folio_large_mapcount()`` cost O(1) instead of O(nr); and which mms map it, as
+    6.15's CONFIG_MM_ID tracks them (:meth:`mm_mapped`, :meth:`mm_unmapped`)."""
 
-    __slots__ = ("head", "nr", "refs", "pins", "maps")
+    __slots__ = ("head", "nr", "refs", "pins", "maps", "mm_ids", "mm_maps", "shared")
 
     def __init__(self, head: int, nr: int, refs: int = 0, pins: int = 0, maps: int = 0) -> None:
         self.head = head
@@ -55,9 +56,53 @@ class Folio:
         self.pins = pins
         #: the mapcounts of its pages, summed as they change (``folio_large_mapcount()``)
         self.maps = maps
+        #: two mm slots (``folio->_mm_id[]``: an mm's id, 0 when free) and the mappings
+        #: each slot's mm holds (``_mm_id_mapcount[]`` + 1)
+        self.mm_ids = [0, 0]
+        self.mm_maps = [0, 0]
+        #: ``folio_maybe_mapped_shared()``: set once two mms map it, cleared only when
+        #: one slot's mm is seen to hold every mapping -- an mm that mapped it while
+        #: both slots were taken keeps it set until then
+        self.shared = False
+
+    def copy(self) -> Folio:
+        new = Folio(self.head, self.nr, self.refs, self.pins, self.maps)
+        new.mm_ids, new.mm_maps, new.shared = self.mm_ids.copy(), self.mm_maps.copy(), self.shared
+        return new
+
+    def mm_mapped(self, mm_id: int, n: int) -> None:
+        """``n`` more mappings by mm ``mm_id`` (after ``maps`` counted them):
+        ``folio_add_return_large_mapcount()``."""
+        ids, counts = self.mm_ids, self.mm_maps
+        if ids[0] == mm_id:
+            counts[0] += n
+        elif ids[1] == mm_id:
+            counts[1] += n
+        elif ids[0] == 0:
+            ids[0], counts[0] = mm_id, n
+            if self.maps != n:                  # others map it already
+                self.shared = True
+        elif ids[1] == 0:
+            ids[1], counts[1] = mm_id, n
+            self.shared = True                  # slot 0's mm maps it too
+
+    def mm_unmapped(self, mm_id: int, n: int) -> None:
+        """``n`` mappings fewer by mm ``mm_id`` (after ``maps`` counted them):
+        ``folio_sub_return_large_mapcount()``."""
+        ids, counts = self.mm_ids, self.mm_maps
+        for i in (0, 1):
+            if ids[i] == mm_id:
+                counts[i] -= n
+                if counts[i] > 0:
+                    return
+                ids[i], counts[i] = 0, 0
+                break
+        if self.maps in (counts[0], counts[1]):  # one slot's mm holds every mapping
+            self.shared = False
 
     def __repr__(self) -> str:
-        return f"Folio(head={self.head}, nr={self.nr}, refs={self.refs}, pins={self.pins}, maps={self.maps})"
+        return (f"Folio(head={self.head}, nr={self.nr}, refs={self.refs}, pins={self.pins}, maps={self.maps}, "
+                f"mm_ids={self.mm_ids}, mm_maps={self.mm_maps}, shared={self.shared})")
 
 
 class Page:
@@ -196,6 +241,8 @@ class Mm:
     attrs: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, Any] = field(default_factory=dict)
     clean: set[int] = field(default_factory=set)
+    #: ``mm->mm_id``: the owning process's pid (what large folios track)
+    mm_id: int = 0
 
     def find_vma(self, vpn: int) -> Vma | None:
         for vma in self.vmas:
@@ -205,7 +252,8 @@ class Mm:
 
     def copy(self) -> Mm:
         return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
-                  self.has_pinned, dict(self.attrs), dict(self.flags), set(self.clean) if self.clean else set())
+                  self.has_pinned, dict(self.attrs), dict(self.flags), set(self.clean) if self.clean else set(),
+                  self.mm_id)
 
 
 @dataclass(slots=True)
@@ -274,8 +322,7 @@ class Machine:
             if p.folio is not None:
                 f = folios.get(p.folio.head)
                 if f is None:
-                    f = folios[p.folio.head] = Folio(p.folio.head, p.folio.nr, p.folio.refs, p.folio.pins,
-                                                     p.folio.maps)
+                    f = folios[p.folio.head] = p.folio.copy()
                 c.folio = f
         return Machine(
             pages,

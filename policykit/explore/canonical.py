@@ -167,6 +167,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             extend((off, pfn))
     # pages, in order of first appearance; then what no mapping or reference holds
     tokens: dict[int, int] = {ZERO_TOKEN: 0}
+    folios: set[int] = set()
     add(len(pfns))
     for raw in pfns:
         p = pages.get(raw)
@@ -178,6 +179,10 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             t = tokens[p.content] = len(tokens)
         add(t)
         add(_page_key(p))
+        f = p.folio
+        if f is not None and id(f) not in folios:   # which mms its slots track (by name)
+            folios.add(id(f))
+            extend((tuple([pid_index.get(x, -1) if x else None for x in f.mm_ids]), tuple(f.mm_maps), f.shared))
         if p.attrs:
             plugin_state = True
             add(_frozen(p.attrs))

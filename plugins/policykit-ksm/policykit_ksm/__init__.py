@@ -128,6 +128,8 @@ def ksm_merge(engine: Any, args: dict[str, Any]) -> Outcome:
             if pte.pfn == stable:
                 continue
             page = pages[pte.pfn]
+            if page.folio is not None and not engine.split_folio(page):
+                continue                                      # KSM merges small pages only
             if not _no_extra_refs(page):
                 continue
             if engine.decide("ksm_merge_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "merge":

@@ -9,7 +9,10 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
   split into small pages first and those are swapped out one by one, as on a swap
   device that cannot take a THP whole (``thp_swpout_fallback``: a swapfile; THP swap-out
   to an SSD or zram keeping the folio is not modelled); a THP with references beyond its
-  mappings cannot be split and stays.  The 6.12+ mapping of zero-filled subpages to
+  mappings cannot be split and stays, and as MADV_PAGEOUT leaves a THP mapped elsewhere
+  too (mapped whole: its mapcount above its pages; in part: the folio's "maybe mapped
+  shared" bit, ``folio_mapped_shared``), so does pageout.  The 6.12+
+  mapping of zero-filled subpages to
   the shared zero page on that split is not modelled either (the variants fill the THP).
 * A fault on a swap entry finds the page in the swapcache or reads it back into a new one
   (which enters the swapcache), and maps it.  On a write fault the decision point
@@ -216,6 +219,7 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
     proc = engine.process(args["process"])
     pages = engine.machine.pages
     slots = _slots(engine)
+    region = set(args["region"])
     for vpn in args["region"]:
         pte = proc.mm.ptes.get(vpn)
         vma = proc.mm.find_vma(vpn)
@@ -223,6 +227,8 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
             continue
         page = pages[pte.pfn]
         if page.zero or not page.anon or page.attrs.get("owner"):
+            continue
+        if page.folio is not None and not _pageout_folio(proc.mm, page, vpn, region):
             continue
         if page.folio is not None:           # a THP: split first (thp_swpout_fallback)
             if not engine.split_folio(page):
@@ -254,6 +260,19 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         else:
             _sync(engine, slot)
     return Outcome()
+
+
+def _pageout_folio(mm: Any, page: Any, vpn: int, region: set[int]) -> bool:
+    """madvise_cold_or_pageout_pte_range() on a page of a large folio: one this mm maps
+    whole within the range goes to reclaim only if nothing else maps it (its mapcount is
+    its number of pages); one it maps in part is split first, unless the folio may be
+    mapped shared."""
+    folio = page.folio
+    first = vpn - (page.pfn - folio.head)
+    ptes = mm.ptes
+    whole = first in region and first + folio.nr - 1 in region and all(
+        (e := ptes.get(first + i)) is not None and e.present and e.pfn == folio.head + i for i in range(folio.nr))
+    return folio.maps == folio.nr if whole else not folio.shared
 
 
 @hookimpl

@@ -112,18 +112,20 @@ def _shared_thp(policy: str = "linux-6.x"):
     return e, p, c, b, toks
 
 
-def test_pageout_splits_a_thp_and_swaps_out_every_page_in_every_mapper():
+def test_pageout_leaves_a_thp_another_mm_maps_and_splits_and_swaps_out_one_it_alone_maps():
     e, p, c, b, toks = _shared_thp()
     head = e.process(p).mm.ptes[b].pfn
     pageout(e, p, range(b, b + 512))
+    assert e.metrics["thp_swpout_fallback"] == 0 and e.metrics["swapouts"] == 0, "MADV_PAGEOUT: mapped twice"
+    e.exit(c)
+    pageout(e, p, range(b, b + 512))
     assert e.metrics["thp_swpout_fallback"] == 1
-    for pid in (p, c):
-        ptes = e.process(pid).mm.ptes
-        assert all(not ptes[v].present and "swap" in ptes[v].attrs for v in range(b, b + 512))
+    ptes = e.process(p).mm.ptes
+    assert all(not ptes[v].present and "swap" in ptes[v].attrs for v in range(b, b + 512))
     assert head not in e.machine.pages, "every page went to swap and was freed"
-    assert [e.peek(c, v) for v in (b, b + 511)] == [toks[0], toks[511]]
-    assert e.read(c, [b + 7]) == [toks[7]]
-    page = e.machine.pages[e.process(c).mm.ptes[b + 7].pfn]
+    assert [e.peek(p, v) for v in (b, b + 511)] == [toks[0], toks[511]]
+    assert e.read(p, [b + 7]) == [toks[7]]
+    page = e.machine.pages[ptes[b + 7].pfn]
     assert page.folio is None and "folio" not in page.attrs, "it comes back a small page"
     assert check_invariants(e.machine, refs(e)) == []
 

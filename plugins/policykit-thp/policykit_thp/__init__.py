@@ -185,6 +185,7 @@ def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool
         mm.ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
         page.mapcount += 1
     pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
+    pages[0].folio.mm_mapped(mm.mm_id, len(pages))
 
 
 def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
@@ -196,6 +197,7 @@ def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
     for v, page in zip(span, pages):
         mm.ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
         page.mapcount += 1
+    pages[0].folio.mm_mapped(mm.mm_id, len(pages))
     engine.count("thp_faults")
     return mm.ptes[vpn]
 
@@ -207,6 +209,8 @@ def _unmap_pages(engine: Any, mm: Any, span: range) -> None:
             continue
         page = engine.machine.pages[e.pfn]
         page.mapcount -= 1
+        if page.folio is not None:
+            page.folio.mm_unmapped(mm.mm_id, 1)
         engine.put_page(page)
 
 
@@ -292,6 +296,7 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
         page.mapcount += 1
         page.refcount += 1
     head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 0) + 1
+    head.folio.mm_mapped(dst_mm.mm_id, len(span))
     return dst_mm.ptes[vpn]
 
 
@@ -305,6 +310,8 @@ def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any
         split_huge_pmd(engine, mm, vma, vpn)
         del mm.ptes[vpn]
     page.mapcount -= 1
+    if page.folio is not None:
+        page.folio.mm_unmapped(mm.mm_id, 1)
     engine.put_page(page)
     return True
 

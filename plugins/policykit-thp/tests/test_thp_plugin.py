@@ -115,3 +115,57 @@ def test_reusing_one_page_of_a_large_folio_makes_that_page_exclusive_only():
 @pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
 def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
+
+
+def _folio_left_to_its_third_mm():
+    """A 16-page folio mapped by three mms (two slots: the third untracked), then left
+    to the third alone."""
+    e = engine("linux-6.15")
+    p = e.spawn("p")
+    b = op(e, "mmap_thp", process=p, pages=16, folio=16).result
+    e.write(p, range(b, b + 16))
+    c1 = e.fork(p, "c1")
+    c2 = e.fork(c1, "c2")
+    op(e, "munmap", process=p, region=list(range(b, b + 16)))
+    e.exit(c1)
+    return e, c2, b
+
+
+def test_a_folio_a_third_mm_mapped_stays_maybe_shared_when_the_others_leave():
+    """6.15's two mm slots: the mm that mapped the folio while both were taken is never
+    tracked, so the folio stays "maybe mapped shared" and its write copies -- what this
+    kernel does (validate --random found it)."""
+    e, c2, b = _folio_left_to_its_third_mm()
+    folio = e.machine.pages[e.process(c2).mm.ptes[b].pfn].folio
+    assert folio.shared and folio.mm_ids == [0, 0] and folio.maps == 16
+    e.write(c2, [b + 5])
+    assert e.metrics["wp_copies"] == 1
+    # a folio two mms shared and one left is this mm's again: reused
+    e2 = engine("linux-6.15")
+    p = e2.spawn("p")
+    b2 = op(e2, "mmap_thp", process=p, pages=16, folio=16).result
+    e2.write(p, range(b2, b2 + 16))
+    c = e2.fork(p, "c")
+    e2.exit(p)
+    e2.write(c, [b2 + 5])
+    assert e2.metrics["wp_copies"] == 0
+
+
+def test_pageout_leaves_a_large_folio_mapped_elsewhere_or_maybe_shared():
+    from policykit.testing import apply
+    e, c2, b = _folio_left_to_its_third_mm()
+    e.write(c2, [b])                             # copied: the folio is now mapped in part
+    apply(e, "pageout", process=c2, region=list(range(b, b + 16)))
+    ptes = e.process(c2).mm.ptes
+    assert not ptes[b].present, "the small copy went to swap"
+    assert all(ptes[v].present for v in range(b + 1, b + 16)), "the maybe-shared folio stayed"
+    e2 = engine("linux-6.15")
+    p = e2.spawn("p")
+    b2 = op(e2, "mmap_thp", process=p, pages=16, folio=16).result
+    e2.write(p, range(b2, b2 + 16))
+    c = e2.fork(p, "c")
+    apply(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
+    assert all(e2.process(c).mm.ptes[v].present for v in range(b2, b2 + 16)), "mapped whole, twice: kept"
+    e2.exit(p)
+    apply(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
+    assert not any(e2.process(c).mm.ptes[v].present for v in range(b2, b2 + 16)), "this mm's alone: out"
