@@ -36,8 +36,9 @@ def policykit_add_attributes() -> list[AttributeSpec]:
         a("page", "pincount", int, 0, "exact FOLL_PIN count of the page's large folio (0 for a small page)"),
         a("page", "folio_mapcount", int, 0, "folio_mapcount(): mappings of every page of the page's large "
           "folio (the page's mapcount for a small page)"),
-        a("page", "folio_mapped_shared", bool, False, "folio_maybe_mapped_shared(): another mm maps a page "
-          "of the large folio (6.15 tracks two mm ids and a shared bit; a small page: mapcount > 1)"),
+        a("page", "folio_mapped_shared", bool, False, "folio_maybe_mapped_shared(): the large folio may be "
+          "mapped by more than one mm (6.15's two mm slots and shared bit: true from when two mms map it "
+          "until one slot's mm holds every mapping; a small page: mapcount > 1)"),
         a("page", "pins", int, 0, "exact number of FOLL_PIN references", oracle_only=True),
         a("page", "gets", int, 0, "exact number of FOLL_GET references", oracle_only=True),
         a("page", "foreign_refs", int, 0, "GUP references (pins and gets) that processes other than "
