@@ -97,10 +97,7 @@ def test_reusing_one_page_of_a_large_folio_makes_that_page_exclusive_only():
     """6.15: a write to a page of a large folio this mm alone maps reuses it and sets
     PageAnonExclusive on that page (do_wp_page()); the folio's other pages keep theirs,
     as the live kernel shows for the folio's head (validate found the difference)."""
-    e = engine("linux-6.15")
-    p = e.spawn("p")
-    b = op(e, "mmap_thp", process=p, pages=32, folio=16).result
-    e.write(p, range(b, b + 32))
+    e, p, b = _filled_mthps(32)
     c = e.fork(p, "c")
     op(e, "munmap", process=p, region=list(range(b, b + 32)))
     e.write(c, [b + 21])
@@ -117,13 +114,19 @@ def test_scenario(path, policy, variant):
     assert_passes(path, policy, variant)
 
 
+def _filled_mthps(pages: int = 16):
+    """linux-6.15, a process ``p`` with ``pages`` pages of 16-page mTHPs, written."""
+    e = engine("linux-6.15")
+    p = e.spawn("p")
+    b = op(e, "mmap_thp", process=p, pages=pages, folio=16).result
+    e.write(p, range(b, b + pages))
+    return e, p, b
+
+
 def _folio_left_to_its_third_mm():
     """A 16-page folio mapped by three mms (two slots: the third untracked), then left
     to the third alone."""
-    e = engine("linux-6.15")
-    p = e.spawn("p")
-    b = op(e, "mmap_thp", process=p, pages=16, folio=16).result
-    e.write(p, range(b, b + 16))
+    e, p, b = _filled_mthps()
     c1 = e.fork(p, "c1")
     c2 = e.fork(c1, "c2")
     op(e, "munmap", process=p, region=list(range(b, b + 16)))
@@ -141,10 +144,7 @@ def test_a_folio_a_third_mm_mapped_stays_maybe_shared_when_the_others_leave():
     e.write(c2, [b + 5])
     assert e.metrics["wp_copies"] == 1
     # a folio two mms shared and one left is this mm's again: reused
-    e2 = engine("linux-6.15")
-    p = e2.spawn("p")
-    b2 = op(e2, "mmap_thp", process=p, pages=16, folio=16).result
-    e2.write(p, range(b2, b2 + 16))
+    e2, p, b2 = _filled_mthps()
     c = e2.fork(p, "c")
     e2.exit(p)
     e2.write(c, [b2 + 5])
@@ -152,20 +152,16 @@ def test_a_folio_a_third_mm_mapped_stays_maybe_shared_when_the_others_leave():
 
 
 def test_pageout_leaves_a_large_folio_mapped_elsewhere_or_maybe_shared():
-    from policykit.testing import apply
     e, c2, b = _folio_left_to_its_third_mm()
     e.write(c2, [b])                             # copied: the folio is now mapped in part
-    apply(e, "pageout", process=c2, region=list(range(b, b + 16)))
+    op(e, "pageout", process=c2, region=list(range(b, b + 16)))
     ptes = e.process(c2).mm.ptes
     assert not ptes[b].present, "the small copy went to swap"
     assert all(ptes[v].present for v in range(b + 1, b + 16)), "the maybe-shared folio stayed"
-    e2 = engine("linux-6.15")
-    p = e2.spawn("p")
-    b2 = op(e2, "mmap_thp", process=p, pages=16, folio=16).result
-    e2.write(p, range(b2, b2 + 16))
+    e2, p, b2 = _filled_mthps()
     c = e2.fork(p, "c")
-    apply(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
+    op(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
     assert all(e2.process(c).mm.ptes[v].present for v in range(b2, b2 + 16)), "mapped whole, twice: kept"
     e2.exit(p)
-    apply(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
+    op(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
     assert not any(e2.process(c).mm.ptes[v].present for v in range(b2, b2 + 16)), "this mm's alone: out"
