@@ -202,8 +202,16 @@ def test_each_mthp_size_is_made_for_real_and_the_sizes_given_back():
     if missing:
         pytest.skip(missing[0])
     s = _session()
-    scenarios = [x for x in s.load_all("policykit/corpus/cow-basic.scn")
-                 if x.variant in {f"pte-mapped-thp:{z}" for z in sizes}]
+    text = """\
+        scenario mthp
+        variants pte-mapped-thp:16k pte-mapped-thp:64k pte-mapped-thp:1m
+        spawn -> parent
+        mmap_variant parent -> buf
+        fork parent -> child
+        write parent buf
+        read child buf
+    """
+    scenarios = [_scenario(s, text, variant=f"pte-mapped-thp:{z}") for z in sizes]
     results = validate(s, scenarios, CAPS)
     assert len(results) == 3 and all(v.agrees for v in results), [v.disagreements for v in results]
     for v in results:       # the kernel made a large folio: its pages read as THP
