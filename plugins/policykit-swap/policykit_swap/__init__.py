@@ -247,6 +247,8 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         slot = page.attrs["swap_slot"]
         slots[slot]["content"] = page.content                # written back
         exclusive = page.mapcount == 1 and _exclusive(engine, page)
+        if exclusive:                     # the exclusivity moves to the swap entry
+            engine.set_flag(page, EXCLUSIVE_FLAG, False)
         mappers = [(proc, vpn, pte)] if page.mapcount == 1 else _mappers(engine, page.pfn)
         for other, ovpn, opte in mappers:                    # try_to_unmap()
             other.mm.ptes[ovpn] = Pte(-1, present=False,
@@ -300,9 +302,9 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
             raise OperationFailed("ENOMEM", "no page to swap in")
         page.content = info["content"]
         page.attrs.update(swapcache=True, swap_slot=slot)
-        if _has_exclusive_flag(engine):
-            engine.set_flag(page, EXCLUSIVE_FLAG, bool(pte.attrs.get("swp_exclusive")))
         info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
+    if _has_exclusive_flag(engine):       # the entry's exclusivity comes back with the page
+        engine.set_flag(page, EXCLUSIVE_FLAG, bool(pte.attrs.get("swp_exclusive")))
     _sync(engine, slot)
     writable = False
     if vma.write:

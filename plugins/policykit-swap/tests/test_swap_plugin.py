@@ -165,3 +165,22 @@ def test_a_variant_needing_another_plugins_operation_is_skipped_without_it():
     assert [x.variant for x in scenarios_from_text(text, "t.scn", s.registry, skipped)] == ["swapped"]
     assert skipped == [("t/swapped-thp", "variant 'swapped-thp' needs the operation 'mmap_thp', "
                                          "which no installed plugin declares")]
+
+
+def test_exclusivity_moves_to_the_swap_entry_and_a_page_kept_in_the_swapcache_loses_it():
+    """try_to_unmap() moves PageAnonExclusive into the swap entry; fork then clears the
+    entries, so a write fault on the page still in the swapcache (a pipe holds it) may
+    not reuse it (validate --random found the simulator reusing it)."""
+    e = engine()
+    p = e.spawn("p")
+    b = e.mmap(p, 1)
+    e.write(p, [b])
+    page = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    e.gup(p, [b], pin=False)                        # vmsplice: the page outlives its swap-out
+    pageout(e, p, [b])
+    assert page.attrs.get("swapcache") and e.flag(page, "anon_exclusive") is False
+    assert e.process(p).mm.ptes[b].attrs["swp_exclusive"] is True
+    e.fork(p, "c")
+    e.write(p, [b])
+    assert e.process(p).mm.ptes[b].pfn != page.pfn, "copied, not reused"
+    assert check_invariants(e.machine, refs(e)) == []
