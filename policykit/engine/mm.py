@@ -520,6 +520,19 @@ class Engine:
                 p.attrs.pop(key, None)
         return True
 
+    def map_page(self, page: Page, mm: Mm, n: int = 1) -> None:
+        """``mm`` maps ``page`` ``n`` more times: its mapcount, and for a page of a large
+        folio the folio's mm slots (``folio_add_return_large_mapcount()``)."""
+        page.mapcount += n
+        if page.folio is not None:
+            page.folio.mm_mapped(mm.mm_id, n)
+
+    def unmap_page(self, page: Page, mm: Mm, n: int = 1) -> None:
+        """``mm`` maps ``page`` ``n`` times fewer (``folio_sub_return_large_mapcount()``)."""
+        page.mapcount -= n
+        if page.folio is not None:
+            page.folio.mm_unmapped(mm.mm_id, n)
+
     def put_page(self, page: Page, n: int = 1) -> None:
         if page.zero:
             return
@@ -564,9 +577,7 @@ class Engine:
         if self.observed:
             self.emit(Event("unmap", vpn=vpn, pfn=page.pfn))
         if not page.zero:
-            page.mapcount -= 1
-            if page.folio is not None:
-                page.folio.mm_unmapped(mm.mm_id, 1)
+            self.unmap_page(page, mm)
             self.put_page(page)
 
     def zap_range(self, mm: Mm, start: int, end: int) -> None:
@@ -801,9 +812,7 @@ class Engine:
         pte.pfn = new.pfn
         pte.writable = vma.write and not unshare
         pte.dirty = not unshare
-        page.mapcount -= 1
-        if page.folio is not None:
-            page.folio.mm_unmapped(mm.mm_id, 1)
+        self.unmap_page(page, mm)
         self.put_page(page)
         if self._added_hook is not None:
             self._added_hook(self, new, mm, vpn)
@@ -963,9 +972,7 @@ class Engine:
                 if cow and pte.writable:
                     pte.writable = False                # ptep_set_wrprotect
                 page.refcount += 1
-                page.mapcount += 1
-                if page.folio is not None:
-                    page.folio.mm_mapped(dst_mm.mm_id, 1)
+                self.map_page(page, dst_mm)
                 dst_ptes[vpn] = Pte(pte.pfn, writable=pte.writable, dirty=pte.dirty)
             elif action in ("copy", "copy_atomic"):     # copy_present_page
                 new = self.copy_page(page, "fork_copies", atomic=action == "copy_atomic")

@@ -11,9 +11,9 @@ Mechanism (mm/vmscan.c, mm/swapfile.c, do_swap_page() in mm/memory.c):
   to an SSD or zram keeping the folio is not modelled); a THP with references beyond its
   mappings cannot be split and stays, and as MADV_PAGEOUT leaves a THP mapped elsewhere
   too (mapped whole: its mapcount above its pages; in part: the folio's "maybe mapped
-  shared" bit, ``folio_mapped_shared``), so does pageout.  The 6.12+
-  mapping of zero-filled subpages to
-  the shared zero page on that split is not modelled either (the variants fill the THP).
+  shared" bit, ``folio_mapped_shared``), so does pageout.  The 6.12+ mapping of
+  zero-filled subpages to the shared zero page on that split is not modelled either
+  (the variants fill the THP).
 * A fault on a swap entry finds the page in the swapcache or reads it back into a new one
   (which enters the swapcache), and maps it.  On a write fault the decision point
   ``swapin`` says ``map_writable`` (reuse: the swapcache is freed when no other swap
@@ -228,11 +228,9 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
         page = pages[pte.pfn]
         if page.zero or not page.anon or page.attrs.get("owner"):
             continue
-        if page.folio is not None and not _pageout_folio(proc.mm, page, vpn, region):
-            continue
         if page.folio is not None:           # a THP: split first (thp_swpout_fallback)
-            if not engine.split_folio(page):
-                continue                                       # extra references: kept
+            if not _pageout_folio(proc.mm, page, vpn, region) or not engine.split_folio(page):
+                continue                      # mapped elsewhere, or extra references: kept
             engine.count("thp_swpout_fallback")
             pte = proc.mm.ptes[vpn]                            # a PMD's PTE is now its own
         if engine.decide("reclaim_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "swap_out":

@@ -183,9 +183,8 @@ def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool
     """Map a fresh THP by a PMD; the pages' allocation references become the mapping's."""
     for v, page in zip(span, pages):
         mm.ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
-        page.mapcount += 1
+        engine.map_page(page, mm)
     pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
-    pages[0].folio.mm_mapped(mm.mm_id, len(pages))
 
 
 def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
@@ -196,8 +195,7 @@ def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
         return None
     for v, page in zip(span, pages):
         mm.ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
-        page.mapcount += 1
-    pages[0].folio.mm_mapped(mm.mm_id, len(pages))
+        engine.map_page(page, mm)
     engine.count("thp_faults")
     return mm.ptes[vpn]
 
@@ -208,9 +206,7 @@ def _unmap_pages(engine: Any, mm: Any, span: range) -> None:
         if e.pfn == engine.machine.zero_pfn:
             continue
         page = engine.machine.pages[e.pfn]
-        page.mapcount -= 1
-        if page.folio is not None:
-            page.folio.mm_unmapped(mm.mm_id, 1)
+        engine.unmap_page(page, mm)
         engine.put_page(page)
 
 
@@ -293,10 +289,9 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
             src.writable = False
         page = engine.machine.pages[src.pfn]
         dst_mm.ptes[v] = Pte(src.pfn, writable=src.writable, dirty=src.dirty, attrs={"pmd": True})
-        page.mapcount += 1
+        engine.map_page(page, dst_mm)
         page.refcount += 1
     head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 0) + 1
-    head.folio.mm_mapped(dst_mm.mm_id, len(span))
     return dst_mm.ptes[vpn]
 
 
@@ -309,9 +304,7 @@ def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any
         mm.ptes[vpn] = pte                                    # still mapped while we split
         split_huge_pmd(engine, mm, vma, vpn)
         del mm.ptes[vpn]
-    page.mapcount -= 1
-    if page.folio is not None:
-        page.folio.mm_unmapped(mm.mm_id, 1)
+    engine.unmap_page(page, mm)
     engine.put_page(page)
     return True
 
