@@ -82,11 +82,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
     session = _session(ns, ns.policy)
     ns.corpus = [*(ns.scenarios or ()), *(ns.corpus or ())]
     scenarios = _corpus(session, ns)
-    results = []
     progress = _progress()
-    for i, scn in enumerate(scenarios):
-        progress(i, len(scenarios), scn.name)
-        results.append(session.run(scn, trace=ns.trace, invariants=ns.invariants))
+    if ns.trace:
+        results = []
+        for i, scn in enumerate(scenarios):
+            progress(i, len(scenarios), scn.name)
+            results.append(session.run(scn, trace=True, invariants=ns.invariants))
+    else:
+        told = iter(range(1, len(scenarios) + 1))
+        results = session.run_many(scenarios, invariants=ns.invariants,
+                                   on_result=lambda i, r: progress(next(told), len(scenarios), r.scenario.name))
     progress(len(scenarios), len(scenarios))
     verbosity = 2 if ns.trace else ns.verbose - ns.quiet
     out = [report.render_runs(results, ns.format, min(verbosity, 1))]

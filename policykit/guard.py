@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -96,6 +96,33 @@ def deadline(seconds: float | None) -> Iterator[None]:
     old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_timer[0]:
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+
+
+@contextmanager
+def alarm_clock() -> Iterator[Callable[[float | None], None]]:
+    """Inside the block, ``set(seconds)`` arms an alarm that raises :class:`Deadline`
+    when they have passed (None or 0 disarms it): :func:`deadline` for many spans in a
+    row, with one handler installed for all.  Off the main thread it never rings.  The
+    previous alarm handler and timer are restored after the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda seconds: None
+        return
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise Deadline
+
+    def set_alarm(seconds: float | None) -> None:
+        signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6) if seconds else 0)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    old_timer = signal.getitimer(signal.ITIMER_REAL)
+    try:
+        yield set_alarm
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -145,9 +145,13 @@ class Oracle:
         space = new.space = {}
         for pid, cells in self.space.items():
             mine = space[pid] = {}
-            for vpn, c in cells.items():
+            for vpn, c in cells.items():        # cell(c), unrolled: the hot loop of a snapshot
                 n = memo.get(id(c))
-                mine[vpn] = n if n is not None else cell(c)
+                if n is None:
+                    n = memo[id(c)] = _new(Cell)
+                    n.cid, n.tokens, n.base, n.base_len = c.cid, c.tokens.copy(), c.base, c.base_len
+                    n.mappers, n.shared = c.mappers, c.shared
+                mine[vpn] = n
         new.names = self.names.copy()
         new.dontfork = {pid: s.copy() if s else set() for pid, s in self.dontfork.items()}
         new.wipeonfork = {pid: s.copy() if s else set() for pid, s in self.wipeonfork.items()}

@@ -1,7 +1,9 @@
 """Running many (policy, scenario) pairs on every CPU the process may use.
 
 Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` share
-them out between forked workers, the way pytest-xdist shares tests.  A worker sends back
+them out between forked workers, the way pytest-xdist shares tests: in chunks of
+scenarios that begin alike, which :meth:`Session.run_many` runs taking their common
+first steps once.  A worker sends back
 what a comparison reads of a run -- verdict, violations, metrics, warnings, budgets,
 rules -- not its step records.  Where ``fork()`` is missing, or with one job, everything
 runs in this process.
@@ -43,32 +45,46 @@ def default_jobs() -> int:
 def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: int | None = None,
               progress: Callable[[int, int, str], None] | None = None) -> list[list[RunResult]]:
     """``results[s][i]``: ``scenarios[i]`` run under ``sessions[s]``, on up to ``jobs``
-    processes (default: :func:`default_jobs`)."""
-    pairs = [(s, i) for i in range(len(scenarios)) for s in range(len(sessions))]
+    processes (default: :func:`default_jobs`).  Each process runs chunks of scenarios
+    that begin alike with :meth:`Session.run_many`, which takes their first steps once."""
+    total = len(sessions) * len(scenarios)
     jobs = default_jobs() if jobs is None else jobs
-    jobs = max(1, min(jobs, len(pairs) // MIN_RUNS_PER_WORKER))
+    jobs = max(1, min(jobs, total // MIN_RUNS_PER_WORKER))
     if not hasattr(os, "fork"):
         jobs = 1
-    shares = [pairs[k::jobs] for k in range(jobs)]
+    chunks = _chunks(len(sessions), scenarios, jobs)
+    shares = [chunks[k::jobs] for k in range(jobs)]
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
     done = Counters(jobs)
     with _long_lived_frozen():
         workers = [(*_start(sessions, scenarios, share, done, k), share) for k, share in enumerate(shares[1:], 1)]
         try:
-            for n, (s, i) in enumerate(shares[0], 1):
-                if progress is not None:
-                    progress(done.total(), len(pairs), f"{sessions[s].policy.name}: {scenarios[i].name}")
-                results[s][i] = sessions[s].run(scenarios[i])
-                done.add(0)
-            for (pid, reader, share), values in _gather(workers, done, len(pairs), progress):
-                for (s, i), compact in zip(share, values):
-                    results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+            for s, chunk in shares[0]:
+                def told(n: int, result: RunResult, s: int = s, chunk: list[int] = chunk) -> None:
+                    done.add(0)
+                    if progress is not None:
+                        progress(done.total(), total, f"{sessions[s].policy.name}: {scenarios[chunk[n]].name}")
+                for i, result in zip(chunk, sessions[s].run_many([scenarios[i] for i in chunk], on_result=told)):
+                    results[s][i] = result
+            for (pid, reader, share), values in _gather(workers, done, total, progress):
+                for (s, chunk), compacts in zip(share, values):
+                    for i, compact in zip(chunk, compacts):
+                        results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
             if progress is not None:
-                progress(len(pairs), len(pairs), "")
+                progress(total, total, "")
         finally:
             for pid, reader, _ in workers:      # this process failed: stop the others
                 stop_worker(pid, reader)
     return results
+
+
+def _chunks(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[tuple[int, list[int]]]:
+    """(session, scenario indices) to run together: the scenarios in the order of their
+    steps, so that those that begin alike stay together, cut into a few chunks per
+    process for each session (dealt out in turn, costly and cheap chunks mix)."""
+    order = sorted(range(len(scenarios)), key=lambda i: [(st.text, st.line) for st in scenarios[i].steps])
+    size = max(1, len(order)) if jobs == 1 else max(1, -(-len(order) // (8 * jobs)))
+    return [(s, order[k:k + size]) for s in range(nsessions) for k in range(0, len(order), size)]
 
 
 class Counters:
@@ -134,11 +150,11 @@ def _long_lived_frozen() -> Any:
 
 
 def _start(sessions: Sequence[Session], scenarios: Sequence[Scenario],
-           share: list[tuple[int, int]], done: Counters, slot: int) -> tuple[int, int]:
-    def run(pair: tuple[int, int]) -> tuple[Any, ...]:
-        out = _compact(sessions[pair[0]].run(scenarios[pair[1]]))
-        done.add(slot)
-        return out
+           share: list[tuple[int, list[int]]], done: Counters, slot: int) -> tuple[int, int]:
+    def run(chunk: tuple[int, list[int]]) -> list[tuple[Any, ...]]:
+        s, indices = chunk
+        results = sessions[s].run_many([scenarios[i] for i in indices], on_result=lambda n, r: done.add(slot))
+        return [_compact(r) for r in results]
     return _start_map(run, share, list(range(len(share))))
 
 

@@ -38,13 +38,15 @@ def test_a_failing_worker_is_an_internal_error(monkeypatch):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
-    real_run = type(s).run
+    real_run = type(s).run_many
+    chunks = parallel._chunks(1, scenarios, 2)
+    marked = scenarios[chunks[1][1][0]]          # in the second worker's share
 
-    def run(self, scn, **kw):
-        if scn is scenarios[1]:                  # in the second worker's share
+    def run_many(self, scns, **kw):
+        if marked in scns:
             raise RuntimeError("boom")
-        return real_run(self, scn, **kw)
-    monkeypatch.setattr(type(s), "run", run)
+        return real_run(self, scns, **kw)
+    monkeypatch.setattr(type(s), "run_many", run_many)
     with pytest.raises(parallel.WorkerError, match="a worker process failed: RuntimeError: boom") as info:
         parallel.run_pairs([s], scenarios, jobs=2)
     assert info.value.exit_code == 3
@@ -54,13 +56,15 @@ def test_a_failure_here_stops_the_workers(monkeypatch):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
-    real_run = type(s).run
+    real_run = type(s).run_many
+    chunks = parallel._chunks(1, scenarios, 2)
+    marked = scenarios[chunks[0][1][0]]          # in this process's share
 
-    def run(self, scn, **kw):
-        if scn is scenarios[0]:                  # in this process's share
+    def run_many(self, scns, **kw):
+        if marked in scns:
             raise RuntimeError("here")
-        return real_run(self, scn, **kw)
-    monkeypatch.setattr(type(s), "run", run)
+        return real_run(self, scns, **kw)
+    monkeypatch.setattr(type(s), "run_many", run_many)
     with pytest.raises(RuntimeError, match="here"):
         parallel.run_pairs([s], scenarios, jobs=2)
     with pytest.raises(ChildProcessError):       # no worker left behind, not even a zombie

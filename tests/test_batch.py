@@ -1,0 +1,109 @@
+"""``Session.run_many`` takes the steps scenarios begin with once and gives each scenario
+the result ``Session.run`` gives it alone: verdicts, violations with their lines,
+metrics, warnings, rules, budgets and step records."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from conftest import session, variant
+
+from policykit.batch import trie
+from policykit.corpus import scenario_files
+from policykit.run import Runner
+from policykit.testing import session as builtin_session
+
+FORKED = "spawn -> p\nmmap p 2 private -> b\nwrite p b\nfork p -> c\n"
+
+
+def same(a, b) -> None:
+    """``a`` and ``b`` are the same result, to every record."""
+    assert (a.scenario.name, a.policy) == (b.scenario.name, b.policy)
+    assert a.violations == b.violations
+    assert (a.metrics, a.warnings, a.budget_failures, a.rules) == (b.metrics, b.warnings, b.budget_failures, b.rules)
+    assert [(r.index, r.step, r.status, r.message) for r in a.steps] == \
+        [(r.index, r.step, r.status, r.message) for r in b.steps]
+    assert all(r.step is a.scenario.steps[r.index] for r in a.steps)
+
+
+def parse(s, *texts):
+    return [s.parse(text, f"s{n}.scn") for n, text in enumerate(texts)]
+
+
+@pytest.mark.parametrize("policy", ["linux-5.9", "linux-6.x", "never-copy", "ideal"])
+def test_the_built_in_corpus_gives_what_each_run_alone_gives(policy):
+    s = builtin_session(policy)
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))]
+    batch = s.run_many(scenarios)
+    for scn, r in zip(scenarios, batch, strict=True):
+        same(r, s.run(scn))
+    assert len(trie(scenarios).scenarios()) == len(scenarios) > 250
+
+
+def test_common_first_steps_are_taken_once(monkeypatch):
+    s = session("copy_on_wp")
+    taken = []
+    real = Runner.step
+    monkeypatch.setattr(Runner, "step", lambda self, i, st: taken.append(st.text) or real(self, i, st))
+    scenarios = parse(s, FORKED + "write p b\n", FORKED + "write c b\n", FORKED + "write p b\nread c b\n")
+    results = s.run_many(scenarios)
+    assert taken == ["spawn -> p", "mmap p 2 private -> b", "write p b", "fork p -> c",
+                     "write p b", "read c b", "write c b"]
+    for scn, r in zip(scenarios, results):
+        same(r, s.run(scn))
+
+
+def test_a_scenario_ending_where_another_goes_on_sees_none_of_its_steps():
+    s = session("never_copy")
+    short, long = parse(s, FORKED, FORKED + "write p b\nread c b\n")
+    a, b = s.run_many([long, short])
+    assert (a.verdict, b.verdict) == ("leak", "ok")
+    same(b, s.run(short))
+    same(a, s.run(long))
+
+
+def test_steps_alike_on_other_lines_are_not_shared():
+    s = session("never_copy")
+    scenarios = parse(s, FORKED + "write p b\nread c b\n", "\n" + FORKED + "write p b\nread c b\n")
+    assert len(trie(scenarios).children) == 2
+    for scn, r in zip(scenarios, s.run_many(scenarios)):
+        same(r, s.run(scn))                     # the violation names its own line
+    assert {r.violations[0].line for r in s.run_many(scenarios)} == {6, 7}
+
+
+def test_an_error_on_the_shared_way_ends_every_scenario_there():
+    s = session("copy_on_wp")
+    scenarios = parse(s, "spawn -> p\nmmap p 64 private -> b\nwrite p b\nread p b\n",
+                      "spawn -> p\nmmap p 64 private -> b\nwrite p b\nfork p -> c\n")
+    batch = s.run_many(scenarios, max_pages=10)
+    for scn, r in zip(scenarios, batch):
+        same(r, s.run(scn, max_pages=10))
+        assert r.verdict == "error" and len(r.steps) == 3
+
+
+def test_a_run_out_of_time_is_run_alone_and_says_so():
+    def wp_fault(ctx):
+        while True:
+            pass
+    s = variant("copy_on_wp", "hangs", policykit_wp_fault=wp_fault)
+    quiet, hangs = parse(s, FORKED + "read p b\n", FORKED + "write p b\n")
+    before = signal.getsignal(signal.SIGALRM)
+    started = time.monotonic()
+    a, b = s.run_many([quiet, hangs], timeout=0.3)
+    assert time.monotonic() - started < 5
+    assert a.verdict == "ok"
+    assert [v.detail for v in b.violations] == ["the run took more than 0.3 s (at line 5: 'write p b')"]
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_results_are_told_as_they_come_and_returned_in_order():
+    s = session("copy_on_wp")
+    scenarios = parse(s, FORKED + "write p b\n", "spawn -> q\n", FORKED + "write c b\n")
+    told = []
+    results = s.run_many(scenarios, on_result=lambda i, r: told.append((i, r)))
+    assert sorted(i for i, _ in told) == [0, 1, 2]
+    assert [r.scenario for r in results] == scenarios
+    assert all(results[i] is r for i, r in told)
