@@ -277,7 +277,7 @@ class Engine:
         """An engine working on a copy of this one's machine, with the same policy and
         plugins; the metrics go on from this one's, listeners and warnings start anew."""
         new = object.__new__(Engine)
-        new.__dict__.update(self.__dict__)
+        new.__dict__ = self.__dict__.copy()
         new.machine = self.machine.copy()
         new.metrics = dict(self.metrics)
         new._listeners = []

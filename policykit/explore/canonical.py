@@ -29,11 +29,9 @@ if TYPE_CHECKING:
     from ..run import Runner
 
 _DEVICE_VIA_PIN = "device via pin"
-# what the form takes of a VMA, a PTE (beside its page) and a page (beside its content)
+# what the form takes of a VMA (a PTE's and a page's fields are taken in place)
 _vma_key = attrgetter("start", "end", "shared", "write", "may_write", "dontcopy", "wipeonfork",
                       "softdirty", "shmem", "pgoff")
-_pte_key = attrgetter("writable", "dirty")
-_page_key = attrgetter("_refcount", "mapcount", "anon", "zero", "pins", "gets")
 
 
 def process_order(runners: Sequence[Runner]) -> list[str]:
@@ -106,8 +104,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                     pfn = pfns[e.pfn] = len(pfns)
             else:
                 pfn = -1
-            extend((vpn, pfn))
-            add(_pte_key(e))
+            add((vpn, pfn, e.writable, e.dirty))
             if e.attrs:
                 plugin_state = True
                 add(_frozen(e.attrs))
@@ -177,8 +174,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         t = tokens.get(p.content)
         if t is None:
             t = tokens[p.content] = len(tokens)
-        add(t)
-        add(_page_key(p))
+        add((t, p._refcount, p._mapcount, p.anon, p.zero, p.pins, p.gets))
         f = p.folio
         if f is not None and id(f) not in folios:   # which mms its slots track (by name)
             folios.add(id(f))
@@ -214,8 +210,9 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         if cur_i is None:
             cur_i = tokens[cur] = len(tokens)
         extend((cur_i, c.shared, origin.get(cur, "").startswith(_DEVICE_VIA_PIN)))
-        for t in held:
-            if t != cur and c.has(t):
+        own, has = c.tokens, c.has
+        for t in held:                  # held tokens the cell once had (Cell.has, its own first)
+            if t != cur and (t in own or (c.base is not None and has(t))):
                 add(tokens[t])
         add(-1)
     extend((machine.fail_allocs, machine.pressure))
