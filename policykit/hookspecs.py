@@ -166,7 +166,9 @@ def policykit_add_scenario_dirs() -> list[str]:
 
 @hookspec(firstresult=True)
 def policykit_fork_pte(ctx: Context) -> Decision | str | None:
-    """Decide what fork() does with one present anonymous page of a COW mapping.
+    """Decide what fork() does with one present page of a COW mapping: an anonymous
+    page, or a page cache page that a private file mapping maps (policykit-file;
+    ``page.anon`` is false, and a copy is an anonymous page for the child).
 
     :param ctx: read-only context: ``page``, ``pte``, ``vma`` and ``mm`` of the *parent*
         (``copy_present_pte()`` in ``mm/memory.c``).

@@ -36,8 +36,9 @@ def wp_can_reuse_anon_folio(page):
 
 @hookimpl
 def policykit_fork_pte(ctx):
-    # page_try_dup_anon_rmap() fails for an exclusive, maybe pinned page: copy it.
-    if ctx.page.anon_exclusive and page_needs_cow_for_dma(ctx.mm, ctx.page):
+    # page_try_dup_anon_rmap() fails for an exclusive, maybe pinned page: copy it (a page
+    # cache page is shared whatever its pins).
+    if ctx.page.anon and ctx.page.anon_exclusive and page_needs_cow_for_dma(ctx.mm, ctx.page):
         return "copy"
     return Decision("share", _CLEAR_EXCLUSIVE)
 

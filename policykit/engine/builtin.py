@@ -72,7 +72,8 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
     d = DecisionPointSpec
     return [
         d("fork_pte", ("share", "copy", "copy_atomic", "fail"), _CTX,
-          "fork() meets a present anonymous page in a COW mapping (copy_present_pte)"),
+          "fork() meets a present page in a COW mapping: anonymous, or a file's page cache "
+          "page (copy_present_pte)"),
         d("wp_fault", ("reuse", "copy", "directed_copy"), _CTX,
           "write fault on a write-protected anonymous page (do_wp_page); directed_copy: keep "
           "the page, and give every other process mapping it a copy (unrealizable)",

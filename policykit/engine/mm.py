@@ -545,6 +545,13 @@ class Engine:
             if self.observed:
                 self.emit(Event("free", pfn=page.pfn))
 
+    def page_added(self, page: Page, mm: Mm, vpn: int) -> None:
+        """Tell plugins that a fresh ``page`` was just mapped at ``vpn`` in ``mm``
+        (``policykit_page_added``): a plugin's operation that maps a new page calls it,
+        as the engine's faults, COW copies and fork do."""
+        if self._added_hook is not None:
+            self._added_hook(self, page, mm, vpn)
+
     def copy_page(self, src: Page, metric: str, atomic: bool = False) -> Page | None:
         """Allocate a page and copy ``src`` into it (``copy_user_highpage``)."""
         new = self.alloc_page(atomic=atomic)

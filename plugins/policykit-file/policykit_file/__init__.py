@@ -10,6 +10,12 @@ Mechanism (mm/filemap.c, do_read_fault / do_cow_fault / do_shared_fault in mm/me
   private ones map it read-only on a read fault, and a write fault copies it into a new
   anonymous page (do_cow_fault) -- as does any write fault on a page cache page mapped
   in a private mapping: the page cache is never written through a private mapping.
+  Such a copy gives the mapping an ``anon_vma`` (a VMA attribute), which a child's
+  mapping inherits at fork.
+* fork asks ``fork_pte`` about each page cache page a private mapping maps, as
+  ``copy_present_pte()`` does (5.9 .. 5.18 copied a maybe-pinned one for the child, and
+  without an anon_vma hit a BUG): ``share`` it read-only, ``copy`` it into an anonymous
+  page for the child, or ``fail`` the fork.  Shared mappings share it without asking.
 * ``truncate NAME PAGES`` drops the pages past the new size from the page cache and from
   every mapping (COWed copies too); touching them afterwards is SIGBUS.  Memory taken
   away so is the user's own doing: the oracle judges it no more.
@@ -40,7 +46,10 @@ from policykit import (
 
 @hookimpl
 def policykit_add_attributes() -> list[AttributeSpec]:
-    return [AttributeSpec("page", "file", bool, False, "a page cache page of a file (not PageAnon)")]
+    return [AttributeSpec("page", "file", bool, False, "a page cache page of a file (not PageAnon)"),
+            AttributeSpec("vma", "anon_vma", bool, False,
+                          "a private file mapping has an anon_vma: a COW fault made an anonymous page in "
+                          "it (anon_vma_prepare()), or in the mapping it was forked from")]
 
 
 @hookimpl
@@ -127,8 +136,12 @@ def _cache_page(engine: Any, f: dict[str, Any], name: str, index: int) -> Any:
 def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, write: bool,
                            unshare: bool) -> Any:
     name = vma.attrs.get("file")
-    if name is None or pte is not None:
-        return None                                  # present PTEs: the core's do_wp_page
+    if name is None:
+        return None
+    if pte is not None:                              # present PTEs: the core's do_wp_page,
+        if (write or unshare) and not vma.shared:    # whose copy needs an anon_vma
+            vma.attrs["anon_vma"] = True
+        return None
     f = _file(engine, name)
     index = vpn - vma.start + vma.pgoff
     page = _cache_page(engine, f, name, index)
@@ -141,6 +154,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         page.mapcount += 1
         page.refcount += 1
     else:                                            # do_cow_fault: a private anonymous copy
+        vma.attrs["anon_vma"] = True
         anon = engine.copy_page(page, "wp_copies")
         if anon is None:
             raise OperationFailed("ENOMEM", "no page for the private copy")
@@ -160,6 +174,17 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
     page = engine.machine.pages[pte.pfn]
     if page.anon:
         return None                                   # COWed copies: the core's fork_pte
+    if src_vma.is_cow_mapping:                        # copy_present_pte(): the policy decides
+        action = engine.decide("fork_pte", page, pte, src_vma, src_mm, vpn=vpn).action
+        if action == "fail":
+            raise OperationFailed("ENOMEM", f"fork_pte refused to share the page cache page at {vpn:#x}")
+        if action != "share":                         # copy_present_page(): an anonymous copy
+            new = engine.copy_page(page, "fork_copies", atomic=action == "copy_atomic")
+            if new is None:
+                raise OperationFailed("ENOMEM", f"fork: no page to copy {vpn:#x} into")
+            new.mapcount = 1
+            engine.page_added(new, dst_mm, vpn)
+            return Pte(new.pfn, writable=dst_vma.write, dirty=True)
     # page_dup_file_rmap(): the page cache page is shared, read-only in a private mapping
     page.mapcount += 1
     page.refcount += 1

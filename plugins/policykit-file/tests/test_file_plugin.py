@@ -106,3 +106,34 @@ def test_files_are_bounded_before_anything_is_made(text, message):
     s = Session(load_policy("linux-6.x"))
     with pytest.raises(ScenarioError, match=message):
         s.parse(text)
+
+
+def test_fork_asks_fork_pte_about_page_cache_pages_of_a_private_mapping():
+    e = engine("linux-5.9")
+    p, b, tokens = mapped(e, "private")
+    e.read(p, [b, b + 1])
+    e.gup(p, [b], pin=True, longterm=True)          # a read-only pin of the page cache page
+    # nothing was ever written to the mapping: no anon_vma, and 5.9's copy hit a BUG
+    with pytest.raises(OperationFailed, match="fork_pte refused to share the page cache page"):
+        e.fork(p, "c")
+    e.write(p, [b + 1])                             # a COW fault: the mapping gets an anon_vma
+    assert e.process(p).mm.find_vma(b).attrs["anon_vma"]
+    c = e.fork(p, "c")
+    cache = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    copy = e.machine.pages[e.process(c).mm.ptes[b].pfn]
+    assert cache.attrs["file"] and copy.anon and copy.content == tokens[0] == e.read(c, [b])[0]
+    assert e.metrics["fork_copies"] == 1 and (copy.refcount, copy.mapcount) == (1, 1)
+    assert e.process(c).mm.find_vma(b).attrs["anon_vma"], "the child's mapping inherits it"
+    assert not check_invariants(e.machine, refs(e))
+
+
+def test_page_cache_pages_are_shared_at_fork_from_5_19_and_in_shared_mappings():
+    for policy, sharing in (("linux-5.19", "private"), ("copy-at-fork", "shared")):
+        e = engine(policy)
+        p, b, tokens = mapped(e, sharing)
+        e.read(p, [b])
+        e.gup(p, [b], pin=True, longterm=True)
+        c = e.fork(p, "c")
+        assert e.read(c, [b]) == tokens[:1]     # a shared mapping's PTEs are left to faults
+        assert e.process(c).mm.ptes[b].pfn == e.process(p).mm.ptes[b].pfn, policy
+        assert e.metrics["fork_copies"] == 0
