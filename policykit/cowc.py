@@ -28,7 +28,6 @@ THP_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 PMD_KB = 2048
 HUGETLB_SIZES = (2048, 1048576)
 
-_HUGE_ZERO = "the huge zero page is not modelled"
 _HUGETLB_FILE_1G = "no variant maps a 1 GiB hugetlbfs page of a memfd"
 
 
@@ -116,7 +115,7 @@ MEMORY: dict[str, tuple[Memory, ...]] = {
         Memory("shared zero page", "zeropage"),
         Memory("memfd", "file"),
         Memory("tmpfile", "file"),
-        Memory("huge zero page", "", _HUGE_ZERO),
+        Memory("huge zero page", "huge-zeropage"),
         Memory("memfd hugetlb (2 MiB)", "hugetlb-file"),
         Memory("memfd hugetlb (1 GiB)", "", _HUGETLB_FILE_1G),
     ),

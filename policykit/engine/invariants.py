@@ -39,7 +39,7 @@ def check_invariants(m: Machine, extra_refs: Callable[[Page], int] | None = None
                 problems.append(f"pid {p.pid} has a PTE at {vpn:#x} outside any VMA")
             elif pte.writable and not vma.write:
                 problems.append(f"pid {p.pid} page {vpn:#x} is writable in a VMA without VM_WRITE")
-            if pte.pfn == m.zero_pfn:
+            if m.pages[pte.pfn].zero:
                 if pte.writable:
                     problems.append(f"pid {p.pid} maps the zero page writable at {vpn:#x}")
             elif pte.present:

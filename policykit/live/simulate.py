@@ -146,8 +146,10 @@ def _alive(runner: Runner, order: list[str]) -> Iterator[tuple[str, Process]]:
 
 
 def _pmd_kib(runner: Runner, order: list[str], thp: list[str], owned: dict[str, list[str]]) -> dict[str, int]:
-    """``process:region`` -> KiB of that THP region mapped by PMDs."""
+    """``process:region`` -> KiB of that THP region mapped by PMDs of anonymous THPs (what
+    smaps's AnonHugePages counts: not the huge zero page)."""
     out = {}
+    pages = runner.engine.machine.pages
     for name, proc in _alive(runner, order):
         ptes = proc.mm.ptes
         for r in thp:
@@ -155,7 +157,8 @@ def _pmd_kib(runner: Runner, order: list[str], thp: list[str], owned: dict[str, 
                 base = runner.bases[r]
                 out[f"{name}:{r}"] = 4 * sum(
                     1 for v in range(base, base + runner.sizes[r])
-                    if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd"))
+                    if (e := ptes.get(v)) is not None and e.present and e.attrs and e.attrs.get("pmd")
+                    and not pages[e.pfn].zero)
     return out
 
 

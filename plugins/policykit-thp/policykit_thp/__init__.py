@@ -4,13 +4,19 @@
   THPs of FOLIO pages (512, the default, or an mTHP size: 4 .. 256) are allowed.  A write
   fault on an empty 2 MiB range allocates a THP (a large folio of 512 pages) and maps it
   with a PMD; on an empty, aligned mTHP range it allocates a folio of FOLIO pages mapped
-  by PTEs (``alloc_anon_folio()``, 6.8+).  Read faults map the zero page per PTE (no huge
-  zero page here), and a range partly populated gets small pages.
+  by PTEs (``alloc_anon_folio()``, 6.8+).  A read fault on an empty 2 MiB range maps the
+  huge zero page (a 512-page folio of zero pages, made once, never freed or counted per
+  mapping) by a PMD, as ``do_huge_pmd_anonymous_page()`` does with ``use_zero_page``;
+  fork shares it as it is.  Other read faults map the zero page per PTE, and a range
+  partly populated gets small pages.
 * A PMD mapping is 512 PTEs flagged ``pte.pmd``.  Anything that touches part of it --
   unmapping a page, a write or unshare fault on a PMD that was split elsewhere,
   mprotect of part of it -- splits it into PTE mappings (``split_huge_pmd``); the
   folio stays, mapped by PTEs (a "PTE-mapped THP").  While PMD-mapped, the pages
   mirror the head's policy flags (PageAnonExclusive lives on the head).
+* A write or unshare fault on the huge zero page's PMD asks ``huge_zero_wp``: ``copy`` (a
+  fresh THP, zero filled: before 5.8, and again from 6.14) or ``split`` (PTEs of the
+  small zero page; the PTE fault then takes a page of its own: 5.8 .. 6.13).
 * A write or unshare fault on a read-only PMD asks ``huge_pmd_wp``: ``reuse`` the THP,
   ``copy`` all 2 MiB into a new THP (<= 5.7), or ``split`` and let the PTE fault copy
   one 4 KiB page (5.8+, 3917c80280c9).
@@ -25,8 +31,8 @@ Policies see the folio through the core: ``page.refcount`` of any page of a THP 
 folio's, ``page.compound`` and ``page.pincount`` (exact pins) tell a large folio.
 Metrics: ``thp_faults``, ``thp_splits``, ``thp_collapses``.  With the swap plugin, a THP
 paged out is split into small pages first (``policykit_split_folio`` splits its PMDs).
-Not modelled: THP swap-out keeping the folio whole, the huge zero page, deferred
-splitting of the folio itself.
+Not modelled: THP swap-out keeping the folio whole, deferred splitting of the folio
+itself, the huge zero page's shrinker.
 """
 
 from __future__ import annotations
@@ -69,6 +75,20 @@ class Hooks:
 
     @staticmethod
     @hookspec(firstresult=True)
+    def policykit_huge_zero_wp(ctx):
+        """Decide a write or unshare fault on the huge zero page mapped by a PMD
+        (``do_huge_pmd_wp_page()`` meeting ``is_huge_zero_pmd()``).
+
+        :param ctx: read-only context: ``page`` (the huge zero page's head), ``pte`` (its
+            PMD), ``vma``, ``mm``.
+        :returns: ``copy`` (map a fresh, zero-filled THP by a PMD: nothing is copied) or
+            ``split`` (map the small zero page by PTEs; the PTE fault then takes a page).
+
+        Called for private THP VMAs.  Stops at first non-None result.
+        """
+
+    @staticmethod
+    @hookspec(firstresult=True)
     def policykit_fork_pmd(ctx):
         """Decide what fork does with a PMD-mapped THP (``copy_huge_pmd``).
 
@@ -93,6 +113,8 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
                           "a write or unshare fault on a read-only PMD-mapped THP", default="split"),
         DecisionPointSpec("fork_pmd", ("share", "split"), _CTX,
                           "fork meets a PMD-mapped THP", default="share"),
+        DecisionPointSpec("huge_zero_wp", ("copy", "split"), _CTX,
+                          "a write or unshare fault on the huge zero page mapped by a PMD", default="split"),
     ]
 
 
@@ -155,13 +177,41 @@ def _mirror_head(engine: Any, head: Any) -> None:
                 page.flags.pop(name, None)
 
 
+def _huge_zero(engine: Any) -> Any:
+    """The huge zero page's head (``mm_get_huge_zero_folio()``): made on first use, a
+    512-page folio of zero pages that no mapping counts; None if it cannot be made."""
+    m = engine.machine
+    head = m.attrs.get("huge_zero")
+    if head is not None:
+        return m.pages[head]
+    pages = engine.alloc_folio(HPAGE_PMD_NR, anon=False)
+    if pages is None:
+        return None
+    for page in pages:
+        page.zero = True
+    m.attrs["huge_zero"] = pages[0].pfn
+    return pages[0]
+
+
+def _map_huge_zero(mm: Any, span: range, head: Any) -> None:
+    """``set_huge_zero_folio()``: a read-only PMD of the huge zero page (no references)."""
+    for i, v in enumerate(span):
+        mm.ptes[v] = Pte(head.pfn + i, attrs={"pmd": True})
+
+
 def split_huge_pmd(engine: Any, mm: Any, vma: Any, vpn: int) -> None:
-    """Turn the PMD mapping around ``vpn`` into PTE mappings (only in ``mm``)."""
+    """Turn the PMD mapping around ``vpn`` into PTE mappings (only in ``mm``); the huge
+    zero page's PMD becomes PTEs of the small zero page (``__split_huge_zero_page_pmd()``)."""
     span = _range(vma, vpn)
     flagged = [v for v in span if v in mm.ptes and (mm.ptes[v].attrs or {}).get("pmd")]
     if not flagged:
         return
     head = engine.machine.pages.get(mm.ptes[flagged[0]].pfn)
+    if head is not None and head.zero:
+        for v in flagged:
+            mm.ptes[v] = Pte(engine.machine.zero_pfn)
+        engine.count("thp_splits")
+        return
     if head is not None:
         head = engine.machine.pages.get(head.attrs.get("folio", head.pfn))
     for v in flagged:
@@ -203,9 +253,9 @@ def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
 def _unmap_pages(engine: Any, mm: Any, span: range) -> None:
     for v in span:
         e = mm.ptes.pop(v)
-        if e.pfn == engine.machine.zero_pfn:
-            continue
         page = engine.machine.pages[e.pfn]
+        if page.zero:
+            continue
         engine.unmap_page(page, mm)
         engine.put_page(page)
 
@@ -220,8 +270,17 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         nr = vma.attrs.get("thp_nr", HPAGE_PMD_NR)
         start = vpn - vpn % nr
         span = range(start, start + nr)
-        if not write or any(v in mm.ptes for v in span) or span[0] < vma.start or span[-1] >= vma.end:
+        if any(v in mm.ptes for v in span) or span[0] < vma.start or span[-1] >= vma.end:
             return None                                       # small pages, from the core
+        if not write:
+            if nr != HPAGE_PMD_NR or unshare:
+                return None                                   # the small zero page, from the core
+            zero = _huge_zero(engine)
+            if zero is None:
+                return None
+            _map_huge_zero(mm, span, zero)
+            engine.count("faults_read")
+            return mm.ptes[vpn]
         if nr != HPAGE_PMD_NR:                                # alloc_anon_folio(): an mTHP,
             return _fault_mthp(engine, mm, vma, span, vpn)     # mapped by PTEs
         pages = _alloc_thp(engine)                            # do_huge_pmd_anonymous_page()
@@ -241,6 +300,8 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     if unshare and pte.writable:
         return pte
     span = _range(vma, vpn)
+    if head.zero:
+        return _huge_zero_wp(engine, proc, vma, span, vpn, head, unshare)
     action = engine.decide("huge_pmd_wp", head, mm.ptes[span[0]], vma, mm, pid=proc.pid, vpn=span[0]).action
     _mirror_head(engine, head)
     if action == "reuse":
@@ -267,6 +328,21 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     return engine.do_wp_page(proc, vma, vpn, mm.ptes[vpn], unshare)
 
 
+def _huge_zero_wp(engine: Any, proc: Any, vma: Any, span: range, vpn: int, head: Any, unshare: bool) -> Any:
+    """A write or unshare fault on the huge zero page's PMD."""
+    mm = proc.mm
+    engine.count("faults_unshare" if unshare else "faults_wp")
+    action = engine.decide("huge_zero_wp", head, mm.ptes[span[0]], vma, mm, pid=proc.pid, vpn=span[0]).action
+    if action == "copy":                                      # do_huge_zero_wp_pmd()
+        pages = _alloc_thp(engine)
+        if pages is not None:
+            _map_pmd(engine, mm, span, pages, vma.write)
+            engine.count("thp_faults")
+            return mm.ptes[vpn]
+    split_huge_pmd(engine, mm, vma, vpn)                     # split, or no THP to map
+    return engine.do_wp_page(proc, vma, vpn, mm.ptes[vpn], unshare)
+
+
 @hookimpl
 def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_vma: Any, vpn: int,
                        pte: Any) -> Any:
@@ -278,6 +354,9 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
     if head is None or _range(src_vma, vpn)[0] != vpn:
         split_huge_pmd(engine, src_mm, src_vma, vpn)
         return None
+    if head.zero:                                             # copy_huge_pmd(): as it is
+        _map_huge_zero(dst_mm, _range(src_vma, vpn), head)
+        return dst_mm.ptes[vpn]
     if engine.decide("fork_pmd", head, pte, src_vma, src_mm, vpn=vpn).action == "split":
         split_huge_pmd(engine, src_mm, src_vma, vpn)
         return None                                           # fork_pte decides per page
@@ -304,8 +383,9 @@ def policykit_zap_pte(engine: Any, mm: Any, vma: Any, vpn: int, pte: Any) -> Any
         mm.ptes[vpn] = pte                                    # still mapped while we split
         split_huge_pmd(engine, mm, vma, vpn)
         del mm.ptes[vpn]
-    engine.unmap_page(page, mm)
-    engine.put_page(page)
+    if not page.zero:                                         # the huge zero page: no count
+        engine.unmap_page(page, mm)
+        engine.put_page(page)
     return True
 
 
@@ -372,7 +452,7 @@ def collapse(engine: Any, args: dict[str, Any]) -> Outcome:
         if _pmd_head(engine, mm, vma, span[0]) is not None:
             continue                                           # already a PMD
         ptes = [mm.ptes.get(v) for v in span]
-        if any(e is None or not e.present or e.pfn == engine.machine.zero_pfn for e in ptes):
+        if any(e is None or not e.present or pages_of[e.pfn].zero for e in ptes):
             continue
         old = [pages_of[e.pfn] for e in ptes]
         if any(not p.anon for p in old):
@@ -435,6 +515,14 @@ def policykit_add_variants() -> list[VariantSpec]:
     thp = frozenset({"thp"})
     sizes = tuple(f"{nr * 4}k" if nr < 256 else f"{nr // 256}m" for nr in FOLIO_PAGES)
     return [
+        # cow.c's non-anonymous tests on the huge zero page: two THP-enabled private
+        # mappings, each read-faulted (cow.c's run_with_huge_zeropage()).
+        VariantSpec("huge-zeropage", "huge zero page", """
+            mmap_thp {process} 512 -> {region}
+            read {process} {region}[0]
+            mmap_thp {process} 512 -> {region}_smem
+            read {process} {region}_smem[0]
+        """, thp),
         VariantSpec("thp", "PMD-mapped THP", """
             mmap_thp {process} 512 -> {region}
             write {process} {region}[0]

@@ -78,11 +78,11 @@ def test_pins_on_a_large_folio_are_counted_exactly():
 
 
 def test_collapse_refuses_a_page_with_io_in_flight():
-    e = engine()
+    e = engine("linux-6.11")
     p = e.spawn("p")
     b = op(e, "mmap_thp", process=p, pages=NR).result
-    e.read(p, [b])                                   # the zero page: no THP yet
-    e.write(p, range(b, b + NR))                     # small pages (the range was populated)
+    e.read(p, [b])                                   # the huge zero page: no THP yet
+    e.write(p, range(b, b + NR))                     # 6.11 splits it: small pages
     assert e.metrics["thp_faults"] == 0
     e.gup(p, [b + 9], pin=False)
     op(e, "collapse", process=p, region=range(b, b + NR))
@@ -165,3 +165,51 @@ def test_pageout_leaves_a_large_folio_mapped_elsewhere_or_maybe_shared():
     e2.exit(p)
     op(e2, "pageout", process=c, region=list(range(b2, b2 + 16)))
     assert not any(e2.process(c).mm.ptes[v].present for v in range(b2, b2 + 16)), "this mm's alone: out"
+
+
+def _huge_zero_mapped(policy: str):
+    e = engine(policy)
+    p, b = thp(e)
+    assert e.read(p, [b + 7]) == [0]
+    zero = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    return e, p, b, zero
+
+
+def test_a_read_fault_maps_the_huge_zero_page_which_no_mapping_counts():
+    e, p, b, zero = _huge_zero_mapped("linux-6.x")
+    assert pmd_mapped(e, p, b) and zero.zero and not zero.anon and zero.folio.nr == NR
+    assert not any(e.process(p).mm.ptes[v].writable for v in range(b, b + NR))
+    c = e.fork(p, "c")                                # shared as it is, nothing asked
+    assert pmd_mapped(e, c, b) and e.process(c).mm.ptes[b].pfn == zero.pfn
+    q, b2 = thp(e)
+    e.read(q, [b2])
+    assert e.process(q).mm.ptes[b2].pfn == zero.pfn, "one huge zero page for every mm"
+    assert zero.mapcount == 0 and e.metrics["decisions"] == 0
+    e.munmap(p, b + 10, b + 20)                      # a split: PTEs of the small zero page
+    ptes = e.process(p).mm.ptes
+    assert len(ptes) == NR - 10 and all(x.pfn == e.machine.zero_pfn for x in ptes.values())
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+@pytest.mark.parametrize("policy, thp_faults, splits", [("linux-6.15", 1, 0), ("linux-6.11", 0, 1),
+                                                         ("linux-5.7", 1, 0)])
+def test_a_write_on_the_huge_zero_page_maps_a_thp_or_splits_by_era(policy, thp_faults, splits):
+    e, p, b, zero = _huge_zero_mapped(policy)
+    e.write(p, [b + 3])
+    pte = e.process(p).mm.ptes[b + 3]
+    page = e.machine.pages[pte.pfn]
+    assert pte.writable and page.anon and not page.zero
+    assert (e.metrics["thp_faults"], e.metrics["thp_splits"], e.metrics["wp_copies"]) == (thp_faults, splits, 0)
+    assert pmd_mapped(e, p, b) == bool(thp_faults)
+    if splits:                                       # the others still read zeros, read-only
+        assert e.process(p).mm.ptes[b + 4].pfn == e.machine.zero_pfn
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_read_only_longterm_pin_unshares_the_huge_zero_page_from_6_2():
+    for policy, kept in (("linux-6.x", False), ("linux-5.19", True)):
+        e, p, b, zero = _huge_zero_mapped(policy)
+        rid = e.gup(p, [b], pin=True, longterm=True)
+        pinned = e.machine.pages[e.machine.refs[rid].pfns[0]]
+        assert pinned.zero is kept, policy
+        assert check_invariants(e.machine, refs(e)) == []
