@@ -401,3 +401,40 @@ def test_a_killed_validate_gives_everything_back():
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and "interrupted" in err, (proc.returncode, err[-500:])
     assert not [f for f in os.listdir("/var/tmp") if f.startswith("policykit-swap-")]
+
+
+def test_a_pool_that_grows_short_is_asked_again(monkeypatch, tmp_path):
+    """Growing a hugetlb pool may stop short (a pending signal, compaction not done):
+    the pool is asked again while each try gets more, and given back afterwards."""
+    from policykit.live import system
+
+    for name, value in (("nr_hugepages", 0), ("free_hugepages", 0), ("surplus_hugepages", 0)):
+        (tmp_path / name).write_text(str(value))
+    monkeypatch.setitem(system._HUGETLB, "1G", str(tmp_path))
+    writes = []
+
+    def one_page_a_try(path: str, value: int) -> None:   # this "kernel" finds one page per call
+        writes.append(value)
+        now = int((tmp_path / "nr_hugepages").read_text())
+        got = min(value, now + 1) if value > now else value
+        (tmp_path / "nr_hugepages").write_text(str(got))
+        (tmp_path / "free_hugepages").write_text(str(got))
+    monkeypatch.setattr(system, "_write", one_page_a_try)
+    with system.Settings() as settings:
+        settings.hugetlb_free(3, "1G")
+        assert (tmp_path / "free_hugepages").read_text() == "3" and writes == [3, 3, 3]
+    assert (tmp_path / "nr_hugepages").read_text() == "0"
+
+
+def test_a_pool_that_cannot_grow_is_an_error_and_is_given_back(monkeypatch, tmp_path):
+    from policykit.live import system
+
+    for name, value in (("nr_hugepages", 1), ("free_hugepages", 1), ("surplus_hugepages", 0)):
+        (tmp_path / name).write_text(str(value))
+    monkeypatch.setitem(system._HUGETLB, "1G", str(tmp_path))
+    writes = []
+    monkeypatch.setattr(system, "_write", lambda path, value: writes.append(value))   # no page to be had
+    with pytest.raises(OSError, match="could not make the pool 2 free huge page"):
+        with system.Settings() as settings:
+            settings.hugetlb_free(2, "1G")
+    assert writes[:-1] == [2, 2] and writes[-1] == 1, "asked twice, then given back its size"

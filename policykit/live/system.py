@@ -177,7 +177,15 @@ class Settings:
                 _write(path, persistent)
                 _settle_surplus(where)
             self._undo.append((what, restore))
-        _write(path, persistent - free + pages)
+        # the kernel may stop short (a signal pending, compaction not done yet): ask again
+        # while each try gets more
+        have = -1
+        for _ in range(_POOL_TRIES):
+            _write(path, persistent - free + pages)
+            got = _read_int(f"{where}/free_hugepages")
+            if got == pages or got <= have:
+                break
+            have = got
         if _read_int(f"{where}/free_hugepages") != pages:
             raise OSError(f"could not make the pool {pages} free huge page(s) of {size}")
 
@@ -247,6 +255,10 @@ class Settings:
                 err = ctypes.get_errno()
                 raise OSError(err, f"swapoff {path}: {os.strerror(err)}")
         self._undo.append(("swapon", swapoff))
+
+
+#: how often a pool is asked to grow while each try gets more pages
+_POOL_TRIES = 8
 
 
 def _settle_surplus(where: str, timeout: float = 2.0) -> None:
