@@ -864,6 +864,8 @@ class Engine:
             pte = ptes.get(vpn)
             if pte is None or not pte.writable:
                 pte = self.handle_mm_fault(proc, vpn, write=True)
+                if not pte.writable:            # the fault only mapped the page (a handler
+                    pte = self.handle_mm_fault(proc, vpn, write=True)   # answered it): retry
             tok = self.next_token()
             pages[pte.pfn].content = tok
             out.append(tok)
@@ -1204,8 +1206,10 @@ class Engine:
         (before: Dirty COW).  With ``zap_race`` the result is zapped at once (another
         thread's MADV_DONTNEED won the race); None then."""
         pte = self._gup_handle_fault(proc, vpn, write=write, force=foll.force)
-        if write and not vma.write:                     # COW broken for FOLL_FORCE
-            page = self.machine.pages[pte.pfn]
+        page = self.machine.pages[pte.pfn]
+        # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
+        # fault that mapped a page cache page (UFFDIO_CONTINUE) broke nothing.
+        if write and not vma.write and page.anon:
             if self.decide("gup_cow_retry", page, pte, vma, proc.mm, foll, proc.pid, vpn).action == "drop_write":
                 foll.write = False
             else:

@@ -1,0 +1,106 @@
+"""policykit-uffd: minor faults answered by UFFDIO_CONTINUE, write protection, and its
+scenarios under the era policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policykit import OperationFailed, check_invariants
+from policykit.testing import apply as op
+from policykit.testing import assert_passes, engine, scenario_params
+from policykit.testing import plugin_refs as refs
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "policykit_uffd" / "scenarios"
+
+
+@pytest.mark.parametrize("path,policy,variant", scenario_params(SCENARIOS))
+def test_scenario(path, policy, variant):
+    assert_passes(path, policy, variant)
+
+
+def file_mapped(e, sharing: str = "private", prot: str = "rw"):
+    tokens = op(e, "create_file", name="f", pages=2).tokens
+    p = e.spawn("p")
+    b = op(e, "mmap_file", process=p, name="f", pages=2, sharing=sharing, prot=prot).result
+    return p, b, tokens
+
+
+def test_a_minor_fault_maps_the_cached_page_read_only_and_dirty_and_a_write_copies_it():
+    e = engine()
+    p, b, tokens = file_mapped(e)
+    op(e, "uffd_register", process=p, region=range(b, b + 2), mode="minor")
+    assert e.read(p, [b]) == tokens[:1]             # not cached yet: a missing fault, as before
+    assert e.metrics["uffd_minor_faults"] == 0
+    e.munmap(p, b, b + 2)
+    b = op(e, "mmap_file", process=p, name="f", pages=2, sharing="private", prot="rw").result
+    op(e, "uffd_register", process=p, region=range(b, b + 2), mode="minor")
+    assert e.read(p, [b]) == tokens[:1]             # cached now: the handler's UFFDIO_CONTINUE
+    pte = e.process(p).mm.ptes[b]
+    cache = e.machine.pages[pte.pfn]
+    assert e.metrics["uffd_minor_faults"] == 1 and cache.attrs["file"]
+    assert (pte.writable, pte.dirty) == (False, True)
+    [tok] = e.write(p, [b])                         # the write retries and COWs
+    assert e.process(p).mm.ptes[b].pfn != cache.pfn and cache.content == tokens[0] != tok
+    assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_shared_mapping_gets_the_cached_page_as_the_vma_allows():
+    e = engine()
+    p, b, tokens = file_mapped(e, "shared")
+    e.read(p, [b])                                  # into the page cache
+    q = e.spawn("q")
+    c = op(e, "mmap_file", process=q, name="f", pages=2, sharing="shared", prot="rw").result
+    op(e, "uffd_register", process=q, region=range(c, c + 2), mode="minor")
+    e.write(q, [c])
+    assert e.process(q).mm.ptes[c].pfn == e.process(p).mm.ptes[b].pfn, "written in place"
+    assert e.metrics["uffd_minor_faults"] == 1 and e.metrics["wp_copies"] == 0
+
+
+def test_a_child_does_not_inherit_the_registration():
+    e = engine()
+    p, b, tokens = file_mapped(e)
+    e.read(p, [b, b + 1])
+    op(e, "uffd_register", process=p, region=range(b, b + 2), mode="minor")
+    e.munmap(p, b + 1, b + 2)                       # page 1 is cached, unmapped
+    c = e.fork(p, "c")
+    e.read(c, [b])
+    assert e.metrics["uffd_minor_faults"] == 0, "the child's faults are its own"
+
+
+@pytest.mark.parametrize("mode, sharing", [("minor", None), ("wp", "private")])
+def test_registration_is_refused_where_the_mode_does_not_apply(mode, sharing):
+    e = engine()
+    if sharing is None:                             # minor mode on private anonymous memory
+        p = e.spawn("p")
+        b = e.mmap(p, 1)
+    else:                                           # write protection on a file mapping
+        p, b, _ = file_mapped(e, sharing)
+    with pytest.raises(OperationFailed) as exc:
+        op(e, "uffd_register", process=p, region=range(b, b + 1), mode=mode)
+    assert exc.value.errno == "EINVAL"
+
+
+def test_write_protection_holds_writes_and_lets_an_unshare_through():
+    e = engine("linux-6.x")
+    p = e.spawn("p")
+    b = e.mmap(p, 1)
+    e.write(p, [b])
+    with pytest.raises(OperationFailed, match="not registered"):
+        op(e, "uffd_writeprotect", process=p, region=range(b, b + 1), state="on")
+    op(e, "uffd_register", process=p, region=range(b, b + 1), mode="wp")
+    op(e, "uffd_writeprotect", process=p, region=range(b, b + 1), state="on")
+    assert not e.process(p).mm.ptes[b].writable
+    with pytest.raises(OperationFailed) as exc:
+        e.write(p, [b])
+    assert exc.value.errno == "EAGAIN"
+    c = e.fork(p, "c")                              # shared, R/O; a R/O pin unshares
+    e.gup(p, [b], pin=True, longterm=True)
+    pte = e.process(p).mm.ptes[b]
+    assert e.metrics["unshare_copies"] == 1 and pte.attrs == {"uffd_wp": True}, "the copy keeps the bit"
+    assert not e.process(c).mm.ptes[b].attrs, "the child's PTE has no userfaultfd"
+    op(e, "uffd_writeprotect", process=p, region=range(b, b + 1), state="off")
+    e.write(p, [b])
+    e.munmap(p, b, b + 1)
+    assert check_invariants(e.machine, refs(e)) == []
