@@ -97,6 +97,18 @@ def test_linux_4_8_dirty_cow_with_the_file_plugins_operations():
     assert not [x for x in fixed.findings if x.cls == "corrupt-file"]
 
 
+def test_cve_2022_2590_with_userfaultfd_minor_faults():
+    """4.9's FOLL_COW took any dirty read-only PTE for its own COWed page: one that
+    UFFDIO_CONTINUE maps is the page cache page (5.19 -> corrupt-file; fixed in 6.0)."""
+    ops = ("gup", "dma_write", "file", "uffd")
+    assert not [x for x in run_explore("linux-5.19", 4, ops).findings if x.cls == "corrupt-file"]
+    f = find(run_explore("linux-5.19", 5, ops), "corrupt-file")
+    assert f.steps == 5
+    assert after_start(f) == ["create_file f 1", "mmap_file p f 1 ro", "uffd_register p m1 minor",
+                              "gup p m1 get write force zap_race", "dma_write r1"]
+    assert not [x for x in run_explore("linux-6.x", 5, ops).findings if x.cls == "corrupt-file"]
+
+
 # -- what the search reports ---------------------------------------------------------------
 
 def test_the_search_goes_on_after_a_violation_and_reports_each_distinct_one():

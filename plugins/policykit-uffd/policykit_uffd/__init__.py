@@ -15,12 +15,14 @@ changes COW for: minor faults answered by UFFDIO_CONTINUE, and write protection.
   COWed page (4.9 .. 5.19), and wrote into the page cache.  A page the cache does not
   hold is a missing fault: without missing mode, faulted in as without userfaultfd.
 * ``uffd_writeprotect P R on|off`` (UFFDIO_WRITEPROTECT) write-protects the present PTEs
-  of R (``pte.uffd_wp``) or lifts it.  A write fault on such a PTE goes to the handler:
-  here the access fails (``EAGAIN``: it would wait for the handler), and a GUP that
-  asks for a write fault fails with it -- how 5.8's "GUP breaks COW" broke uffd-wp for
-  read-only GUP.  An unshare fault passes (the copy keeps the bit).
+  of R (``pte.uffd_wp``) or lifts it.  A write fault on such a PTE goes to the handler,
+  which does what write trackers (live snapshots, CRIU) do: it takes note
+  (``uffd_wp_faults``), lifts the protection of that page, and the write goes on (reuse
+  or COW, as the policy says).  A read-only GUP that 5.8 turned into a write fault
+  ("GUP breaks COW") shows up as a write-protect fault that no write made.  An unshare
+  fault passes (the copy keeps the bit).
 
-Metrics: ``uffd_minor_faults``.  Not modelled: missing mode (UFFDIO_COPY/ZEROPAGE),
+Metrics: ``uffd_minor_faults``, ``uffd_wp_faults``.  Not modelled: missing mode (UFFDIO_COPY/ZEROPAGE),
 UFFD_FEATURE_EVENT_FORK, PTE markers on empty PTEs, asynchronous write protection,
 mprotect() keeping uffd-wp PTEs read-only (the policies decide mprotect_pte as before).
 """
@@ -43,7 +45,8 @@ def policykit_add_attributes() -> list[AttributeSpec]:
 
 @hookimpl
 def policykit_add_metrics() -> list[MetricSpec]:
-    return [MetricSpec("uffd_minor_faults", "minor faults answered by UFFDIO_CONTINUE", "count")]
+    return [MetricSpec("uffd_minor_faults", "minor faults answered by UFFDIO_CONTINUE", "count"),
+            MetricSpec("uffd_wp_faults", "write faults on write-protected PTEs, told to the handler", "count")]
 
 
 def uffd_register(engine: Any, args: dict[str, Any]) -> Outcome:
@@ -132,8 +135,10 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         return mm.ptes[vpn]
     if write and not unshare and pte.present and pte.attrs and pte.attrs.get("uffd_wp") \
             and vma.attrs.get("uffd_wp") == mm.mm_id:
-        raise OperationFailed("EAGAIN", f"the write at page {vpn:#x} waits for the userfaultfd handler "
-                              "(uffd-wp)")
+        engine.count("uffd_wp_faults")                    # handle_userfault(VM_UFFD_WP): the
+        del pte.attrs["uffd_wp"]                          # handler lifts it, the fault goes on
+        if not pte.attrs:
+            pte.attrs = None
     return None
 
 
