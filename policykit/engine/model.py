@@ -31,13 +31,34 @@ def _frozen(value: Any) -> Any:
 def copy_containers(value: Any, leaf: Any = None) -> Any:
     """A copy of plugin state: dicts, lists and sets copied all the way down; the values
     in them shared, or replaced by ``leaf(value)``."""
+    if leaf is None:
+        return _copy_plain(value)
     if isinstance(value, dict):
         return {k: copy_containers(v, leaf) for k, v in value.items()}
     if isinstance(value, list):
         return [copy_containers(v, leaf) for v in value]
     if isinstance(value, set):
         return set(value)
-    return value if leaf is None else leaf(value)
+    return leaf(value)
+
+
+_CONTAINERS = (dict, list, set)
+
+
+def _copy_plain(value: Any) -> Any:
+    """:func:`copy_containers` without ``leaf``: each container copied whole, and only
+    the containers in it copied again (a snapshot copies swap slots and file caches)."""
+    if isinstance(value, dict):
+        out = value.copy()
+        for k, v in value.items():
+            if isinstance(v, _CONTAINERS):
+                out[k] = _copy_plain(v)
+        return out
+    if isinstance(value, list):
+        return [_copy_plain(v) if isinstance(v, _CONTAINERS) else v for v in value]
+    if isinstance(value, set):
+        return set(value)
+    return value
 
 
 class Folio:
