@@ -1,11 +1,17 @@
 """policykit-uffd: userfaultfd (fs/userfaultfd.c, mm/userfaultfd.c) on the memory it
 changes COW for: minor faults answered by UFFDIO_CONTINUE, and write protection.
 
-* ``uffd_register P R minor|wp`` registers the VMAs of R (split at its ends) with a
-  userfaultfd of P's mm (UFFDIO_REGISTER_MODE_MINOR / _WP).  Minor mode is for shared
-  memory and files that stand for tmpfs (policykit-file's); write protection for
-  anonymous private memory.  A child does not inherit the registration (no
-  UFFD_FEATURE_EVENT_FORK): each VMA remembers the mm that registered it.
+* ``uffd_register P R missing|minor|wp`` registers the VMAs of R (split at its ends) with
+  a userfaultfd of P's mm (UFFDIO_REGISTER_MODE_MISSING / _MINOR / _WP; call it once per
+  mode).  Missing mode and write protection are for anonymous private memory, minor mode
+  for shared memory and files that stand for tmpfs (policykit-file's).  A child does not
+  inherit the registration (no UFFD_FEATURE_EVENT_FORK): each VMA remembers the mm that
+  registered it.
+* Missing fault: a fault on a page never faulted in goes to the handler, which answers
+  with UFFDIO_COPY of a page of zeros at once: a fresh anonymous page (which, like any
+  fresh page, enters the LRU add batch), mapped writable -- or, where the range is also
+  registered for write protection, read-only and write-protected (UFFDIO_COPY_MODE_WP,
+  as a write tracker fills pages).
 * Minor fault: a fault on a page the page cache (or the shmem object) holds but P does
   not map goes to P's fault handler, which answers with UFFDIO_CONTINUE at once: the
   page cache page is mapped read-only in a private mapping (and as the VMA allows in a
@@ -22,8 +28,9 @@ changes COW for: minor faults answered by UFFDIO_CONTINUE, and write protection.
   ("GUP breaks COW") shows up as a write-protect fault that no write made.  An unshare
   fault passes (the copy keeps the bit).
 
-Metrics: ``uffd_minor_faults``, ``uffd_wp_faults``.  Not modelled: missing mode (UFFDIO_COPY/ZEROPAGE),
-UFFD_FEATURE_EVENT_FORK, PTE markers on empty PTEs, asynchronous write protection,
+Metrics: ``uffd_missing_faults``, ``uffd_minor_faults``, ``uffd_wp_faults``.  Not
+modelled: data of the handler's own in UFFDIO_COPY, UFFDIO_ZEROPAGE, missing mode on shared
+memory, UFFD_FEATURE_EVENT_FORK, PTE markers on empty PTEs, asynchronous write protection,
 mprotect() keeping uffd-wp PTEs read-only (the policies decide mprotect_pte as before).
 """
 
@@ -36,7 +43,9 @@ from policykit import AttributeSpec, MetricSpec, OperationFailed, OperationSpec,
 
 @hookimpl
 def policykit_add_attributes() -> list[AttributeSpec]:
-    return [AttributeSpec("vma", "uffd_minor", int, 0,
+    return [AttributeSpec("vma", "uffd_missing", int, 0,
+                          "the mm (its id) whose userfaultfd registered the VMA for missing faults; 0: none"),
+            AttributeSpec("vma", "uffd_minor", int, 0,
                           "the mm (its id) whose userfaultfd registered the VMA for minor faults; 0: none"),
             AttributeSpec("vma", "uffd_wp", int, 0,
                           "the mm (its id) whose userfaultfd registered the VMA for write protection; 0: none"),
@@ -45,7 +54,8 @@ def policykit_add_attributes() -> list[AttributeSpec]:
 
 @hookimpl
 def policykit_add_metrics() -> list[MetricSpec]:
-    return [MetricSpec("uffd_minor_faults", "minor faults answered by UFFDIO_CONTINUE", "count"),
+    return [MetricSpec("uffd_missing_faults", "missing faults answered by UFFDIO_COPY", "count"),
+            MetricSpec("uffd_minor_faults", "minor faults answered by UFFDIO_CONTINUE", "count"),
             MetricSpec("uffd_wp_faults", "write faults on write-protected PTEs, told to the handler", "count")]
 
 
@@ -59,11 +69,11 @@ def uffd_register(engine: Any, args: dict[str, Any]) -> Outcome:
         vma = mm.find_vma(v)
         if mode == "minor" and not (vma.shared or vma.attrs.get("file")):
             raise OperationFailed("EINVAL", "minor mode is for shared memory and (tmpfs) files only")
-        if mode == "wp" and (vma.shared or vma.attrs.get("file") or vma.attrs.get("hugetlb")):
-            raise OperationFailed("EINVAL", "write protection here is for private anonymous memory only")
+        if mode != "minor" and (vma.shared or vma.attrs.get("file") or vma.attrs.get("hugetlb")):
+            raise OperationFailed("EINVAL", f"{mode} mode here is for private anonymous memory only")
     engine.range_prepare(mm, start, end)
     for vma in engine.split_vmas(mm, start, end):
-        vma.attrs["uffd_minor" if mode == "minor" else "uffd_wp"] = mm.mm_id
+        vma.attrs[f"uffd_{mode}"] = mm.mm_id
     return Outcome()
 
 
@@ -96,8 +106,9 @@ def policykit_add_scenario_dirs() -> list[str]:
 def policykit_add_operations() -> list[OperationSpec]:
     p, r = Param("process", "process"), Param("region", "region")
     return [
-        OperationSpec("uffd_register", (p, r, Param("mode", "word", ("minor", "wp"))), uffd_register,
-                      "UFFDIO_REGISTER the region: minor faults (answered by UFFDIO_CONTINUE) or write protection"),
+        OperationSpec("uffd_register", (p, r, Param("mode", "word", ("missing", "minor", "wp"))), uffd_register,
+                      "UFFDIO_REGISTER the region: missing faults (answered by UFFDIO_COPY), minor faults "
+                      "(answered by UFFDIO_CONTINUE) or write protection"),
         OperationSpec("uffd_writeprotect", (p, r, Param("state", "word", ("on", "off"))), uffd_writeprotect,
                       "UFFDIO_WRITEPROTECT: write-protect the region's present PTEs, or lift it"),
     ]
@@ -120,6 +131,8 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
                            unshare: bool) -> Any:
     mm = proc.mm
     if pte is None:
+        if vma.attrs.get("uffd_missing") == mm.mm_id:
+            return _copy(engine, mm, vma, vpn)
         if vma.attrs.get("uffd_minor") != mm.mm_id:
             return None
         pfn = _cached(engine, vma, vpn)
@@ -140,6 +153,20 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         if not pte.attrs:
             pte.attrs = None
     return None
+
+
+def _copy(engine: Any, mm: Any, vma: Any, vpn: int) -> Any:
+    """UFFDIO_COPY of a page of zeros: a fresh anonymous page; with write protection
+    registered too, read-only and write-protected (UFFDIO_COPY_MODE_WP)."""
+    page = engine.alloc_page()
+    if page is None:
+        raise OperationFailed("ENOMEM", "UFFDIO_COPY: no page")
+    engine.map_page(page, mm)                             # the allocation's reference is the mapping's
+    wp = vma.attrs.get("uffd_wp") == mm.mm_id
+    mm.ptes[vpn] = Pte(page.pfn, writable=vma.write and not wp, dirty=True, attrs={"uffd_wp": True} if wp else None)
+    engine.page_added(page, mm, vpn)
+    engine.count("uffd_missing_faults")
+    return mm.ptes[vpn]
 
 
 @hookimpl

@@ -106,3 +106,26 @@ def test_a_write_on_a_write_protected_page_goes_to_the_handler_and_an_unshare_pa
     assert not e.process(p).mm.ptes[b].attrs
     e.munmap(p, b, b + 1)
     assert check_invariants(e.machine, refs(e)) == []
+
+
+def test_a_missing_fault_is_filled_by_the_handler_writable_or_write_protected():
+    e = engine("linux-6.x")
+    p = e.spawn("p")
+    b = e.mmap(p, 2)
+    op(e, "uffd_register", process=p, region=range(b, b + 2), mode="missing")
+    assert e.read(p, [b]) == [0]
+    pte = e.process(p).mm.ptes[b]
+    page = e.machine.pages[pte.pfn]
+    assert page.anon and not page.zero and pte.writable and (page.refcount, page.mapcount) == (1, 1)
+    op(e, "uffd_register", process=p, region=range(b, b + 2), mode="wp")
+    e.read(p, [b + 1])                              # UFFDIO_COPY_MODE_WP
+    pte = e.process(p).mm.ptes[b + 1]
+    assert not pte.writable and pte.attrs == {"uffd_wp": True}
+    assert e.metrics["uffd_missing_faults"] == 2 and e.metrics["faults_read"] == 0
+    e.write(p, [b + 1])                             # the handler lifts it; an exclusive page: reuse
+    assert e.metrics["uffd_wp_faults"] == 1 and e.metrics["wp_copies"] == 0
+    assert check_invariants(e.machine, refs(e)) == []
+    f, g, _ = file_mapped(e)
+    with pytest.raises(OperationFailed) as exc:
+        op(e, "uffd_register", process=f, region=range(g, g + 1), mode="missing")
+    assert exc.value.errno == "EINVAL"
