@@ -398,7 +398,8 @@ def policykit_add_scenario_dirs() -> list[str]:
 def policykit_add_variants() -> list[VariantSpec]:
     # cow.c's "swapped-out base page": filled, then MADV_PAGEOUT before the test.  Its
     # swapped-out THPs (with the THP plugin: mmap_thp): filled whole, as cow.c does, and
-    # paged out, which splits them here; the tests work on the first page.
+    # paged out, which splits them here; the tests work on all of it, as cow.c does (a
+    # single PTE: on that page).
     swap, thp = frozenset({"swap"}), frozenset({"swap", "thp"})
     return [
         VariantSpec("swapped", "swapped-out base page", """
@@ -410,7 +411,7 @@ def policykit_add_variants() -> list[VariantSpec]:
             mmap_thp {process} 512 -> {region}_thp
             write {process} {region}_thp
             pageout {process} {region}_thp
-            alias {process} {region}_thp[0] -> {region}
+            alias {process} {region}_thp -> {region}
         """, thp),
         VariantSpec("swapped-pte-mapped-thp", "swapped-out, PTE-mapped THP", """
             mmap_thp {process} {nr} {nr} -> {region}_thp
@@ -418,7 +419,7 @@ def policykit_add_variants() -> list[VariantSpec]:
             mprotect {process} {region}_thp[1] ro
             mprotect {process} {region}_thp[1] rw
             pageout {process} {region}_thp
-            alias {process} {region}_thp[0] -> {region}
+            alias {process} {region}_thp -> {region}
         """, thp, sizes=THP_SIZES),
         VariantSpec("single-pte-swapped-thp", "single PTE of a swapped-out THP", """
             mmap_thp {process} {nr} {nr} -> {region}_thp

@@ -507,11 +507,9 @@ def policykit_add_scenario_dirs() -> list[str]:
 def policykit_add_variants() -> list[VariantSpec]:
     # cow.c's THP variants.  Each is faulted in by a write to its first page (cow.c fills
     # all of it: the tests then write fresh data, so whatever the others held is seen
-    # alike).  On a PMD-mapped THP the tests work on all of it, as cow.c does (an
-    # mprotect() of part of it would split the PMD).  Once the THP is PTE-mapped every
-    # page behaves alike: the tests touch its first page (cow.c touches all), so copy
-    # counts are per page touched.  The PTE-mapped shapes come in every THP size cow.c
-    # runs (``pte-mapped-thp:64k``); an mTHP is PTE-mapped from its first fault.
+    # alike).  The tests work on all of the THP, as cow.c does (on the half cow.c keeps,
+    # on the single PTE).  The PTE-mapped shapes come in every THP size cow.c runs
+    # (``pte-mapped-thp:64k``); an mTHP is PTE-mapped from its first fault.
     thp = frozenset({"thp"})
     sizes = tuple(f"{nr * 4}k" if nr < 256 else f"{nr // 256}m" for nr in FOLIO_PAGES)
     return [
@@ -532,15 +530,15 @@ def policykit_add_variants() -> list[VariantSpec]:
             write {process} {region}_thp[0]
             mprotect {process} {region}_thp[1] ro
             mprotect {process} {region}_thp[1] rw
-            alias {process} {region}_thp[0] -> {region}
+            alias {process} {region}_thp -> {region}
         """, thp, sizes=sizes),
         # cow.c moves the second half elsewhere with mremap(): one folio, PTE-mapped at
-        # two places; the tests work on the first half (here its first page).
+        # two places; the tests work on the first half.
         VariantSpec("partially-mremapped-thp", "THP half moved by mremap()", """
             mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
             mremap {process} {region}_thp[{half}:{nr}] -> {region}_moved
-            alias {process} {region}_thp[0] -> {region}
+            alias {process} {region}_thp[0:{half}] -> {region}
         """, thp, sizes=sizes),
         # cow.c zaps the other pages with MADV_DONTNEED; unmapping them leaves the same
         # state for the page under test (one PTE of a partly mapped folio), and nothing
@@ -553,7 +551,7 @@ def policykit_add_variants() -> list[VariantSpec]:
         """, thp, sizes=sizes),
         # cow.c shares the first page only with a child that exits again (MADV_DONTFORK
         # on the rest splits the VMA, and so a PMD): page 0 was shared, the others never
-        # were.  The tests work on page 0 and page 1, one of each kind.
+        # were.  The tests work on all of it.
         VariantSpec("partially-shared-thp", "THP with one page shared once", """
             mmap_thp {process} {nr} {nr} -> {region}_thp
             write {process} {region}_thp[0]
@@ -561,6 +559,6 @@ def policykit_add_variants() -> list[VariantSpec]:
             fork {process} -> {region}_sharer
             exit {region}_sharer
             madvise {process} {region}_thp[1:{nr}] dofork
-            alias {process} {region}_thp[0:2] -> {region}
+            alias {process} {region}_thp -> {region}
         """, thp, sizes=sizes),
     ]
