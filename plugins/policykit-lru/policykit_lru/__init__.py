@@ -65,11 +65,10 @@ def policykit_add_metrics() -> list[MetricSpec]:
 # machine.attrs["lru.cpu"]: pid -> CPU; machine.attrs["lru.batch"]: CPU -> [pfn, ...]
 
 def _cpu_of(engine: Any, mm: Any) -> int | None:
-    cpus = engine.machine.attrs.get("lru.cpu", {})
-    for pid, proc in engine.machine.processes.items():
-        if proc.mm is mm:
-            return cpus.get(pid)
-    return None
+    """The CPU the process owning ``mm`` runs on (an mm's id is its process's pid; at
+    fork, the child's to be)."""
+    cpus = engine.machine.attrs.get("lru.cpu")
+    return cpus.get(mm.mm_id) if cpus else None
 
 
 def drain(engine: Any, cpu: int) -> None:
