@@ -62,18 +62,16 @@ class _Path:
     """The run along the trie down to a node: the runner, the records and warnings so
     far, and the time the steps took (what a run alone would have spent)."""
 
-    __slots__ = ("runner", "records", "warnings", "elapsed", "stopped")
+    __slots__ = ("runner", "records", "warnings", "elapsed")
 
-    def __init__(self, runner: Runner, records: list[StepRecord], warnings: list[str], elapsed: float,
-                 stopped: bool) -> None:
-        self.runner, self.records, self.warnings = runner, records, warnings
-        self.elapsed, self.stopped = elapsed, stopped
+    def __init__(self, runner: Runner, records: list[StepRecord], warnings: list[str], elapsed: float) -> None:
+        self.runner, self.records, self.warnings, self.elapsed = runner, records, warnings, elapsed
 
     def branch(self, last: bool) -> _Path:
         """The path for a child: this one itself for the ``last``, else a snapshot."""
         if last:
             return self
-        return _Path(self.runner.branch(), list(self.records), list(self.warnings), self.elapsed, self.stopped)
+        return _Path(self.runner.branch(), list(self.records), list(self.warnings), self.elapsed)
 
 
 def run_batch(session: Session, scenarios: Sequence[Scenario], invariants: bool, timeout: float | None,
@@ -84,59 +82,60 @@ def run_batch(session: Session, scenarios: Sequence[Scenario], invariants: bool,
     results: list[RunResult | None] = [None] * len(scenarios)
     alone: list[int] = []
 
-    def done(i: int, result: RunResult) -> None:
-        results[i] = result
+    def done(i: int, path: _Path) -> None:
+        results[i] = result = session._result(scenarios[i], path.runner, _own(scenarios[i], path.records),
+                                              path.warnings)
         if on_result is not None:
             on_result(i, result)
 
     def finish(node: _Node, path: _Path, last: bool) -> None:
-        """Results for the scenarios that end at ``node``; the path goes on unless
-        ``last``."""
+        """Results for the scenarios that end at ``node``, each audited on a snapshot
+        unless the path ends there (``last``)."""
         for k, i in enumerate(node.ends):
-            mine = path.branch(last and k == len(node.ends) - 1) if not path.stopped else path
-            if not mine.stopped:
-                try:
-                    set_alarm(timeout - mine.elapsed if timeout else None)
-                    session._audit(mine.runner)
-                    set_alarm(None)
-                except Deadline:
-                    alone.append(i)
-                    continue
-            done(i, session._result(scenarios[i], mine.runner, _own(scenarios[i], mine.records),
-                                    mine.warnings))
+            mine = path.branch(last and k == len(node.ends) - 1)
+            try:
+                set_alarm(timeout - mine.elapsed if timeout else None)
+                session._audit(mine.runner)
+                set_alarm(None)
+            except Deadline:
+                alone.append(i)
+                continue
+            done(i, mine)
 
     with alarm_clock() as set_alarm:
         root = trie(scenarios)
-        start = _Path(session.start(), [], [], 0.0, False)
-        # depth first, one frame per step of the path: (node, path, its children left)
-        stack = [(root, start, list(root.children.values()))]
+        start = _Path(session.start(), [], [], 0.0)
         finish(root, start, not root.children)
+        # depth first, one frame per step of the path: (node, path, its children left to
+        # take, the next one last); the last child takes the path itself
+        stack = [(root, start, list(reversed(root.children.values())))]
         while stack:
             node, path, left = stack[-1]
             if not left:
                 stack.pop()
                 continue
-            child = left.pop(0)
+            child = left.pop()
             mine = path.branch(not left)
-            if mine.stopped:             # an error earlier: every scenario below ends there
-                for i in child.scenarios():
-                    done(i, session._result(scenarios[i], mine.runner, _own(scenarios[i], mine.records),
-                                            mine.warnings))
-                continue
             try:
                 set_alarm(timeout - mine.elapsed if timeout else None)
                 took = time.perf_counter()
-                mine.stopped = _take(session, mine, child.step, len(mine.records), max_pages, invariants)
+                stopped = _take(session, mine, child.step, len(mine.records), max_pages, invariants)
                 mine.elapsed += time.perf_counter() - took
                 set_alarm(None)
             except Deadline:
                 alone.extend(child.scenarios())
                 continue
+            if stopped:                  # an error: every scenario from here on ends with it
+                for i in child.scenarios():
+                    done(i, mine)
+                continue
             finish(child, mine, not child.children)
             if child.children:
-                stack.append((child, mine, list(child.children.values())))
+                stack.append((child, mine, list(reversed(child.children.values()))))
     for i in alone:                     # out of time somewhere on the way: alone, as it would be
-        done(i, session.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages))
+        results[i] = session.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages)
+        if on_result is not None:
+            on_result(i, results[i])  # type: ignore[arg-type]
     return results  # type: ignore[return-value]
 
 
@@ -150,8 +149,7 @@ def _take(session: Session, path: _Path, step: Step, index: int, max_pages: int 
         return True
     if rec.status == "skipped":
         return False
-    return session._after_step(runner, rec, path.warnings, max_pages,
-                               session._extra_refs if invariants else None)
+    return session._after_step(runner, rec, path.warnings, max_pages, invariants)
 
 
 def _own(scenario: Scenario, records: list[StepRecord]) -> list[StepRecord]:

@@ -2,10 +2,9 @@
 
 Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` share
 them out between forked workers, the way pytest-xdist shares tests: in chunks of
-scenarios that begin alike, which :meth:`Session.run_many` runs taking their common
-first steps once.  A worker sends back
-what a comparison reads of a run -- verdict, violations, metrics, warnings, budgets,
-rules -- not its step records.  Where ``fork()`` is missing, or with one job, everything
+scenarios that begin alike, which :meth:`Session.run_many` runs taking their common first
+steps once.  A worker sends back what a comparison reads of a run -- verdict,
+violations, metrics, warnings, budgets, rules -- not its step records.  Where ``fork()`` is missing, or with one job, everything
 runs in this process.
 """
 
@@ -83,7 +82,7 @@ def _chunks(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[tu
     steps, so that those that begin alike stay together, cut into a few chunks per
     process for each session (dealt out in turn, costly and cheap chunks mix)."""
     order = sorted(range(len(scenarios)), key=lambda i: [(st.text, st.line) for st in scenarios[i].steps])
-    size = max(1, len(order)) if jobs == 1 else max(1, -(-len(order) // (8 * jobs)))
+    size = max(1, len(order)) if jobs == 1 else max(1, -(-len(order) // (4 * jobs)))
     return [(s, order[k:k + size]) for s in range(nsessions) for k in range(0, len(order), size)]
 
 

@@ -161,7 +161,6 @@ class Session:
         if trace:
             engine.listen(current.append)
         warnings: list[str] = []
-        extra_refs = self._extra_refs if invariants else None
         step: Step | None = None
         try:
             with deadline(timeout):
@@ -176,7 +175,7 @@ class Session:
                         rec.events = list(current)
                         current.clear()
                         rec.pages = _touched_pages(engine, rec.events)
-                    if self._after_step(runner, rec, warnings, max_pages, extra_refs):
+                    if self._after_step(runner, rec, warnings, max_pages, invariants):
                         break
                 # after an error the machine is mid-operation: its final state proves nothing
                 if not any(rec.status == "error" for rec in records):
@@ -204,17 +203,17 @@ class Session:
         return run_batch(self, scenarios, invariants, timeout, max_pages, on_result)
 
     def _after_step(self, runner: Runner, rec: StepRecord, warnings: list[str], max_pages: int | None,
-                    extra_refs: Any) -> bool:
+                    invariants: bool) -> bool:
         """After a step that ran: the warnings it gave, then the run's limits (and, with
-        ``extra_refs``, the engine's invariants).  True when one is broken: the step's
-        record and the oracle then say so, and the run stops."""
+        ``invariants``, the engine's).  True when one is broken: the step's record and the
+        oracle then say so, and the run stops."""
         engine = runner.engine
         while len(warnings) < len(engine.warnings):
             point, message = engine.warnings[len(warnings)]
             warnings.append(f"line {rec.step.line}: {point}: {message}")
         problem = self._limits(engine, max_pages)
-        if problem is None and extra_refs is not None:
-            problem = self._invariants(engine, extra_refs(engine))
+        if problem is None and invariants:
+            problem = self._invariants(engine, self._extra_refs(engine))
         if problem is None:
             return False
         rec.status, rec.message = "error", problem
