@@ -210,16 +210,10 @@ class Pte:
     attrs: dict[str, Any] | None = None
 
     def copy(self) -> Pte:
-        return Pte(self.pfn, self.present, self.writable, self.dirty,
-                   None if self.attrs is None else dict(self.attrs))
-
-
-def _copy_pte(p: Pte) -> Pte:
-    """``p.copy()``, without the dataclass's ``__init__``."""
-    c = _new(Pte)
-    c.pfn, c.present, c.writable, c.dirty = p.pfn, p.present, p.writable, p.dirty
-    c.attrs = None if p.attrs is None else dict(p.attrs)
-    return c
+        new = _new(Pte)                 # not through __init__: a snapshot copies every PTE
+        new.pfn, new.present, new.writable, new.dirty = self.pfn, self.present, self.writable, self.dirty
+        new.attrs = None if self.attrs is None else dict(self.attrs)
+        return new
 
 
 @dataclass(slots=True)
@@ -280,7 +274,7 @@ class Mm:
         return None
 
     def copy(self) -> Mm:
-        return Mm([v.copy() for v in self.vmas], {k: _copy_pte(p) for k, p in self.ptes.items()},
+        return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
                   self.has_pinned, dict(self.attrs), dict(self.flags), set(self.clean) if self.clean else set(),
                   self.mm_id)
 
@@ -346,20 +340,14 @@ class Machine:
     def copy(self) -> Machine:
         pages = {}
         folios: dict[int, Folio] = {}
-        for k, p in self.pages.items():         # Page.copy(), unrolled: the hot loop of a snapshot
-            c = pages[k] = _new(Page)
-            c.pfn, c.content, c._refcount, c._mapcount = p.pfn, p.content, p._refcount, p._mapcount
-            c.anon, c.zero, c.pins, c.gets = p.anon, p.zero, p.pins, p.gets
-            c.attrs = p.attrs.copy() if p.attrs else {}
-            c.flags = p.flags.copy() if p.flags else {}
+        for k, p in self.pages.items():
+            c = pages[k] = p.copy()
             f = p.folio
             if f is not None:
                 g = folios.get(f.head)
                 if g is None:
                     g = folios[f.head] = f.copy()
                 c.folio = g
-            else:
-                c.folio = None
         return Machine(
             pages,
             # an exited process is never changed again: the copies share it
