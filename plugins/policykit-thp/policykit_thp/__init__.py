@@ -15,7 +15,7 @@
   folio stays, mapped by PTEs (a "PTE-mapped THP").  While PMD-mapped, the pages
   mirror the head's policy flags (PageAnonExclusive lives on the head).
 * A write or unshare fault on the huge zero page's PMD asks ``huge_zero_wp``: ``copy`` (a
-  fresh THP, zero filled: before 5.8, and again from 6.14) or ``split`` (PTEs of the
+  fresh THP, zero filled: before 5.8, and again from 6.13 or 6.14) or ``split`` (PTEs of the
   small zero page; the PTE fault then takes a page of its own: 5.8 .. 6.13).
 * A write or unshare fault on a read-only PMD asks ``huge_pmd_wp``: ``reuse`` the THP,
   ``copy`` all 2 MiB into a new THP (<= 5.7), or ``split`` and let the PTE fault copy

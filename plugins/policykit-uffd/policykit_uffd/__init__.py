@@ -65,8 +65,7 @@ def uffd_register(engine: Any, args: dict[str, Any]) -> Outcome:
     start, end = vpns[0], vpns[-1] + 1
     if any(mm.find_vma(v) is None for v in vpns):
         raise OperationFailed("ENOMEM", "uffd_register: part of the range is not mapped")
-    for v in (start, end - 1):
-        vma = mm.find_vma(v)
+    for vma in [v for v in mm.vmas if v.start < end and v.end > start]:
         if mode == "minor" and not (vma.shared or vma.attrs.get("file")):
             raise OperationFailed("EINVAL", "minor mode is for shared memory and (tmpfs) files only")
         if mode != "minor" and (vma.shared or vma.attrs.get("file") or vma.attrs.get("hugetlb")):
