@@ -28,7 +28,6 @@ THP_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 PMD_KB = 2048
 HUGETLB_SIZES = (2048, 1048576)
 
-_HUGETLB_FILE_1G = "no variant maps a 1 GiB hugetlbfs page of a memfd"
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ MEMORY: dict[str, tuple[Memory, ...]] = {
         Memory("tmpfile", "file"),
         Memory("huge zero page", "huge-zeropage"),
         Memory("memfd hugetlb (2 MiB)", "hugetlb-file"),
-        Memory("memfd hugetlb (1 GiB)", "", _HUGETLB_FILE_1G),
+        Memory("memfd hugetlb (1 GiB)", "hugetlb-file-1g"),
     ),
 }
 

@@ -378,13 +378,20 @@ def policykit_add_scenario_dirs() -> list[str]:
 
 @hookimpl
 def policykit_add_variants() -> list[VariantSpec]:
-    # cow.c's hugetlb variants: they need two free huge pages.  hugetlb-file is for the
-    # non-anonymous tests: a private mapping of a memfd_create(MFD_HUGETLB) file,
-    # read-faulted, and {region}_smem, a shared mapping of the same file.
+    # cow.c's hugetlb variants: they need two free huge pages.  hugetlb-file (and its
+    # 1 GiB twin) is for the non-anonymous tests: a private mapping of a
+    # memfd_create(MFD_HUGETLB) file, read-faulted, and {region}_smem, a shared mapping of
+    # the same file.
     return [VariantSpec("hugetlb-file", "2 MiB hugetlbfs page (memfd)", """
         hugetlb_pool 2
         mmap_hugetlb_file {process} {region}_file 1 private -> {region}
         mmap_hugetlb_file {process} {region}_file 1 shared -> {region}_smem
+        read {process} {region}
+        read {process} {region}_smem
+    """, frozenset({"hugetlb"})), VariantSpec("hugetlb-file-1g", "1 GiB hugetlbfs page (memfd)", """
+        hugetlb_pool 2 1G
+        mmap_hugetlb_file {process} {region}_file 1 private 1G -> {region}
+        mmap_hugetlb_file {process} {region}_file 1 shared 1G -> {region}_smem
         read {process} {region}
         read {process} {region}_smem
     """, frozenset({"hugetlb"})), VariantSpec("hugetlb", "2 MiB hugetlb page", """
