@@ -51,8 +51,7 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
     jobs = max(1, min(jobs, total // MIN_RUNS_PER_WORKER))
     if not hasattr(os, "fork"):
         jobs = 1
-    chunks = _chunks(len(sessions), scenarios, jobs)
-    shares = [chunks[k::jobs] for k in range(jobs)]
+    shares = _shares(len(sessions), scenarios, jobs)
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
     done = Counters(jobs)
     with _long_lived_frozen():
@@ -77,13 +76,38 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
     return results
 
 
-def _chunks(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[tuple[int, list[int]]]:
-    """(session, scenario indices) to run together: the scenarios in the order of their
-    steps, so that those that begin alike stay together, cut into a few chunks per
-    process for each session (dealt out in turn, costly and cheap chunks mix)."""
+def _shares(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[list[tuple[int, list[int]]]]:
+    """What each process runs: chunks of (session, scenario indices).  The scenarios go in
+    the order of their steps, so that those that begin alike stay together, cut into
+    chunks of about equal weight (the pages a scenario maps stand for its cost), a few
+    per process for each session; each chunk goes to the process with the least weight
+    so far, the heaviest first."""
     order = sorted(range(len(scenarios)), key=lambda i: [(st.text, st.line) for st in scenarios[i].steps])
-    size = max(1, len(order)) if jobs == 1 else max(1, -(-len(order) // (4 * jobs)))
-    return [(s, order[k:k + size]) for s in range(nsessions) for k in range(0, len(order), size)]
+    weight = [1 + sum(p for st in scn.steps if isinstance(p := st.params.get("pages"), int)) for scn in scenarios]
+    if jobs == 1:
+        return [[(s, order) for s in range(nsessions)]]
+    target = sum(weight) / (_CHUNKS_PER_JOB * jobs)
+    cuts: list[list[int]] = [[]]
+    load = 0.0
+    for i in order:
+        if load >= target:
+            cuts.append([])
+            load = 0.0
+        cuts[-1].append(i)
+        load += weight[i]
+    chunks = sorted(((sum(weight[i] for i in c), s, c) for s in range(nsessions) for c in cuts if c),
+                    key=lambda t: -t[0])
+    shares: list[list[tuple[int, list[int]]]] = [[] for _ in range(jobs)]
+    loads = [0] * jobs
+    for w, s, c in chunks:
+        k = loads.index(min(loads))
+        shares[k].append((s, c))
+        loads[k] += w
+    return shares
+
+
+#: chunks per process and session: more balance the processes, fewer share more steps
+_CHUNKS_PER_JOB = 4
 
 
 class Counters:

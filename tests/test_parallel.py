@@ -39,8 +39,7 @@ def test_a_failing_worker_is_an_internal_error(monkeypatch):
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
     real_run = type(s).run_many
-    chunks = parallel._chunks(1, scenarios, 2)
-    marked = scenarios[chunks[1][1][0]]          # in the second worker's share
+    marked = scenarios[parallel._shares(1, scenarios, 2)[1][0][1][0]]   # in the second worker's share
 
     def run_many(self, scns, **kw):
         if marked in scns:
@@ -57,8 +56,7 @@ def test_a_failure_here_stops_the_workers(monkeypatch):
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
     real_run = type(s).run_many
-    chunks = parallel._chunks(1, scenarios, 2)
-    marked = scenarios[chunks[0][1][0]]          # in this process's share
+    marked = scenarios[parallel._shares(1, scenarios, 2)[0][0][1][0]]   # in this process's share
 
     def run_many(self, scns, **kw):
         if marked in scns:
