@@ -161,6 +161,8 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         anon.mapcount = 1
         new = Pte(anon.pfn, writable=vma.write, dirty=True)
     proc.mm.ptes[vpn] = new
+    if new.pfn != page.pfn:                          # a fresh page: into the LRU add batch
+        engine.page_added(engine.machine.pages[new.pfn], proc.mm, vpn)
     if unshare:
         return engine.do_wp_page(proc, vma, vpn, new, unshare=True)
     return new

@@ -137,3 +137,13 @@ def test_page_cache_pages_are_shared_at_fork_from_5_19_and_in_shared_mappings():
         assert e.read(c, [b]) == tokens[:1]     # a shared mapping's PTEs are left to faults
         assert e.process(c).mm.ptes[b].pfn == e.process(p).mm.ptes[b].pfn, policy
         assert e.metrics["fork_copies"] == 0
+
+
+def test_the_private_copy_of_a_cow_fault_enters_the_lru_add_batch():
+    e = engine("linux-5.9")
+    p, b, _ = mapped(e, "private")
+    op(e, "run_on", process=p, cpu=0)
+    e.write(p, [b])                                 # do_cow_fault: a fresh anonymous page
+    copy = e.machine.pages[e.process(p).mm.ptes[b].pfn]
+    assert copy.anon and copy.refcount == 2, "its mapping and the batch's reference"
+    assert check_invariants(e.machine, refs(e)) == []
