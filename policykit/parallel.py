@@ -4,8 +4,8 @@ Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` s
 them out between forked workers, the way pytest-xdist shares tests: in chunks of
 scenarios that begin alike, which :meth:`Session.run_many` runs taking their common first
 steps once.  A worker sends back what a comparison reads of a run -- verdict,
-violations, metrics, warnings, budgets, rules -- not its step records.  Where ``fork()`` is missing, or with one job, everything
-runs in this process.
+violations, metrics, warnings, budgets, rules -- not its step records.  Where ``fork()``
+is missing, or with one job, everything runs in this process.
 """
 
 from __future__ import annotations

@@ -115,6 +115,13 @@ def truncate(engine: Any, args: dict[str, Any]) -> Outcome:
     return Outcome()
 
 
+def cached_pfn(engine: Any, name: str, index: int) -> int | None:
+    """The pfn of page ``index`` of file ``name`` if the page cache holds it (for other
+    plugins: policykit-uffd's minor faults)."""
+    f = engine.machine.attrs.get("files", {}).get(name)      # a lookup: makes no state
+    return None if f is None or index >= f["size"] else f["cache"].get(index)
+
+
 def _cache_page(engine: Any, f: dict[str, Any], name: str, index: int) -> Any:
     """find_get_page(), or a read into the page cache."""
     if index >= f["size"]:

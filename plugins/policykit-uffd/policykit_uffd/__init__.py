@@ -16,10 +16,11 @@ changes COW for: minor faults answered by UFFDIO_CONTINUE, and write protection.
   not map goes to P's fault handler, which answers with UFFDIO_CONTINUE at once: the
   page cache page is mapped read-only in a private mapping (and as the VMA allows in a
   shared one), **with the PTE dirty** (``mfill_atomic_install_pte()``, 5.13+); the access
-  then retries: a CPU write COWs as usual, a GUP looks at the PTE first.  That dirty bit is what CVE-2022-2590 needed:
-  a FOLL_FORCE GUP that broke COW once (FOLL_COW) took a dirty read-only PTE for its own
-  COWed page (4.9 .. 5.19), and wrote into the page cache.  A page the cache does not
-  hold is a missing fault: without missing mode, faulted in as without userfaultfd.
+  then retries: a CPU write COWs as usual, a GUP looks at the PTE first.  That dirty bit
+  is what CVE-2022-2590 needed: a FOLL_FORCE GUP that broke COW once (FOLL_COW) took a
+  dirty read-only PTE for its own COWed page (4.9 .. 5.19), and wrote into the page
+  cache.  A page the cache does not hold is a missing fault: without missing mode,
+  faulted in as without userfaultfd.
 * ``uffd_writeprotect P R on|off`` (UFFDIO_WRITEPROTECT) write-protects the present PTEs
   of R (``pte.uffd_wp``) or lifts it.  A write fault on such a PTE goes to the handler,
   which does what write trackers (live snapshots, CRIU) do: it takes note
@@ -39,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from policykit import AttributeSpec, MetricSpec, OperationFailed, OperationSpec, Outcome, Param, Pte, hookimpl
+from policykit_file import cached_pfn
 
 
 @hookimpl
@@ -118,8 +120,7 @@ def _cached(engine: Any, vma: Any, vpn: int) -> int | None:
     index = vpn - vma.start + vma.pgoff
     name = vma.attrs.get("file")
     if name is not None:
-        f = engine.machine.attrs.get("files", {}).get(name)
-        return None if f is None or index >= f["size"] else f["cache"].get(index)
+        return cached_pfn(engine, name, index)
     if vma.shmem is not None:
         return engine.machine.shmem[vma.shmem].get(index)
     return None
