@@ -8,6 +8,11 @@ so that every message that names a line is true of each scenario -- takes each s
 the trie once, and snapshots the run (:meth:`Runner.branch`) where scenarios part.
 Each scenario gets the result :meth:`Session.run` gives it alone; a run that would pass
 its time limit is run alone again, so that the limit is measured on that run.
+
+:func:`run_group` runs the scenarios under several policies at once: the others ride
+along the first one's runs (:mod:`policykit.engine.riders`), asked at each of its
+decisions, and a run whose decisions they all gave alike is theirs too; those that
+answered otherwise somewhere are run again on their own, the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .engine.riders import Rider, why_not
 from .guard import Deadline, alarm_clock
 from .scenario.model import Scenario, Step
 
@@ -79,14 +85,52 @@ def run_batch(session: Session, scenarios: Sequence[Scenario], invariants: bool,
               on_result: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
     """Run ``scenarios`` under ``session``'s policy sharing common first steps (see the
     module's docstring); the results in the scenarios' order."""
-    results: list[RunResult | None] = [None] * len(scenarios)
+    told = None if on_result is None else (lambda k, i, result: on_result(i, result))
+    return run_group([session], scenarios, invariants, timeout, max_pages, told)[0]
+
+
+def ride_groups(sessions: Sequence[Session]) -> list[list[int]]:
+    """The sessions in groups that can run together: each group's first session, and
+    those that can ride along its runs (:func:`policykit.engine.riders.why_not`)."""
+    groups: list[list[int]] = []
+    for k, s in enumerate(sessions):
+        for group in groups:
+            first = sessions[group[0]]
+            if (first.timeout, first.max_pages) == (s.timeout, s.max_pages) and why_not(first.pm, first.registry, first.policy.name, s.pm, s.registry, s.policy.name,
+                       s.dispatch) is None:
+                group.append(k)
+                break
+        else:
+            groups.append([k])
+    return groups
+
+
+def run_group(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants: bool,
+              timeout: float | None, max_pages: int | None,
+              on_result: Callable[[int, int, RunResult], None] | None = None) -> list[list[RunResult]]:
+    """``results[k][i]``: ``scenarios[i]`` under ``sessions[k]``, each as
+    :meth:`Session.run` gives it.  The sessions after the first ride along its runs
+    (the caller has checked that they can: :func:`ride_groups`); a scenario on which a
+    rider fell off is run again under it alone.  ``on_result(k, i, result)`` is told of
+    each result as it is done."""
+    session, others = sessions[0], sessions[1:]
+    results: list[list[RunResult | None]] = [[None] * len(scenarios) for _ in sessions]
     alone: list[int] = []
+    again: list[list[int]] = [[] for _ in sessions]      # fell off: run alone afterwards
+
+    def tell(k: int, i: int, result: RunResult) -> None:
+        results[k][i] = result
+        if on_result is not None:
+            on_result(k, i, result)
 
     def done(i: int, path: _Path) -> None:
-        results[i] = result = session._result(scenarios[i], path.runner, _own(scenarios[i], path.records),
-                                              path.warnings)
-        if on_result is not None:
-            on_result(i, result)
+        records = _own(scenarios[i], path.records)
+        tell(0, i, session._result(scenarios[i], path.runner, records, path.warnings))
+        for k, rider in enumerate(path.runner.engine.riders or (), 1):
+            if rider.off:
+                again[k].append(i)
+            else:
+                tell(k, i, others[k - 1]._result(scenarios[i], path.runner, records, rider.lines, rider))
 
     def finish(node: _Node, path: _Path, last: bool) -> None:
         """Results for the scenarios that end at ``node``, each audited on a snapshot
@@ -104,7 +148,10 @@ def run_batch(session: Session, scenarios: Sequence[Scenario], invariants: bool,
 
     with alarm_clock() as set_alarm:
         root = trie(scenarios)
-        start = _Path(session.start(), [], [], 0.0)
+        first = session.start()
+        if others:
+            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry) for s in others]
+        start = _Path(first, [], [], 0.0)
         finish(root, start, not root.children)
         # depth first, one frame per step of the path: (node, path, its children left to
         # take, the next one last); the last child takes the path itself
@@ -133,9 +180,13 @@ def run_batch(session: Session, scenarios: Sequence[Scenario], invariants: bool,
             if child.children:
                 stack.append((child, mine, list(reversed(child.children.values()))))
     for i in alone:                     # out of time somewhere on the way: alone, as it would be
-        results[i] = session.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages)
-        if on_result is not None:
-            on_result(i, results[i])  # type: ignore[arg-type]
+        for k, s in enumerate(sessions):
+            tell(k, i, s.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages))
+    for k, indices in enumerate(again):
+        if indices:
+            redo = run_batch(sessions[k], [scenarios[i] for i in indices], invariants, timeout, max_pages)
+            for i, result in zip(indices, redo):
+                tell(k, i, result)
     return results  # type: ignore[return-value]
 
 
@@ -145,11 +196,23 @@ def _take(session: Session, path: _Path, step: Step, index: int, max_pages: int 
     runner = path.runner
     rec = runner.step(index, step)
     path.records.append(rec)
+    riders = runner.engine.riders
+    if riders is not None:
+        for rider in riders:
+            if rec.status == "error":           # whose fault, a run alone tells
+                rider.off = True
+            while not rider.off and len(rider.lines) < len(rider.warnings):
+                point, message = rider.warnings[len(rider.lines)]
+                rider.lines.append(f"line {step.line}: {point}: {message}")
     if rec.status == "error":
         return True
     if rec.status == "skipped":
         return False
-    return session._after_step(runner, rec, path.warnings, max_pages, invariants)
+    stopped = session._after_step(runner, rec, path.warnings, max_pages, invariants)
+    if stopped and riders is not None:
+        for rider in riders:
+            rider.off = True
+    return stopped
 
 
 def _own(scenario: Scenario, records: list[StepRecord]) -> list[StepRecord]:

@@ -2,8 +2,9 @@
 
 Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` share
 them out between forked workers, the way pytest-xdist shares tests: in chunks of
-scenarios that begin alike, which :meth:`Session.run_many` runs taking their common first
-steps once.  A worker sends back what a comparison reads of a run -- verdict,
+scenarios that begin alike, which :func:`policykit.batch.run_group` runs taking their
+common first steps once, under every policy of a group at once where the others can
+ride along the first's runs (:func:`policykit.batch.ride_groups`).  A worker sends back what a comparison reads of a run -- verdict,
 violations, metrics, warnings, budgets, rules -- not its step records.  Where ``fork()``
 is missing, or with one job, everything runs in this process.
 """
@@ -19,6 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .batch import ride_groups, run_group
 from .errors import PolicyKitError
 from .run import RunResult, Session
 from .scenario.model import Scenario
@@ -45,29 +47,35 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
               progress: Callable[[int, int, str], None] | None = None) -> list[list[RunResult]]:
     """``results[s][i]``: ``scenarios[i]`` run under ``sessions[s]``, on up to ``jobs``
     processes (default: :func:`default_jobs`).  Each process runs chunks of scenarios
-    that begin alike with :meth:`Session.run_many`, which takes their first steps once."""
+    that begin alike with :func:`policykit.batch.run_group`, which takes their first
+    steps once, and once for the policies that can ride along each other's runs."""
     total = len(sessions) * len(scenarios)
     jobs = default_jobs() if jobs is None else jobs
     jobs = max(1, min(jobs, total // MIN_RUNS_PER_WORKER))
     if not hasattr(os, "fork"):
         jobs = 1
-    shares = _shares(len(sessions), scenarios, jobs)
+    groups = ride_groups(sessions)
+    shares = _shares(len(groups), scenarios, jobs)
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
     done = Counters(jobs)
     with _long_lived_frozen():
-        workers = [(*_start(sessions, scenarios, share, done, k), share) for k, share in enumerate(shares[1:], 1)]
+        workers = [(*_start(sessions, groups, scenarios, share, done, k), share)
+                   for k, share in enumerate(shares[1:], 1)]
         try:
-            for s, chunk in shares[0]:
-                def told(n: int, result: RunResult, s: int = s, chunk: list[int] = chunk) -> None:
+            for g, chunk in shares[0]:
+                def told(k: int, n: int, result: RunResult, g: int = g, chunk: list[int] = chunk) -> None:
                     done.add(0)
                     if progress is not None:
-                        progress(done.total(), total, f"{sessions[s].policy.name}: {scenarios[chunk[n]].name}")
-                for i, result in zip(chunk, sessions[s].run_many([scenarios[i] for i in chunk], on_result=told)):
-                    results[s][i] = result
+                        progress(done.total(), total,
+                                 f"{sessions[groups[g][k]].policy.name}: {scenarios[chunk[n]].name}")
+                for k, runs in enumerate(_run_chunk(sessions, groups[g], scenarios, chunk, told)):
+                    for i, result in zip(chunk, runs):
+                        results[groups[g][k]][i] = result
             for (pid, reader, share), values in _gather(workers, done, total, progress):
-                for (s, chunk), compacts in zip(share, values):
-                    for i, compact in zip(chunk, compacts):
-                        results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+                for (g, chunk), per_session in zip(share, values):
+                    for s, compacts in zip(groups[g], per_session):
+                        for i, compact in zip(chunk, compacts):
+                            results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
             if progress is not None:
                 progress(total, total, "")
         finally:
@@ -76,8 +84,16 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
     return results
 
 
+def _run_chunk(sessions: Sequence[Session], group: list[int], scenarios: Sequence[Scenario], chunk: list[int],
+               on_result: Callable[[int, int, RunResult], None] | None) -> list[list[RunResult]]:
+    """The scenarios of ``chunk`` under the sessions of ``group``, run together."""
+    first = sessions[group[0]]
+    return run_group([sessions[s] for s in group], [scenarios[i] for i in chunk], False, first.timeout,
+                     first.max_pages, on_result)
+
+
 def _shares(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[list[tuple[int, list[int]]]]:
-    """What each process runs: chunks of (session, scenario indices).  The scenarios go in
+    """What each process runs: chunks of (session group, scenario indices).  The scenarios go in
     the order of their steps, so that those that begin alike stay together, cut into
     chunks of about equal weight (the pages a scenario maps stand for its cost), a few
     per process for each session; each chunk goes to the process with the least weight
@@ -172,12 +188,12 @@ def _long_lived_frozen() -> Any:
         gc.unfreeze()
 
 
-def _start(sessions: Sequence[Session], scenarios: Sequence[Scenario],
+def _start(sessions: Sequence[Session], groups: list[list[int]], scenarios: Sequence[Scenario],
            share: list[tuple[int, list[int]]], done: Counters, slot: int) -> tuple[int, int]:
-    def run(chunk: tuple[int, list[int]]) -> list[tuple[Any, ...]]:
-        s, indices = chunk
-        results = sessions[s].run_many([scenarios[i] for i in indices], on_result=lambda n, r: done.add(slot))
-        return [_compact(r) for r in results]
+    def run(chunk: tuple[int, list[int]]) -> list[list[tuple[Any, ...]]]:
+        g, indices = chunk
+        runs = _run_chunk(sessions, groups[g], scenarios, indices, lambda k, n, r: done.add(slot))
+        return [[_compact(r) for r in results] for results in runs]
     return _start_map(run, share, list(range(len(share))))
 
 

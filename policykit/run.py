@@ -11,6 +11,7 @@ from ._manager import Policy, build_registry, check_policy_complete, get_plugin_
 from .engine import builtin
 from .engine.invariants import check_invariants
 from .engine.mm import Dispatch, Engine, Event, OperationFailed, Outcome
+from .engine.riders import Rider
 from .engine.specs import OperationSpec, Registry
 from .errors import PluginError
 from .guard import Deadline, deadline, stops_the_run
@@ -139,10 +140,15 @@ class Session:
 
     def start(self) -> Runner:
         """A fresh machine and oracle, ready to take steps one by one."""
+        engine = Engine(self.pm, self.registry, dispatch=self.dispatch)
+        return Runner(self, engine, Oracle(engine, self.pm))
+
+    @property
+    def dispatch(self) -> Dispatch:
+        """How engines of this session call the policy and plugins, worked out once."""
         if self._dispatch is None:
             self._dispatch = Dispatch(self.pm, self.registry)
-        engine = Engine(self.pm, self.registry, dispatch=self._dispatch)
-        return Runner(self, engine, Oracle(engine, self.pm))
+        return self._dispatch
 
     def run(self, scenario: Scenario, trace: bool = False, invariants: bool = False,
             timeout: float | None = None, max_pages: int | None = None) -> RunResult:
@@ -230,13 +236,20 @@ class Session:
             runner.oracle.report("error", self._error(exc, "the end-of-run audit", "a plugin"), key=-1)
 
     def _result(self, scenario: Scenario, runner: Runner, records: list[StepRecord],
-                warnings: list[str]) -> RunResult:
-        """The run's result, as it stands: its budgets checked, plugins told."""
+                warnings: list[str], rider: Rider | None = None) -> RunResult:
+        """The run's result, as it stands: its budgets checked, plugins told.  With
+        ``rider``: the result of this session's policy, which rode along the run of
+        another's to the end (see :mod:`policykit.engine.riders`)."""
         engine = runner.engine
-        result = RunResult(scenario, self.policy.name, list(runner.oracle.violations), dict(engine.metrics),
-                           records, list(warnings), rules=dict(engine.rules_fired))
+        metrics = dict(engine.metrics)
+        rules = engine.rules_fired
+        if rider is not None:                   # the same run; the rider's rules and warnings
+            metrics["warnings"] += len(rider.warnings) - len(engine.warnings)
+            rules = rider.rules_fired
+        result = RunResult(scenario, self.policy.name, list(runner.oracle.violations), metrics,
+                           records, list(warnings), rules=dict(rules))
         for bound in scenario.budgets.get(self.policy.name, ()):
-            actual = engine.metrics[bound.metric]
+            actual = metrics[bound.metric]
             if not bound.holds(actual):
                 result.budget_failures.append(f"{bound} (was {actual})")
         try:

@@ -1,6 +1,7 @@
 """``Session.run_many`` takes the steps scenarios begin with once and gives each scenario
 the result ``Session.run`` gives it alone: verdicts, violations with their lines,
-metrics, warnings, rules, budgets and step records."""
+metrics, warnings, rules, budgets and step records.  ``run_group`` does it for several
+policies at once, the others riding along the first's runs while they decide alike."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import pytest
 from conftest import session, variant
 
-from policykit.batch import trie
+from policykit.batch import ride_groups, run_group, trie
 from policykit.corpus import scenario_files
 from policykit.run import Runner
 from policykit.testing import session as builtin_session
@@ -107,3 +108,74 @@ def test_results_are_told_as_they_come_and_returned_in_order():
     assert sorted(i for i, _ in told) == [0, 1, 2]
     assert [r.scenario for r in results] == scenarios
     assert all(results[i] is r for i, r in told)
+
+
+# -- several policies at once ---------------------------------------------------------
+
+def corpus(s):
+    return [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))]
+
+
+@pytest.mark.parametrize("names", [["linux-6.x", "ideal", "linux-5.19", "linux-6.2"],
+                                   ["linux-5.9", "linux-5.8", "jason-2020-refcount", "never-copy"]])
+def test_policies_riding_along_get_what_each_run_alone_gives(names):
+    sessions = [builtin_session(n) for n in names]
+    assert ride_groups(sessions) == [[0, 1, 2, 3]]
+    scenarios = corpus(sessions[0])
+    for s, runs in zip(sessions, run_group(sessions, scenarios, False, None, None), strict=True):
+        for scn, r in zip(scenarios, runs, strict=True):
+            same(r, s.run(scn))
+
+
+def test_only_policies_with_the_same_flags_and_no_hooks_but_decisions_ride_together():
+    a, b, c = (builtin_session(n) for n in ("linux-5.9", "linux-6.x", "ideal"))
+    assert ride_groups([a, b, c]) == [[0], [1, 2]]     # plugins read anon_exclusive
+    watcher = variant("copy_on_wp", "watcher", policykit_page_added=lambda engine, page, mm, vpn: None)
+    twin = variant("copy_on_wp", "twin")
+    assert ride_groups([session("copy_on_wp"), watcher, twin]) == [[0, 2], [1]]
+
+
+def taking(monkeypatch):
+    taken = []
+    real = Runner.step
+    monkeypatch.setattr(Runner, "step", lambda self, i, st: taken.append(st.text) or real(self, i, st))
+    return taken
+
+
+def test_a_rider_deciding_alike_takes_no_step_of_its_own(monkeypatch):
+    s, twin = session("copy_on_wp"), variant("copy_on_wp", "twin")
+    scn = parse(s, FORKED + "write p b\nread c b\n")
+    taken = taking(monkeypatch)
+    a, b = run_group([s, twin], scn, False, None, None)
+    assert len(taken) == 6
+    same(b[0], twin.run(scn[0]))
+    assert (a[0].policy, b[0].policy) == ("py-copy-on-wp", "twin")
+
+
+@pytest.mark.parametrize("wp_fault", [lambda ctx: "reuse", lambda ctx: 1 / 0, lambda ctx: "nonsense"])
+def test_a_rider_that_answers_otherwise_falls_off_and_is_run_alone(monkeypatch, wp_fault):
+    s, other = session("copy_on_wp"), variant("copy_on_wp", "other", policykit_wp_fault=wp_fault)
+    scenarios = parse(s, FORKED + "write p b\nread c b\n", FORKED + "read c b\n")
+    taken = taking(monkeypatch)
+    mine, theirs = run_group([s, other], scenarios, False, None, None)
+    assert len(taken) == 7 + len(theirs[0].steps)   # the one where it fell off, taken again alone
+    for scn, r in zip(scenarios, theirs):
+        same(r, other.run(scn))
+    assert theirs[0].verdict in ("leak", "error") and theirs[1].verdict == "ok"
+
+
+def test_a_rider_keeps_its_own_rules_and_warnings(tmp_path):
+    pol = tmp_path / "warned.pol"
+    pol.write_text("policy warned\nextends linux-6.x\n\n"
+                   "on wp_fault {\n"
+                   "    page.anon_exclusive -> reuse\n"
+                   "    otherwise           -> copy [warn \"copied a shared page\"]\n"
+                   "}\n")
+    base, warned = builtin_session("linux-6.x"), builtin_session(str(pol))
+    scn = parse(base, FORKED + "write p b\n")
+    (a,), (b,) = run_group([base, warned], scn, False, None, None)
+    same(b, warned.run(scn[0]))
+    assert b.warnings == ["line 5: wp_fault: copied a shared page"] * 2 and not a.warnings
+    assert b.metrics["warnings"] == 2 and a.metrics["warnings"] == 0
+    assert b.rules == {"linux-5.19.pol:19": 2, "warned.pol:6": 2}     # fork_pte, then its own
+    assert a.rules == {"linux-5.19.pol:19": 2, "linux-5.19.pol:27": 2}

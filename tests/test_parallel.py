@@ -38,14 +38,14 @@ def test_a_failing_worker_is_an_internal_error(monkeypatch):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
-    real_run = type(s).run_many
+    real_run = parallel._run_chunk
     marked = scenarios[parallel._shares(1, scenarios, 2)[1][0][1][0]]   # in the second worker's share
 
-    def run_many(self, scns, **kw):
-        if marked in scns:
+    def run_chunk(sessions, group, scns, chunk, on_result):
+        if marked in [scns[i] for i in chunk]:
             raise RuntimeError("boom")
-        return real_run(self, scns, **kw)
-    monkeypatch.setattr(type(s), "run_many", run_many)
+        return real_run(sessions, group, scns, chunk, on_result)
+    monkeypatch.setattr(parallel, "_run_chunk", run_chunk)
     with pytest.raises(parallel.WorkerError, match="a worker process failed: RuntimeError: boom") as info:
         parallel.run_pairs([s], scenarios, jobs=2)
     assert info.value.exit_code == 3
@@ -55,14 +55,14 @@ def test_a_failure_here_stops_the_workers(monkeypatch):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
-    real_run = type(s).run_many
+    real_run = parallel._run_chunk
     marked = scenarios[parallel._shares(1, scenarios, 2)[0][0][1][0]]   # in this process's share
 
-    def run_many(self, scns, **kw):
-        if marked in scns:
+    def run_chunk(sessions, group, scns, chunk, on_result):
+        if marked in [scns[i] for i in chunk]:
             raise RuntimeError("here")
-        return real_run(self, scns, **kw)
-    monkeypatch.setattr(type(s), "run_many", run_many)
+        return real_run(sessions, group, scns, chunk, on_result)
+    monkeypatch.setattr(parallel, "_run_chunk", run_chunk)
     with pytest.raises(RuntimeError, match="here"):
         parallel.run_pairs([s], scenarios, jobs=2)
     with pytest.raises(ChildProcessError):       # no worker left behind, not even a zombie

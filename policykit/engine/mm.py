@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -21,6 +21,9 @@ from .context import FLAG_PREFIX, FollFlags, attribute_defaults, make_context
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import Decision, Registry
+
+if TYPE_CHECKING:
+    from .riders import Rider
 
 #: gap left between two mmap()ed regions, so VMAs never touch
 _MMAP_GAP = 16
@@ -256,6 +259,8 @@ class Engine:
         self.last_point: str | None = None
         #: the pages the last ``gup ... zap_race`` saw zapped after a fault
         self.zapped_by_race: list[int] = []
+        #: other policies asked at each decision (:mod:`.riders`); None: none ride
+        self.riders: list[Rider] | None = None
         self._event_hook = d.event_hook
         m = d.mechanism
         hot = d.hot
@@ -285,6 +290,8 @@ class Engine:
         new.warnings = []
         new.rules_fired = {}
         new.zapped_by_race = []
+        if self.riders is not None:
+            new.riders = [r.copy() for r in self.riders]
         return new
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -363,6 +370,10 @@ class Engine:
             d = res                                  # the common case: a compiled rule's
         else:
             d = self._answer(point, res, who)
+        if self.riders is not None:                  # asked on the state this policy read
+            for rider in self.riders:
+                if not rider.off:
+                    rider.ask(point, d, ctx)
         # what the policy read, before its decision's effects change the flags
         read = _state_read(ctx) if self.observed else ""
         if d.effects:
