@@ -3,7 +3,8 @@
 Run:  python bench/bench_mutate.py        (about half a minute on 2 cores)
 Floor (issue #11): mutate linux-6.x over the full built-in corpus, without the diverge
 step, <= 60 s on this 2-core machine.  Printed beside it: the same mutants on one core,
-and the runs a mutant took (it stops at its first verdict difference).
+and the runs a mutant took alone (it rides along the original's runs, and runs alone only
+where it decides otherwise, stopping at its first verdict difference).
 POLICYKIT_BENCH_QUICK=1 runs a sample (the test suite does, to see it runs).
 """
 
@@ -38,7 +39,7 @@ def main() -> int:
         counts = result.counts()
         runs = sum(r.runs for r in result.results)
         print(f"mutate {POLICY}, {len(result.results)} mutants x {len(scenarios)} scenarios, -j {j}: "
-              f"{times[j]:6.1f} s  ({len(result.results) / times[j]:5.1f} mutants/s, {runs:,} runs, "
+              f"{times[j]:6.1f} s  ({len(result.results) / times[j]:5.1f} mutants/s, {runs:,} runs alone, "
               f"{runs / max(1, len(result.results)):.0f} a mutant); score {100 * (result.score(counts) or 0):.1f}%")
         if QUICK:
             break

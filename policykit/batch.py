@@ -113,23 +113,55 @@ def run_group(sessions: Sequence[Session], scenarios: Sequence[Scenario], invari
     (the caller has checked that they can: :func:`ride_groups`); a scenario on which a
     rider fell off is run again under it alone.  ``on_result(k, i, result)`` is told of
     each result as it is done."""
-    session, others = sessions[0], sessions[1:]
     results: list[list[RunResult | None]] = [[None] * len(scenarios) for _ in sessions]
-    alone: list[int] = []
-    again: list[list[int]] = [[] for _ in sessions]      # fell off: run alone afterwards
 
     def tell(k: int, i: int, result: RunResult) -> None:
         results[k][i] = result
         if on_result is not None:
             on_result(k, i, result)
 
+    again, alone = _ride(sessions, scenarios, invariants, timeout, max_pages, tell, True)
+    for i in alone:                     # out of time somewhere on the way: alone, as it would be
+        for k, s in enumerate(sessions):
+            tell(k, i, s.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages))
+    for k, indices in enumerate(again):
+        if indices:
+            redo = run_batch(sessions[k], [scenarios[i] for i in indices], invariants, timeout, max_pages)
+            for i, result in zip(indices, redo):
+                tell(k, i, result)
+    return results  # type: ignore[return-value]
+
+
+def fall_offs(session: Session, riders: Sequence[Session], scenarios: Sequence[Scenario],
+              timeout: float | None) -> list[list[int]]:
+    """For each of ``riders``, the scenarios on which it falls off ``session``'s runs
+    (it answers otherwise somewhere, or the run cannot be shared): on every other
+    scenario its run is ``session``'s, decision for decision.  The runs' results are
+    not made: what ``mutate`` needs to know which scenarios a mutant must run alone."""
+    again, alone = _ride([session, *riders], scenarios, False, timeout, None, None, False)
+    return [sorted(set(alone) | set(indices)) for indices in again[1:]]
+
+
+def _ride(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants: bool,
+          timeout: float | None, max_pages: int | None,
+          tell: Callable[[int, int, RunResult], None] | None,
+          rider_results: bool) -> tuple[list[list[int]], list[int]]:
+    """Run ``scenarios`` under ``sessions[0]``, the others riding along; ``tell(k, i,
+    result)`` each result known (the riders' only with ``rider_results``).  Returns the
+    scenarios each session must run again alone (where a rider fell off), and those
+    every session must (out of time on the way: a run alone measures its own time)."""
+    session, others = sessions[0], sessions[1:]
+    again: list[list[int]] = [[] for _ in sessions]
+    alone: list[int] = []
+
     def done(i: int, path: _Path) -> None:
         records = _own(scenarios[i], path.records)
-        tell(0, i, session._result(scenarios[i], path.runner, records, path.warnings))
+        if tell is not None:
+            tell(0, i, session._result(scenarios[i], path.runner, records, path.warnings))
         for k, rider in enumerate(path.runner.engine.riders or (), 1):
             if rider.off:
                 again[k].append(i)
-            else:
+            elif rider_results and tell is not None:
                 tell(k, i, others[k - 1]._result(scenarios[i], path.runner, records, rider.lines, rider))
 
     def finish(node: _Node, path: _Path, last: bool) -> None:
@@ -150,7 +182,7 @@ def run_group(sessions: Sequence[Session], scenarios: Sequence[Scenario], invari
         root = trie(scenarios)
         first = session.start()
         if others:
-            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry) for s in others]
+            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry, session.dispatch) for s in others]
         start = _Path(first, [], [], 0.0)
         finish(root, start, not root.children)
         # depth first, one frame per step of the path: (node, path, its children left to
@@ -179,15 +211,7 @@ def run_group(sessions: Sequence[Session], scenarios: Sequence[Scenario], invari
             finish(child, mine, not child.children)
             if child.children:
                 stack.append((child, mine, list(reversed(child.children.values()))))
-    for i in alone:                     # out of time somewhere on the way: alone, as it would be
-        for k, s in enumerate(sessions):
-            tell(k, i, s.run(scenarios[i], invariants=invariants, timeout=timeout, max_pages=max_pages))
-    for k, indices in enumerate(again):
-        if indices:
-            redo = run_batch(sessions[k], [scenarios[i] for i in indices], invariants, timeout, max_pages)
-            for i, result in zip(indices, redo):
-                tell(k, i, result)
-    return results  # type: ignore[return-value]
+    return again, alone
 
 
 def _take(session: Session, path: _Path, step: Step, index: int, max_pages: int | None,

@@ -85,3 +85,45 @@ def test_fail_under_and_bad_operators(files, capsys):
                  "--operators", "drop-rule", "--fail-under", "50"]) == 1
     assert main(["mutate", "linux-6.x", "--operators", "negat"]) == 2
     assert "did you mean 'negate'" in capsys.readouterr().err
+
+
+def test_mutants_riding_along_the_original_are_judged_as_if_each_ran_alone(monkeypatch):
+    from policykit.corpus import scenario_files
+    from policykit.engine import riders
+    from policykit.mutate import mutate
+    from policykit.testing import session
+
+    s = session("linux-6.x")
+    checked, _ = dsl.check_file("linux-6.x", plugin_registry(None))
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))]
+    ridden = mutate(checked, s, scenarios, sample=40, jobs=1)
+    monkeypatch.setattr(riders, "why_not", lambda *args: "told not to")
+    alone = mutate(checked, s, scenarios, sample=40, jobs=1)
+    assert [(r.mutant.index, r.status, r.by, r.detail) for r in ridden.results] == \
+        [(r.mutant.index, r.status, r.by, r.detail) for r in alone.results]
+    assert {"killed", "survived"} <= {r.status for r in ridden.results}
+    # a survivor runs alone on no scenario, where alone it ran on every one
+    survivor = next(n for n, r in enumerate(alone.results) if r.status == "survived")
+    assert alone.results[survivor].runs == len(scenarios)
+    assert ridden.results[survivor].runs < len(scenarios) // 10
+    assert sum(r.runs for r in ridden.results) * 5 < sum(r.runs for r in alone.results)
+
+
+def test_hooks_compiled_alike_are_known_to_answer_alike():
+    from policykit._manager import policy_from_checked
+    from policykit.dsl import check_policy, resolver
+    from policykit.engine.riders import same_code
+    from policykit.mutate import mutant_file
+
+    checked, _ = dsl.check_file("linux-6.x", plugin_registry(None))
+    one, two = (policy_from_checked(checked).plugin for _ in range(2))
+    hooks = [spec.hook_name for spec in plugin_registry(None).decision_points.values() if hasattr(one, spec.hook_name)]
+    assert len(hooks) > 10 and all(same_code(getattr(one, n), getattr(two, n)) for n in hooks)
+    assert getattr(one, hooks[0]) is not getattr(two, hooks[0])
+    # a mutant of a predicate only wp_fault and unshare_fault call differs there alone
+    m = next(m for m in mutants(checked, plugin_registry(None))
+             if m.rule == "linux-6.15.pol:21" and m.operator == "andor")
+    mutated, _ = check_policy(mutant_file(checked, m), plugin_registry(None), resolver())
+    three = policy_from_checked(mutated).plugin
+    assert {n for n in hooks if not same_code(getattr(one, n), getattr(three, n))} == \
+        {"policykit_wp_fault", "policykit_unshare_fault"}

@@ -17,6 +17,7 @@ own but decisions (:func:`why_not`).
 from __future__ import annotations
 
 from time import perf_counter
+from types import FunctionType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -39,13 +40,19 @@ _REGISTRY_HOOKS = frozenset({
 class Rider:
     """One policy riding along a run: its answers so far, or ``off`` since one differed."""
 
-    __slots__ = ("name", "dispatch", "defaults", "rules_fired", "warnings", "lines", "off")
+    __slots__ = ("name", "dispatch", "defaults", "same", "rules_fired", "warnings", "lines", "off")
 
-    def __init__(self, name: str, dispatch: Dispatch, registry: Registry) -> None:
+    def __init__(self, name: str, dispatch: Dispatch, registry: Registry, primary: Dispatch) -> None:
         self.name = name
         self.dispatch = dispatch
         #: decision point -> the action when the rider's hooks give None
         self.defaults = {n: spec.default for n, spec in registry.decision_points.items()}
+        #: the points where the rider's hooks are the run's policy's, code for code: its
+        #: answer there is that policy's, not asked again (a mutant differs at one point)
+        self.same = frozenset(point for point, mine in dispatch.fast.items()
+                              if (theirs := primary.fast.get(point)) is not None and mine is not None
+                              and len(mine) == len(theirs)
+                              and all(same_code(a, b) for (a, _), (b, _) in zip(mine, theirs)))
         #: what :attr:`Engine.rules_fired` and :attr:`Engine.warnings` hold for the run's policy
         self.rules_fired: dict[str, int] = {}
         self.warnings: list[tuple[str, str]] = []
@@ -55,7 +62,8 @@ class Rider:
 
     def copy(self) -> Rider:
         new = object.__new__(Rider)
-        new.name, new.dispatch, new.defaults, new.off = self.name, self.dispatch, self.defaults, self.off
+        new.name, new.dispatch, new.defaults, new.same = self.name, self.dispatch, self.defaults, self.same
+        new.off = self.off
         new.rules_fired, new.warnings, new.lines = dict(self.rules_fired), list(self.warnings), list(self.lines)
         return new
 
@@ -65,6 +73,20 @@ class Rider:
         unless the answer is the same action with the same effects.  Whatever goes wrong
         in the rider's hooks (an exception, an illegal answer, too long a decision) makes
         it fall off too: its run alone says so, as it would have."""
+        if point in self.same:
+            res = d
+        else:
+            res = self._answer(point, d, ctx)
+            if res is None:
+                self.off = True
+                return
+        if res.rule is not None:
+            self.rules_fired[res.rule] = self.rules_fired.get(res.rule, 0) + 1
+        if res.warn is not None:
+            self.warnings.append((point, res.warn))
+
+    def _answer(self, point: str, d: Decision, ctx: Context) -> Decision | None:
+        """The rider's answer when it is ``d``; else None."""
         disp = self.dispatch
         fast = disp.fast[point]
         started = perf_counter()
@@ -77,26 +99,48 @@ class Rider:
         except BaseException as exc:
             if stops_the_run(exc):
                 raise
-            self.off = True
-            return
+            return None
         if perf_counter() - started > DECISION_BUDGET:
-            self.off = True
-            return
+            return None
         if not isinstance(res, Decision):
             if res is None and self.defaults[point] is not None:
                 res = Decision(self.defaults[point], rule="(default)")
             elif isinstance(res, str):
                 res = Decision(res)
             else:
-                self.off = True
-                return
+                return None
         if res.action != d.action or res.effects != d.effects or res.action not in disp.actions[point]:
-            self.off = True
-            return
-        if res.rule is not None:
-            self.rules_fired[res.rule] = self.rules_fired.get(res.rule, 0) + 1
-        if res.warn is not None:
-            self.warnings.append((point, res.warn))
+            return None
+        return res
+
+
+def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
+    """``a`` and ``b`` compute the same: functions with equal code (and defaults and
+    closures), every global they name the same in turn; other values equal.  Two
+    policies compiled from texts that differ elsewhere have such hooks."""
+    if a is b:
+        return True
+    if seen is None:
+        seen = set()
+    if (id(a), id(b)) in seen:              # recursion: the same so far
+        return True
+    seen.add((id(a), id(b)))
+    if isinstance(a, FunctionType) and isinstance(b, FunctionType):
+        if a.__code__ != b.__code__ or a.__defaults__ != b.__defaults__ or a.__kwdefaults__ != b.__kwdefaults__:
+            return False
+        cells_a, cells_b = a.__closure__ or (), b.__closure__ or ()
+        if len(cells_a) != len(cells_b) or not all(
+                same_code(x.cell_contents, y.cell_contents, seen) for x, y in zip(cells_a, cells_b)):
+            return False
+        ga, gb = a.__globals__, b.__globals__
+        return all((n in ga) == (n in gb) and (n not in ga or same_code(ga[n], gb[n], seen))
+                   for n in a.__code__.co_names)
+    if type(a) is not type(b) or isinstance(a, (FunctionType, MethodType, ModuleType)):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:                       # noqa: BLE001 - not comparable: not the same
+        return False
 
 
 def why_not(pm: pluggy.PluginManager, registry: Registry, policy: str,

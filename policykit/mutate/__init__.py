@@ -3,9 +3,12 @@
 Each one-token mutant of the policy (:mod:`.operators`) runs on the corpus and is
 *killed* when a scenario's verdict classes, or its costs (copies by kind, bytes, faults
 by kind, plugin metrics), differ from the original's; else it *survives*.  The
-original's runs are made once; a mutant stops at its first verdict difference (one that
-differs in cost only runs on, in case a verdict differs too); scenarios that killed more
-mutants are tried first; mutants are shared out between forked workers.  A survivor
+original's runs are made once; mutants ride along another run of the corpus by the
+original, in batches (:mod:`policykit.engine.riders`), and run alone only on the
+scenarios where they decided otherwise; there a mutant stops at its first verdict
+difference (one that differs in cost only runs on, in case a verdict differs too);
+scenarios that killed more mutants are tried first; batches are shared out between
+forked workers.  A survivor
 may then be searched by ``diverge`` within bounds: a witness is a gap in the corpus
 (written as a ``.scn``), none means equivalent within those bounds.
 """
@@ -120,12 +123,34 @@ class _Runner:
         #: the plugins' registry without the policy (whose flags a mutant declares again)
         self.registry = _policy_free_registry()
 
-    def __call__(self, m: Mutant) -> tuple[str, str, str, int]:
-        """(status, scenario, detail, runs) of one mutant: small, as workers send it back."""
-        r = self.judge(m)
-        return r.status, r.by, r.detail, r.runs
+    def __call__(self, ms: Sequence[Mutant]) -> list[tuple[str, str, str, int]]:
+        """(status, scenario, detail, runs) of each mutant: small, as workers send it back.
+        Those that can ride along the original's runs do, all at once (see
+        :mod:`policykit.engine.riders`): a mutant runs alone only on the scenarios where
+        it decided otherwise, the only ones where its verdict or costs can differ."""
+        from ..batch import fall_offs
+        from ..engine.riders import why_not
 
-    def judge(self, m: Mutant) -> MutantResult:
+        out: list[MutantResult | None] = [None] * len(ms)
+        sessions: dict[int, Session] = {}
+        for n, m in enumerate(ms):
+            made = self._session(m)
+            if isinstance(made, MutantResult):
+                out[n] = made
+            else:
+                sessions[n] = made
+        o = self.session
+        riding = [n for n, s in sessions.items()
+                  if why_not(o.pm, o.registry, o.policy.name, s.pm, s.registry, s.policy.name, s.dispatch) is None]
+        fallen: dict[int, list[int]] = {}
+        if riding:
+            fallen = dict(zip(riding, fall_offs(o, [sessions[n] for n in riding], self.scenarios, MUTANT_TIMEOUT)))
+        for n, session in sessions.items():
+            out[n] = self.judge(ms[n], session, fallen.get(n))
+        return [(r.status, r.by, r.detail, r.runs) for r in out]  # type: ignore[union-attr]
+
+    def _session(self, m: Mutant) -> Session | MutantResult:
+        """A session for the mutant, or why it has none (it does not check)."""
         from .._manager import policy_from_checked
 
         checked, diags = check_policy(mutant_file(self.original, m), self.registry, resolver())
@@ -136,8 +161,14 @@ class _Runner:
             session = Session(policy_from_checked(checked))
         except PolicyKitError as exc:
             return MutantResult(m, "invalid", detail=str(exc))
-        session.timeout = 30
-        order = sorted(range(len(self.scenarios)), key=lambda i: -self.kills[i])
+        session.timeout = MUTANT_TIMEOUT
+        return session
+
+    def judge(self, m: Mutant, session: Session, only: Sequence[int] | None = None) -> MutantResult:
+        """Run the mutant alone on the scenarios (``only`` these: on the others it is
+        known to run as the original does), those that killed most first, until a
+        verdict differs."""
+        order = sorted(range(len(self.scenarios)) if only is None else only, key=lambda i: -self.kills[i])
         cost: tuple[int, str] | None = None
         runs = 0
         for i in order:
@@ -153,6 +184,10 @@ class _Runner:
             self.kills[cost[0]] += 1
             return MutantResult(m, "cost", self.scenarios[cost[0]].name, cost[1], runs)
         return MutantResult(m, "survived", runs=runs)
+
+
+#: seconds a mutant's run may take (a mutant may loop where the original did not)
+MUTANT_TIMEOUT = 30
 
 
 def check_operators(operators: Sequence[str]) -> None:
@@ -171,7 +206,7 @@ def mutate(original: CheckedPolicy, session: Session, scenarios: Sequence[Scenar
            progress: Callable[[int, int, str], None] | None = None) -> Mutation:
     """Make the mutants of ``original`` (``session`` runs it), run each on ``scenarios``
     (``sample``: a fixed random choice of that many), and say what became of each."""
-    from ..parallel import fork_map, run_pairs
+    from ..parallel import default_jobs, fork_map, run_pairs
 
     check_operators(operators)
     ms = mutants(original, _policy_free_registry(), tuple(operators))
@@ -179,7 +214,13 @@ def mutate(original: CheckedPolicy, session: Session, scenarios: Sequence[Scenar
         ms = sorted(random.Random(0).sample(ms, sample), key=lambda m: m.index)
     baseline = run_pairs([session], scenarios, jobs)[0]
     runner = _Runner(original, session, scenarios, baseline)
-    outcomes = fork_map(runner, ms, jobs, progress)
+    # mutants go in batches that ride along one run of the corpus each: enough batches
+    # to keep every process busy and the progress moving, few enough to share the runs
+    size = max(4, min(64, -(-len(ms) // (8 * max(1, jobs or default_jobs())))))
+    batches = [ms[k:k + size] for k in range(0, len(ms), size)]
+    told = None if progress is None else (
+        lambda done, total, what: progress(min(done * size, len(ms)), len(ms), what))
+    outcomes = [o for batch in fork_map(runner, batches, jobs, told) for o in batch]
     return Mutation(original.name, len(scenarios), [MutantResult(m, *o) for m, o in zip(ms, outcomes)])
 
 
