@@ -438,3 +438,22 @@ def test_a_pool_that_cannot_grow_is_an_error_and_is_given_back(monkeypatch, tmp_
         with system.Settings() as settings:
             settings.hugetlb_free(2, "1G")
     assert writes[:-1] == [2, 2] and writes[-1] == 1, "asked twice, then given back its size"
+
+
+def test_pagemap_reads_one_entry_per_huge_page():
+    """The observer reads the first base page of each huge page, not all of them (a
+    1 GiB page has 262,144): the same entries as reading them all and keeping every nth."""
+    from policykit.live import libc
+    from policykit.live.observe import pagemap
+
+    length = 64 * libc.PAGE_SIZE
+    addr = libc.mmap(0, length, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS)
+    try:
+        for i in range(0, 64, 3):                   # every third page present
+            libc.store(addr + i * libc.PAGE_SIZE, b"x")
+        every = pagemap(os.getpid(), addr, 64)
+        assert pagemap(os.getpid(), addr, 16, 4) == every[::4]
+        assert pagemap(os.getpid(), addr, 8, 8) == every[::8]
+        assert {e.present for e in every[::4]} == {True, False}
+    finally:
+        libc.munmap(addr, length)

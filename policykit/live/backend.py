@@ -283,7 +283,7 @@ class LiveSession:
                 if rname not in mine:
                     continue
                 step = r.page_bytes // libc.PAGE_SIZE
-                entries = pagemap(agent.pid, r.addr, r.pages * step)[::step]
+                entries = pagemap(agent.pid, r.addr, r.pages, step)
                 for i, e in enumerate(entries):
                     key = f"{name}:{rname}[{i}]"
                     raw.append((key, e))

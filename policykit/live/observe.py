@@ -51,11 +51,17 @@ class PageInfo:
     mapcount: int
 
 
-def pagemap(pid: int, addr: int, npages: int) -> list[Entry]:
-    """The pagemap entries of ``npages`` pages from ``addr`` in process ``pid``."""
+def pagemap(pid: int, addr: int, npages: int, stride: int = 1) -> list[Entry]:
+    """The pagemap entries of ``npages`` pages from ``addr`` in process ``pid``, one
+    every ``stride`` base pages (the first of each huge page: a 1 GiB hugetlb page has
+    262,144 entries, all alike)."""
     fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
     try:
-        raw = os.pread(fd, 8 * npages, addr // PAGE_SIZE * 8)
+        first = addr // PAGE_SIZE * 8
+        if stride == 1:
+            raw = os.pread(fd, 8 * npages, first)
+        else:
+            raw = b"".join(os.pread(fd, 8, first + 8 * stride * i) for i in range(npages))
     finally:
         os.close(fd)
     out = []
