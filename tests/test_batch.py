@@ -179,3 +179,26 @@ def test_a_rider_keeps_its_own_rules_and_warnings(tmp_path):
     assert b.metrics["warnings"] == 2 and a.metrics["warnings"] == 0
     assert b.rules == {"linux-5.19.pol:19": 2, "warned.pol:6": 2}     # fork_pte, then its own
     assert a.rules == {"linux-5.19.pol:19": 2, "linux-5.19.pol:27": 2}
+
+
+LIMIT = 3                   # what the hooks below read, each from globals of its own
+
+
+def test_only_hooks_alike_in_code_and_in_what_they_read_are_not_asked_again():
+    import types
+
+    from policykit.engine.riders import same_code
+
+    def template(ctx):
+        return "copy" if ctx > LIMIT else "share"
+
+    def counting(state):
+        def hook(ctx):
+            state["n"] = state.get("n", 0) + 1
+            return "share"
+        return hook
+
+    pure = [types.FunctionType(template.__code__, {"LIMIT": 3}) for _ in range(2)]
+    assert same_code(*pure) and pure[0] is not pure[1]
+    assert not same_code(pure[0], types.FunctionType(template.__code__, {"LIMIT": 4}))
+    assert not same_code(counting({}), counting({}))   # each keeps a dict of its own

@@ -116,8 +116,9 @@ class Rider:
 
 def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
     """``a`` and ``b`` compute the same: functions with equal code (and defaults and
-    closures), every global they name the same in turn; other values equal.  Two
-    policies compiled from texts that differ elsewhere have such hooks."""
+    closures), every global they name the same in turn; other values equal and
+    hashable (a dict or a list a function keeps state in is never taken as the same).
+    Two policies compiled from texts that differ elsewhere have such hooks."""
     if a is b:
         return True
     if seen is None:
@@ -137,7 +138,8 @@ def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
                    for n in a.__code__.co_names)
     if type(a) is not type(b) or isinstance(a, (FunctionType, MethodType, ModuleType)):
         return False
-    try:
+    try:                    # a value that can change (unhashable: a dict, a list) may differ later
+        hash(a)
         return bool(a == b)
     except Exception:                       # noqa: BLE001 - not comparable: not the same
         return False
