@@ -158,7 +158,8 @@ def _ride(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants
         records = _own(scenarios[i], path.records)
         if tell is not None:
             tell(0, i, session._result(scenarios[i], path.runner, records, path.warnings))
-        for k, rider in enumerate(path.runner.engine.riders or (), 1):
+        for rider in path.runner.engine.riders or ():
+            k = rider.index
             if rider.off:
                 again[k].append(i)
             elif rider_results and tell is not None:
@@ -182,7 +183,8 @@ def _ride(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants
         root = trie(scenarios)
         first = session.start()
         if others:
-            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry, session.dispatch) for s in others]
+            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry, session.dispatch, k, s)
+                                   for k, s in enumerate(others, 1)]
         start = _Path(first, [], [], 0.0)
         finish(root, start, not root.children)
         # depth first, one frame per step of the path: (node, path, its children left to

@@ -124,6 +124,11 @@ class Oracle:
         self.following: dict[int, tuple[Cell, Cell, int, int, int]] = {}
         self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
 
+    def rebind(self, pm: pluggy.PluginManager) -> None:
+        """Ask the oracle checks of ``pm``'s plugins from now on."""
+        self.pm = pm
+        self._plugin_checks = hook_caller(pm, "policykit_oracle_step")
+
     def copy(self, engine: Engine, fresh: bool = False) -> Oracle:
         """A snapshot following ``engine`` (a copy of this oracle's engine): cells are
         copied once each, so the cells that processes share, and those references are

@@ -307,6 +307,15 @@ class Runner:
         new.gone = set(self.gone) if self.gone else set()
         return new
 
+    def copy_for(self, session: Session, fresh: bool = False) -> Runner:
+        """:meth:`copy`, going on under ``session``'s policy: one that rode along this
+        run so far (the same plugins and flags: :mod:`policykit.engine.riders`)."""
+        new = self.copy(fresh)
+        new.session = session
+        new.engine.rebind(session.pm, session.registry, session.dispatch)
+        new.oracle.rebind(session.pm)
+        return new
+
     def branch(self) -> Runner:
         """A copy that goes on as this run would: the violations, warnings and rules fired
         so far carried over (:meth:`copy` starts those anew)."""

@@ -173,6 +173,43 @@ def test_diverge_finds_the_2020_rdma_case():
         "gup p buf pin write", "fork p", "dma_write r1"]
 
 
+@pytest.mark.parametrize("names, depth, cost", [
+    (["linux-5.9-rc4", "linux-5.9"], 3, False),                    # a verdict apart at depth 3
+    (["linux-6.2", "linux-6.15", "ideal"], 3, True),               # costs, three policies
+    (["linux-6.x", "linux-6.x"], 3, False),                        # nothing: exhaustive
+])
+def test_policies_riding_along_one_run_diverge_as_if_each_ran_apart(monkeypatch, names, depth, cost):
+    from policykit.engine import riders
+
+    ridden = run_diverge(names, depth, cost=cost)
+    monkeypatch.setattr(riders, "why_not", lambda *args: "told not to")
+    apart = run_diverge(names, depth, cost=cost)
+    assert (ridden.lines, ridden.what) == (apart.lines, apart.what)
+    assert (ridden.stats.distinct, ridden.stats.generated) == (apart.stats.distinct, apart.stats.generated)
+
+
+def test_a_rider_that_answers_otherwise_takes_the_step_again_alone():
+    from policykit.explore.search import ride, take
+
+    sessions = [session("linux-5.9-rc4"), session("linux-5.9")]
+    node = ride(sessions, starts(sessions, Bounds(depth=3))[0].node)
+    assert node[1] is None and node[0].engine.riders
+    lines = ["gup p buf pin write -> r1", "fork p -> c1", "dma_write r1"]
+    scn = sessions[0].parse("spawn -> p\nmmap p 1 private -> buf\n" + "\n".join(lines) + "\n", "w.scn")
+    for i, step in enumerate(scn.steps[2:], 2):
+        node, verdicts = take(node, step, i)
+        if step.op == "gup":
+            assert node[1] is None                  # both grab the page and pin it
+    assert node[1] is not None and node[1].session is sessions[1] and node[0].engine.riders is None
+    assert node[1].engine.pm is sessions[1].pm
+    assert verdicts[0].classes != verdicts[1].classes      # 5.9 copied at fork, rc4 did not
+    assert [v.classes for v in verdicts] == [v.classes for v in replay(sessions, scn_lines(scn))[-1]]
+
+
+def scn_lines(scn):
+    return [st.text for st in scn.steps]
+
+
 def test_diverge_linux_5_9_and_5_19():
     res = run_diverge(["linux-5.9", "linux-5.19"], 4, jobs=2)
     assert res.lines is not None and res.what == "verdict"

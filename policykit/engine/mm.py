@@ -239,18 +239,13 @@ class Engine:
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry,
                  machine: Machine | None = None, dispatch: Dispatch | None = None) -> None:
-        self.pm = pm
-        self.registry = registry
         self.machine = machine if machine is not None else Machine.boot()
         self.metrics: dict[str, int] = dict.fromkeys(registry.metrics, 0)
-        d = dispatch if dispatch is not None else Dispatch(pm, registry)
-        self.defaults = d.defaults
-        self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
-        self._checked = d.checked
+        self._bind(pm, registry, dispatch if dispatch is not None else Dispatch(pm, registry))
         self._listeners: list[Callable[[Event], None]] = []
         #: someone watches events (a listener, or a plugin's policykit_engine_event):
         #: the engine builds them only then (see :meth:`listen`)
-        self.observed = d.event_hook is not None
+        self.observed = self._event_hook is not None
         #: (decision point, message) of every decision that carried a warning
         self.warnings: list[tuple[str, str]] = []
         #: how often each rule (``file:line``) decided
@@ -261,6 +256,15 @@ class Engine:
         self.zapped_by_race: list[int] = []
         #: other policies asked at each decision (:mod:`.riders`); None: none ride
         self.riders: list[Rider] | None = None
+        self.nr_pages = len(self.machine.pages)
+
+    def _bind(self, pm: pluggy.PluginManager, registry: Registry, d: Dispatch) -> None:
+        """Call the policy and plugins of ``pm`` as ``d`` worked out."""
+        self.pm = pm
+        self.registry = registry
+        self.defaults = d.defaults
+        self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
+        self._checked = d.checked
         self._event_hook = d.event_hook
         m = d.mechanism
         hot = d.hot
@@ -276,7 +280,6 @@ class Engine:
         self._range_hook = m["range_prepare"]
         self._split_hook = m["split_folio"]
         self._copy_page_hook = m["copy_page"]
-        self.nr_pages = len(self.machine.pages)
 
     def clone(self) -> Engine:
         """An engine working on a copy of this one's machine, with the same policy and
@@ -293,6 +296,12 @@ class Engine:
         if self.riders is not None:
             new.riders = [r.copy() for r in self.riders]
         return new
+
+    def rebind(self, pm: pluggy.PluginManager, registry: Registry, dispatch: Dispatch) -> None:
+        """Ask another policy from now on: one that rode along this engine's run (the
+        same plugins and flags: :mod:`.riders`) and goes on alone."""
+        self._bind(pm, registry, dispatch)
+        self.riders = None
 
     # -- bookkeeping -------------------------------------------------------------------
 

@@ -40,10 +40,16 @@ _REGISTRY_HOOKS = frozenset({
 class Rider:
     """One policy riding along a run: its answers so far, or ``off`` since one differed."""
 
-    __slots__ = ("name", "dispatch", "defaults", "same", "rules_fired", "warnings", "lines", "off")
+    __slots__ = ("name", "index", "session", "dispatch", "defaults", "same", "rules_fired", "warnings", "lines",
+                 "off")
 
-    def __init__(self, name: str, dispatch: Dispatch, registry: Registry, primary: Dispatch) -> None:
+    def __init__(self, name: str, dispatch: Dispatch, registry: Registry, primary: Dispatch, index: int,
+                 session: Any = None) -> None:
         self.name = name
+        #: the rider's place among the policies run together (the run's own is 0)
+        self.index = index
+        #: what runs the rider's policy alone, once it falls off (a session)
+        self.session = session
         self.dispatch = dispatch
         #: decision point -> the action when the rider's hooks give None
         self.defaults = {n: spec.default for n, spec in registry.decision_points.items()}
@@ -62,8 +68,9 @@ class Rider:
 
     def copy(self) -> Rider:
         new = object.__new__(Rider)
-        new.name, new.dispatch, new.defaults, new.same = self.name, self.dispatch, self.defaults, self.same
-        new.off = self.off
+        new.name, new.index, new.session = self.name, self.index, self.session
+        new.dispatch, new.defaults = self.dispatch, self.defaults
+        new.same, new.off = self.same, self.off
         new.rules_fired, new.warnings, new.lines = dict(self.rules_fired), list(self.warnings), list(self.lines)
         return new
 

@@ -19,7 +19,7 @@ from ..run import RunResult, Session
 from ..scenario import load_scenarios, scenario_from_text, scenarios_from_text
 from ..scenario.model import Scenario
 from .known import KNOWN, Ignore
-from .search import Node, Search, Stats, Verdict, take
+from .search import Node, Search, Stats, Verdict, ride, take
 from .shrink import shrink
 from .space import EXPLORE_FILE, Bounds, ExploreError, Space
 
@@ -261,7 +261,9 @@ def diverge(sessions: Sequence[Session], space: Space, start: Sequence[Start], c
             hit.append((parent, step, depth))
         return True
 
-    search = Search(space, [s.node for s in start], judge, lambda v: bool(_differ(v, cost)),
+    # policies that can ride along the first one's runs do: one run a transition while
+    # they decide alike (the same witness, found sooner)
+    search = Search(space, [ride(sessions, s.node) for s in start], judge, lambda v: bool(_differ(v, cost)),
                     copy_metrics=metrics, progress=progress, jobs=jobs, keep=keep)
     stats = search.run()
     result = DivergeResult([s.policy.name for s in sessions], space, stats, cost)

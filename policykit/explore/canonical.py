@@ -59,14 +59,21 @@ def process_order(runners: Sequence[Runner]) -> list[str]:
     return [name for _, _, name in keyed]
 
 
-def canonical(runners: Sequence[Runner]) -> tuple:
+def canonical(runners: Sequence[Runner | None]) -> tuple:
     """The canonical form of one or more runs taking the same steps (``diverge`` runs
-    one per policy): each run's, with the processes visited in one shared order."""
-    order = process_order(runners)
-    return tuple(_one(r, order) for r in runners)
+    one per policy): each run's, with the processes visited in one shared order.  A
+    policy riding along the first run (None) is in the first run's state: its form is
+    that one, as it would be were it run apart."""
+    first = runners[0]
+    if len(runners) == 1:
+        return (_one(first, process_order(runners)),)  # type: ignore[arg-type]
+    resolved = [first if r is None else r for r in runners]
+    order = process_order(resolved)  # type: ignore[arg-type]
+    mine = _one(first, order)  # type: ignore[arg-type]
+    return tuple(mine if r is None or r is first else _one(r, order) for r in runners)
 
 
-def fingerprint(runners: Sequence[Runner]) -> int:
+def fingerprint(runners: Sequence[Runner | None]) -> int:
     """A 64-bit fingerprint of :func:`canonical`."""
     return hash(canonical(runners)) & 0xFFFF_FFFF_FFFF_FFFF
 

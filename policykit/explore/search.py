@@ -26,13 +26,14 @@ from typing import Any
 
 from ..errors import PluginError
 from ..oracle import Violation
-from ..run import Runner
+from ..run import Runner, Session
 from ..scenario.model import Step
 from .canonical import fingerprint
 from .space import Space
 from .visited import FingerprintSet
 
-Node = tuple[Runner, ...]
+#: one run per policy; None for a policy riding along the first run (see :func:`ride`)
+Node = tuple[Runner | None, ...]
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Trace:
 
 def weight(node: Node) -> int:
     """What keeping a state in memory costs, counted in pages (see :attr:`Search.keep`)."""
-    return sum(4 + len(r.engine.machine.pages) for r in node)
+    return sum(4 + len(r.engine.machine.pages) for r in node if r is not None)
 
 
 def replay_way(space: Space, node: Node, way: Sequence[int], depth: int = 0,
@@ -171,36 +172,75 @@ def _audit(runner: Runner) -> list[Violation]:
 def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = (),
          in_place: bool = False) -> tuple[Node, tuple[Verdict, ...]]:
     """Copy ``node`` (or, ``in_place``, use it up) and take ``step`` in each of its runs;
-    the new node and the verdicts."""
-    out = []
-    verdicts = []
-    for runner in node:
-        r = runner if in_place else runner.copy(fresh=True)
-        o = r.oracle
-        if in_place:
-            o.violations, o._seen = [], set()
-        before = [r.engine.metrics[m] for m in copy_metrics] if copy_metrics else ()
-        rec = r.step(index, step)
-        if rec.status == "error":
-            raise PluginError(f"after '{step.text}': {rec.message}")
-        # the audit's findings that were there before this step are not this step's
-        audited = audit(r)
-        stale = runner.oracle.audited
-        o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
-        found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
-        out.append(r)
-        if not found and not copy_metrics:
-            verdicts.append(_QUIET)                 # the common case: nothing to tell
-            continue
-        copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
-        zero_pin = False
-        if found:
-            m = r.engine.machine
-            zero_pin = any(g.pin and not g.write and not g.longterm and m.zero_pfn in g.pfns
-                           for g in m.refs.values())
-        verdicts.append(Verdict(frozenset(v.cls for v in found), tuple(found),
-                                r.engine.last_point or "-", copies, zero_pin))
-    return tuple(out), tuple(verdicts)
+    the new node and the verdicts.  A policy whose place in the node is None rides along
+    the first run (:func:`ride`): its verdict is that run's; if it answers otherwise at a
+    decision of this step, it takes the step again alone, from the state before it."""
+    first = node[0]
+    riding = first.engine.riders is not None
+    out: list[Runner | None] = [None] * len(node)
+    verdicts: list[Verdict | None] = [None] * len(node)
+    for k, runner in enumerate(node):
+        if runner is not None:
+            out[k], verdicts[k] = _take_one(runner, runner if in_place and not riding else None, step, index,
+                                            copy_metrics)
+    if riding:
+        stepped = out[0]
+        riders = stepped.engine.riders  # type: ignore[union-attr]
+        for rider in riders:  # type: ignore[union-attr]
+            if rider.off:                       # from here on, alone
+                alone = first.copy_for(rider.session, fresh=True)
+                out[rider.index], verdicts[rider.index] = _take_one(first, alone, step, index, copy_metrics)
+            else:
+                verdicts[rider.index] = verdicts[0]
+        if any(rider.off for rider in riders):  # type: ignore[union-attr]
+            stepped.engine.riders = [r for r in riders if not r.off] or None  # type: ignore[union-attr]
+    return tuple(out), tuple(verdicts)  # type: ignore[arg-type]
+
+
+def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
+              copy_metrics: Sequence[str]) -> tuple[Runner, Verdict]:
+    """Take ``step`` on ``r`` (a copy of ``runner`` made here when None; ``runner``
+    itself to use it up), judged against ``runner``'s audit; the run and its verdict."""
+    if r is None:
+        r = runner.copy(fresh=True)
+    o = r.oracle
+    if r is runner:
+        o.violations, o._seen = [], set()
+    before = [r.engine.metrics[m] for m in copy_metrics] if copy_metrics else ()
+    rec = r.step(index, step)
+    if rec.status == "error":
+        raise PluginError(f"after '{step.text}': {rec.message}")
+    # the audit's findings that were there before this step are not this step's
+    audited = audit(r)
+    stale = runner.oracle.audited
+    o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
+    found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
+    if not found and not copy_metrics:
+        return r, _QUIET                        # the common case: nothing to tell
+    copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
+    zero_pin = False
+    if found:
+        m = r.engine.machine
+        zero_pin = any(g.pin and not g.write and not g.longterm and m.zero_pfn in g.pfns
+                       for g in m.refs.values())
+    return r, Verdict(frozenset(v.cls for v in found), tuple(found), r.engine.last_point or "-", copies, zero_pin)
+
+
+def ride(sessions: Sequence[Session], node: Node) -> Node:
+    """The start ``node`` (one run per session, at the same state) with every policy
+    that can ride along the first's run doing so (:mod:`policykit.engine.riders`): its
+    place becomes None, and each transition costs one run while they decide alike."""
+    from ..batch import ride_groups
+    from ..engine.riders import Rider
+
+    first = sessions[0]
+    group = next(g for g in ride_groups(sessions) if g[0] == 0)
+    if len(group) == 1:
+        return node
+    head = node[0].copy()
+    head.engine.riders = [Rider(sessions[k].policy.name, sessions[k].dispatch, sessions[k].registry,
+                                first.dispatch, k, sessions[k]) for k in group[1:]]
+    return tuple(head if k == 0 else None if k in group else r for k, r in enumerate(node))
 
 
 #: the verdict of a step that showed nothing, copies not asked for
