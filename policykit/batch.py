@@ -96,8 +96,8 @@ def ride_groups(sessions: Sequence[Session]) -> list[list[int]]:
     for k, s in enumerate(sessions):
         for group in groups:
             first = sessions[group[0]]
-            if (first.timeout, first.max_pages) == (s.timeout, s.max_pages) and why_not(first.pm, first.registry, first.policy.name, s.pm, s.registry, s.policy.name,
-                       s.dispatch) is None:
+            if (first.timeout, first.max_pages) == (s.timeout, s.max_pages) and why_not(
+                    first.pm, first.registry, first.policy.name, s.pm, s.registry, s.policy.name, s.dispatch) is None:
                 group.append(k)
                 break
         else:

@@ -4,9 +4,10 @@ Runs are independent (each gets a fresh machine), so ``compare`` and ``score`` s
 them out between forked workers, the way pytest-xdist shares tests: in chunks of
 scenarios that begin alike, which :func:`policykit.batch.run_group` runs taking their
 common first steps once, under every policy of a group at once where the others can
-ride along the first's runs (:func:`policykit.batch.ride_groups`).  A worker sends back what a comparison reads of a run -- verdict,
-violations, metrics, warnings, budgets, rules -- not its step records.  Where ``fork()``
-is missing, or with one job, everything runs in this process.
+ride along the first's runs (:func:`policykit.batch.ride_groups`).  A worker sends back
+what a comparison reads of a run -- verdict, violations, metrics, warnings, budgets,
+rules -- not its step records.  Where ``fork()`` is missing, or with one job,
+everything runs in this process.
 """
 
 from __future__ import annotations
@@ -92,16 +93,16 @@ def _run_chunk(sessions: Sequence[Session], group: list[int], scenarios: Sequenc
                      first.max_pages, on_result)
 
 
-def _shares(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[list[tuple[int, list[int]]]]:
-    """What each process runs: chunks of (session group, scenario indices).  The scenarios go in
-    the order of their steps, so that those that begin alike stay together, cut into
-    chunks of about equal weight (the pages a scenario maps stand for its cost), a few
-    per process for each session; each chunk goes to the process with the least weight
-    so far, the heaviest first."""
+def _shares(ngroups: int, scenarios: Sequence[Scenario], jobs: int) -> list[list[tuple[int, list[int]]]]:
+    """What each process runs: chunks of (session group, scenario indices).  The
+    scenarios go in the order of their steps, so that those that begin alike stay
+    together, cut into chunks of about equal weight (the pages a scenario maps stand for
+    its cost), a few per process for each group; each chunk goes to the process with the
+    least weight so far, the heaviest first."""
     order = sorted(range(len(scenarios)), key=lambda i: [(st.text, st.line) for st in scenarios[i].steps])
     weight = [1 + sum(p for st in scn.steps if isinstance(p := st.params.get("pages"), int)) for scn in scenarios]
     if jobs == 1:
-        return [[(s, order) for s in range(nsessions)]]
+        return [[(g, order) for g in range(ngroups)]]
     target = sum(weight) / (_CHUNKS_PER_JOB * jobs)
     cuts: list[list[int]] = [[]]
     load = 0.0
@@ -111,13 +112,13 @@ def _shares(nsessions: int, scenarios: Sequence[Scenario], jobs: int) -> list[li
             load = 0.0
         cuts[-1].append(i)
         load += weight[i]
-    chunks = sorted(((sum(weight[i] for i in c), s, c) for s in range(nsessions) for c in cuts if c),
+    chunks = sorted(((sum(weight[i] for i in c), g, c) for g in range(ngroups) for c in cuts if c),
                     key=lambda t: -t[0])
     shares: list[list[tuple[int, list[int]]]] = [[] for _ in range(jobs)]
     loads = [0] * jobs
-    for w, s, c in chunks:
+    for w, g, c in chunks:
         k = loads.index(min(loads))
-        shares[k].append((s, c))
+        shares[k].append((g, c))
         loads[k] += w
     return shares
 

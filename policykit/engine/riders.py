@@ -6,8 +6,9 @@ same state.  A *rider* is another policy asked at every decision the run's own p
 makes, on the same state, before the decision's effects: while each of its answers is
 the same action with the same effects on the same flags, the run is also the rider's
 run, and its result is the rider's (with the rider's own rules and warnings).  At the
-first answer that differs the rider falls off, and its run is taken again alone (see
-:func:`policykit.batch.run_group`).
+first answer that differs the rider falls off: a corpus run is taken again alone
+(:func:`policykit.batch.run_group`), a search's step again from the state before it
+(:func:`policykit.explore.search.take`).
 
 Only a policy whose decisions are all that sets it apart may ride: the same plugins,
 the same declared flags (plugins read a policy's ``anon_exclusive``), no hook of its

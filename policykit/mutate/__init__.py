@@ -8,9 +8,9 @@ original, in batches (:mod:`policykit.engine.riders`), and run alone only on the
 scenarios where they decided otherwise; there a mutant stops at its first verdict
 difference (one that differs in cost only runs on, in case a verdict differs too);
 scenarios that killed more mutants are tried first; batches are shared out between
-forked workers.  A survivor
-may then be searched by ``diverge`` within bounds: a witness is a gap in the corpus
-(written as a ``.scn``), none means equivalent within those bounds.
+forked workers.  A survivor may then be searched by ``diverge`` within bounds: a
+witness is a gap in the corpus (written as a ``.scn``), none means equivalent within
+those bounds.
 """
 
 from __future__ import annotations
