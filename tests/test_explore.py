@@ -188,6 +188,22 @@ def test_policies_riding_along_one_run_diverge_as_if_each_ran_apart(monkeypatch,
     assert (ridden.stats.distinct, ridden.stats.generated) == (apart.stats.distinct, apart.stats.generated)
 
 
+def test_a_baseline_riding_along_hides_what_it_hid_apart(monkeypatch):
+    from policykit.engine import riders
+
+    s, base = session("linux-6.2"), session("linux-6.x")
+    bounds = Bounds(depth=3)
+    space = Space.build(s.registry, bounds)
+
+    def found():
+        res = explore(s, space, starts([s, base], bounds), baseline=base)
+        return [(f.cls, f.point, f.lines) for f in res.findings], res.hidden, res.stats.distinct
+
+    ridden = found()
+    monkeypatch.setattr(riders, "why_not", lambda *args: "told not to")
+    assert ridden == found() and ridden[1]
+
+
 def test_a_rider_that_answers_otherwise_takes_the_step_again_alone():
     from policykit.explore.search import ride, take
 

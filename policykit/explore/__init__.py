@@ -164,7 +164,8 @@ def explore(session: Session, space: Space, start: Sequence[Start], ignore: Iter
                     return True
         return False
 
-    search = Search(space, [s.node for s in start], judge, progress=progress, jobs=jobs, keep=keep)
+    # a baseline that can ride along the policy's run does (see diverge below)
+    search = Search(space, [ride(sessions, s.node) for s in start], judge, progress=progress, jobs=jobs, keep=keep)
     stats = search.run()
     findings = []
     for (cls, point), (parent, step, depth) in found.items():
