@@ -202,3 +202,19 @@ def test_only_hooks_alike_in_code_and_in_what_they_read_are_not_asked_again():
     assert same_code(*pure) and pure[0] is not pure[1]
     assert not same_code(pure[0], types.FunctionType(template.__code__, {"LIMIT": 4}))
     assert not same_code(counting({}), counting({}))   # each keeps a dict of its own
+
+
+def test_a_rider_that_hangs_costs_the_others_nothing_but_time(monkeypatch):
+    def wp_fault(ctx):
+        while True:
+            pass
+    s, hangs = session("copy_on_wp"), variant("copy_on_wp", "hangs", policykit_wp_fault=wp_fault)
+    for x in (s, hangs):
+        monkeypatch.setattr(x, "timeout", 0.3)
+    scenarios = parse(s, FORKED + "write p b\n", FORKED + "read c b\n")
+    mine, theirs = run_group([s, hangs], scenarios, False, 0.3, None)
+    assert [r.verdict for r in mine] == ["ok", "ok"]
+    same(mine[0], s.run(scenarios[0]))
+    assert [v.detail for v in theirs[0].violations] == ["the run took more than 0.3 s (at line 5: 'write p b')"]
+    assert theirs[1].verdict == "ok"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
