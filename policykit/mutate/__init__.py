@@ -218,8 +218,9 @@ def mutate(original: CheckedPolicy, session: Session, scenarios: Sequence[Scenar
     # to keep every process busy and the progress moving, few enough to share the runs
     size = max(4, min(64, -(-len(ms) // (8 * max(1, jobs or default_jobs())))))
     batches = [ms[k:k + size] for k in range(0, len(ms), size)]
-    told = None if progress is None else (
-        lambda done, total, what: progress(min(done * size, len(ms)), len(ms), what))
+    told = None if progress is None else (      # in mutants: the first of the batch at work
+        lambda done, total, what: progress(min(done * size, len(ms)), len(ms),
+                                           ms[int(what) * size].description if what else ""))
     outcomes = [o for batch in fork_map(runner, batches, jobs, told) for o in batch]
     return Mutation(original.name, len(scenarios), [MutantResult(m, *o) for m, o in zip(ms, outcomes)])
 
