@@ -218,3 +218,15 @@ def test_a_rider_that_hangs_costs_the_others_nothing_but_time(monkeypatch):
     assert [v.detail for v in theirs[0].violations] == ["the run took more than 0.3 s (at line 5: 'write p b')"]
     assert theirs[1].verdict == "ok"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_traced_hook_calls_keep_every_policy_running_alone(monkeypatch):
+    from policykit._manager import TRACE_HOOKS_ENV
+    from policykit.run import Session
+
+    monkeypatch.setenv(TRACE_HOOKS_ENV, "1")
+    a, b = (Session(session(n).policy, autoload=False) for n in ("copy_on_wp", "never_copy"))
+    assert ride_groups([a, b]) == [[0], [1]]
+    monkeypatch.delenv(TRACE_HOOKS_ENV)
+    a, b = (Session(session(n).policy, autoload=False) for n in ("copy_on_wp", "never_copy"))
+    assert ride_groups([a, b]) == [[0, 1]]
