@@ -173,17 +173,18 @@ def test_diverge_finds_the_2020_rdma_case():
         "gup p buf pin write", "fork p", "dma_write r1"]
 
 
-@pytest.mark.parametrize("names, depth, cost", [
-    (["linux-5.9-rc4", "linux-5.9"], 3, False),                    # a verdict apart at depth 3
-    (["linux-6.2", "linux-6.15", "ideal"], 3, True),               # costs, three policies
-    (["linux-6.x", "linux-6.x"], 3, False),                        # nothing: exhaustive
+@pytest.mark.parametrize("names, depth, cost, jobs", [
+    (["linux-5.9-rc4", "linux-5.9"], 3, False, 1),                 # a verdict apart at depth 3
+    (["linux-6.2", "linux-6.15", "ideal"], 3, True, 1),            # costs, three policies
+    (["linux-6.x", "linux-6.x"], 3, False, 1),                     # nothing: exhaustive
+    (["linux-6.2", "linux-6.15"], 4, False, 2),                    # levels shared by workers
 ])
-def test_policies_riding_along_one_run_diverge_as_if_each_ran_apart(monkeypatch, names, depth, cost):
+def test_policies_riding_along_one_run_diverge_as_if_each_ran_apart(monkeypatch, names, depth, cost, jobs):
     from policykit.engine import riders
 
-    ridden = run_diverge(names, depth, cost=cost)
+    ridden = run_diverge(names, depth, cost=cost, jobs=jobs)
     monkeypatch.setattr(riders, "why_not", lambda *args: "told not to")
-    apart = run_diverge(names, depth, cost=cost)
+    apart = run_diverge(names, depth, cost=cost, jobs=jobs)
     assert (ridden.lines, ridden.what) == (apart.lines, apart.what)
     assert (ridden.stats.distinct, ridden.stats.generated) == (apart.stats.distinct, apart.stats.generated)
 
