@@ -200,6 +200,9 @@ def test_only_hooks_alike_in_code_and_in_what_they_read_are_not_asked_again():
 
     pure = [types.FunctionType(template.__code__, {"LIMIT": 3}) for _ in range(2)]
     assert same_code(*pure) and pure[0] is not pure[1]
+    # a rule two policies inherit compiles at other lines of each
+    moved = template.__code__.replace(co_firstlineno=template.__code__.co_firstlineno + 40)
+    assert moved != template.__code__ and same_code(pure[0], types.FunctionType(moved, {"LIMIT": 3}))
     assert not same_code(pure[0], types.FunctionType(template.__code__, {"LIMIT": 4}))
     assert not same_code(counting({}), counting({}))   # each keeps a dict of its own
 

@@ -18,7 +18,7 @@ own but decisions (:func:`why_not`).
 from __future__ import annotations
 
 from time import perf_counter
-from types import FunctionType, MethodType, ModuleType
+from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -123,10 +123,10 @@ class Rider:
 
 
 def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
-    """``a`` and ``b`` compute the same: functions with equal code (and defaults and
-    closures), every global they name the same in turn; other values equal and
-    hashable (a dict or a list a function keeps state in is never taken as the same).
-    Two policies compiled from texts that differ elsewhere have such hooks."""
+    """``a`` and ``b`` compute the same: functions with equal code wherever it stands
+    (and equal defaults and closures), every global they name the same in turn; other
+    values equal and hashable (a dict or a list a function keeps state in is never taken
+    as the same).  Two policies compiled from texts that differ elsewhere have such hooks."""
     if a is b:
         return True
     if seen is None:
@@ -135,7 +135,8 @@ def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
         return True
     seen.add((id(a), id(b)))
     if isinstance(a, FunctionType) and isinstance(b, FunctionType):
-        if a.__code__ != b.__code__ or a.__defaults__ != b.__defaults__ or a.__kwdefaults__ != b.__kwdefaults__:
+        if _unplaced(a.__code__) != _unplaced(b.__code__) or a.__defaults__ != b.__defaults__ \
+                or a.__kwdefaults__ != b.__kwdefaults__:
             return False
         cells_a, cells_b = a.__closure__ or (), b.__closure__ or ()
         if len(cells_a) != len(cells_b) or not all(
@@ -151,6 +152,12 @@ def same_code(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
         return bool(a == b)
     except Exception:                       # noqa: BLE001 - not comparable: not the same
         return False
+
+
+def _unplaced(code: CodeType) -> CodeType:
+    """``code`` without where it stands in its file: a rule two policies inherit compiles
+    to the same code at other lines of each (code objects compare their line numbers)."""
+    return code.replace(co_firstlineno=1, co_linetable=b"")
 
 
 def why_not(pm: pluggy.PluginManager, registry: Registry, policy: str,
