@@ -105,6 +105,11 @@ def ride_groups(sessions: Sequence[Session]) -> list[list[int]]:
     return groups
 
 
+def rider(session: Session, primary: Session, index: int) -> Rider:
+    """``session``'s policy, to ride along runs of ``primary``'s at place ``index``."""
+    return Rider(session.policy.name, session.dispatch, session.registry, primary.dispatch, index, session)
+
+
 def run_group(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants: bool,
               timeout: float | None, max_pages: int | None,
               on_result: Callable[[int, int, RunResult], None] | None = None) -> list[list[RunResult]]:
@@ -183,8 +188,7 @@ def _ride(sessions: Sequence[Session], scenarios: Sequence[Scenario], invariants
         root = trie(scenarios)
         first = session.start()
         if others:
-            first.engine.riders = [Rider(s.policy.name, s.dispatch, s.registry, session.dispatch, k, s)
-                                   for k, s in enumerate(others, 1)]
+            first.engine.riders = [rider(s, session, k) for k, s in enumerate(others, 1)]
         start = _Path(first, [], [], 0.0)
         finish(root, start, not root.children)
         # depth first, one frame per step of the path: (node, path, its children left to

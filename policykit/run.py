@@ -5,13 +5,12 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._manager import Policy, build_registry, check_policy_complete, get_plugin_manager
 from .engine import builtin
 from .engine.invariants import check_invariants
 from .engine.mm import Dispatch, Engine, Event, OperationFailed, Outcome
-from .engine.riders import Rider
 from .engine.specs import OperationSpec, Registry
 from .errors import PluginError
 from .guard import Deadline, deadline, stops_the_run
@@ -19,6 +18,9 @@ from .oracle import Oracle, Violation
 from .scenario import load_scenario, load_scenarios, scenario_from_text
 from .scenario.model import Scenario, Step
 
+
+if TYPE_CHECKING:
+    from .engine.riders import Rider
 
 #: the metrics of the core engine (see :func:`policykit.engine.builtin.policykit_add_metrics`)
 CORE_METRICS = frozenset(m.name for m in builtin.policykit_add_metrics())

@@ -230,16 +230,14 @@ def ride(sessions: Sequence[Session], node: Node) -> Node:
     """The start ``node`` (one run per session, at the same state) with every policy
     that can ride along the first's run doing so (:mod:`policykit.engine.riders`): its
     place becomes None, and each transition costs one run while they decide alike."""
-    from ..batch import ride_groups
-    from ..engine.riders import Rider
+    from ..batch import ride_groups, rider
 
     first = sessions[0]
     group = next(g for g in ride_groups(sessions) if g[0] == 0)
     if len(group) == 1:
         return node
     head = node[0].copy()
-    head.engine.riders = [Rider(sessions[k].policy.name, sessions[k].dispatch, sessions[k].registry,
-                                first.dispatch, k, sessions[k]) for k in group[1:]]
+    head.engine.riders = [rider(sessions[k], first, k) for k in group[1:]]
     return tuple(head if k == 0 else None if k in group else r for k, r in enumerate(node))
 
 
