@@ -154,6 +154,9 @@ def _serve(sock: socket.socket) -> None:                    # pragma: no cover -
         # which MADV_PAGEOUT drains only on its own CPU.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         state = _State(sock)
+        # An agent never reaps the agents it forked: the controller reads how a dead one
+        # ended from its zombie (a SIGBUS from the kernel is a result, see
+        # LiveSession._killed_by); the controller, their subreaper, reaps them at the end.
         while True:
             try:
                 op, args = _recv(state.sock)
@@ -173,7 +176,6 @@ def _serve(sock: socket.socket) -> None:                    # pragma: no cover -
             except OSError as exc:
                 name = _errno.errorcode.get(exc.errno or 0, "EIO")
                 _send(state.sock, ("failed", (name, f"{exc.strerror or exc}")))
-            _reap()
     except BaseException as exc:
         code = 1
         try:
@@ -182,14 +184,6 @@ def _serve(sock: socket.socket) -> None:                    # pragma: no cover -
             pass
     finally:
         os._exit(code)
-
-
-def _reap() -> None:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
 
 
 def _fork(state: _State) -> None:                           # pragma: no cover - the agent
