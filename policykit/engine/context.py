@@ -264,6 +264,69 @@ def attribute_defaults(registry: Registry) -> dict[str, dict[str, Any]]:
 _new = tuple.__new__
 
 
+def _flag(name: str, default: Any) -> property:
+    def get(self: _View) -> Any:
+        flags = self[0].flags
+        return flags.get(name, default) if flags else default
+    return property(get, doc=f"the policy flag ``{name}``")
+
+
+def _attr(name: str, default: Any) -> property:
+    def get(self: _View) -> Any:
+        attrs = self[0].attrs
+        return attrs.get(name, default) if attrs else default
+    return property(get, doc=f"the attribute ``{name}``")
+
+
+def _attr_or_flag(name: str, default: Any) -> property:
+    def get(self: _View) -> Any:
+        obj = self[0]
+        attrs = obj.attrs
+        if attrs and name in attrs:
+            return attrs[name]
+        flags = obj.flags
+        return flags.get(name, default) if flags else default
+    return property(get, doc=f"the attribute or policy flag ``{name}``")
+
+
+class Views:
+    """The view classes of one registry's contexts: each owner's view with a property
+    for every declared attribute and flag, read as cheaply as an engine field (rules read
+    them at every decision; the base views find them through ``__getattr__``, after a
+    failed lookup).  Undeclared names still reach ``__getattr__`` and its hint."""
+
+    __slots__ = ("defaults", "page", "pte", "vma", "mm")
+
+    def __init__(self, defaults: dict[str, dict[str, Any]]) -> None:
+        self.defaults = defaults
+        for owner in ("page", "pte", "vma", "mm"):
+            base = VIEWS[owner]
+            flagged = issubclass(base, _FlaggedView)
+            members: dict[str, Any] = {"__slots__": ()}
+            for name, default in defaults[owner].items():
+                if hasattr(base, name) or not name.isidentifier():
+                    continue
+                if flagged and name.startswith(FLAG_PREFIX):
+                    members[name] = _flag(name[len(FLAG_PREFIX):], default)
+                else:
+                    members[name] = (_attr_or_flag if flagged else _attr)(name, default)
+            setattr(self, owner, type(base.__name__, (base,), members))
+
+    def context(self, point: str, page: Page | None, pte: Pte | None, vma: Vma | None, mm: Mm | None,
+                foll: FollFlags | None = None, machine: Machine | None = None,
+                vpn: int | None = None) -> Context:
+        """:func:`make_context` with these views."""
+        d = self.defaults
+        return _new(Context, (
+            point,
+            _new(self.page, (page, d["page"], machine, mm)) if page is not None else None,
+            _new(self.pte, (pte, d["pte"], machine, mm, vpn)) if pte is not None else None,
+            _new(self.vma, (vma, d["vma"], machine)) if vma is not None else None,
+            _new(self.mm, (mm, d["mm"], machine)) if mm is not None else None,
+            foll,
+        ))
+
+
 def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | None,
                  pte: Pte | None, vma: Vma | None, mm: Mm | None,
                  foll: FollFlags | None = None, machine: Machine | None = None,

@@ -17,7 +17,7 @@ import pluggy
 from ..errors import PluginError, PolicyDecisionError
 from ..guard import stops_the_run
 from ..limits import DECISION_BUDGET
-from .context import FLAG_PREFIX, FollFlags, attribute_defaults, make_context
+from .context import FLAG_PREFIX, FollFlags, Views, attribute_defaults
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import Decision, Registry
@@ -137,11 +137,13 @@ def hook_caller(pm: pluggy.PluginManager, name: str) -> Any:
     return every
 
 
-def positional_caller(pm: pluggy.PluginManager, name: str, only: frozenset[str] | None = None) -> Any:
+def positional_caller(pm: pluggy.PluginManager, name: str, only: frozenset[str] | None = None,
+                      results: bool = True) -> Any:
     """A caller for hook ``name`` taking its arguments by position, in the hookspec's
     order (hot paths: no keyword dict per call), or None when no plugin implements it.
     It returns what pluggy would: the first non-None result of a firstresult hook, else
-    the list of results.  ``only``: the implementations of these plugins alone."""
+    the list of results (``results=False``: None, for a caller that ignores them).
+    ``only``: the implementations of these plugins alone."""
     hook = getattr(pm.hook, name)
     if not hook.get_hookimpls():
         return None
@@ -155,7 +157,15 @@ def positional_caller(pm: pluggy.PluginManager, name: str, only: frozenset[str] 
             return None
     # an implementation taking the spec's arguments in the spec's order gets them as they come
     plain = [(fn, None if names == order else tuple(order.index(n) for n in names)) for fn, names, _ in calls]
-    if hook.spec.opts.get("firstresult"):
+    firstresult = hook.spec.opts.get("firstresult")
+    if len(plain) == 1 and plain[0][1] is None and (firstresult or not results):
+        return plain[0][0]                      # one implementation: itself
+    if not results and not firstresult:
+        def each(*args: Any) -> None:
+            for fn, picks in plain:
+                fn(*args) if picks is None else fn(*[args[i] for i in picks])
+        return each
+    if firstresult:
         def first(*args: Any) -> Any:
             for fn, picks in plain:
                 res = fn(*args) if picks is None else fn(*[args[i] for i in picks])
@@ -193,6 +203,7 @@ class Dispatch:
 
     def __init__(self, pm: pluggy.PluginManager, registry: Registry) -> None:
         self.defaults = attribute_defaults(registry)
+        self.views = Views(self.defaults)
         self.hooks = {name: getattr(pm.hook, spec.hook_name)
                       for name, spec in registry.decision_points.items()}
         # Decision hooks take one argument, ctx: impls that take it (not fewer) are
@@ -212,8 +223,9 @@ class Dispatch:
         # those of the per-page paths (faults, fork, freeing) are called by position
         self.mechanism = {name: hook_caller(pm, f"policykit_{name}") for name in (
             "zap_pte", "peek_pte", "range_prepare", "copy_page", "split_folio")}
-        self.hot = {name: positional_caller(pm, f"policykit_{name}") for name in (
-            "handle_fault", "copy_pte", "page_added", "wp_prepare", "page_reused", "page_freed")}
+        self.hot = {name: positional_caller(pm, f"policykit_{name}") for name in ("handle_fault", "copy_pte")}
+        self.hot.update({name: positional_caller(pm, f"policykit_{name}", results=False) for name in (
+            "page_added", "wp_prepare", "page_reused", "page_freed")})
         self._pm = pm
         #: a VMA attribute -> the plugin that declared it (the VMA's owner)
         self._vma_owners = {a.name: a.provider for a in registry.attributes.values() if a.owner == "vma"}
@@ -263,6 +275,7 @@ class Engine:
         self.pm = pm
         self.registry = registry
         self.defaults = d.defaults
+        self._context = d.views.context
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
         self._checked = d.checked
         self._event_hook = d.event_hook
@@ -349,7 +362,7 @@ class Engine:
                mm: Mm | None, foll: FollFlags | None = None, pid: int | None = None,
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
-        ctx = make_context(point, self.defaults, page, pte, vma, mm, foll, self.machine, vpn)
+        ctx = self._context(point, page, pte, vma, mm, foll, self.machine, vpn)
         fast = self._fast[point]
         who = None
         started = perf_counter()
@@ -481,13 +494,18 @@ class Engine:
     def alloc_page(self, anon: bool = True, atomic: bool = False) -> Page | None:
         """Allocate a page holding one reference for its caller; None on failure: an
         injected one (``fail_alloc``), or a GFP_ATOMIC one under memory pressure."""
-        if not self._may_allocate(atomic):
-            return None
         m = self.machine
+        if (m.fail_allocs or (atomic and m.pressure)) and not self._may_allocate(atomic):
+            return None
         pfn = m.next_pfn
         m.next_pfn += 1
-        page = m.pages[pfn] = Page(pfn, refcount=1, anon=anon)
-        self._allocated(1)
+        page = m.pages[pfn] = _new(Page)           # Page(pfn, refcount=1, anon=anon), unrolled
+        page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
+        page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
+        page.attrs, page.flags, page.folio = {}, {}, None
+        self.nr_pages += 1
+        if self.nr_pages - 1 > self.metrics["peak_pages"]:
+            self.metrics["peak_pages"] = self.nr_pages - 1
         if self.observed:
             self.emit(Event("alloc", pfn=pfn))
         return page
