@@ -187,6 +187,38 @@ def test_context_is_read_only():
     assert r.verdict == "error" and "read-only" in r.violations[0].detail
 
 
+def test_a_decision_reads_attributes_and_flags_as_they_are_or_their_defaults():
+    """What a hook reads of ``ctx``: a policy flag by its bare name and compiled policies'
+    ``f_`` name, a plugin attribute the page holds, the declared default of one it does
+    not, and for an undeclared name an AttributeError that names the likely one."""
+    tagger = types.ModuleType("tagger")
+    tagger.policykit_add_attributes = hookimpl(lambda: [AttributeSpec("page", "tag", int, 7)])
+    seen = []
+
+    def wp_fault(ctx):
+        page = ctx.page
+        seen.append((page.anon_exclusive, page.f_anon_exclusive, page.tag))
+        try:
+            page.anon_exclusiv
+        except AttributeError as exc:
+            seen.append(str(exc))
+        return "copy"
+
+    s = variant("anon_exclusive", "reader", policykit_wp_fault=wp_fault)
+    s = Session(s.policy, plugins=[tagger], autoload=False)
+    steps = s.parse("spawn -> p\nmmap p 2 private -> b\nwrite p b\nfork p -> c\n"
+                    "write p b[0]\nwrite p b[1]\n").steps
+    run = s.start()
+    for i, step in enumerate(steps[:4]):
+        run.step(i, step)
+    first = run.engine.machine.pages[run.engine.machine.processes[run.pids["p"]].mm.ptes[run.bases["b"]].pfn]
+    first.flags["anon_exclusive"], first.attrs["tag"] = True, 3
+    run.step(4, steps[4])
+    run.step(5, steps[5])
+    assert seen[0] == (True, True, 3) and seen[2] == (False, False, 7)
+    assert "page has no attribute 'anon_exclusiv'; did you mean 'anon_exclusive'" in seen[1], seen[1]
+
+
 def test_two_plugins_declaring_the_same_attribute_conflict():
     other = types.ModuleType("other")
     other.policykit_add_attributes = hookimpl(
