@@ -211,7 +211,8 @@ def test_a_decision_reads_attributes_and_flags_as_they_are_or_their_defaults():
     run = s.start()
     for i, step in enumerate(steps[:4]):
         run.step(i, step)
-    first = run.engine.machine.pages[run.engine.machine.processes[run.pids["p"]].mm.ptes[run.bases["b"]].pfn]
+    machine = run.engine.machine
+    first = machine.pages[machine.processes[run.pids["p"]].mm.ptes[run.bases["b"]].pfn]
     first.flags["anon_exclusive"], first.attrs["tag"] = True, 3
     run.step(4, steps[4])
     run.step(5, steps[5])

@@ -163,7 +163,10 @@ def positional_caller(pm: pluggy.PluginManager, name: str, only: frozenset[str] 
     if not results and not firstresult:
         def each(*args: Any) -> None:
             for fn, picks in plain:
-                fn(*args) if picks is None else fn(*[args[i] for i in picks])
+                if picks is None:
+                    fn(*args)
+                else:
+                    fn(*[args[i] for i in picks])
         return each
     if firstresult:
         def first(*args: Any) -> Any:
