@@ -246,9 +246,13 @@ class Vma:
         return self.end - self.start
 
     def copy(self) -> Vma:
-        return Vma(self.start, self.end, self.shared, self.write, self.may_write,
-                   self.dontcopy, self.wipeonfork, self.softdirty, self.shmem, self.pgoff,
-                   dict(self.attrs))
+        new = _new(Vma)                 # not through __init__: a snapshot copies every VMA
+        new.start, new.end, new.shared, new.write, new.may_write = (self.start, self.end, self.shared,
+                                                                    self.write, self.may_write)
+        new.dontcopy, new.wipeonfork, new.softdirty, new.shmem, new.pgoff = (self.dontcopy, self.wipeonfork,
+                                                                             self.softdirty, self.shmem, self.pgoff)
+        new.attrs = dict(self.attrs) if self.attrs else {}
+        return new
 
 
 @dataclass(slots=True)
@@ -274,9 +278,14 @@ class Mm:
         return None
 
     def copy(self) -> Mm:
-        return Mm([v.copy() for v in self.vmas], {k: p.copy() for k, p in self.ptes.items()},
-                  self.has_pinned, dict(self.attrs), dict(self.flags), set(self.clean) if self.clean else set(),
-                  self.mm_id)
+        new = _new(Mm)
+        new.vmas = [v.copy() for v in self.vmas]
+        new.ptes = {k: p.copy() for k, p in self.ptes.items()}
+        new.has_pinned, new.mm_id = self.has_pinned, self.mm_id
+        new.attrs = dict(self.attrs) if self.attrs else {}
+        new.flags = dict(self.flags) if self.flags else {}
+        new.clean = set(self.clean) if self.clean else set()
+        return new
 
 
 @dataclass(slots=True)
@@ -287,7 +296,9 @@ class Process:
     alive: bool = True
 
     def copy(self) -> Process:
-        return Process(self.pid, self.name, self.mm.copy(), self.alive)
+        new = _new(Process)
+        new.pid, new.name, new.mm, new.alive = self.pid, self.name, self.mm.copy(), self.alive
+        return new
 
 
 @dataclass(slots=True)
