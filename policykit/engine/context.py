@@ -297,10 +297,13 @@ class Views:
 
     __slots__ = ("defaults", "page", "pte", "vma", "mm")
 
-    def __init__(self, defaults: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, defaults: dict[str, dict[str, Any]], properties: bool = True) -> None:
         self.defaults = defaults
         for owner in ("page", "pte", "vma", "mm"):
             base = VIEWS[owner]
+            if not properties:                  # the base views, for a context made once
+                setattr(self, owner, base)
+                continue
             flagged = issubclass(base, _FlaggedView)
             members: dict[str, Any] = {"__slots__": ()}
             for name, default in defaults[owner].items():
@@ -331,11 +334,5 @@ def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | N
                  pte: Pte | None, vma: Vma | None, mm: Mm | None,
                  foll: FollFlags | None = None, machine: Machine | None = None,
                  vpn: int | None = None) -> Context:
-    return _new(Context, (
-        point,
-        _new(PageView, (page, defaults["page"], machine, mm)) if page is not None else None,
-        _new(PteView, (pte, defaults["pte"], machine, mm, vpn)) if pte is not None else None,
-        _new(VmaView, (vma, defaults["vma"], machine)) if vma is not None else None,
-        _new(MmView, (mm, defaults["mm"], machine)) if mm is not None else None,
-        foll,
-    ))
+    """A decision context on the base views (an engine makes its own with :class:`Views`)."""
+    return Views(defaults, properties=False).context(point, page, pte, vma, mm, foll, machine, vpn)

@@ -32,8 +32,6 @@ _MREMAP_ALIGN = 512
 #: fault_around_bytes (64 KiB) in pages, and the entries of one page table
 FAULT_AROUND_PAGES = 16
 PTRS_PER_PTE = 512
-#: a Page made without its __init__, on hot paths
-_new = object.__new__
 #: faults GUP may trigger on one page before it gives up
 _GUP_MAX_FAULTS = 3
 
@@ -502,13 +500,8 @@ class Engine:
             return None
         pfn = m.next_pfn
         m.next_pfn += 1
-        page = m.pages[pfn] = _new(Page)           # Page(pfn, refcount=1, anon=anon), unrolled
-        page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
-        page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
-        page.attrs, page.flags, page.folio = {}, {}, None
-        self.nr_pages += 1
-        if self.nr_pages - 1 > self.metrics["peak_pages"]:
-            self.metrics["peak_pages"] = self.nr_pages - 1
+        page = m.pages[pfn] = Page.fresh(pfn, anon, {}, None)
+        self._allocated(1)
         if self.observed:
             self.emit(Event("alloc", pfn=pfn))
         return page
@@ -526,11 +519,8 @@ class Engine:
         folio = Folio(first, nr, nr)
         pages = []
         table = m.pages
-        for pfn in range(first, first + nr):       # Page(pfn, refcount=1, ...), unrolled
-            page = table[pfn] = _new(Page)
-            page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
-            page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
-            page.attrs, page.flags, page.folio = {"folio": first, "folio_nr": nr}, {}, folio
+        for pfn in range(first, first + nr):
+            page = table[pfn] = Page.fresh(pfn, anon, {"folio": first, "folio_nr": nr}, folio)
             pages.append(page)
         self._allocated(nr)
         if self.observed:

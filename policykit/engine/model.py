@@ -185,6 +185,16 @@ class Page:
                 f"mapcount={self.mapcount}, anon={self.anon}, zero={self.zero}, pins={self.pins}, "
                 f"gets={self.gets}, attrs={self.attrs}, flags={self.flags})")
 
+    @staticmethod
+    def fresh(pfn: int, anon: bool, attrs: dict[str, Any], folio: Folio | None) -> Page:
+        """A page just allocated, holding one reference for its caller (an allocation
+        makes many: not through ``__init__``)."""
+        page = _new(Page)
+        page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
+        page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
+        page.attrs, page.flags, page.folio = attrs, {}, folio
+        return page
+
     def copy(self) -> Page:
         """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
         new = _new(Page)
