@@ -49,9 +49,13 @@ def test_the_properties_catch_a_broken_fmt(monkeypatch, workdir):
 
 def test_the_properties_catch_an_error_verdict(monkeypatch, workdir):
     """... and so is a policy that checks but whose runs end in error (here: every
-    decision over its time budget)."""
+    decision breaks as a plugin's would)."""
     import policykit.engine.mm as mm
-    monkeypatch.setattr(mm, "DECISION_BUDGET", -1.0)
+    from policykit.errors import PluginError
+
+    def decide(self, point, *args, **kwargs):
+        raise PluginError("broken on purpose", hook=f"policykit_{point}")
+    monkeypatch.setattr(mm.Engine, "decide", decide)
     with pytest.raises(fuzz.Broken, match="error verdict"):
         fuzz.check_policy_text("policy x\nextends linux-6.x\n", workdir)
 

@@ -101,6 +101,20 @@ def test_a_slow_decision_is_an_error(monkeypatch):
     assert "a decision may take 0.02 s" in error_of(s.run(s.parse(WRITE_AFTER_FORK)))
 
 
+def test_a_compiled_policy_is_not_timed_a_plugin_beside_it_is(monkeypatch):
+    """A checked policy's cost is bounded: its decisions skip the clock.  A plugin's
+    implementation of the same point is still held to the budget."""
+    import policykit.engine.mm as mm
+    monkeypatch.setattr(mm, "DECISION_BUDGET", -1.0)
+    s = Session(load_policy("linux-6.x"))
+    assert s.run(s.parse(WRITE_AFTER_FORK)).verdict == "ok"
+
+    plugin = types.ModuleType("beside")
+    plugin.policykit_wp_fault = hookimpl(lambda ctx: None)
+    s = Session(load_policy("linux-6.x"), plugins=[plugin])
+    assert "a decision may take -1 s" in error_of(s.run(s.parse(WRITE_AFTER_FORK)))
+
+
 def test_a_run_past_its_time_is_an_error_naming_the_step_and_the_next_goes_on():
     def wp_fault(ctx):
         while True:

@@ -270,6 +270,8 @@ def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     flags = [AttributeSpec(f.owner, f.name, _PY_TYPES[f.type], f.default, f.doc, flag=True,
                            provider=f"policy:{policy.name}") for f in policy.flags.values()]
     hooks = {k: v for k, v in namespace.items() if k.startswith("policykit_")}
+    for fn in hooks.values():
+        fn.bounded = True       # checked code: no loop, no call out, a bounded cost (PK3xx)
 
     def policykit_add_attributes() -> list[AttributeSpec]:
         return flags

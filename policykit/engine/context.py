@@ -207,15 +207,45 @@ class FollFlags:
 class Context(tuple):
     """What a decision hook receives: ``point`` (the decision point's name) and, where
     the point provides them, views ``page``, ``pte``, ``vma``, ``mm`` and the GUP flags
-    ``foll``; absent ones are None."""
+    ``foll``; absent ones are None.  A view is made when it is read (a rule reads one or
+    two of them), so read it once into a local where it is read often."""
 
     __slots__ = ()
+    # (point, page, pte, vma, mm, foll, views, machine, vpn): the engine's objects
     point = property(itemgetter(0))
-    page = property(itemgetter(1))
-    pte = property(itemgetter(2))
-    vma = property(itemgetter(3))
-    mm = property(itemgetter(4))
     foll = property(itemgetter(5))
+
+    @property
+    def page(self) -> Any:
+        page = self[1]
+        if page is None:
+            return None
+        views = self[6]
+        return _new(views.page, (page, views.defaults["page"], self[7], self[4]))
+
+    @property
+    def pte(self) -> Any:
+        pte = self[2]
+        if pte is None:
+            return None
+        views = self[6]
+        return _new(views.pte, (pte, views.defaults["pte"], self[7], self[4], self[8]))
+
+    @property
+    def vma(self) -> Any:
+        vma = self[3]
+        if vma is None:
+            return None
+        views = self[6]
+        return _new(views.vma, (vma, views.defaults["vma"], self[7]))
+
+    @property
+    def mm(self) -> Any:
+        mm = self[4]
+        if mm is None:
+            return None
+        views = self[6]
+        return _new(views.mm, (mm, views.defaults["mm"], self[7]))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a decision context is read-only")
@@ -319,15 +349,7 @@ class Views:
                 foll: FollFlags | None = None, machine: Machine | None = None,
                 vpn: int | None = None) -> Context:
         """:func:`make_context` with these views."""
-        d = self.defaults
-        return _new(Context, (
-            point,
-            _new(self.page, (page, d["page"], machine, mm)) if page is not None else None,
-            _new(self.pte, (pte, d["pte"], machine, mm, vpn)) if pte is not None else None,
-            _new(self.vma, (vma, d["vma"], machine)) if vma is not None else None,
-            _new(self.mm, (mm, d["mm"], machine)) if mm is not None else None,
-            foll,
-        ))
+        return _new(Context, (point, page, pte, vma, mm, foll, self, machine, vpn))
 
 
 def make_context(point: str, defaults: dict[str, dict[str, Any]], page: Page | None,

@@ -7,7 +7,7 @@ Every COW or pin decision is asked of the policy through a decision hook
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -210,10 +210,15 @@ class Dispatch:
         # Decision hooks take one argument, ctx: impls that take it (not fewer) are
         # called directly; otherwise, or with a wrapper or tracing, pluggy calls.
         self.fast: dict[str, tuple[tuple[Callable[..., Any], str], ...] | None] = {}
+        #: the points where a decision is timed against DECISION_BUDGET: all but those
+        #: only compiled policies answer (their cost is bounded when they are checked)
+        self.timed: dict[str, bool] = {}
         for name, hook in self.hooks.items():
             calls = _direct_calls(pm, hook)
             plain = calls is not None and all(names == ("ctx",) for _, names, _ in calls)
             self.fast[name] = tuple((fn, who) for fn, _, who in calls) if plain else None
+            self.timed[name] = not plain or not all(getattr(fn, "bounded", False) is True
+                                                    for fn, _, _ in calls)  # type: ignore[union-attr]
         self.flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self.actions = {name: frozenset(spec.actions) for name, spec in registry.decision_points.items()}
         #: id(Decision) -> (the Decision, its checked effects): see Engine._check_effects
@@ -278,6 +283,7 @@ class Engine:
         self.defaults = d.defaults
         self._context = d.views.context
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
+        self._timed = d.timed
         self._checked = d.checked
         self._event_hook = d.event_hook
         m = d.mechanism
@@ -366,7 +372,9 @@ class Engine:
         ctx = self._context(point, page, pte, vma, mm, foll, self.machine, vpn)
         fast = self._fast[point]
         who = None
-        started = perf_counter()
+        timed = self._timed[point]
+        if timed:
+            started = perf_counter()
         try:
             if fast is None:
                 res = self._hooks[point](ctx=ctx)
@@ -385,8 +393,7 @@ class Engine:
             hook = self._hooks[point]
             raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
                               hook=f"policykit_{point}") from exc
-        took = perf_counter() - started
-        if took > DECISION_BUDGET:
+        if timed and (took := perf_counter() - started) > DECISION_BUDGET:
             raise PluginError(f"the decision took {took:.2f} s; a decision may take {DECISION_BUDGET:g} s",
                               plugin=who, hook=f"policykit_{point}")
         if type(res) is Decision and res.action in self._actions[point]:
@@ -551,24 +558,56 @@ class Engine:
                 p.attrs.pop(key, None)
         return True
 
+    # The per-page paths below change a page's counts without its properties: a page of
+    # a large folio adds the change to its folio's sums itself (see Page.refcount).
+
     def map_page(self, page: Page, mm: Mm, n: int = 1) -> None:
         """``mm`` maps ``page`` ``n`` more times: its mapcount, and for a page of a large
         folio the folio's mm slots (``folio_add_return_large_mapcount()``)."""
-        page.mapcount += n
-        if page.folio is not None:
-            page.folio.mm_mapped(mm.mm_id, n)
+        page._mapcount += n
+        folio = page.folio
+        if folio is not None:
+            folio.maps += n
+            folio.mm_mapped(mm.mm_id, n)
+
+    def map_pages(self, pages: Sequence[Page], mm: Mm, ref: bool = False) -> None:
+        """``mm`` maps each of ``pages`` once more, as :meth:`map_page` would one by one,
+        and with ``ref`` takes a reference on each (fork sharing them: ``folio_ref_add()``
+        and ``folio_dup_anon_rmap_ptes()``): the pages of one large folio cost one update
+        of its sums and mm slots."""
+        folio = pages[0].folio if pages else None
+        if folio is None or not all(p.folio is folio for p in pages):
+            for page in pages:
+                self.map_page(page, mm)
+                if ref:
+                    page.refcount += 1
+            return
+        for page in pages:
+            page._mapcount += 1
+            if ref:
+                page._refcount += 1
+        n = len(pages)
+        folio.maps += n
+        if ref:
+            folio.refs += n
+        folio.mm_mapped(mm.mm_id, n)
 
     def unmap_page(self, page: Page, mm: Mm, n: int = 1) -> None:
         """``mm`` maps ``page`` ``n`` times fewer (``folio_sub_return_large_mapcount()``)."""
-        page.mapcount -= n
-        if page.folio is not None:
-            page.folio.mm_unmapped(mm.mm_id, n)
+        page._mapcount -= n
+        folio = page.folio
+        if folio is not None:
+            folio.maps -= n
+            folio.mm_unmapped(mm.mm_id, n)
 
     def put_page(self, page: Page, n: int = 1) -> None:
         if page.zero:
             return
-        page.refcount -= n
-        if page.refcount == 0:
+        page._refcount -= n
+        folio = page.folio
+        if folio is not None:
+            folio.refs -= n
+        if page._refcount == 0:
             del self.machine.pages[page.pfn]
             self.nr_pages -= 1
             if self._freed_hook is not None:
@@ -585,9 +624,15 @@ class Engine:
 
     def copy_page(self, src: Page, metric: str, atomic: bool = False) -> Page | None:
         """Allocate a page and copy ``src`` into it (``copy_user_highpage``)."""
-        new = self.alloc_page(atomic=atomic)
-        if new is None:
+        m = self.machine
+        if (m.fail_allocs or (atomic and m.pressure)) and not self._may_allocate(atomic):
             return None
+        pfn = m.next_pfn                        # alloc_page(), unrolled: once a page copied
+        m.next_pfn += 1
+        new = m.pages[pfn] = Page.fresh(pfn, True, {}, None)
+        self._allocated(1)
+        if self.observed:
+            self.emit(Event("alloc", pfn=pfn))
         new.content = src.content
         self.metrics[metric] += 1
         self.metrics["bytes_copied"] += PAGE_SIZE

@@ -97,7 +97,9 @@ class Rider:
         """The rider's answer when it is ``d``; else None."""
         disp = self.dispatch
         fast = disp.fast[point]
-        started = perf_counter()
+        timed = disp.timed[point]
+        if timed:
+            started = perf_counter()
         res = None
         try:
             for impl, _ in fast:  # type: ignore[union-attr]
@@ -108,7 +110,7 @@ class Rider:
             if stops_the_run(exc):
                 raise
             return None
-        if perf_counter() - started > DECISION_BUDGET:
+        if timed and perf_counter() - started > DECISION_BUDGET:
             return None
         if not isinstance(res, Decision):
             if res is None and self.defaults[point] is not None:

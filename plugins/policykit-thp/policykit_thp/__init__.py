@@ -231,9 +231,10 @@ def _alloc_thp(engine: Any) -> list[Any] | None:
 
 def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool) -> None:
     """Map a fresh THP by a PMD; the pages' allocation references become the mapping's."""
+    ptes = mm.ptes
     for v, page in zip(span, pages):
-        mm.ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
-        engine.map_page(page, mm)
+        ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
+    engine.map_pages(pages, mm)
     pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
 
 
@@ -243,9 +244,10 @@ def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
     pages = engine.alloc_folio(len(span))
     if pages is None:
         return None
+    ptes = mm.ptes
     for v, page in zip(span, pages):
-        mm.ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
-        engine.map_page(page, mm)
+        ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
+    engine.map_pages(pages, mm)
     engine.count("thp_faults")
     return mm.ptes[vpn]
 
@@ -362,14 +364,14 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
         return None                                           # fork_pte decides per page
     _mirror_head(engine, head)
     span = _range(src_vma, vpn)
+    src_ptes, dst_ptes, cow = src_mm.ptes, dst_mm.ptes, src_vma.is_cow_mapping
     for v in span:                                            # copy_huge_pmd(): share, R/O
-        src = src_mm.ptes[v]
-        if src_vma.is_cow_mapping:
+        src = src_ptes[v]
+        if cow:
             src.writable = False
-        page = engine.machine.pages[src.pfn]
-        dst_mm.ptes[v] = Pte(src.pfn, writable=src.writable, dirty=src.dirty, attrs={"pmd": True})
-        engine.map_page(page, dst_mm)
-        page.refcount += 1
+        dst_ptes[v] = Pte(src.pfn, writable=src.writable, dirty=src.dirty, attrs={"pmd": True})
+    pages = engine.machine.pages
+    engine.map_pages([pages[head.pfn + i] for i in range(HPAGE_PMD_NR)], dst_mm, ref=True)
     head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 0) + 1
     return dst_mm.ptes[vpn]
 
