@@ -20,7 +20,7 @@ def test_compare_summarizes_relates_and_lists_differences_first(capsys):
     assert "linux-5.19 vs linux-5.9: stricter; correct only under linux-5.19: " in rest
     relation = rest.split("\n\n")[0]
     # the variants of one scenario go together: ro-pin-previously-shared/{base,...}
-    sizes, small = "{16k,32k,64k,128k,2m}", "{16k,32k,64k,128k}"
+    sizes, small = "{16k,32k,64k,128k,256k,2m}", "{16k,32k,64k,128k,256k}"
     assert (f"ro-pin-previously-shared/{{base,partially-mremapped-thp:{sizes},partially-shared-thp:{sizes},"
             f"pte-mapped-thp:{sizes},single-pte-swapped-thp:{small},single-pte-thp:{sizes},swapped,"
             f"swapped-pte-mapped-thp:{small}}}") in relation
@@ -103,13 +103,13 @@ def test_corpus_lists_scenarios(capsys):
 def test_corpus_runs_each_cow_c_anon_test_on_every_variant(capsys):
     assert main(["corpus", "-k", "cow-basic/*", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    # each PTE-mapped shape at 16, 32, 64 and 128 KiB and the PMD size (the bare name),
-    # and the swapped-out shapes at 16 to 128 KiB
+    # each PTE-mapped shape at 16 to 256 KiB and the PMD size (the bare name), and the
+    # swapped-out shapes at 16 to 256 KiB
     sized = [f"{shape}:{size}" if size != "2m" else shape
              for shape in ("pte-mapped-thp", "partially-mremapped-thp", "single-pte-thp", "partially-shared-thp")
-             for size in ("16k", "32k", "64k", "128k", "2m")]
+             for size in ("16k", "32k", "64k", "128k", "256k", "2m")]
     swapped = [f"{shape}:{size}" for shape in ("swapped-pte-mapped-thp", "single-pte-swapped-thp")
-               for size in ("16k", "32k", "64k", "128k")]
+               for size in ("16k", "32k", "64k", "128k", "256k")]
     assert [s["variant"] for s in doc["scenarios"]] == ["base", "swapped", "thp", *sized, *swapped, "hugetlb",
                                                         "hugetlb-1g"]
     thp = doc["scenarios"][2]
