@@ -47,42 +47,97 @@ def default_jobs() -> int:
 def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: int | None = None,
               progress: Callable[[int, int, str], None] | None = None) -> list[list[RunResult]]:
     """``results[s][i]``: ``scenarios[i]`` run under ``sessions[s]``, on up to ``jobs``
-    processes (default: :func:`default_jobs`).  Each process runs chunks of scenarios
-    that begin alike with :func:`policykit.batch.run_group`, which takes their first
-    steps once, and once for the policies that can ride along each other's runs."""
+    processes (default: :func:`default_jobs`).  Each process takes chunks of scenarios
+    that begin alike from a shared queue, the heaviest first, until none is left, and
+    runs each with :func:`policykit.batch.run_group`, which takes their first steps once,
+    and once for the policies that can ride along each other's runs."""
     total = len(sessions) * len(scenarios)
     jobs = default_jobs() if jobs is None else jobs
     jobs = max(1, min(jobs, total // MIN_RUNS_PER_WORKER))
     if not hasattr(os, "fork"):
         jobs = 1
     groups = ride_groups(sessions)
-    shares = _shares(len(groups), scenarios, jobs)
+    chunks = _chunks(len(groups), scenarios, jobs)
     results: list[list[Any]] = [[None] * len(scenarios) for _ in sessions]
     done = Counters(jobs)
-    with _long_lived_frozen():
-        workers = [(*_start(sessions, groups, scenarios, share, done, k), share)
-                   for k, share in enumerate(shares[1:], 1)]
+
+    def put(c: int, per_session: Sequence[Sequence[Any]], compact: bool) -> None:
+        g, chunk = chunks[c]
+        for s, runs in zip(groups[g], per_session):
+            for i, result in zip(chunk, runs):
+                results[s][i] = _expand(result, scenarios[i], sessions[s].policy.name) if compact else result
+
+    with _long_lived_frozen(), _Queue(len(chunks), jobs > 1) as queue:
+        def work(slot: int) -> list[tuple[int, list[list[tuple[Any, ...]]]]]:
+            queue.close_writer()                # this worker's copy: the queue can end
+            out = []
+            for c in queue.take():
+                g, chunk = chunks[c]
+                runs = _run_chunk(sessions, groups[g], scenarios, chunk, lambda k, n, r: done.add(slot))
+                out.append((c, [[_compact(r) for r in rs] for rs in runs]))
+            return out
+        workers = [(*_start_worker(lambda k=k: work(k)), None) for k in range(1, jobs)]
+        queue.close_writer()
         try:
-            for g, chunk in shares[0]:
+            for c in queue.take():
+                g, chunk = chunks[c]
+
                 def told(k: int, n: int, result: RunResult, g: int = g, chunk: list[int] = chunk) -> None:
                     done.add(0)
                     if progress is not None:
                         progress(done.total(), total,
                                  f"{sessions[groups[g][k]].policy.name}: {scenarios[chunk[n]].name}")
-                for k, runs in enumerate(_run_chunk(sessions, groups[g], scenarios, chunk, told)):
-                    for i, result in zip(chunk, runs):
-                        results[groups[g][k]][i] = result
-            for (pid, reader, share), values in _gather(workers, done, total, progress):
-                for (g, chunk), per_session in zip(share, values):
-                    for s, compacts in zip(groups[g], per_session):
-                        for i, compact in zip(chunk, compacts):
-                            results[s][i] = _expand(compact, scenarios[i], sessions[s].policy.name)
+                put(c, _run_chunk(sessions, groups[g], scenarios, chunk, told), False)
+            for _, taken in _gather(workers, done, total, progress):
+                for c, per_session in taken:
+                    put(c, per_session, True)
             if progress is not None:
                 progress(total, total, "")
         finally:
             for pid, reader, _ in workers:      # this process failed: stop the others
                 stop_worker(pid, reader)
     return results
+
+
+class _Queue:
+    """The chunk numbers ``0 .. n-1``, in order, in a pipe that every process reads
+    (forked workers and this one): each read takes one whole number (4 bytes, written
+    before anyone reads; a pipe hands each read its bytes under its lock), so each chunk
+    goes to exactly one process, whichever is free first.  ``shared=False``: no pipe,
+    this process takes them all."""
+
+    def __init__(self, n: int, shared: bool) -> None:
+        self._n = n
+        self._fds: tuple[int, int] | None = None
+        if shared:
+            if 4 * n > 65_536:
+                raise ValueError(f"{n} chunks do not fit in a pipe")
+            self._fds = os.pipe()
+            os.write(self._fds[1], b"".join(_CHUNK.pack(c) for c in range(n)))
+
+    def __enter__(self) -> _Queue:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fds is not None:
+            for fd in self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def close_writer(self) -> None:
+        """After the workers are forked: the queue ends when its numbers are taken."""
+        if self._fds is not None:
+            os.close(self._fds[1])
+
+    def take(self) -> Any:
+        if self._fds is None:
+            yield from range(self._n)
+            return
+        while data := os.read(self._fds[0], 4):
+            yield _CHUNK.unpack(data)[0]
+
+
+_CHUNK = struct.Struct("<I")
 
 
 def _run_chunk(sessions: Sequence[Session], group: list[int], scenarios: Sequence[Scenario], chunk: list[int],
@@ -93,16 +148,15 @@ def _run_chunk(sessions: Sequence[Session], group: list[int], scenarios: Sequenc
                      first.max_pages, on_result)
 
 
-def _shares(ngroups: int, scenarios: Sequence[Scenario], jobs: int) -> list[list[tuple[int, list[int]]]]:
-    """What each process runs: chunks of (session group, scenario indices).  The
-    scenarios go in the order of their steps, so that those that begin alike stay
-    together, cut into chunks of about equal weight (the pages a scenario maps stand for
-    its cost), a few per process for each group; each chunk goes to the process with the
-    least weight so far, the heaviest first."""
+def _chunks(ngroups: int, scenarios: Sequence[Scenario], jobs: int) -> list[tuple[int, list[int]]]:
+    """The chunks (session group, scenario indices) the processes take, the heaviest
+    first.  The scenarios go in the order of their steps, so that those that begin alike
+    stay together, cut into chunks of about equal weight (the pages a scenario maps stand
+    for its cost), a few per process for each group."""
     order = sorted(range(len(scenarios)), key=lambda i: [(st.text, st.line) for st in scenarios[i].steps])
-    weight = [1 + sum(p for st in scn.steps if isinstance(p := st.params.get("pages"), int)) for scn in scenarios]
     if jobs == 1:
-        return [[(g, order) for g in range(ngroups)]]
+        return [(g, order) for g in range(ngroups)]
+    weight = [1 + sum(p for st in scn.steps if isinstance(p := st.params.get("pages"), int)) for scn in scenarios]
     target = sum(weight) / (_CHUNKS_PER_JOB * jobs)
     cuts: list[list[int]] = [[]]
     load = 0.0
@@ -114,13 +168,7 @@ def _shares(ngroups: int, scenarios: Sequence[Scenario], jobs: int) -> list[list
         load += weight[i]
     chunks = sorted(((sum(weight[i] for i in c), g, c) for g in range(ngroups) for c in cuts if c),
                     key=lambda t: -t[0])
-    shares: list[list[tuple[int, list[int]]]] = [[] for _ in range(jobs)]
-    loads = [0] * jobs
-    for w, g, c in chunks:
-        k = loads.index(min(loads))
-        shares[k].append((g, c))
-        loads[k] += w
-    return shares
+    return [(g, c) for _, g, c in chunks]
 
 
 #: chunks per process and session: more balance the processes, fewer share more steps
@@ -189,15 +237,6 @@ def _long_lived_frozen() -> Any:
         gc.unfreeze()
 
 
-def _start(sessions: Sequence[Session], groups: list[list[int]], scenarios: Sequence[Scenario],
-           share: list[tuple[int, list[int]]], done: Counters, slot: int) -> tuple[int, int]:
-    def run(chunk: tuple[int, list[int]]) -> list[list[tuple[Any, ...]]]:
-        g, indices = chunk
-        runs = _run_chunk(sessions, groups[g], scenarios, indices, lambda k, n, r: done.add(slot))
-        return [[_compact(r) for r in results] for results in runs]
-    return _start_map(run, share, list(range(len(share))))
-
-
 def _collect(pid: int, reader: int) -> list[tuple[Any, ...]]:
     with os.fdopen(reader, "rb") as f:
         data = f.read()
@@ -240,7 +279,8 @@ def fork_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int | None 
         return call
 
     with _long_lived_frozen():
-        workers = [(*_start_map(counted(k), items, share), share) for k, share in enumerate(shares[1:], 1)]
+        workers = [(*_start_worker(lambda f=counted(k), share=share: [f(items[i]) for i in share]), share)
+                   for k, share in enumerate(shares[1:], 1)]
         try:
             for i in shares[0]:
                 if progress is not None:
@@ -258,7 +298,9 @@ def fork_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int | None 
     return out
 
 
-def _start_map(func: Callable[[Any], Any], items: Sequence[Any], share: list[int]) -> tuple[int, int]:
+def _start_worker(work: Callable[[], Any]) -> tuple[int, int]:
+    """Fork a worker that runs ``work()`` and sends back its value, pickled (or what it
+    raised); (its pid, the pipe to read it from)."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid:
@@ -268,7 +310,7 @@ def _start_map(func: Callable[[Any], Any], items: Sequence[Any], share: list[int
     status = 0
     try:
         try:
-            payload: Any = ("ok", [func(items[i]) for i in share])
+            payload: Any = ("ok", work())
         except BaseException as exc:             # noqa: BLE001 - reported to the parent
             payload = ("error", f"{type(exc).__name__}: {exc}")
         with os.fdopen(writer, "wb") as f:

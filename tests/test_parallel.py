@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -34,16 +35,26 @@ def test_workers_take_shares_of_the_runs(monkeypatch):
     assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
 
 
-def test_a_failing_worker_is_an_internal_error(monkeypatch):
+def _wait_for(path):
+    """Until ``path`` exists (another process made it), for at most ten seconds."""
+    for _ in range(1000):
+        if path.exists():
+            return
+        time.sleep(0.01)
+
+
+def test_a_failing_worker_is_an_internal_error(monkeypatch, tmp_path):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
     real_run = parallel._run_chunk
-    marked = scenarios[parallel._shares(1, scenarios, 2)[1][0][1][0]]   # in the second worker's share
+    here, failed = parallel.os.getpid(), tmp_path / "failed"
 
     def run_chunk(sessions, group, scns, chunk, on_result):
-        if marked in [scns[i] for i in chunk]:
+        if parallel.os.getpid() != here:          # the worker, whichever chunk it takes
+            failed.touch()
             raise RuntimeError("boom")
+        _wait_for(failed)                         # this process leaves it one to take
         return real_run(sessions, group, scns, chunk, on_result)
     monkeypatch.setattr(parallel, "_run_chunk", run_chunk)
     with pytest.raises(parallel.WorkerError, match="a worker process failed: RuntimeError: boom") as info:
@@ -51,16 +62,18 @@ def test_a_failing_worker_is_an_internal_error(monkeypatch):
     assert info.value.exit_code == 3
 
 
-def test_a_failure_here_stops_the_workers(monkeypatch):
+def test_a_failure_here_stops_the_workers(monkeypatch, tmp_path):
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
     real_run = parallel._run_chunk
-    marked = scenarios[parallel._shares(1, scenarios, 2)[0][0][1][0]]   # in this process's share
+    here, failed = parallel.os.getpid(), tmp_path / "failed"
 
     def run_chunk(sessions, group, scns, chunk, on_result):
-        if marked in [scns[i] for i in chunk]:
+        if parallel.os.getpid() == here:
+            failed.touch()
             raise RuntimeError("here")
+        _wait_for(failed)                         # the worker leaves this process one
         return real_run(sessions, group, scns, chunk, on_result)
     monkeypatch.setattr(parallel, "_run_chunk", run_chunk)
     with pytest.raises(RuntimeError, match="here"):
