@@ -199,6 +199,11 @@ class FollFlags:
         self.fast = fast
         self.cow = False
 
+    def copy(self) -> FollFlags:
+        new = FollFlags(self.pin, self.write, self.longterm, self.force, self.fast)
+        new.cow = self.cow
+        return new
+
     def __repr__(self) -> str:
         names = [n for n in ("pin", "get", "write", "longterm", "force", "fast", "cow") if getattr(self, n)]
         return "FOLL_" + "|FOLL_".join(n.upper() for n in names)

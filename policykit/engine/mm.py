@@ -17,7 +17,7 @@ import pluggy
 from ..errors import PluginError, PolicyDecisionError
 from ..guard import stops_the_run
 from ..limits import DECISION_BUDGET
-from .context import FLAG_PREFIX, FollFlags, Views, attribute_defaults
+from .context import FLAG_PREFIX, Context, FollFlags, Views, attribute_defaults
 from .folio import note_pins
 from .model import GUP_PIN_COUNTING_BIAS, PAGE_SIZE, ZERO_TOKEN, Folio, GupRef, Machine, Mm, Page, Process, Pte, Vma
 from .specs import Decision, Registry
@@ -74,6 +74,9 @@ class OperationFailed(Exception):
         super().__init__(message)
         self.errno = errno
         self.message = message
+
+
+_new_tuple = tuple.__new__
 
 
 def _state_read(ctx: Any) -> str:
@@ -284,6 +287,10 @@ class Engine:
         self._context = d.views.context
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
         self._timed = d.timed
+        self._views = d.views
+        #: point -> the one compiled policy implementation that answers it, else None
+        self._solo = {point: fast[0][0] if fast is not None and len(fast) == 1 and not d.timed[point] else None
+                      for point, fast in d.fast.items()}
         self._checked = d.checked
         self._event_hook = d.event_hook
         m = d.mechanism
@@ -369,7 +376,31 @@ class Engine:
                mm: Mm | None, foll: FollFlags | None = None, pid: int | None = None,
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
-        ctx = self._context(point, page, pte, vma, mm, foll, self.machine, vpn)
+        ctx = _new_tuple(Context, (point, page, pte, vma, mm, foll, self._views, self.machine, vpn))
+        solo = self._solo[point]
+        if solo is not None and self.riders is None and not self.observed:
+            # the common case, the same steps as below: a compiled policy alone answers
+            try:
+                d = solo(ctx)
+            except BaseException as exc:
+                if stops_the_run(exc):
+                    raise
+                raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(self._hooks[point], exc),
+                                  hook=f"policykit_{point}") from exc
+            if type(d) is not Decision or d.action not in self._actions[point]:
+                d = self._answer(point, d, self._fast[point][0][1])
+            if d.effects:
+                self._apply_effects(point, d, page, mm, self._fast[point][0][1])
+            self.metrics["decisions"] += 1
+            self.last_point = point
+            rule = d.rule
+            if rule is not None:
+                fired = self.rules_fired
+                fired[rule] = fired.get(rule, 0) + 1
+            if d.warn is not None:
+                self.metrics["warnings"] += 1
+                self.warnings.append((point, d.warn))
+            return d
         fast = self._fast[point]
         who = None
         timed = self._timed[point]
@@ -407,19 +438,7 @@ class Engine:
         # what the policy read, before its decision's effects change the flags
         read = _state_read(ctx) if self.observed else ""
         if d.effects:
-            checked = self._checked.get(id(d))
-            if checked is None or checked[0] is not d:
-                checked = self._check_effects(point, d, who)
-            for to_page, name, value, default in checked[1]:
-                target = page if to_page else mm
-                if target is None:
-                    raise PolicyDecisionError(f"decision at {point!r} sets a flag of a missing "
-                                              f"{'page' if to_page else 'mm'}", plugin=who,
-                                              hook=f"policykit_{point}")
-                if default:
-                    target.flags.pop(name, None)
-                else:
-                    target.flags[name] = value
+            self._apply_effects(point, d, page, mm, who)
         self.metrics["decisions"] += 1
         self.last_point = point
         rule = d.rule
@@ -432,6 +451,22 @@ class Engine:
         if self.observed:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d, state=read))
         return d
+
+    def _apply_effects(self, point: str, d: Decision, page: Page | None, mm: Mm | None, who: str | None) -> None:
+        """Set the flags the decision's effects name (checked once per Decision)."""
+        checked = self._checked.get(id(d))
+        if checked is None or checked[0] is not d:
+            checked = self._check_effects(point, d, who)
+        for to_page, name, value, default in checked[1]:
+            target = page if to_page else mm
+            if target is None:
+                raise PolicyDecisionError(f"decision at {point!r} sets a flag of a missing "
+                                          f"{'page' if to_page else 'mm'}", plugin=who,
+                                          hook=f"policykit_{point}")
+            if default:
+                target.flags.pop(name, None)
+            else:
+                target.flags[name] = value
 
     def _answer(self, point: str, res: Any, who: str | None) -> Decision:
         """A hook's answer other than a legal Decision: None (the point's default), an
@@ -1205,19 +1240,26 @@ class Engine:
             self.zapped_by_race = []
         taken: list[Page] = []
         vpns = tuple(vpns)
+        # each page starts from the call's flags; a fault may change them for that page
+        # (FOLL_COW, or FOLL_WRITE dropped), so it then works on a copy of its own
+        flags = FollFlags(pin, write, longterm, force, fast)
+        vma = None
         try:
             for vpn in vpns:
-                vma = mm.find_vma(vpn)
-                if vma is None:
-                    raise OperationFailed("EFAULT", f"gup: no VMA at page {vpn:#x}")
-                if write and not vma.write and not (force and vma.is_cow_mapping):
-                    raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
-                foll = FollFlags(pin, write, longterm, force, fast)
+                if vma is None or not vma.start <= vpn < vma.end:
+                    vma = mm.find_vma(vpn)
+                    if vma is None:
+                        raise OperationFailed("EFAULT", f"gup: no VMA at page {vpn:#x}")
+                    if write and not vma.write and not (force and vma.is_cow_mapping):
+                        raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
+                foll = flags
                 race = zap_race                         # the race window opens once a page
                 asked: list[str] = []                   # the faults asked for, for the error
                 for _ in range(_GUP_MAX_FAULTS + 1):
                     pte = mm.ptes.get(vpn)
                     if pte is None or not pte.present:  # faultin_page()
+                        if foll is flags:
+                            foll = flags.copy()
                         pte = self._gup_fault(proc, vma, vpn, foll.write, foll, race)
                         if pte is None:
                             race = False
@@ -1233,6 +1275,8 @@ class Engine:
                         if pte.writable:
                             self.metrics["faults_wp"] += 1      # spurious: nothing to do
                         else:
+                            if foll is flags:
+                                foll = flags.copy()
                             race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
                         self._gup_handle_fault(proc, vpn, write=False, unshare=True)
@@ -1244,13 +1288,18 @@ class Engine:
                         "livelock", f"the policy asked for {len(asked)} faults at page {vpn:#x} without "
                         f"grabbing it ({'; then '.join(dict.fromkeys(asked))}"
                         f"{', each time' if len(set(asked)) == 1 else ''}): the kernel would loop for ever")
+                folio = page.folio                      # try_grab_folio(), by hand
                 if pin:
-                    page.refcount += GUP_PIN_COUNTING_BIAS * count
+                    page._refcount += GUP_PIN_COUNTING_BIAS * count
                     page.pins += count
-                    note_pins(page, count)
+                    if folio is not None:
+                        folio.refs += GUP_PIN_COUNTING_BIAS * count
+                        folio.pins += count
                 else:
-                    page.refcount += count
+                    page._refcount += count
                     page.gets += count
+                    if folio is not None:
+                        folio.refs += count
                 taken.append(page)
         except OperationFailed:
             for page in taken:
