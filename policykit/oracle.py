@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine.mm import hook_caller
+from .engine.mm import positional_caller
 from .engine.model import ZERO_TOKEN, copy_containers
 
 if TYPE_CHECKING:
@@ -122,12 +122,12 @@ class Oracle:
         #: id(view) -> (view, source, tokens the view had, pid, vpn): private views that
         #: still show their source's current value (see :meth:`follow`)
         self.following: dict[int, tuple[Cell, Cell, int, int, int]] = {}
-        self._plugin_checks = hook_caller(pm, "policykit_oracle_step") if pm is not None else None
+        self._plugin_checks = positional_caller(pm, "policykit_oracle_step") if pm is not None else None
 
     def rebind(self, pm: pluggy.PluginManager) -> None:
         """Ask the oracle checks of ``pm``'s plugins from now on."""
         self.pm = pm
-        self._plugin_checks = hook_caller(pm, "policykit_oracle_step")
+        self._plugin_checks = positional_caller(pm, "policykit_oracle_step")
 
     def copy(self, engine: Engine, fresh: bool = False) -> Oracle:
         """A snapshot following ``engine`` (a copy of this oracle's engine): cells are
@@ -310,7 +310,7 @@ class Oracle:
         if handler is not None and (outcome.ok or step.op in _AVAILABILITY):
             handler(step, args, outcome)
         if self._plugin_checks is not None:
-            for found in self._plugin_checks(oracle=self, step=step, outcome=outcome, args=args):
+            for found in self._plugin_checks(self, step, outcome, args):
                 self.violations.extend(found or ())
         if self.following:
             self._refresh_views()

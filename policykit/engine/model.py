@@ -369,15 +369,17 @@ class Machine:
                 if g is None:
                     g = folios[f.head] = f.copy()
                 c.folio = g
-        return Machine(
-            pages,
-            # an exited process is never changed again: the copies share it
-            {k: p.copy() if p.alive else p for k, p in self.processes.items()},
-            {k: r.copy() for k, r in self.refs.items()},
-            {k: dict(v) for k, v in self.shmem.items()},
-            self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid, self.next_vpn,
-            self.next_token, self.fail_allocs, self.pressure, copy_containers(self.attrs) if self.attrs else {},
-        )
+        new = _new(Machine)                     # not through __init__: explore copies many
+        new.pages = pages
+        # an exited process is never changed again: the copies share it
+        new.processes = {k: p.copy() if p.alive else p for k, p in self.processes.items()}
+        new.refs = {k: r.copy() for k, r in self.refs.items()} if self.refs else {}
+        new.shmem = {k: dict(v) for k, v in self.shmem.items()} if self.shmem else {}
+        new.zero_pfn, new.next_pfn, new.next_pid, new.next_rid = self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid
+        new.next_vpn, new.next_token, new.fail_allocs, new.pressure = (self.next_vpn, self.next_token,
+                                                                       self.fail_allocs, self.pressure)
+        new.attrs = copy_containers(self.attrs) if self.attrs else {}
+        return new
 
     def canonical(self, rename_tokens: bool = True) -> tuple:
         """State as nested tuples, with pfns, pids, reference ids (and tokens) renamed in

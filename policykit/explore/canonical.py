@@ -103,8 +103,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                 add(_frozen(v.attrs))
         ptes = mm.ptes
         add(len(ptes))
-        for vpn in sorted(ptes):
-            e = ptes[vpn]
+        for vpn, e in sorted(ptes.items()):
             if e.present:
                 pfn = pfns.get(e.pfn)
                 if pfn is None:
@@ -121,8 +120,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         space = oracle.space.get(pid)
         if space:
             add(len(space))
-            for vpn in sorted(space):
-                c = space[vpn]
+            for vpn, c in sorted(space.items()):
                 i = cells.get(id(c))
                 if i is None:
                     i = cells[id(c)] = len(cell_objs)

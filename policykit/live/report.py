@@ -100,22 +100,26 @@ def _obs_json(o: Observation) -> dict[str, Any]:
 
 def summary(results: Sequence[Validation]) -> str:
     ran = [v for v in results if not v.not_runnable]
-    steps = sum(len(v.live) for v in ran)
-    agreed = sum(v.steps_agreed for v in ran)
-    bad = sum(1 for v in ran if v.disagreements)
+    known = [v for v in ran if v.deviation is not None]
+    steps = sum(len(v.live) for v in ran if v.deviation is None)
+    agreed = sum(v.steps_agreed for v in ran if v.deviation is None)
+    bad = sum(1 for v in ran if v.disagrees)
     pct = 100.0 * agreed / steps if steps else 100.0
-    return (f"{len(ran)} scenarios run live: {len(ran) - bad} agree on every step, {bad} disagree; "
-            f"{agreed:,} of {steps:,} steps agree ({pct:.1f}%); "
+    deviations = (f", {len(known)} show a known kernel deviation "
+                  f"({', '.join(sorted({v.deviation.name for v in known}))})") if known else ""  # type: ignore[union-attr]
+    return (f"{len(ran)} scenarios run live: {len(ran) - bad - len(known)} agree on every step, {bad} disagree"
+            f"{deviations}; {agreed:,} of {steps:,} steps agree ({pct:.1f}%); "
             f"{len(results) - len(ran)} not runnable live")
 
 
 def render_validation(results: Sequence[Validation], policy: str, fmt: str, aspects: Sequence[str] = ASPECTS) -> str:
-    ordered = sorted(results, key=lambda v: (not v.disagreements, bool(v.not_runnable)))
+    ordered = sorted(results, key=lambda v: (not v.disagrees, not v.disagreements, bool(v.not_runnable)))
     if fmt == "json":
         return json.dumps({
             "policy": policy, "summary": summary(results),
             "scenarios": [{
                 "scenario": v.scenario.name, "not_runnable": v.not_runnable or None, "ended": v.ended or None,
+                "kernel_deviation": v.deviation.name if v.deviation is not None else None,
                 "steps": len(v.live), "steps_agreed": v.steps_agreed,
                 "aspects": {a: {"compared": n, "agreed": ok} for a, (n, ok) in v.compared.items()},
                 "live_seconds": round(v.live_time, 4), "simulated_seconds": round(v.sim_time, 4),
@@ -129,7 +133,8 @@ def render_validation(results: Sequence[Validation], policy: str, fmt: str, aspe
         per = {a: 0 for a in aspects}
         for d in v.disagreements:
             per[d.aspect] += 1
-        rows.append((v.scenario.name, "disagree" if v.disagreements else "agree", f"{v.steps_agreed}/{len(v.live)}",
+        verdict = "kernel deviation" if v.deviation is not None else "disagree" if v.disagreements else "agree"
+        rows.append((v.scenario.name, verdict, f"{v.steps_agreed}/{len(v.live)}",
                      *[per[a] or "" for a in aspects], f"{v.live_time * 1000:.1f}", f"{v.sim_time * 1000:.2f}"))
     out = [f"validate {policy} against this kernel (disagreements by aspect; times in ms)",
            table(rows, ("scenario", "verdict", "steps", *aspects, "live", "simulated"), TABLEFMT[fmt])]
@@ -146,6 +151,8 @@ def render_validation(results: Sequence[Validation], policy: str, fmt: str, aspe
 def side_by_side(v: Validation, fmt: str = "table") -> str:
     """Both traces, step by step, up to and including the first disagreement."""
     first = v.disagreements[0]
+    known = (f"known kernel deviation {v.deviation.name!r}: {v.deviation.summary} (see {v.deviation.doc}); "
+             "the simulator keeps the rule\n") if v.deviation is not None else ""
     wrong = [d for d in v.disagreements if d.step == first.step]
     keys = {d.where for d in wrong}
     rows = []
@@ -165,5 +172,5 @@ def side_by_side(v: Validation, fmt: str = "table") -> str:
             break
     what = "; ".join(f"{d.aspect} of {d.where}: live {_value(d.live)}, simulated {_value(d.simulated)}"
                      for d in wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
-    return (f"{v.scenario.name}: first disagreement at step {first.step} ('{first.text}'): {what}\n"
+    return (f"{v.scenario.name}: first disagreement at step {first.step} ('{first.text}'): {what}\n" + known
             + table(rows, ("#", "step", "live kernel", "simulator", ""), TABLEFMT[fmt]))

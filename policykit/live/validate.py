@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..run import Session
 from ..scenario.model import Scenario
 from .backend import LiveRun, LiveSession, NotRunnable, check_exclusive_bit, why_not_runnable
+from .deviations import KnownDeviation, known_deviation
 from .simulate import simulate
 from .system import Capabilities, Settings
 from .trace import ASPECTS, COPY, REUSE, Observation
@@ -42,6 +43,8 @@ class Validation:
     compared: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: why the live run, and so the comparison, stopped early ("" when it did not)
     ended: str = ""
+    #: the known kernel deviation the first disagreement is (see :mod:`.deviations`)
+    deviation: KnownDeviation | None = None
 
     @property
     def steps_agreed(self) -> int:
@@ -51,6 +54,11 @@ class Validation:
     @property
     def agrees(self) -> bool:
         return not self.not_runnable and not self.disagreements
+
+    @property
+    def disagrees(self) -> bool:
+        """The simulator disagrees with the kernel here (not a known kernel deviation)."""
+        return bool(self.disagreements) and self.deviation is None
 
 
 def compare(live: list[Observation], simulated: list[Observation],
@@ -120,6 +128,7 @@ def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities
             if v.ended:     # the kernel killed a process at the last step: its status only
                 last = v.live[-1].index
                 v.disagreements = [d for d in v.disagreements if d.step != last or d.aspect == "status"]
+            v.deviation = known_deviation(scenario, v.disagreements)
         out.append(v)
     if progress is not None:
         progress(len(out), len(scenarios), "")
