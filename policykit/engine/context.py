@@ -209,6 +209,34 @@ class FollFlags:
         return "FOLL_" + "|FOLL_".join(n.upper() for n in names)
 
 
+def _view(at: int, owner: str, *more: int) -> property:
+    """The property of :class:`Context` that makes ``owner``'s view of the object at
+    ``at`` when read (None when the point gives none): (object, the owner's defaults,
+    the machine) and the context's items at ``more``."""
+    if more == (4,):
+        def get(self: Context) -> Any:
+            obj = self[at]
+            if obj is None:
+                return None
+            views = self[6]
+            return _new(getattr(views, owner), (obj, views.defaults[owner], self[7], self[4]))
+    elif more == (4, 8):
+        def get(self: Context) -> Any:
+            obj = self[at]
+            if obj is None:
+                return None
+            views = self[6]
+            return _new(getattr(views, owner), (obj, views.defaults[owner], self[7], self[4], self[8]))
+    else:
+        def get(self: Context) -> Any:
+            obj = self[at]
+            if obj is None:
+                return None
+            views = self[6]
+            return _new(getattr(views, owner), (obj, views.defaults[owner], self[7]))
+    return property(get, doc=f"the view of the {owner} (None when the point gives none)")
+
+
 class Context(tuple):
     """What a decision hook receives: ``point`` (the decision point's name) and, where
     the point provides them, views ``page``, ``pte``, ``vma``, ``mm`` and the GUP flags
@@ -220,37 +248,10 @@ class Context(tuple):
     point = property(itemgetter(0))
     foll = property(itemgetter(5))
 
-    @property
-    def page(self) -> Any:
-        page = self[1]
-        if page is None:
-            return None
-        views = self[6]
-        return _new(views.page, (page, views.defaults["page"], self[7], self[4]))
-
-    @property
-    def pte(self) -> Any:
-        pte = self[2]
-        if pte is None:
-            return None
-        views = self[6]
-        return _new(views.pte, (pte, views.defaults["pte"], self[7], self[4], self[8]))
-
-    @property
-    def vma(self) -> Any:
-        vma = self[3]
-        if vma is None:
-            return None
-        views = self[6]
-        return _new(views.vma, (vma, views.defaults["vma"], self[7]))
-
-    @property
-    def mm(self) -> Any:
-        mm = self[4]
-        if mm is None:
-            return None
-        views = self[6]
-        return _new(views.mm, (mm, views.defaults["mm"], self[7]))
+    page = _view(1, "page", 4)          # a page's view knows the deciding mm (foreign_refs)
+    pte = _view(2, "pte", 4, 8)         # a PTE's, the mm and the page number (softdirty)
+    vma = _view(3, "vma")
+    mm = _view(4, "mm")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a decision context is read-only")

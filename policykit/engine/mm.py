@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pluggy
 
@@ -378,55 +378,14 @@ class Engine:
         """Ask the policy at ``point`` and apply the effects of its decision."""
         ctx = _new_tuple(Context, (point, page, pte, vma, mm, foll, self._views, self.machine, vpn))
         solo = self._solo[point]
-        if solo is not None and self.riders is None and not self.observed:
-            # the common case, the same steps as below: a compiled policy alone answers
+        if solo is not None:                    # a compiled policy alone answers: untimed
+            who = self._fast[point][0][1]       # (the common case)
             try:
-                d = solo(ctx)
+                res = solo(ctx)
             except BaseException as exc:
-                if stops_the_run(exc):
-                    raise
-                raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(self._hooks[point], exc),
-                                  hook=f"policykit_{point}") from exc
-            if type(d) is not Decision or d.action not in self._actions[point]:
-                d = self._answer(point, d, self._fast[point][0][1])
-            if d.effects:
-                self._apply_effects(point, d, page, mm, self._fast[point][0][1])
-            self.metrics["decisions"] += 1
-            self.last_point = point
-            rule = d.rule
-            if rule is not None:
-                fired = self.rules_fired
-                fired[rule] = fired.get(rule, 0) + 1
-            if d.warn is not None:
-                self.metrics["warnings"] += 1
-                self.warnings.append((point, d.warn))
-            return d
-        fast = self._fast[point]
-        who = None
-        timed = self._timed[point]
-        if timed:
-            started = perf_counter()
-        try:
-            if fast is None:
-                res = self._hooks[point](ctx=ctx)
-            elif len(fast) == 1:                # the policy alone answers: the common case
-                impl, who = fast[0]
-                res = impl(ctx)
-            else:
-                res = None
-                for impl, who in fast:
-                    res = impl(ctx)
-                    if res is not None:
-                        break
-        except BaseException as exc:          # SystemExit and the like are a plugin's fault too
-            if stops_the_run(exc):
-                raise
-            hook = self._hooks[point]
-            raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(hook, exc),
-                              hook=f"policykit_{point}") from exc
-        if timed and (took := perf_counter() - started) > DECISION_BUDGET:
-            raise PluginError(f"the decision took {took:.2f} s; a decision may take {DECISION_BUDGET:g} s",
-                              plugin=who, hook=f"policykit_{point}")
+                self._broken(point, exc)
+        else:
+            res, who = self._ask(point, ctx)
         if type(res) is Decision and res.action in self._actions[point]:
             d = res                                  # the common case: a compiled rule's
         else:
@@ -451,6 +410,41 @@ class Engine:
         if self.observed:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d, state=read))
         return d
+
+    def _ask(self, point: str, ctx: Context) -> tuple[Any, str | None]:
+        """The answer of the implementations at ``point`` (and who gave it), each decision
+        held to DECISION_BUDGET unless only compiled policies answer."""
+        fast = self._fast[point]
+        who = None
+        timed = self._timed[point]
+        if timed:
+            started = perf_counter()
+        try:
+            if fast is None:
+                res = self._hooks[point](ctx=ctx)
+            elif len(fast) == 1:
+                impl, who = fast[0]
+                res = impl(ctx)
+            else:
+                res = None
+                for impl, who in fast:
+                    res = impl(ctx)
+                    if res is not None:
+                        break
+        except BaseException as exc:
+            self._broken(point, exc)
+        if timed and (took := perf_counter() - started) > DECISION_BUDGET:
+            raise PluginError(f"the decision took {took:.2f} s; a decision may take {DECISION_BUDGET:g} s",
+                              plugin=who, hook=f"policykit_{point}")
+        return res, who
+
+    def _broken(self, point: str, exc: BaseException) -> NoReturn:
+        """A decision hook raised: the run's error, naming the plugin (SystemExit and the
+        like are a plugin's fault too, unless they stop the whole run)."""
+        if stops_the_run(exc):
+            raise exc
+        raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(self._hooks[point], exc),
+                          hook=f"policykit_{point}") from exc
 
     def _apply_effects(self, point: str, d: Decision, page: Page | None, mm: Mm | None, who: str | None) -> None:
         """Set the flags the decision's effects name (checked once per Decision)."""
