@@ -121,13 +121,15 @@ class _Queue:
     def __exit__(self, *exc: Any) -> None:
         if self._fds is not None:
             for fd in self._fds:
-                with contextlib.suppress(OSError):
+                if fd >= 0:
                     os.close(fd)
+            self._fds = None
 
     def close_writer(self) -> None:
         """After the workers are forked: the queue ends when its numbers are taken."""
-        if self._fds is not None:
+        if self._fds is not None and self._fds[1] >= 0:
             os.close(self._fds[1])
+            self._fds = (self._fds[0], -1)
 
     def take(self) -> Any:
         if self._fds is None:

@@ -284,7 +284,6 @@ class Engine:
         self.pm = pm
         self.registry = registry
         self.defaults = d.defaults
-        self._context = d.views.context
         self._hooks, self._fast, self._flag_types, self._actions = d.hooks, d.fast, d.flag_types, d.actions
         self._timed = d.timed
         self._views = d.views
@@ -653,15 +652,9 @@ class Engine:
 
     def copy_page(self, src: Page, metric: str, atomic: bool = False) -> Page | None:
         """Allocate a page and copy ``src`` into it (``copy_user_highpage``)."""
-        m = self.machine
-        if (m.fail_allocs or (atomic and m.pressure)) and not self._may_allocate(atomic):
+        new = self.alloc_page(atomic=atomic)
+        if new is None:
             return None
-        pfn = m.next_pfn                        # alloc_page(), unrolled: once a page copied
-        m.next_pfn += 1
-        new = m.pages[pfn] = Page.fresh(pfn, True, {}, None)
-        self._allocated(1)
-        if self.observed:
-            self.emit(Event("alloc", pfn=pfn))
         new.content = src.content
         self.metrics[metric] += 1
         self.metrics["bytes_copied"] += PAGE_SIZE
