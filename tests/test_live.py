@@ -426,6 +426,30 @@ def test_a_pool_that_grows_short_is_asked_again(monkeypatch, tmp_path):
     assert (tmp_path / "nr_hugepages").read_text() == "0"
 
 
+def test_pools_kept_across_runs_are_reserved_once_and_given_back_at_the_end(monkeypatch, tmp_path):
+    """validate keeps one Settings for the huge page pools of all its scenarios: a
+    1 GiB page is reserved for the first and reused by the next, and the pool goes
+    back to its size when the session ends, not after each run."""
+    from policykit.live import system
+
+    for name, value in (("nr_hugepages", 0), ("free_hugepages", 0), ("surplus_hugepages", 0)):
+        (tmp_path / name).write_text(str(value))
+    monkeypatch.setitem(system._HUGETLB, "1G", str(tmp_path))
+    writes = []
+
+    def kernel(path: str, value: int) -> None:
+        writes.append(value)
+        (tmp_path / "nr_hugepages").write_text(str(value))
+        (tmp_path / "free_hugepages").write_text(str(value))
+    monkeypatch.setattr(system, "_write", kernel)
+    with system.Settings() as pools:
+        for _ in range(3):
+            with system.Settings(pools) as run:
+                run.hugetlb_free(2, "1G")
+            assert (tmp_path / "nr_hugepages").read_text() == "2"
+    assert writes == [2, 0] and (tmp_path / "nr_hugepages").read_text() == "0"
+
+
 def test_a_pool_that_cannot_grow_is_an_error_and_is_given_back(monkeypatch, tmp_path):
     from policykit.live import system
 

@@ -137,10 +137,16 @@ def _swap_active() -> bool:
 
 
 class Settings:
-    """System settings changed for a run, each undone on :meth:`restore` (``with``)."""
+    """System settings changed for a run, each undone on :meth:`restore` (``with``).
 
-    def __init__(self) -> None:
+    ``pools``: a longer-lived Settings that changes the huge page pools instead, and
+    gives them back when it is restored -- validate keeps one for all its scenarios, so
+    a 1 GiB page is reserved once (seconds the first time) and reused, not reserved and
+    given back around every scenario."""
+
+    def __init__(self, pools: Settings | None = None) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._pools = pools
 
     def __enter__(self) -> Settings:
         return self
@@ -164,6 +170,9 @@ class Settings:
         """Exactly ``pages`` free huge pages of ``size`` (2M or 1G), as the simulator's
         ``hugetlb_pool`` says: the persistent pool of that size is resized (and given back
         its old size later)."""
+        if self._pools is not None:
+            self._pools.hugetlb_free(pages, size)
+            return
         where = _HUGETLB[size]
         path = f"{where}/nr_hugepages"
         _settle_surplus(where)

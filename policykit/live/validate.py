@@ -86,15 +86,17 @@ def _natural(key: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
 
 
-def run_live(scenario: Scenario, caps: Capabilities, timeout: float = 20.0) -> LiveRun:
-    """Run ``scenario`` on this kernel (or say why it cannot be)."""
+def run_live(scenario: Scenario, caps: Capabilities, timeout: float = 20.0,
+             pools: Settings | None = None) -> LiveRun:
+    """Run ``scenario`` on this kernel (or say why it cannot be); ``pools``: the
+    Settings that keeps huge page pools across runs (see :class:`.system.Settings`)."""
     out = LiveRun(scenario, not_runnable=why_not_runnable(scenario, caps))
     if out.not_runnable:
         return out
     started = time.perf_counter()
     try:
         check_exclusive_bit(caps, timeout)
-        with Settings() as settings, LiveSession(caps, settings, timeout) as live:
+        with Settings(pools) as settings, LiveSession(caps, settings, timeout) as live:
             out.observations = live.run(scenario)
             out.ended = live.ended
     except NotRunnable as exc:
@@ -111,28 +113,36 @@ def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities
     aspects = ASPECTS if caps.pfns else ("status", "fault", "data", "pmd")
     out: list[Validation] = []
     scenarios = list(scenarios)
-    for scenario in scenarios:
-        if progress is not None:
-            progress(len(out), len(scenarios), scenario.name)
-        run = run_live(scenario, caps)
-        v = Validation(scenario, not_runnable=run.not_runnable, live=run.observations, live_time=run.elapsed,
-                       ended=run.ended)
-        if not v.not_runnable:
-            started = time.perf_counter()
-            v.simulated = simulate(session, scenario)
-            v.sim_time = time.perf_counter() - started
-            if not caps.pfns:
-                for o in v.simulated:
-                    o.faults = {k: "fault" if x in (REUSE, COPY) else x for k, x in o.faults.items()}
-            v.disagreements, v.compared = compare(v.live, v.simulated, aspects)
-            if v.ended:     # the kernel killed a process at the last step: its status only
-                last = v.live[-1].index
-                v.disagreements = [d for d in v.disagreements if d.step != last or d.aspect == "status"]
-            v.deviation = known_deviation(scenario, v.disagreements)
-        out.append(v)
+    with Settings() as pools:
+        for scenario in scenarios:
+            if progress is not None:
+                progress(len(out), len(scenarios), scenario.name)
+            out.append(_validate_one(session, scenario, caps, aspects, pools))
     if progress is not None:
         progress(len(out), len(scenarios), "")
     return out
+
+
+def _validate_one(session: Session, scenario: Scenario, caps: Capabilities, aspects: Iterable[str],
+                  pools: Settings) -> Validation:
+    """One scenario live and simulated, compared."""
+    run = run_live(scenario, caps, pools=pools)
+    v = Validation(scenario, not_runnable=run.not_runnable, live=run.observations, live_time=run.elapsed,
+                   ended=run.ended)
+    if v.not_runnable:
+        return v
+    started = time.perf_counter()
+    v.simulated = simulate(session, scenario)
+    v.sim_time = time.perf_counter() - started
+    if not caps.pfns:
+        for o in v.simulated:
+            o.faults = {k: "fault" if x in (REUSE, COPY) else x for k, x in o.faults.items()}
+    v.disagreements, v.compared = compare(v.live, v.simulated, aspects)
+    if v.ended:     # the kernel killed a process at the last step: its status only
+        last = v.live[-1].index
+        v.disagreements = [d for d in v.disagreements if d.step != last or d.aspect == "status"]
+    v.deviation = known_deviation(scenario, v.disagreements)
+    return v
 
 
 def kernel_release() -> tuple[int, int]:
