@@ -168,14 +168,16 @@ def _slots(engine: Any) -> dict[int, dict[str, Any]]:
     return engine.machine.attrs.setdefault("swap", {})
 
 
-def _sync(engine: Any, slot: int) -> None:
-    info = _slots(engine)[slot]
+def _sync(engine: Any, slot: int, info: dict[str, Any] | None = None) -> None:
+    """Mirror the slot's swap count on its page in the swapcache, if any."""
+    if info is None:
+        info = _slots(engine)[slot]
     if info["pfn"] is not None:
-        page = engine.machine.pages[info["pfn"]]
+        attrs = engine.machine.pages[info["pfn"]].attrs
         if info["count"]:
-            page.attrs["swapcount"] = info["count"]
+            attrs["swapcount"] = info["count"]
         else:
-            page.attrs.pop("swapcount", None)
+            attrs.pop("swapcount", None)
 
 
 def _has_exclusive_flag(engine: Any) -> bool:
@@ -217,48 +219,61 @@ def _mappers(engine: Any, pfn: int) -> list[tuple[Any, int, Pte]]:
 def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
     """MADV_PAGEOUT: reclaim each private anonymous page of the region."""
     proc = engine.process(args["process"])
-    pages = engine.machine.pages
+    mm = proc.mm
+    ptes = mm.ptes
+    m = engine.machine
+    pages = m.pages
     slots = _slots(engine)
-    region = set(args["region"])
-    for vpn in args["region"]:
-        pte = proc.mm.ptes.get(vpn)
-        vma = proc.mm.find_vma(vpn)
-        if pte is None or not pte.present or vma is None or vma.shared:
+    vpns = args["region"]
+    region = None
+    has_exclusive = _has_exclusive_flag(engine)
+    vma = None
+    for vpn in vpns:
+        pte = ptes.get(vpn)
+        if pte is None or not pte.present:
+            continue
+        if vma is None or not vma.start <= vpn < vma.end:
+            vma = mm.find_vma(vpn)
+        if vma is None or vma.shared:
             continue
         page = pages[pte.pfn]
-        if page.zero or not page.anon or page.attrs.get("owner"):
+        if page.zero or not page.anon or "owner" in page.attrs:
             continue
         if page.folio is not None:           # a THP: split first (thp_swpout_fallback)
-            if not _pageout_folio(proc.mm, page, vpn, region) or not engine.split_folio(page):
+            if region is None:
+                region = set(vpns)
+            if not _pageout_folio(mm, page, vpn, region) or not engine.split_folio(page):
                 continue                      # mapped elsewhere, or extra references: kept
             engine.count("thp_swpout_fallback")
-            pte = proc.mm.ptes[vpn]                            # a PMD's PTE is now its own
-        if engine.decide("reclaim_page", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action != "swap_out":
+            pte = ptes[vpn]                                    # a PMD's PTE is now its own
+        if engine.decide("reclaim_page", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action != "swap_out":
             continue
-        if not page.attrs.get("swapcache"):                 # add_to_swap()
-            slot = engine.machine.attrs.get("swap_next", 1)
-            engine.machine.attrs["swap_next"] = slot + 1
-            slots[slot] = {"content": page.content, "count": 0, "pfn": page.pfn}
-            page.attrs["swapcache"] = True
-            page.attrs["swap_slot"] = slot
+        attrs = page.attrs
+        if "swapcache" not in attrs:                         # add_to_swap()
+            slot = m.attrs.get("swap_next", 1)
+            m.attrs["swap_next"] = slot + 1
+            info = slots[slot] = {"content": page.content, "count": 0, "pfn": page.pfn}
+            attrs["swapcache"] = True
+            attrs["swap_slot"] = slot
             page.refcount += 1
-        slot = page.attrs["swap_slot"]
-        slots[slot]["content"] = page.content                # written back
-        exclusive = page.mapcount == 1 and _exclusive(engine, page)
+        else:
+            slot = attrs["swap_slot"]
+            info = slots[slot]
+            info["content"] = page.content                   # written back
+        exclusive = page.mapcount == 1 and has_exclusive and bool(engine.flag(page, EXCLUSIVE_FLAG))
         if exclusive:                     # the exclusivity moves to the swap entry
             engine.set_flag(page, EXCLUSIVE_FLAG, False)
         mappers = [(proc, vpn, pte)] if page.mapcount == 1 else _mappers(engine, page.pfn)
         for other, ovpn, opte in mappers:                    # try_to_unmap()
-            other.mm.ptes[ovpn] = Pte(-1, present=False,
-                                      attrs={"swap": slot, "swp_exclusive": exclusive})
-            slots[slot]["count"] += 1
+            other.mm.ptes[ovpn] = Pte(-1, False, False, False, {"swap": slot, "swp_exclusive": exclusive})
+            info["count"] += 1
             page.mapcount -= 1
             page.refcount -= 1
-        engine.count("swapouts")
+        engine.metrics["swapouts"] += 1
         if page.refcount == 1:                               # only the swapcache: freed
             delete_from_swap_cache(engine, page)
         else:
-            _sync(engine, slot)
+            _sync(engine, slot, info)
     return Outcome()
 
 
@@ -286,12 +301,15 @@ def policykit_add_operations() -> list[OperationSpec]:
 @hookimpl
 def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, write: bool,
                            unshare: bool) -> Any:
-    if pte is None or pte.present or "swap" not in (pte.attrs or {}):
+    if pte is None or pte.present:
         return None
-    slots = _slots(engine)
-    slot = pte.attrs["swap"]
+    pattrs = pte.attrs
+    if not pattrs or "swap" not in pattrs:
+        return None
+    slots = engine.machine.attrs["swap"]
+    slot = pattrs["swap"]
     info = slots[slot]
-    engine.count("swapins")
+    engine.metrics["swapins"] += 1
     if info["pfn"] is not None:                               # still in the swapcache
         page = engine.machine.pages[info["pfn"]]
     else:                                                     # swapin_readahead()
@@ -302,21 +320,22 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         page.attrs.update(swapcache=True, swap_slot=slot)
         info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
     if _has_exclusive_flag(engine):       # the entry's exclusivity comes back with the page
-        engine.set_flag(page, EXCLUSIVE_FLAG, bool(pte.attrs.get("swp_exclusive")))
-    _sync(engine, slot)
+        engine.set_flag(page, EXCLUSIVE_FLAG, bool(pattrs.get("swp_exclusive")))
+    _sync(engine, slot, info)
     writable = False
+    mm = proc.mm
     if vma.write:
         point = "swapin" if write else "swapin_read"
-        writable = engine.decide(point, page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "map_writable"
+        writable = engine.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn).action == "map_writable"
     info["count"] -= 1                                        # swap_free()
     page.mapcount += 1
     page.refcount += 1
-    new = Pte(page.pfn, writable=writable, dirty=writable)
-    proc.mm.ptes[vpn] = new
+    new = Pte(page.pfn, True, writable, writable)
+    mm.ptes[vpn] = new
     if writable and write:            # should_try_to_free_swap(): a read fault keeps it
         try_to_free_swap(engine, page)
-    elif page.attrs.get("swapcache"):
-        _sync(engine, slot)
+    elif "swapcache" in page.attrs:
+        _sync(engine, slot, info)
     if info["count"] == 0 and info["pfn"] is None:
         slots.pop(slot, None)
     if write and not writable:
@@ -328,7 +347,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
 
 @hookimpl
 def policykit_wp_prepare(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, page: Any, unshare: bool) -> None:
-    if page.attrs.get("swapcache"):
+    if "swapcache" in page.attrs:
         if engine.decide("free_swap", page, pte, vma, proc.mm, pid=proc.pid, vpn=vpn).action == "free":
             try_to_free_swap(engine, page)
 
