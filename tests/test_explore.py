@@ -479,3 +479,64 @@ def test_a_region_partly_unmapped_is_not_named_whole_from_the_cache():
     assert "pin p buf -> r1" in [st.text for st in space.steps(one, 4)]
     texts = [st.text for st in space.steps(two, 4)]
     assert "pin p buf[0] -> r1" in texts and "pin p buf -> r1" not in texts
+
+
+def _no_twins(monkeypatch):
+    """Every step taken: as before twins were known."""
+    from policykit.explore import space as space_mod
+    init = space_mod.Steps.__init__
+
+    def plain(self, steps):
+        init(self, steps)
+        self.twin = [None] * len(self)
+        self.probed = set()
+    monkeypatch.setattr(space_mod.Steps, "__init__", plain)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_foll_get_with_longterm_that_no_decision_reads_is_its_twins_step(monkeypatch, jobs):
+    """FOLL_GET with FOLL_LONGTERM repeats FOLL_GET exactly when nothing read the flag on
+    that run: the search does not take it again, and finds and counts the same."""
+    from policykit.explore import search as search_mod
+    taken = []
+    real = search_mod.take
+
+    def counting(node, step, *a, **kw):
+        taken.append(step.text)
+        return real(node, step, *a, **kw)
+    monkeypatch.setattr(search_mod, "take", counting)
+    twins = run_explore("linux-6.x", 4, jobs=jobs)
+    with_twins = list(taken)
+    del taken[:]
+    with monkeypatch.context() as m:
+        _no_twins(m)
+        every = run_explore("linux-6.x", 4, jobs=jobs)
+    assert [(f.cls, f.point, f.lines) for f in twins.findings] == [(f.cls, f.point, f.lines) for f in every.findings]
+    assert (twins.stats.distinct, twins.stats.generated) == (every.stats.distinct, every.stats.generated)
+    if jobs == 1:       # the workers' steps are taken in other processes
+        assert any("get longterm" in t for t in taken)
+        assert not any("get longterm" in t for t in with_twins)
+        assert len(with_twins) < len(taken)
+
+
+def test_a_policy_that_reads_longterm_for_foll_get_has_each_step_taken(tmp_path):
+    """A decision that reads FOLL_LONGTERM on a FOLL_GET makes the twin a step of its own."""
+    pol = tmp_path / "no-longterm-get.pol"
+    pol.write_text("policy no-longterm-get\nextends linux-6.x\non gup {\n"
+                   "    foll.get and foll.longterm -> fail\n    otherwise -> grab\n}\n")
+    s = Session(load_policy(str(pol)))
+    bounds = Bounds(depth=2)
+    res = explore(s, Space.build(s.registry, bounds), starts([s], bounds))
+    f = find(res, "gup-failed")
+    assert "longterm" in after_start(f)[-1] and " get" in after_start(f)[-1]
+
+
+def test_reading_foll_longterm_shows_on_the_probe_of_a_call_and_its_copies():
+    from policykit.engine.context import FollFlags
+    flags = FollFlags(pin=False, longterm=True)
+    assert flags.longterm and flags.probe is None
+    flags.probe = [False]
+    other = flags.copy()
+    assert not flags.probe[0]
+    assert other.write is False and other.pin is False
+    assert other.longterm is True and flags.probe[0], "a copy's read is the call's"

@@ -185,23 +185,36 @@ class MmView(_FlaggedView):
 
 class FollFlags:
     """The GUP flags of one call: ``FOLL_GET`` or ``FOLL_PIN``, ``FOLL_WRITE``, ....
-    ``cow`` is FOLL_COW: this GUP already took a write fault on a VMA without VM_WRITE."""
+    ``cow`` is FOLL_COW: this GUP already took a write fault on a VMA without VM_WRITE.
 
-    __slots__ = ("pin", "get", "write", "longterm", "force", "fast", "cow")
+    ``probe``: None, or a one-item list that reading ``longterm`` sets true (shared by
+    the call's copies).  explore asks it whether a FOLL_GET call's outcome could depend
+    on FOLL_LONGTERM at all (see :mod:`policykit.explore.search`)."""
+
+    __slots__ = ("pin", "get", "write", "_longterm", "force", "fast", "cow", "probe")
 
     def __init__(self, pin: bool, write: bool = False, longterm: bool = False,
                  force: bool = False, fast: bool = False) -> None:
         self.pin = pin
         self.get = not pin
         self.write = write
-        self.longterm = longterm
+        self._longterm = longterm
         self.force = force
         self.fast = fast
         self.cow = False
+        self.probe: list[bool] | None = None
+
+    @property
+    def longterm(self) -> bool:
+        """FOLL_LONGTERM."""
+        if self.probe is not None:
+            self.probe[0] = True
+        return self._longterm
 
     def copy(self) -> FollFlags:
-        new = FollFlags(self.pin, self.write, self.longterm, self.force, self.fast)
+        new = FollFlags(self.pin, self.write, self._longterm, self.force, self.fast)
         new.cow = self.cow
+        new.probe = self.probe
         return new
 
     def __repr__(self) -> str:

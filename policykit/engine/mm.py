@@ -277,6 +277,8 @@ class Engine:
         self.zapped_by_race: list[int] = []
         #: other policies asked at each decision (:mod:`.riders`); None: none ride
         self.riders: list[Rider] | None = None
+        #: given to the FOLL flags of each GUP call (:class:`FollFlags` ``probe``)
+        self.foll_probe: list[bool] | None = None
         self.nr_pages = len(self.machine.pages)
 
     def _bind(self, pm: pluggy.PluginManager, registry: Registry, d: Dispatch) -> None:
@@ -1230,6 +1232,7 @@ class Engine:
         # each page starts from the call's flags; a fault may change them for that page
         # (FOLL_COW, or FOLL_WRITE dropped), so it then works on a copy of its own
         flags = FollFlags(pin, write, longterm, force, fast)
+        flags.probe = self.foll_probe
         vma = None
         try:
             for vpn in vpns:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..parallel import WorkerError, stop_worker
 from .canonical import fingerprint
-from .search import rebuild, take, weight
+from .search import rebuild, transitions, weight
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
@@ -193,7 +193,8 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
         rows = []
         generated = 0
         stopped = False
-        room = share
+        # the states of the last level are never expanded: none is kept
+        room = share if level < space.bounds.depth else -1
         try:
             for n, (gid, node) in enumerate(work):
                 if deadline and n % 32 == 0 and time.perf_counter() >= deadline:
@@ -202,12 +203,14 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
                 if node is None:
                     node = rebuild(space, base, ways.__getitem__, gid, metrics)
                 steps = space.steps(node[0], level)
-                last = len(steps) - 1 if gid not in base else -1
-                for idx, step in enumerate(steps):
-                    child, verdicts = take(node, step, level, metrics, idx == last)
+                fps: dict[int, int] = {}
+                for idx, step, child, verdicts, twin in transitions(node, steps, level, metrics, gid not in base):
                     generated += 1
-                    fp = fingerprint(child)
-                    new = seen.add(fp)
+                    if child is None:               # its twin's state, seen already
+                        fp, new = fps[twin], False  # type: ignore[index]
+                    else:
+                        fp = fps[idx] = fingerprint(child)
+                        new = seen.add(fp)
                     hit = interesting(verdicts)
                     if new:
                         room -= weight(child)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +226,43 @@ def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
     return r, Verdict(frozenset(v.cls for v in found), tuple(found), r.engine.last_point or "-", copies, zero_pin)
 
 
+def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Sequence[str] = (),
+                use_up: bool = False) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]]:
+    """Take each of ``steps`` from ``node`` (``use_up``: the last may use the state
+    up): yields (position, step, the state reached, its verdicts, None).  A step that
+    repeats an earlier twin whose run read no FOLL_LONGTERM (see :class:`.space.Steps`)
+    is not taken: it yields (position, step, None, the twin's verdicts, the twin's
+    position) -- the twin's state, already seen, as the step would have reached it."""
+    twin = getattr(steps, "twin", None)
+    probed = getattr(steps, "probed", ())
+    unread: dict[int, tuple[Verdict, ...]] = {}
+    last = len(steps) - 1 if use_up else -1
+    for i, step in enumerate(steps):
+        if twin is not None and (j := twin[i]) is not None and j in unread:
+            yield i, step, None, unread[j], j
+            continue
+        if i not in probed:
+            child, verdicts = take(node, step, depth, copy_metrics, i == last)
+            yield i, step, child, verdicts, None
+            continue
+        probe = [False]
+        for r in node:
+            if r is not None:
+                r.engine.foll_probe = probe
+        try:
+            child, verdicts = take(node, step, depth, copy_metrics, i == last)
+        finally:
+            for r in node:
+                if r is not None:
+                    r.engine.foll_probe = None
+        for r in child:
+            if r is not None:
+                r.engine.foll_probe = None
+        if not probe[0]:
+            unread[i] = verdicts
+        yield i, step, child, verdicts, None
+
+
 def ride(sessions: Sequence[Session], node: Node) -> Node:
     """The start ``node`` (one run per session, at the same state) with every policy
     that can ride along the first's run doing so (:mod:`policykit.engine.riders`): its
@@ -358,7 +395,8 @@ class Search:
         space, metrics, judge = self.space, self.copy_metrics, self.judge
         interesting = self.interesting
         trace = self.trace
-        room = self.keep
+        # the states of the last level are never expanded: none is kept
+        room = self.keep if depth < space.bounds.depth else -1
         for n, (gid, node) in enumerate(frontier):
             if node is None:
                 node = rebuild(space, self._base, self._ways, gid, metrics)
@@ -372,15 +410,13 @@ class Search:
                     st.frontier = len(frontier) - n
                     self.progress(st)
             steps = space.steps(node[0], depth)
-            last = len(steps) - 1 if gid not in self._base else -1
-            for i, step in enumerate(steps):
-                # the last step may use the state up: nothing reads it after its level
-                child, verdicts = take(node, step, depth, metrics, i == last)
+            # the last step may use the state up: nothing reads it after its level
+            for i, step, child, verdicts, _ in transitions(node, steps, depth, metrics, gid not in self._base):
                 st.generated += 1
                 if interesting(verdicts) and judge(gid, step.text, verdicts, depth):
                     st.exhaustive, st.stopped = False, "stopped at the first finding"
                     return nxt, True, False       # the first in the sequential order
-                if visited.add(fingerprint(child)):
+                if child is not None and visited.add(fingerprint(child)):
                     st.distinct += 1
                     room -= weight(child)
                     nxt.append((trace.add(gid, i), child if room >= 0 else None))

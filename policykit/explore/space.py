@@ -72,6 +72,36 @@ def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
     return tuple(out)
 
 
+class Steps(list):  # type: ignore[type-arg]
+    """The steps to try from a state, in order, and their *twins*: ``twin[i]`` is the
+    position of an earlier step that step ``i`` repeats exactly unless FOLL_LONGTERM is
+    read (None for most).  The core ``gup`` of a FOLL_GET reference with and without
+    FOLL_LONGTERM is such a pair: the flag reaches the state only for a pin (a reference
+    records it, and the canonical form keeps it only for pins), so when no decision read
+    it on the first one's run, the second reaches the same state with the same verdicts
+    and the search need not take it (:func:`policykit.explore.search.transitions`).
+    ``probed`` holds the positions whose runs are watched for that read."""
+
+    __slots__ = ("twin", "probed")
+
+    def __init__(self, steps: Iterable[Step]) -> None:
+        super().__init__(steps)
+        self.twin: list[int | None] = [None] * len(self)
+        self.probed: set[int] = set()
+        first: dict[tuple, int] = {}
+        for i, st in enumerate(self):
+            p = st.params
+            if st.op != "gup" or p.get("kind") != "get":
+                continue
+            flags = p.get("flags", frozenset())
+            key = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - {"longterm"})
+            if "longterm" not in flags:
+                first[key] = i
+            elif key in first:
+                self.twin[i] = first[key]
+                self.probed.add(first[key])
+
+
 @dataclass
 class Space:
     """The operations a search takes, with their domains, resolved against a registry."""
@@ -80,7 +110,7 @@ class Space:
     ops: tuple[OperationSpec, ...]
     bounds: Bounds
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    _cache: dict[Any, list[Step]] = field(default_factory=dict, repr=False)
+    _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
 
     # -- construction --------------------------------------------------------------------
 
@@ -188,14 +218,14 @@ class Space:
 
     # -- the next steps of a state -----------------------------------------------------
 
-    def steps(self, runner: Runner, line: int) -> list[Step]:
+    def steps(self, runner: Runner, line: int) -> Steps:
         """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``."""
         key = (line, _shape(runner))
         cached = self._cache.get(key)
         if cached is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            cached = self._cache[key] = list(self._enumerate(runner, line))
+            cached = self._cache[key] = Steps(self._enumerate(runner, line))
         return cached
 
     def _enumerate(self, runner: Runner, line: int) -> Iterable[Step]:
