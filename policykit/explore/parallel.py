@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .search import Node, Search
 
 _HEADER = struct.Struct("<Q")
+#: a level of fewer new states than this is not worth evening out between workers
+_BALANCE_FROM = 2048
 
 
 def _send(fd: int, obj: Any) -> None:
@@ -76,6 +78,8 @@ class Workers:
 
     def __init__(self, search: Search, frontier: list[tuple[int, Node]], depth: int) -> None:
         self.search = search
+        #: the states every worker starts with (each expands its share of them)
+        self.roots = {gid for gid, _ in frontier}
         self.procs: list[tuple[int, int, int]] = []     # pid, to worker, from worker
         n = max(1, search.jobs)
         for k in range(n):
@@ -90,7 +94,7 @@ class Workers:
                     os.close(fd)
                 status = 0
                 try:
-                    _serve(search, mine, depth, to_r, from_w)
+                    _serve(search, mine, frontier, depth, to_r, from_w)
                 except BaseException:                  # noqa: BLE001 - reported through the pipe
                     status = 1
                 finally:
@@ -123,13 +127,15 @@ class Workers:
         keep: list[list[tuple[int, int, int]]] = [[] for _ in self.procs]
         nxt = []
         stop = False
-        for (parent, idx, fp, new, text, verdicts), k in answers:
+        loads: list[list[int]] = [[] for _ in self.procs]
+        for (parent, idx, fp, new, text, verdicts, work), k in answers:
             if verdicts is not None and not stop and search.judge(parent, text, verdicts, depth):
                 stop = True
                 st.exhaustive, st.stopped = False, "stopped at the first finding"
             if new and visited.add(fp):
                 gid = search.trace.add(parent, idx)
                 keep[k].append((parent, idx, gid))
+                loads[k].append(work)
                 nxt.append((gid, None))
                 st.distinct += 1
         if b.max_states and st.distinct >= b.max_states and not cut:
@@ -138,9 +144,39 @@ class Workers:
             st.stopped = (f"--time {b.time:g}s ran out at depth {depth}:" if deadline and time.perf_counter() >= deadline
                           else f"--max-states {b.max_states:,} reached at depth {depth}:")
             st.left = len(nxt)
-        for (_, to_w, _), mine in zip(self.procs, keep):
-            _send(to_w, ("keep", mine))
+        moved = self._balance(keep, loads) if depth < b.depth and not (stop or cut) else [[] for _ in keep]
+        for (_, to_w, _), mine, theirs in zip(self.procs, keep, moved):
+            _send(to_w, ("keep", mine, theirs))
         return nxt, stop, cut
+
+    def _balance(self, keep: list[list[tuple[int, int, int]]],
+                 loads: list[list[int]]) -> list[list[list[tuple[int, int, int]]]]:
+        """Even out the next level's work (each new state weighs its steps): a worker
+        left with more than its share gives the surplus (its last states) to those with
+        less, which take each again from a start state by the way the trace records (a
+        few steps against the dozens its expansion takes).  Which worker expands a state
+        changes nothing found: the answers are merged in the sequential order."""
+        moved: list[list[list[tuple[int, int, int]]]] = [[] for _ in keep]
+        sums = [sum(w) for w in loads]
+        share = sum(sums) / len(sums)
+        if sum(len(k) for k in keep) < _BALANCE_FROM or max(sums) - share <= share / 64:
+            return moved
+        parents, index = self.search.trace.parents, self.search.trace.index
+        for k in range(len(keep)):
+            while sums[k] < share:
+                g = max(range(len(keep)), key=sums.__getitem__)
+                if sums[g] <= share or len(keep[g]) <= 1 or sums[g] - loads[g][-1] < share:
+                    break
+                _, _, gid = keep[g].pop()
+                w = loads[g].pop()
+                sums[g] -= w
+                sums[k] += w
+                chain = []
+                while gid not in self.roots:
+                    chain.append((gid, parents[gid], index[gid]))
+                    gid = parents[gid]
+                moved[k].append(chain[::-1])
+        return moved
 
     def _answer(self, fd: int) -> tuple[str, Any]:
         try:
@@ -159,14 +195,16 @@ class Workers:
         self.procs = []
 
 
-def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: int, wfd: int) -> None:
-    """A worker's loop: expand its states when asked, keep the children it is told to.
-    Its first states (at ``depth``) are kept for good; of the later ones it keeps the way
-    to each (parent and step position) and, within its share of ``search.keep``, the
-    state itself."""
+def _serve(search: Search, frontier: list[tuple[int, Node]], everything: list[tuple[int, Node]], depth: int,
+           rfd: int, wfd: int) -> None:
+    """A worker's loop: expand its states when asked, keep the children it is told to
+    (and take again those it is given from another worker's share).  Every worker's
+    first states (at ``depth``) are kept for good, ``frontier`` being its share of them;
+    of the later ones it keeps the way to each (parent and step position) and, within
+    its share of ``search.keep``, the state itself."""
     seen = FingerprintSet()
     space, metrics, interesting = search.space, search.copy_metrics, search.interesting
-    base = {gid: (node, depth) for gid, node in frontier}
+    base = {gid: (node, depth) for gid, node in everything}
     ways: dict[int, tuple[int, int]] = {}
     share = max(1, search.keep // max(1, search.jobs))
     pending: dict[tuple[int, int], Node | None] = {}
@@ -187,6 +225,12 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
                 if child is not None:
                     room -= weight(child)
                 work.append((gid, child if room >= 0 else None))
+            if msg[2]:                          # given by another worker: taken again
+                for chain in msg[2]:
+                    for gid, parent, idx in chain:
+                        ways[gid] = (parent, idx)
+                    work.append((chain[-1][0], None))
+                work.sort(key=lambda w: w[0])   # the rows go back in the states' order
             pending = {}
             continue
         _, level, deadline = msg
@@ -194,7 +238,8 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
         generated = 0
         stopped = False
         # the states of the last level are never expanded: none is kept
-        room = share if level < space.bounds.depth else -1
+        last = space.bounds.depth
+        room = share if level < last else -1
         try:
             for n, (gid, node) in enumerate(work):
                 if deadline and n % 32 == 0 and time.perf_counter() >= deadline:
@@ -216,8 +261,11 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], depth: int, rfd: in
                         room -= weight(child)
                         pending[(gid, idx)] = child if room >= 0 else None
                     if new or hit:
+                        # what expanding it may cost, for the sharing out of the next
+                        # level: about as many steps as its parent's
+                        work = len(steps) if new and level < last else 0
                         rows.append((gid, idx, fp, new, step.text if hit else None,
-                                     tuple(v.brief() for v in verdicts) if hit else None))
+                                     tuple(v.brief() for v in verdicts) if hit else None, work))
             _send(wfd, ("ok", (rows, generated, stopped)))
         except BaseException as exc:  # noqa: BLE001 - the coordinator reports it
             _send(wfd, ("error", f"{type(exc).__name__}: {exc}"))
