@@ -540,3 +540,23 @@ def test_reading_foll_longterm_shows_on_the_probe_of_a_call_and_its_copies():
     assert not flags.probe[0]
     assert other.write is False and other.pin is False
     assert other.longterm is True and flags.probe[0], "a copy's read is the call's"
+
+
+def test_workers_given_each_others_states_find_and_count_the_same(monkeypatch):
+    """Sharing a level out evenly moves states between workers (taken again from a start
+    state): the witnesses and counts stay those of one process."""
+    from policykit.explore import parallel
+    moves = []
+    real = parallel.Workers._balance
+
+    def balance(self, keep, loads):
+        out = real(self, keep, loads)
+        moves.append(sum(len(m) for m in out))
+        return out
+    monkeypatch.setattr(parallel, "_BALANCE_FROM", 1)
+    monkeypatch.setattr(parallel.Workers, "_balance", balance)
+    one = run_explore("linux-5.9", 4)
+    two = run_explore("linux-5.9", 4, jobs=2, keep=50)
+    assert sum(moves) > 0, "some states changed workers"
+    assert [(f.cls, f.point, f.lines) for f in one.findings] == [(f.cls, f.point, f.lines) for f in two.findings]
+    assert (one.stats.distinct, one.stats.generated) == (two.stats.distinct, two.stats.generated)
