@@ -20,9 +20,10 @@ def test_compare_summarizes_relates_and_lists_differences_first(capsys):
     assert "linux-5.19 vs linux-5.9: stricter; correct only under linux-5.19: " in rest
     relation = rest.split("\n\n")[0]
     # the variants of one scenario go together: ro-pin-previously-shared/{base,...}
-    sizes, small = "{16k,32k,64k,128k,256k,2m}", "{16k,32k,64k,128k,256k}"
-    assert (f"ro-pin-previously-shared/{{base,partially-mremapped-thp:{sizes},partially-shared-thp:{sizes},"
-            f"pte-mapped-thp:{sizes},single-pte-swapped-thp:{small},single-pte-thp:{sizes},swapped,"
+    # (a shape at every size the variant offers is written :*)
+    sizes, small = "{16k,32k,64k,128k,256k,512k,2m}", "{16k,32k,64k,128k,256k}"
+    assert (f"ro-pin-previously-shared/{{base,partially-mremapped-thp:{sizes},partially-shared-thp:*,"
+            f"pte-mapped-thp:{sizes},single-pte-swapped-thp:*,single-pte-thp:*,swapped,"
             f"swapped-pte-mapped-thp:{small}}}") in relation
     assert "o-direct-clear-refs," in relation
     table = rest.split("\n\n")[1].splitlines()
@@ -103,13 +104,17 @@ def test_corpus_lists_scenarios(capsys):
 def test_corpus_runs_each_cow_c_anon_test_on_every_variant(capsys):
     assert main(["corpus", "-k", "cow-basic/*", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    # each PTE-mapped shape at 16 to 256 KiB and the PMD size (the bare name), and the
-    # swapped-out shapes at 16 to 256 KiB
+    # each PTE-mapped shape at cow.c's mTHP sizes the corpus runs (16 KiB to 512 KiB, a
+    # single PTE and partially shared to 1 MiB) and the PMD size (the bare name), and the
+    # swapped-out shapes (PTE-mapped to 256 KiB, a single PTE to 2 MiB)
+    small = ("16k", "32k", "64k", "128k", "256k")
+    upto = {"pte-mapped-thp": ("512k",), "partially-mremapped-thp": ("512k",),
+            "single-pte-thp": ("512k", "1m"), "partially-shared-thp": ("512k", "1m")}
     sized = [f"{shape}:{size}" if size != "2m" else shape
-             for shape in ("pte-mapped-thp", "partially-mremapped-thp", "single-pte-thp", "partially-shared-thp")
-             for size in ("16k", "32k", "64k", "128k", "256k", "2m")]
-    swapped = [f"{shape}:{size}" for shape in ("swapped-pte-mapped-thp", "single-pte-swapped-thp")
-               for size in ("16k", "32k", "64k", "128k", "256k")]
+             for shape, more in upto.items() for size in (*small, *more, "2m")]
+    swapped = [f"swapped-pte-mapped-thp:{size}" for size in small] + \
+        [f"single-pte-swapped-thp:{size}" if size != "2m" else "single-pte-swapped-thp"
+         for size in (*small, "512k", "1m", "2m")]
     assert [s["variant"] for s in doc["scenarios"]] == ["base", "swapped", "thp", *sized, *swapped, "hugetlb",
                                                         "hugetlb-1g"]
     thp = doc["scenarios"][2]
