@@ -24,6 +24,17 @@ def test_run_selects_by_pattern_tag_and_variant(capsys):
     assert "bias-boundary-fork" in _names(capsys)       # tagged vmsplice, not cow.c
 
 
+def test_a_variant_no_scenario_runs_is_refused_with_a_hint(capsys):
+    """A sized variant selects its runs; a typo is an input error, not a quiet run of the
+    scenarios without variants."""
+    assert main(["run", "linux-5.9", "-k", "cow-basic/*", "--variant", "pte-mapped-thp:512k",
+                 "--format", "json"]) == ExitCode.OK
+    assert _names(capsys) == ["cow-basic/pte-mapped-thp:512k"]
+    for argv in (["run", "linux-5.9"], ["compare", "linux-5.9", "linux-6.x"], ["corpus"]):
+        assert main([*argv, "--variant", "pte-mapped-thp:521k"]) == ExitCode.USAGE_ERROR
+        assert "did you mean 'pte-mapped-thp:512k'?" in capsys.readouterr().err
+
+
 def test_corpus_option_is_repeatable_and_does_not_swallow_policies(capsys):
     assert main(["compare", "--corpus", COW, "--corpus", "policykit/corpus/cow-basic-mprotect.scn",
                  "linux-5.9", "linux-6.x", "--format", "json"]) == ExitCode.OK
