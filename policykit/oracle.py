@@ -86,7 +86,7 @@ class Cell:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ref:
     name: str
     owner: int
@@ -105,8 +105,10 @@ class Oracle:
         self.violations: list[Violation] = []
         self.space: dict[int, dict[int, Cell]] = {}
         self.names: dict[int, str] = {}
-        self.dontfork: dict[int, set[int]] = {}
-        self.wipeonfork: dict[int, set[int]] = {}
+        #: each process's pages under MADV_DONTFORK / MADV_WIPEONFORK (replaced when they
+        #: change, never changed: copies share them)
+        self.dontfork: dict[int, frozenset[int]] = {}
+        self.wipeonfork: dict[int, frozenset[int]] = {}
         self.refs: dict[int, _Ref] = {}
         self.origin: dict[int, str] = {}
         self._seen: set[tuple[str, int]] = set()
@@ -158,10 +160,15 @@ class Oracle:
                     n.mappers, n.shared = c.mappers, c.shared
                 mine[vpn] = n
         new.names = self.names.copy()
-        new.dontfork = {pid: s.copy() if s else set() for pid, s in self.dontfork.items()}
-        new.wipeonfork = {pid: s.copy() if s else set() for pid, s in self.wipeonfork.items()}
-        new.refs = {rid: _Ref(r.name, r.owner, r.vpns, [cell(c) for c in r.cells], r.pin, r.write)
-                    for rid, r in self.refs.items()} if self.refs else {}
+        new.dontfork, new.wipeonfork = self.dontfork.copy(), self.wipeonfork.copy()
+        if self.refs:
+            refs = new.refs = {}
+            for rid, r in self.refs.items():
+                n = refs[rid] = _new(_Ref)      # not through __init__: explore copies many
+                n.name, n.owner, n.vpns, n.cells, n.pin, n.write = (r.name, r.owner, r.vpns,
+                                                                    [cell(c) for c in r.cells], r.pin, r.write)
+        else:
+            new.refs = {}
         new.origin = self.origin.copy()
         if fresh:
             new.violations, new._seen = [], set()
@@ -319,7 +326,7 @@ class Oracle:
         pid = out.result
         self.space[pid] = {}
         self.names[pid] = step.result  # type: ignore[assignment]
-        self.dontfork[pid], self.wipeonfork[pid] = set(), set()
+        self.dontfork[pid], self.wipeonfork[pid] = frozenset(), frozenset()
 
     def _op_mmap(self, step: Step, a: dict, out: Outcome) -> None:
         pid, base = a["process"], out.result
@@ -399,8 +406,8 @@ class Oracle:
                 followed = self.following.get(id(cell.base)) if cell.base is not None else None
                 if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
                     self.follow(child, vpn, followed[1])
-        self.dontfork[child] = set()  # type: ignore[index]
-        self.wipeonfork[child] = set(self.wipeonfork[pid]) & set(space)  # type: ignore[index]
+        self.dontfork[child] = frozenset()  # type: ignore[index]
+        self.wipeonfork[child] = self.wipeonfork[pid].intersection(space)  # type: ignore[index]
 
     def before(self, index: int, step: Step, args: dict[str, Any]) -> None:
         """Audit the pages a step is about to take away (exit, munmap, MADV_DONTNEED)."""
@@ -427,11 +434,11 @@ class Oracle:
         moved = [(vpn, space.pop(vpn)) for vpn in old if vpn in space]
         for vpn, cell in moved:
             space[vpn + delta] = cell
-        for marks in (self.dontfork.get(pid), self.wipeonfork.get(pid)):
+        for table in (self.dontfork, self.wipeonfork):
+            marks = table.get(pid)
             if marks:
                 there = {v for v in marks if v in old}
-                marks -= there
-                marks |= {v + delta for v in there}
+                table[pid] = (marks - there) | {v + delta for v in there}
         for key, (view, source, n, owner, vpn) in list(self.following.items()):
             if owner == pid and vpn in old:
                 self.following[key] = (view, source, n, owner, vpn + delta)
@@ -442,13 +449,13 @@ class Oracle:
     def _op_madvise(self, step: Step, a: dict, out: Outcome) -> None:
         pid, adv, vpns = a["process"], a["advice"], a["region"]
         if adv == "dontfork":
-            self.dontfork[pid].update(vpns)
+            self.dontfork[pid] = self.dontfork[pid].union(vpns)
         elif adv == "dofork":
-            self.dontfork[pid].difference_update(vpns)
+            self.dontfork[pid] = self.dontfork[pid].difference(vpns)
         elif adv == "wipeonfork":
-            self.wipeonfork[pid].update(vpns)
+            self.wipeonfork[pid] = self.wipeonfork[pid].union(vpns)
         elif adv == "keeponfork":
-            self.wipeonfork[pid].difference_update(vpns)
+            self.wipeonfork[pid] = self.wipeonfork[pid].difference(vpns)
         elif adv == "dontneed":
             # Private memory is dropped: the process sees a new zeroed page, as if it had
             # unmapped and mapped again.  References keep the old content.

@@ -294,8 +294,9 @@ class Runner:
         self.rids: dict[str, int] = {}
         #: pages of each region
         self.sizes: dict[str, int] = {}
-        #: names whose creating step failed
-        self.gone: set[str] = set()
+        #: names whose creating step failed (the name tables, this too, are replaced by a
+        #: step that changes them, never changed: :meth:`copy` shares them)
+        self.gone: frozenset[str] = frozenset()
 
     def copy(self, fresh: bool = False) -> Runner:
         """An independent snapshot: a copy of the machine and the oracle, the same
@@ -304,9 +305,10 @@ class Runner:
         engine = self.engine.clone()
         new = _new(Runner)
         new.session, new.engine, new.oracle = self.session, engine, self.oracle.copy(engine, fresh)
-        new.pids, new.bases, new.rids = self.pids.copy(), self.bases.copy(), self.rids.copy()
+        # names to ids: a step replaces a table rather than change it, so copies share them
+        new.pids, new.bases, new.rids = self.pids, self.bases, self.rids
         new.sizes = self.sizes
-        new.gone = set(self.gone) if self.gone else set()
+        new.gone = self.gone
         return new
 
     def copy_for(self, session: Session, fresh: bool = False) -> Runner:
@@ -343,7 +345,7 @@ class Runner:
                 rec.status = "skipped"
                 rec.message = f"{', '.join(sorted(names & gone))} does not exist (an earlier step failed)"
                 if step.result:
-                    gone.add(step.result)
+                    self.gone = gone | {step.result}
                 return rec
         args = _resolve(step, spec, self.pids, self.bases, self.rids)
         try:
@@ -362,11 +364,16 @@ class Runner:
         if not outcome.ok:
             rec.status, rec.message = "failed", f"{outcome.errno}: {outcome.message}"
             if step.result:
-                gone.add(step.result)
+                self.gone = gone | {step.result}
         elif step.result:
+            # the name tables are shared with the copies made before: replaced, not changed
             kind = spec.result
-            table = self.pids if kind == "process" else self.rids if kind == "ref" else self.bases
-            table[step.result] = outcome.result  # type: ignore[assignment]
+            if kind == "process":
+                self.pids = {**self.pids, step.result: outcome.result}  # type: ignore[dict-item]
+            elif kind == "ref":
+                self.rids = {**self.rids, step.result: outcome.result}  # type: ignore[dict-item]
+            else:
+                self.bases = {**self.bases, step.result: outcome.result}  # type: ignore[dict-item]
             if kind == "region":
                 self.sizes = {**self.sizes, step.result: len(args["region"]) if "region" in args
                               else args.get("pages", 1)}

@@ -395,3 +395,13 @@ def test_snapshot_copies_take_every_field():
             if f.name != "pages":       # Page objects compare by identity: copied, not shared
                 assert getattr(new, f.name) == getattr(obj, f.name), (type(obj).__name__, f.name)
     assert machine.copy().pages.keys() == machine.pages.keys()
+    # the oracle's references, likewise (their cells are copies: compared by content)
+    oracle = runner.oracle
+    copied = oracle.copy(runner.engine)
+    for rid, ref in oracle.refs.items():
+        twin = copied.refs[rid]
+        for f in dataclasses.fields(ref):
+            mine, theirs = getattr(ref, f.name), getattr(twin, f.name)
+            if f.name == "cells":
+                mine, theirs = [c.tokens for c in mine], [c.tokens for c in theirs]
+            assert mine == theirs, ("_Ref", f.name)

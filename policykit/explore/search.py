@@ -177,6 +177,9 @@ def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = (),
     decision of this step, it takes the step again alone, from the state before it."""
     first = node[0]
     riding = first.engine.riders is not None
+    if not riding and len(node) == 1:           # explore's node: one run
+        child, verdict = _take_one(first, first if in_place else None, step, index, copy_metrics)
+        return (child,), (verdict,)
     out: list[Runner | None] = [None] * len(node)
     verdicts: list[Verdict | None] = [None] * len(node)
     for k, runner in enumerate(node):
@@ -213,7 +216,7 @@ def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
     # the audit's findings that were there before this step are not this step's
     audited = audit(r)
     stale = runner.oracle.audited
-    o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else frozenset()
+    o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else _NOTHING
     found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
     if not found and not copy_metrics:
         return r, _QUIET                        # the common case: nothing to tell
@@ -280,6 +283,7 @@ def ride(sessions: Sequence[Session], node: Node) -> Node:
 
 #: the verdict of a step that showed nothing, copies not asked for
 _QUIET = Verdict(frozenset(), (), "-")
+_NOTHING: frozenset[tuple[str, str]] = frozenset()
 
 
 Judge = Callable[[int, str, tuple[Verdict, ...], int], bool]
