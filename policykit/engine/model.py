@@ -330,8 +330,10 @@ class GupRef:
     count: int = 1
 
     def copy(self) -> GupRef:
-        return GupRef(self.rid, self.owner, self.vpns, list(self.pfns), self.pin,
-                      self.write, self.longterm, self.live, self.count)
+        new = _new(GupRef)              # not through __init__: a snapshot copies every one
+        new.rid, new.owner, new.vpns, new.pfns, new.pin = self.rid, self.owner, self.vpns, list(self.pfns), self.pin
+        new.write, new.longterm, new.live, new.count = self.write, self.longterm, self.live, self.count
+        return new
 
 
 @dataclass(slots=True)

@@ -75,6 +75,8 @@ def canonical(runners: Sequence[Runner | None]) -> tuple:
 
 def fingerprint(runners: Sequence[Runner | None]) -> int:
     """A 64-bit fingerprint of :func:`canonical`."""
+    if len(runners) == 1:                   # canonical(), for explore's one run
+        return hash((_one(runners[0], process_order(runners)),)) & 0xFFFF_FFFF_FFFF_FFFF  # type: ignore[arg-type]
     return hash(canonical(runners)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
@@ -210,14 +212,16 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     add(len(cell_objs))
     origin = oracle.origin
     for c in cell_objs:
-        cur = c.tokens[-1]
+        own = c.tokens
+        cur = own[-1]
         cur_i = tokens.get(cur)
         if cur_i is None:
             cur_i = tokens[cur] = len(tokens)
-        extend((cur_i, c.shared, origin.get(cur, "").startswith(_DEVICE_VIA_PIN)))
-        own, has = c.tokens, c.has
+        writer = origin.get(cur)
+        extend((cur_i, c.shared, writer is not None and writer.startswith(_DEVICE_VIA_PIN)))
+        base = c.base
         for t in held:                  # held tokens the cell once had (Cell.has, its own first)
-            if t != cur and (t in own or (c.base is not None and has(t))):
+            if t != cur and (t in own or (base is not None and c.has(t))):
                 add(tokens[t])
         add(-1)
     extend((machine.fail_allocs, machine.pressure))
