@@ -278,9 +278,8 @@ def test_shrinking_a_padded_witness_gives_the_minimal_one():
 
 
 def test_canonical_form_renames_values_pids_and_folds_what_cannot_be_seen_again():
-    s = session("linux-6.x")
-
-    def state(lines):
+    def state(lines, policy="linux-6.x"):
+        s = session(policy)
         r = s.start()
         from policykit.explore import parse_lines
         for i, step in enumerate(parse_lines(s, lines).steps):
@@ -298,6 +297,15 @@ def test_canonical_form_renames_values_pids_and_folds_what_cannot_be_seen_again(
     shared = base + ["write p buf", "fork p -> c"]
     assert state(shared + ["write c buf"]) == state(shared + ["write p buf"])
     assert state(shared + ["write c buf"]) != state(shared)
+    # FOLL_LONGTERM, recorded by a reference, tells apart only a short-term R/O pin of the
+    # zero page (explore's known ones): no decision reads a reference's flags
+    written = base + ["write p buf"]
+    assert state(written + ["gup p buf pin write longterm -> r"]) == state(written + ["gup p buf pin write -> r"])
+    assert state(written + ["gup p buf pin longterm -> r"]) == state(written + ["gup p buf pin -> r"])
+    assert state(written + ["gup p buf get longterm -> r"]) == state(written + ["gup p buf get -> r"])
+    zero_pin = base + ["gup p buf pin -> r"]       # before 5.19 a R/O pin holds the zero page
+    assert state(zero_pin, "linux-5.9") != state(base + ["gup p buf pin longterm -> r"], "linux-5.9")
+    assert state(zero_pin, "linux-5.9") == state(base + ["gup p buf pin -> r", "read p buf"], "linux-5.9")
 
 
 def test_fingerprint_set():
@@ -493,10 +501,11 @@ def _no_twins(monkeypatch):
     monkeypatch.setattr(space_mod.Steps, "__init__", plain)
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_a_foll_get_with_longterm_that_no_decision_reads_is_its_twins_step(monkeypatch, jobs):
-    """FOLL_GET with FOLL_LONGTERM repeats FOLL_GET exactly when nothing read the flag on
-    that run: the search does not take it again, and finds and counts the same."""
+@pytest.mark.parametrize("policy, jobs", [("linux-6.x", 1), ("linux-6.x", 2), ("linux-5.9", 1)])
+def test_a_gup_with_longterm_that_no_decision_reads_is_its_twins_step(monkeypatch, policy, jobs):
+    """A gup with FOLL_LONGTERM repeats the one without exactly when nothing read the flag
+    on that run and it made no R/O pin of the zero page (5.9 makes them): the search does
+    not take it again, and finds and counts the same."""
     from policykit.explore import search as search_mod
     taken = []
     real = search_mod.take
@@ -505,18 +514,20 @@ def test_a_foll_get_with_longterm_that_no_decision_reads_is_its_twins_step(monke
         taken.append(step.text)
         return real(node, step, *a, **kw)
     monkeypatch.setattr(search_mod, "take", counting)
-    twins = run_explore("linux-6.x", 4, jobs=jobs)
+    twins = run_explore(policy, 4, jobs=jobs)
     with_twins = list(taken)
     del taken[:]
     with monkeypatch.context() as m:
         _no_twins(m)
-        every = run_explore("linux-6.x", 4, jobs=jobs)
+        every = run_explore(policy, 4, jobs=jobs)
     assert [(f.cls, f.point, f.lines) for f in twins.findings] == [(f.cls, f.point, f.lines) for f in every.findings]
     assert (twins.stats.distinct, twins.stats.generated) == (every.stats.distinct, every.stats.generated)
     if jobs == 1:       # the workers' steps are taken in other processes
         assert any("get longterm" in t for t in taken)
         assert not any("get longterm" in t for t in with_twins)
         assert len(with_twins) < len(taken)
+        if policy == "linux-5.9":       # its R/O pins of the zero page keep their twins
+            assert any(t.endswith("pin longterm -> r1") for t in with_twins)
 
 
 def test_a_policy_that_reads_longterm_for_foll_get_has_each_step_taken(tmp_path):

@@ -135,10 +135,14 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     # references: by what they hold, the oracle's view of each beside the engine's
     if machine.refs:
         refs = []
+        zero = machine.zero_pfn
         for rid, r in machine.refs.items():
-            # FOLL_LONGTERM matters after GUP only for a pin (explore's known zero-page pins)
+            # FOLL_LONGTERM matters after GUP only to tell a short-term R/O pin of the
+            # shared zero page (explore's known ones, see Verdict.pins_zero_page): no
+            # decision reads a reference's flags, and its pages never change
+            longterm = r.longterm and r.pin and not r.write and zero in r.pfns
             refs.append(((pid_index.get(r.owner, -1), r.vpns, tuple([pfns.get(x, -1) for x in r.pfns]),
-                          r.pin, r.write, r.longterm and r.pin, r.count), r.pfns, oracle.refs.get(rid)))
+                          r.pin, r.write, longterm, r.count), r.pfns, oracle.refs.get(rid)))
         if len(refs) > 1:
             refs.sort(key=lambda t: t[0])
         add(len(refs))

@@ -235,7 +235,9 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     up): yields (position, step, the state reached, its verdicts, None).  A step that
     repeats an earlier twin whose run read no FOLL_LONGTERM (see :class:`.space.Steps`)
     is not taken: it yields (position, step, None, the twin's verdicts, the twin's
-    position) -- the twin's state, already seen, as the step would have reached it."""
+    position) -- the twin's state, already seen, as the step would have reached it.
+    (Nor a twin whose run made a short-term R/O pin of the zero page: FOLL_LONGTERM
+    tells that one apart.)"""
     twin = getattr(steps, "twin", None)
     probed = getattr(steps, "probed", ())
     unread: dict[int, tuple[Verdict, ...]] = {}
@@ -249,6 +251,7 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
             yield i, step, child, verdicts, None
             continue
         probe = [False]
+        firsts = [r.engine.machine.next_rid if r is not None else 0 for r in node]
         for r in node:
             if r is not None:
                 r.engine.foll_probe = probe
@@ -261,9 +264,21 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
         for r in child:
             if r is not None:
                 r.engine.foll_probe = None
-        if not probe[0]:
+        if not probe[0] and not _pins_zero_page(firsts, child):
             unread[i] = verdicts
         yield i, step, child, verdicts, None
+
+
+def _pins_zero_page(firsts: Sequence[int], child: Node) -> bool:
+    """Did the step to ``child`` take a R/O pin of the shared zero page (a reference id
+    from ``firsts``, the next ids before it, up)?"""
+    for first, c in zip(firsts, child):
+        if c is None:
+            continue
+        m = c.engine.machine
+        if any(g.rid >= first and g.pin and not g.write and m.zero_pfn in g.pfns for g in m.refs.values()):
+            return True
+    return False
 
 
 def ride(sessions: Sequence[Session], node: Node) -> Node:

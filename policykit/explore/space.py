@@ -75,12 +75,13 @@ def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
 class Steps(list):  # type: ignore[type-arg]
     """The steps to try from a state, in order, and their *twins*: ``twin[i]`` is the
     position of an earlier step that step ``i`` repeats exactly unless FOLL_LONGTERM is
-    read (None for most).  The core ``gup`` of a FOLL_GET reference with and without
-    FOLL_LONGTERM is such a pair: the flag reaches the state only for a pin (a reference
-    records it, and the canonical form keeps it only for pins), so when no decision read
-    it on the first one's run, the second reaches the same state with the same verdicts
-    and the search need not take it (:func:`policykit.explore.search.transitions`).
-    ``probed`` holds the positions whose runs are watched for that read."""
+    read (None for most).  The core ``gup`` (or ``pin``) with and without FOLL_LONGTERM
+    is such a pair: the flag reaches the state only as a reference's record of it, which
+    the canonical form keeps only for a short-term R/O pin of the zero page, so when no
+    decision read it on the first one's run and that run made no such pin, the second
+    reaches the same state with the same verdicts and the search need not take it
+    (:func:`policykit.explore.search.transitions`).  ``probed`` holds the positions whose
+    runs are watched for that read."""
 
     __slots__ = ("twin", "probed")
 
@@ -91,7 +92,7 @@ class Steps(list):  # type: ignore[type-arg]
         first: dict[tuple, int] = {}
         for i, st in enumerate(self):
             p = st.params
-            if st.op != "gup" or p.get("kind") != "get":
+            if st.op not in ("gup", "pin"):
                 continue
             flags = p.get("flags", frozenset())
             key = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - {"longterm"})
