@@ -54,9 +54,6 @@ class Violation:
 
 
 _new = object.__new__
-#: oracle class -> operation -> its ``_op_`` method (None: the oracle has none)
-_HANDLERS: dict[type, dict[str, Any]] = {}
-_UNSEEN = object()
 
 
 class Cell:
@@ -315,15 +312,10 @@ class Oracle:
     def step(self, index: int, step: Step, args: dict[str, Any], outcome: Outcome) -> None:
         """Judge one step that ran (``outcome.ok`` false: it failed as the kernel would)."""
         self._step, self._line = index, step.line
-        handlers = _HANDLERS.get(type(self))
-        if handlers is None:
-            handlers = _HANDLERS[type(self)] = {}
-        handler = handlers.get(step.op, _UNSEEN)
-        if handler is _UNSEEN:
-            handler = handlers[step.op] = getattr(type(self), f"_op_{step.op}", None)
+        handler = getattr(self, f"_op_{step.op}", None)
         # a failed step changed nothing, but a failed fork or GUP is itself a violation
         if handler is not None and (outcome.ok or step.op in _AVAILABILITY):
-            handler(self, step, args, outcome)
+            handler(step, args, outcome)
         if self._plugin_checks is not None:
             for found in self._plugin_checks(self, step, outcome, args):
                 self.violations.extend(found or ())

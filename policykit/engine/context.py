@@ -188,8 +188,8 @@ class FollFlags:
     ``cow`` is FOLL_COW: this GUP already took a write fault on a VMA without VM_WRITE.
 
     ``probe``: None, or a one-item list that reading ``longterm`` sets true (shared by
-    the call's copies).  explore asks it whether a FOLL_GET call's outcome could depend
-    on FOLL_LONGTERM at all (see :mod:`policykit.explore.search`)."""
+    the call's copies).  explore asks it whether a GUP call's outcome could depend on
+    FOLL_LONGTERM at all (see :func:`policykit.explore.search.transitions`)."""
 
     __slots__ = ("pin", "get", "write", "_longterm", "force", "fast", "cow", "probe")
 

@@ -313,14 +313,16 @@ class Engine:
         """An engine working on a copy of this one's machine, with the same policy and
         plugins; the metrics go on from this one's, listeners and warnings start anew."""
         new = object.__new__(Engine)
-        d = self.__dict__.copy()
-        d["machine"] = self.machine.copy()
-        d["metrics"] = self.metrics.copy()
-        d["_listeners"], d["warnings"], d["zapped_by_race"], d["rules_fired"] = [], [], [], {}
-        d["observed"] = self._event_hook is not None
+        new.__dict__ = self.__dict__.copy()
+        new.machine = self.machine.copy()
+        new.metrics = dict(self.metrics)
+        new._listeners = []
+        new.observed = self._event_hook is not None
+        new.warnings = []
+        new.rules_fired = {}
+        new.zapped_by_race = []
         if self.riders is not None:
-            d["riders"] = [r.copy() for r in self.riders]
-        new.__dict__ = d
+            new.riders = [r.copy() for r in self.riders]
         return new
 
     def rebind(self, pm: pluggy.PluginManager, registry: Registry, dispatch: Dispatch) -> None:

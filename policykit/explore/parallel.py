@@ -151,7 +151,7 @@ class Workers:
 
     def _balance(self, keep: list[list[tuple[int, int, int]]],
                  loads: list[list[int]]) -> list[list[list[tuple[int, int, int]]]]:
-        """Even out the next level's work (each new state weighs its steps): a worker
+        """Even out the next level's work (each new state weighs its parent's steps): a worker
         left with more than its share gives the surplus (its last states) to those with
         less, which take each again from a start state by the way the trace records (a
         few steps against the dozens its expansion takes).  Which worker expands a state
