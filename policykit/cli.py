@@ -18,7 +18,6 @@ from .errors import PolicyKitError
 
 if TYPE_CHECKING:           # imported where used: `check` and `--version` start without the engine
     from .run import RunResult, Session
-    from .scenario.model import Scenario
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 
@@ -143,26 +142,12 @@ def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = N
     return scenarios
 
 
-def _check_variants(scenarios: Sequence[Scenario], names: Sequence[str]) -> None:
-    """``--variant`` names a variant (at a size: ``thp:64k``) some scenario runs: a typo
-    would quietly leave every variant out."""
-    run = {scn.variant for scn in scenarios if scn.variant}
-    for name in names:
-        if name not in run:
-            from .errors import did_you_mean
-            hint = did_you_mean(name, run)
-            raise PolicyKitError(f"--variant {name!r}: no scenario runs that variant"
-                                 + (f"; {hint}" if hint else "")
-                                 + " (see 'policykit corpus' for the variants and sizes each runs)")
-
-
 def _corpus(session: Session, ns: argparse.Namespace, policies: Sequence[str] = ()) -> list:  # type: ignore[type-arg]
     """The scenarios a command works on: --corpus (or the built-in corpus), --tag, -k."""
     from .corpus import select
 
     scenarios = _load(session.registry, scenario_paths(ns.corpus or [], session.pm),
                       policies=[session.policy.name, *policies])
-    _check_variants(scenarios, ns.variant or ())
     chosen = select(scenarios, ns.tag or (), ns.k, ns.variant or ())
     if not chosen:
         raise PolicyKitError("no scenario matches" + (f" tags {ns.tag}" if ns.tag else "")
@@ -303,7 +288,6 @@ def cmd_corpus(ns: argparse.Namespace) -> int:
     skipped: list[tuple[str, str]] = []
     registry = _registry()
     scenarios = _load(registry, scenario_paths(ns.corpus or [], get_plugin_manager()), skipped)
-    _check_variants(scenarios, ns.variant or ())
     chosen = select(scenarios, ns.tag or (), ns.k, ns.variant or ())
     if ns.cow_c:
         from . import cowc

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pluggy
 
+from .errors import PolicyKitError, did_you_mean
 from .scenario.model import Scenario
 
 
@@ -36,7 +37,16 @@ def select(scenarios: Iterable[Scenario], tags: Sequence[str] = (), pattern: str
            variants: Sequence[str] = ()) -> list[Scenario]:
     """Scenarios carrying every tag in ``tags``; with ``pattern``, whose name (``NAME`` or
     ``NAME/VARIANT``) matches it (a glob, or a substring); with ``variants``, the scenarios
-    without variants and those variants of the others."""
+    without variants and those variants of the others.  A variant (at a size:
+    ``thp:64k``) no scenario runs is an error: a typo would quietly leave every variant out."""
+    scenarios = list(scenarios)
+    run = {scn.variant for scn in scenarios if scn.variant}
+    for name in variants:
+        if name not in run:
+            hint = did_you_mean(name, run)
+            raise PolicyKitError(f"--variant {name!r}: no scenario runs that variant"
+                                 + (f"; {hint}" if hint else "")
+                                 + " (see 'policykit corpus' for the variants and sizes each runs)")
     out = []
     for scn in scenarios:
         if any(t not in scn.tags for t in tags):

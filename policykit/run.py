@@ -368,12 +368,8 @@ class Runner:
         elif step.result:
             # the name tables are shared with the copies made before: replaced, not changed
             kind = spec.result
-            if kind == "process":
-                self.pids = {**self.pids, step.result: outcome.result}  # type: ignore[dict-item]
-            elif kind == "ref":
-                self.rids = {**self.rids, step.result: outcome.result}  # type: ignore[dict-item]
-            else:
-                self.bases = {**self.bases, step.result: outcome.result}  # type: ignore[dict-item]
+            table = "pids" if kind == "process" else "rids" if kind == "ref" else "bases"
+            setattr(self, table, {**getattr(self, table), step.result: outcome.result})
             if kind == "region":
                 self.sizes = {**self.sizes, step.result: len(args["region"]) if "region" in args
                               else args.get("pages", 1)}

@@ -226,7 +226,6 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
     slots = _slots(engine)
     vpns = args["region"]
     region = None
-    has_exclusive = _has_exclusive_flag(engine)
     vma = None
     for vpn in vpns:
         pte = ptes.get(vpn)
@@ -260,7 +259,7 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
             slot = attrs["swap_slot"]
             info = slots[slot]
             info["content"] = page.content                   # written back
-        exclusive = page.mapcount == 1 and has_exclusive and bool(engine.flag(page, EXCLUSIVE_FLAG))
+        exclusive = page.mapcount == 1 and _exclusive(engine, page)
         if exclusive:                     # the exclusivity moves to the swap entry
             engine.set_flag(page, EXCLUSIVE_FLAG, False)
         mappers = [(proc, vpn, pte)] if page.mapcount == 1 else _mappers(engine, page.pfn)
