@@ -99,7 +99,7 @@ def test_generated_code_has_no_builtins():
     fn = c.plugin.policykit_wp_fault
     assert fn.__globals__["__builtins__"] == {}
     assert set(fn.__globals__) - {"__builtins__"} <= {"Decision", "Effect"} | {
-        n for n in fn.__globals__ if n.startswith(("p_", "D_", "policykit_"))}
+        n for n in fn.__globals__ if n.startswith(("p_", "D_", "decide_", "policykit_"))}
 
 
 @pytest.mark.parametrize("source", [

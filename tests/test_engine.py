@@ -405,3 +405,26 @@ def test_snapshot_copies_take_every_field():
             if f.name == "cells":
                 mine, theirs = [c.tokens for c in mine], [c.tokens for c in theirs]
             assert mine == theirs, ("_Ref", f.name)
+
+
+@pytest.mark.parametrize("policy", ["linux-5.9", "linux-6.x"])
+def test_rules_called_without_a_context_decide_as_the_hook_does(policy):
+    """Alone and unwatched, the engine calls a compiled policy's rules with views it
+    makes itself (Views.direct); watched (a trace) it goes through the hook and its
+    context: every decision, rule and count is the same."""
+    from policykit import load_policy
+    from policykit.corpus import corpus_dirs, scenario_files
+    from policykit.run import Session
+
+    s = Session(load_policy(policy))
+    assert s.dispatch.direct["wp_fault"] is not None
+    files = scenario_files([str(d) for d in corpus_dirs(s.pm)], s.pm)
+    runs = [sc for f in files if f.name in ("cow-basic.scn", "ro-pin-shared.scn", "vmsplice-before-fork.scn",
+                                      "cow-basic-mprotect.scn", "force-write-soft-dirty.scn")
+            for sc in s.load_all(str(f))]
+    assert len(runs) > 40
+    for sc in runs:
+        plain, traced = s.run(sc), s.run(sc, trace=True)
+        assert (plain.verdict, plain.metrics, plain.rules) == (traced.verdict, traced.metrics, traced.rules), sc.name
+        decisions = [e.decision.rule for rec in traced.steps for e in rec.events if e.decision]
+        assert sum(plain.rules.values()) == len([r for r in decisions if r is not None]) > 0, sc.name

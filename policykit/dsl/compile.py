@@ -41,8 +41,8 @@ class UnsafeCodeError(AssertionError):
 
 def verify_source(source: str, attributes: Mapping[str, Iterable[str]] | None = None) -> None:
     """Check a generated module against the whitelist: node types, no name or attribute
-    starting with '_', calls only of predicates, Decision and Effect, constants only
-    numbers, booleans, None and strings.  With ``attributes`` (owner -> the names a
+    starting with '_', calls only of predicates, rules (``decide_*``), Decision and Effect,
+    constants only numbers, booleans, None and strings.  With ``attributes`` (owner -> the names a
     policy may read: the registry's attributes and the policy's ``f_`` flags), every
     attribute read is on ``ctx`` (a context object), on a context object ``c_OWNER`` (one
     of that owner's names) or on a parameter ``v_X`` (one of any owner's names)."""
@@ -60,7 +60,7 @@ def verify_source(source: str, attributes: Mapping[str, Iterable[str]] | None = 
             raise UnsafeCodeError(f"generated code names {node.id!r}")
         if isinstance(node, pyast.Call):
             f = node.func
-            if not (isinstance(f, pyast.Name) and (f.id.startswith("p_") or f.id in ("Decision", "Effect"))) \
+            if not (isinstance(f, pyast.Name) and (f.id.startswith(("p_", "decide_")) or f.id in ("Decision", "Effect"))) \
                     or node.keywords:
                 raise UnsafeCodeError("generated code calls something other than a predicate")
         if isinstance(node, pyast.Constant) and not isinstance(node.value, (bool, int, str, type(None))):
@@ -196,14 +196,17 @@ class _Gen:
         for point, block in p.blocks.items():
             used = _objects_used(block)
             env = {obj: (f"c_{obj}", obj) for obj in OWNERS if obj in used}
-            body = [f"def policykit_{point}(ctx):"]
-            body += [f"    {local} = ctx.{obj}" for obj, (local, _) in env.items()]
+            # the rules take the context objects they read (the engine passes them
+            # directly); the hook hands them over from its context
+            body = [f"def decide_{point}({', '.join(local for local, _ in env.values())}):"]
             for rule in block.rules:
                 result = self.decision(rule, point, env)
                 if rule.condition is None:
                     body.append(f"    return {result}")
                     break
                 body += [f"    if {self.expr(rule.condition, env)}:", f"        return {result}"]
+            body += ["", "", f"def policykit_{point}(ctx):",
+                     f"    return decide_{point}({', '.join(f'ctx.{obj}' for obj in env)})"]
             out += body + ["", ""]
         return "\n".join(out[:2] + self.constants + ([""] if self.constants else []) + out[2:]).rstrip() + "\n"
 
@@ -270,8 +273,12 @@ def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     flags = [AttributeSpec(f.owner, f.name, _PY_TYPES[f.type], f.default, f.doc, flag=True,
                            provider=f"policy:{policy.name}") for f in policy.flags.values()]
     hooks = {k: v for k, v in namespace.items() if k.startswith("policykit_")}
-    for fn in hooks.values():
+    for name, fn in hooks.items():
         fn.bounded = True       # checked code: no loop, no call out, a bounded cost (PK3xx)
+        rules = namespace[f"decide_{name[len('policykit_'):]}"]
+        #: the rules without the context: (function, the context objects it takes, in
+        #: order); the engine calls it with those objects' views (Dispatch.direct)
+        fn.direct = (rules, tuple(a[2:] for a in rules.__code__.co_varnames[:rules.__code__.co_argcount]))
 
     def policykit_add_attributes() -> list[AttributeSpec]:
         return flags

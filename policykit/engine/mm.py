@@ -222,6 +222,12 @@ class Dispatch:
             self.fast[name] = tuple((fn, who) for fn, _, who in calls) if plain else None
             self.timed[name] = not plain or not all(getattr(fn, "bounded", False) is True
                                                     for fn, _, _ in calls)  # type: ignore[union-attr]
+        #: point -> the caller of the one compiled policy that alone answers it, with
+        #: untimed rules: called without a context (Views.direct); else None
+        self.direct: dict[str, Callable[..., Any] | None] = {}
+        for name, fast in self.fast.items():
+            rules = getattr(fast[0][0], "direct", None) if fast is not None and len(fast) == 1 else None
+            self.direct[name] = None if rules is None or self.timed[name] else self.views.direct(*rules)
         self.flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self.actions = {name: frozenset(spec.actions) for name, spec in registry.decision_points.items()}
         #: id(Decision) -> (the Decision, its checked effects): see Engine._check_effects
@@ -292,6 +298,7 @@ class Engine:
         #: point -> the one compiled policy implementation that answers it, else None
         self._solo = {point: fast[0][0] if fast is not None and len(fast) == 1 and not d.timed[point] else None
                       for point, fast in d.fast.items()}
+        self._direct = d.direct
         self._checked = d.checked
         self._event_hook = d.event_hook
         m = d.mechanism
@@ -377,26 +384,35 @@ class Engine:
                mm: Mm | None, foll: FollFlags | None = None, pid: int | None = None,
                vpn: int | None = None) -> Decision:
         """Ask the policy at ``point`` and apply the effects of its decision."""
-        ctx = _new_tuple(Context, (point, page, pte, vma, mm, foll, self._views, self.machine, vpn))
-        solo = self._solo[point]
-        if solo is not None:                    # a compiled policy alone answers: untimed
-            who = self._fast[point][0][1]       # (the common case)
-            try:
-                res = solo(ctx)
+        direct = self._direct[point]
+        who = None                              # who answered: found when a message needs it
+        if direct is not None and self.riders is None and not self.observed:
+            ctx = None                          # the common case: a compiled policy alone
+            try:                                # answers, untimed, and nobody else needs
+                res = direct(page, pte, vma, mm, foll, self.machine, vpn)   # the context
             except BaseException as exc:
                 self._broken(point, exc)
         else:
-            res, who = self._ask(point, ctx)
+            ctx = _new_tuple(Context, (point, page, pte, vma, mm, foll, self._views, self.machine, vpn))
+            solo = self._solo[point]
+            if solo is not None:                # a compiled policy alone answers: untimed
+                try:
+                    res = solo(ctx)
+                except BaseException as exc:
+                    self._broken(point, exc)
+            else:
+                res, who = self._ask(point, ctx)
         if type(res) is Decision and res.action in self._actions[point]:
             d = res                                  # the common case: a compiled rule's
         else:
-            d = self._answer(point, res, who)
-        if self.riders is not None:                  # asked on the state this policy read
-            for rider in self.riders:
-                if not rider.off:
-                    rider.ask(point, d, ctx)
-        # what the policy read, before its decision's effects change the flags
-        read = _state_read(ctx) if self.observed else ""
+            d = self._answer(point, res, who or self._who(point))
+        if ctx is not None:
+            if self.riders is not None:              # asked on the state this policy read
+                for rider in self.riders:
+                    if not rider.off:
+                        rider.ask(point, d, ctx)
+            # what the policy read, before its decision's effects change the flags
+            read = _state_read(ctx) if self.observed else ""
         if d.effects:
             self._apply_effects(point, d, page, mm, who)
         self.metrics["decisions"] += 1
@@ -447,16 +463,22 @@ class Engine:
         raise PluginError(f"{type(exc).__name__}: {exc}", plugin=_culprit(self._hooks[point], exc),
                           hook=f"policykit_{point}") from exc
 
+    def _who(self, point: str) -> str | None:
+        """The plugin that answers at ``point`` when one alone does (for messages)."""
+        fast = self._fast[point]
+        return fast[0][1] if fast is not None and len(fast) == 1 else None
+
     def _apply_effects(self, point: str, d: Decision, page: Page | None, mm: Mm | None, who: str | None) -> None:
-        """Set the flags the decision's effects name (checked once per Decision)."""
+        """Set the flags the decision's effects name (checked once per Decision);
+        ``who`` answered (None: the one plugin that answers there)."""
         checked = self._checked.get(id(d))
         if checked is None or checked[0] is not d:
-            checked = self._check_effects(point, d, who)
+            checked = self._check_effects(point, d, who or self._who(point))
         for to_page, name, value, default in checked[1]:
             target = page if to_page else mm
             if target is None:
                 raise PolicyDecisionError(f"decision at {point!r} sets a flag of a missing "
-                                          f"{'page' if to_page else 'mm'}", plugin=who,
+                                          f"{'page' if to_page else 'mm'}", plugin=who or self._who(point),
                                           hook=f"policykit_{point}")
             if default:
                 target.flags.pop(name, None)
