@@ -386,9 +386,9 @@ class Engine:
         """Ask the policy at ``point`` and apply the effects of its decision."""
         direct = self._direct[point]
         who = None                              # who answered: found when a message needs it
-        if direct is not None and self.riders is None and not self.observed:
+        if direct is not None and not self.observed:
             ctx = None                          # the common case: a compiled policy alone
-            try:                                # answers, untimed, and nobody else needs
+            try:                                # answers, untimed, and no listener needs
                 res = direct(page, pte, vma, mm, foll, self.machine, vpn)   # the context
             except BaseException as exc:
                 self._broken(point, exc)
@@ -406,13 +406,13 @@ class Engine:
             d = res                                  # the common case: a compiled rule's
         else:
             d = self._answer(point, res, who or self._who(point))
-        if ctx is not None:
-            if self.riders is not None:              # asked on the state this policy read
-                for rider in self.riders:
-                    if not rider.off:
-                        rider.ask(point, d, ctx)
-            # what the policy read, before its decision's effects change the flags
-            read = _state_read(ctx) if self.observed else ""
+        if self.riders is not None:                  # asked on the state this policy read
+            args = (page, pte, vma, mm, foll, self.machine, vpn)
+            for rider in self.riders:
+                if not rider.off:
+                    rider.ask(point, d, ctx, args)
+        # what the policy read, before its decision's effects change the flags
+        read = _state_read(ctx) if ctx is not None and self.observed else ""
         if d.effects:
             self._apply_effects(point, d, page, mm, who)
         self.metrics["decisions"] += 1

@@ -75,16 +75,18 @@ class Rider:
         new.rules_fired, new.warnings, new.lines = dict(self.rules_fired), list(self.warnings), list(self.lines)
         return new
 
-    def ask(self, point: str, d: Decision, ctx: Context) -> None:
+    def ask(self, point: str, d: Decision, ctx: Context | None, args: tuple[Any, ...]) -> None:
         """Ask at ``point``, with the context the run's policy was given (riders declare
         what it declares: the same defaults), what that policy answered ``d``; fall off
         unless the answer is the same action with the same effects.  Whatever goes wrong
         in the rider's hooks (an exception, an illegal answer, too long a decision) makes
-        it fall off too: its run alone says so, as it would have."""
+        it fall off too: its run alone says so, as it would have.  ``args``: what the
+        context holds, ``(page, pte, vma, mm, foll, machine, vpn)``, for a rider whose
+        compiled rules alone answer (and a context made of them when ``ctx`` is None)."""
         if point in self.same:
             res = d
         else:
-            res = self._answer(point, d, ctx)
+            res = self._answer(point, d, ctx, args)
             if res is None:
                 self.off = True
                 return
@@ -93,19 +95,26 @@ class Rider:
         if res.warn is not None:
             self.warnings.append((point, res.warn))
 
-    def _answer(self, point: str, d: Decision, ctx: Context) -> Decision | None:
+    def _answer(self, point: str, d: Decision, ctx: Context | None, args: tuple[Any, ...]) -> Decision | None:
         """The rider's answer when it is ``d``; else None."""
         disp = self.dispatch
-        fast = disp.fast[point]
-        timed = disp.timed[point]
-        if timed:
-            started = perf_counter()
+        direct = disp.direct[point]
+        timed = False
         res = None
         try:
-            for impl, _ in fast:  # type: ignore[union-attr]
-                res = impl(ctx)
-                if res is not None:
-                    break
+            if direct is not None:
+                res = direct(*args)
+            else:
+                if ctx is None:
+                    page, pte, vma, mm, foll, machine, vpn = args
+                    ctx = disp.views.context(point, page, pte, vma, mm, foll, machine, vpn)
+                timed = disp.timed[point]
+                if timed:
+                    started = perf_counter()
+                for impl, _ in disp.fast[point]:  # type: ignore[union-attr]
+                    res = impl(ctx)
+                    if res is not None:
+                        break
         except BaseException as exc:
             if stops_the_run(exc):
                 raise
