@@ -335,9 +335,11 @@ class Oracle:
 
     def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
+        space, origin = self.space[pid], self.origin
+        said = f"written by {self.names[pid]} at line {step.line}"     # one string for the step's pages
         for vpn, tok in zip(a["region"], out.tokens):
-            self.space[pid][vpn].tokens.append(tok)
-            self.origin[tok] = f"written by {self.names[pid]} at line {step.line}"
+            space[vpn].tokens.append(tok)
+            origin[tok] = said
         clean = self.engine.machine.processes[pid].mm.clean
         if clean:
             self._lost_dirty(pid, [vpn for vpn in a["region"] if vpn in clean])
@@ -503,10 +505,11 @@ class Oracle:
         rid, index = a["ref"]
         ref = self.refs[rid]
         kind = "pin" if ref.pin else "FOLL_GET reference"
+        said = f"device via {kind} {ref.name!r} at line {step.line}"
         for i, tok in zip(index, out.tokens):
             cell = ref.cells[i]
             cell.tokens.append(tok)
-            self.origin[tok] = f"device via {kind} {ref.name!r} at line {step.line}"
+            self.origin[tok] = said
             if not self.attached(ref, i):
                 continue
             seen = self.engine.peek(ref.owner, ref.vpns[i])
@@ -519,7 +522,10 @@ class Oracle:
     def _op_dma_read(self, step: Step, a: dict, out: Outcome) -> None:
         rid, index = a["ref"]
         ref = self.refs[rid]
+        cells = ref.cells
         for i, tok in zip(index, out.tokens):
+            if tok == cells[i].tokens[-1]:      # the current value: right whatever judges it
+                continue
             exact = ref.pin and self.attached(ref, i)
             self.judge(ref.cells[i], tok, lambda: f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
 

@@ -578,8 +578,9 @@ class Engine:
         folio = Folio(first, nr, nr)
         pages = []
         table = m.pages
+        fresh = Page.fresh
         for pfn in range(first, first + nr):
-            page = table[pfn] = Page.fresh(pfn, anon, {"folio": first, "folio_nr": nr}, folio)
+            page = table[pfn] = fresh(pfn, anon, {"folio": first, "folio_nr": nr}, folio)
             pages.append(page)
         self._allocated(nr)
         if self.observed:
@@ -937,11 +938,15 @@ class Engine:
             raise OperationFailed("ENOMEM", "page allocation failed in COW")
         if self.observed:
             self.emit(Event("copy", proc.pid, vpn, new.pfn, f"{point}: {page.pfn} -> {new.pfn}"))
-        new.mapcount = 1
+        new._mapcount = 1                           # a small page: no folio to sum in
         pte.pfn = new.pfn
         pte.writable = vma.write and not unshare
         pte.dirty = not unshare
-        self.unmap_page(page, mm)
+        page._mapcount -= 1                         # unmap_page(), inline: once a page
+        folio = page.folio
+        if folio is not None:
+            folio.maps -= 1
+            folio.mm_unmapped(mm.mm_id, 1)
         self.put_page(page)
         if self._added_hook is not None:
             self._added_hook(self, new, mm, vpn)
@@ -980,7 +985,8 @@ class Engine:
         """The process writes a fresh token to each page; returns the tokens."""
         proc = self.process(pid)
         ptes = proc.mm.ptes
-        pages = self.machine.pages
+        m = self.machine
+        pages = m.pages
         out = []
         for vpn in vpns:
             pte = ptes.get(vpn)
@@ -988,7 +994,8 @@ class Engine:
                 pte = self.handle_mm_fault(proc, vpn, write=True)
                 if not pte.writable:            # the fault only mapped the page (a handler
                     pte = self.handle_mm_fault(proc, vpn, write=True)   # answered it): retry
-            tok = self.next_token()
+            tok = m.next_token                  # next_token(), inline: once a page
+            m.next_token = tok + 1
             pages[pte.pfn].content = tok
             out.append(tok)
             if self.observed:
@@ -1102,9 +1109,14 @@ class Engine:
             if action == "share":
                 if cow and pte.writable:
                     pte.writable = False                # ptep_set_wrprotect
-                page.refcount += 1
-                self.map_page(page, dst_mm)
-                dst_ptes[vpn] = Pte(pte.pfn, writable=pte.writable, dirty=pte.dirty)
+                page._refcount += 1                     # as map_page() with a reference,
+                page._mapcount += 1                     # inline: once a page at fork
+                folio = page.folio
+                if folio is not None:
+                    folio.refs += 1
+                    folio.maps += 1
+                    folio.mm_mapped(dst_mm.mm_id, 1)
+                dst_ptes[vpn] = Pte(pte.pfn, True, pte.writable, pte.dirty)
             elif action in ("copy", "copy_atomic"):     # copy_present_page
                 new = self.copy_page(page, "fork_copies", atomic=action == "copy_atomic")
                 if new is None:
@@ -1184,14 +1196,16 @@ class Engine:
             if not vma.may_write:
                 raise OperationFailed("EACCES", "mprotect(PROT_WRITE) on a VMA without VM_MAYWRITE")
             vma.write = True
+            ptes = mm.ptes
+            hugetlb = bool(vma.attrs.get("hugetlb"))
             for vpn in range(vma.start, vma.end):
-                pte = mm.ptes.get(vpn)
+                pte = ptes.get(vpn)
                 if pte is None or pte.writable or not pte.present:
                     continue
                 page = pages[pte.pfn]
                 if vma.shared:
                     pte.writable = True
-                elif not page.zero and page.anon and not vma.attrs.get("hugetlb"):
+                elif not page.zero and page.anon and not hugetlb:
                     # hugetlb_change_protection() never upgrades: the write faults
                     d = self.decide("mprotect_pte", page, pte, vma, mm, pid=pid, vpn=vpn)
                     if d.action == "make_writable":

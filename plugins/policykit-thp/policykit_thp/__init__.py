@@ -233,7 +233,7 @@ def _map_pmd(engine: Any, mm: Any, span: range, pages: list[Any], writable: bool
     """Map a fresh THP by a PMD; the pages' allocation references become the mapping's."""
     ptes = mm.ptes
     for v, page in zip(span, pages):
-        ptes[v] = Pte(page.pfn, writable=writable, dirty=writable, attrs={"pmd": True})
+        ptes[v] = Pte(page.pfn, True, writable, writable, {"pmd": True})
     engine.map_pages(pages, mm)
     pages[0].attrs["entire_mapcount"] = pages[0].attrs.get("entire_mapcount", 0) + 1
 
@@ -245,8 +245,9 @@ def _fault_mthp(engine: Any, mm: Any, vma: Any, span: range, vpn: int) -> Any:
     if pages is None:
         return None
     ptes = mm.ptes
+    writable = vma.write
     for v, page in zip(span, pages):
-        ptes[v] = Pte(page.pfn, writable=vma.write, dirty=True)
+        ptes[v] = Pte(page.pfn, True, writable, True)
     engine.map_pages(pages, mm)
     engine.count("thp_faults")
     return mm.ptes[vpn]
@@ -369,7 +370,7 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
         src = src_ptes[v]
         if cow:
             src.writable = False
-        dst_ptes[v] = Pte(src.pfn, writable=src.writable, dirty=src.dirty, attrs={"pmd": True})
+        dst_ptes[v] = Pte(src.pfn, True, src.writable, src.dirty, {"pmd": True})
     pages = engine.machine.pages
     engine.map_pages([pages[head.pfn + i] for i in range(HPAGE_PMD_NR)], dst_mm, ref=True)
     head.attrs["entire_mapcount"] = head.attrs.get("entire_mapcount", 0) + 1
