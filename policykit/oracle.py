@@ -527,7 +527,7 @@ class Oracle:
             if tok == cells[i].tokens[-1]:      # the current value: right whatever judges it
                 continue
             exact = ref.pin and self.attached(ref, i)
-            self.judge(ref.cells[i], tok, lambda: f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
+            self.judge(cells[i], tok, lambda: f"the device reading through {ref.name!r}[{i}]", exact, pin=ref.pin)
 
     # -- the end ---------------------------------------------------------------------------
 
