@@ -12,8 +12,6 @@ everything runs in this process.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import pickle
 import signal
@@ -23,7 +21,7 @@ from typing import Any
 
 from .batch import ride_groups, run_group
 from .errors import PolicyKitError
-from .run import RunResult, Session
+from .run import RunResult, Session, collector_for_runs
 from .scenario.model import Scenario
 
 #: below this many runs a worker costs more than it saves
@@ -67,7 +65,7 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
             for i, result in zip(chunk, runs):
                 results[s][i] = _expand(result, scenarios[i], sessions[s].policy.name) if compact else result
 
-    with _long_lived_frozen(), _Queue(len(chunks), jobs > 1) as queue:
+    with collector_for_runs(), _Queue(len(chunks), jobs > 1) as queue:
         def work(slot: int) -> list[tuple[int, list[list[tuple[Any, ...]]]]]:
             queue.close_writer()                # this worker's copy: the queue can end
             out = []
@@ -224,21 +222,6 @@ def stop_worker(pid: int, reader: int) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _long_lived_frozen() -> Any:
-    """Runs allocate many short-lived objects and few cycles: keep the collector off what
-    was loaded before them (``gc.freeze()``, which also spares forked workers copying
-    pages the collector would touch) and let it run less often."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(10_000, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 def _collect(pid: int, reader: int) -> list[tuple[Any, ...]]:
     with os.fdopen(reader, "rb") as f:
         data = f.read()
@@ -280,7 +263,7 @@ def fork_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int | None 
             return value
         return call
 
-    with _long_lived_frozen():
+    with collector_for_runs():
         workers = [(*_start_worker(lambda f=counted(k), share=share: [f(items[i]) for i in share]), share)
                    for k, share in enumerate(shares[1:], 1)]
         try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from policykit import parallel
 from policykit.cli import ExitCode, main
 from policykit.testing import session
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_parallel_compare_is_the_serial_compare(capsys):
@@ -80,3 +83,27 @@ def test_a_failure_here_stops_the_workers(monkeypatch, tmp_path):
         parallel.run_pairs([s], scenarios, jobs=2)
     with pytest.raises(ChildProcessError):       # no worker left behind, not even a zombie
         parallel.os.waitpid(-1, parallel.os.WNOHANG)
+
+
+def test_runs_tune_the_collector_and_leave_it_as_they_found_it():
+    import gc
+
+    from policykit.run import collector_for_runs
+
+    before = gc.get_threshold(), gc.get_freeze_count()
+    with collector_for_runs():
+        threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+        assert threshold[0] > before[0][0] and frozen > before[1]
+        with collector_for_runs():                  # nested (a run inside compare): the outer's
+            assert gc.get_threshold() == threshold
+        assert gc.get_freeze_count() >= frozen      # the inner one unfroze nothing
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    s = session("linux-6.x")
+    s.run(s.load_all(str(ROOT / "policykit" / "corpus" / "cow-basic.scn"))[0])
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    gc.disable()
+    try:
+        with collector_for_runs():                  # switched off by the caller: left off
+            assert not gc.isenabled() and gc.get_threshold() == before[0]
+    finally:
+        gc.enable()
