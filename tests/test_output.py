@@ -13,7 +13,7 @@ def test_a_passing_corpus_run_is_one_line_per_scenario(capsys):
     assert len(lines) <= 150
     assert lines[-1].endswith("passed, 0 failed")
     # variants together: one row for cow-basic, with their count
-    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (48)" in out
+    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (50)" in out
     assert "cow-basic/thp" not in out
     # expected violations are not printed when everything passes
     assert "pin-incoherent:" not in out
@@ -24,7 +24,7 @@ def test_verbose_shows_every_run_and_every_violation_folded(capsys):
     out = capsys.readouterr().out
     assert "cow-basic/thp " in out and "ro-pin-shared.scn:12:1: pin-incoherent:" in out
     assert "... and 510 more like it (other pages)" in out
-    assert "(x 32)" in out          # one violation, the same in thirty-two variants
+    assert "(x 34)" in out          # one violation, the same in thirty-four variants
 
 
 def test_quiet_prints_the_summary_only(capsys):
