@@ -112,6 +112,7 @@ class Space:
     bounds: Bounds
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
+    _candidates: dict[Any, list[tuple[Step, tuple[Any, ...] | None]]] = field(default_factory=dict, repr=False)
 
     # -- construction --------------------------------------------------------------------
 
@@ -220,16 +221,34 @@ class Space:
     # -- the next steps of a state -----------------------------------------------------
 
     def steps(self, runner: Runner, line: int) -> Steps:
-        """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``."""
+        """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``.
+
+        Two caches: the steps of a state's whole :func:`_shape`, and below them the
+        candidate steps of its :func:`_layout` (the shape but for which PTEs are present
+        and writable), each with what it still needs to know of the PTEs, if anything
+        (:func:`_allowed`).  States that differ only in their PTEs -- most of a level's
+        new shapes -- share the enumeration and only filter it."""
         key = (line, _shape(runner))
         cached = self._cache.get(key)
         if cached is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            cached = self._cache[key] = Steps(self._enumerate(runner, line))
+            outer = (line, _layout(runner))
+            candidates = self._candidates.get(outer)
+            if candidates is None:
+                if len(self._candidates) > 4096:
+                    self._candidates.clear()
+                candidates = self._candidates[outer] = list(self._enumerate(runner, line))
+            cached = self._cache[key] = Steps(_filter(candidates, runner))
         return cached
 
-    def _enumerate(self, runner: Runner, line: int) -> Iterable[Step]:
+    def enumerate(self, runner: Runner, line: int) -> list[Step]:
+        """:meth:`steps` worked out afresh, no cache involved."""
+        return _filter(self._enumerate(runner, line), runner)
+
+    def _enumerate(self, runner: Runner, line: int) -> Iterable[tuple[Step, tuple[Any, ...] | None]]:
+        """The candidate steps of ``runner``'s layout, each with None (allowed) or the
+        PTE condition that still decides it (:func:`_allowed`)."""
         m = runner.engine.machine
         procs = [(n, pid) for n, pid in runner.pids.items()
                  if n not in runner.gone and m.processes[pid].alive]
@@ -245,8 +264,9 @@ class Space:
                 continue
             result = _fresh(spec.result, names) if spec.result else None
             for params in self._bind(spec, 0, {}, runner, procs, refs):
-                if _allowed(spec, params, runner):
-                    yield _step(spec, params, result, line, runner.sizes)
+                allowed = _allowed(spec, params, runner)
+                if allowed is not False:
+                    yield _step(spec, params, result, line, runner.sizes), None if allowed is True else allowed
 
     def _bind(self, spec: OperationSpec, i: int, done: dict[str, Any], runner: Runner,
               procs: list[tuple[str, int]], refs: list[tuple[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -273,18 +293,26 @@ def _proc_param(spec: OperationSpec) -> str:
 
 
 def _shape(runner: Runner) -> tuple:
-    """Everything the enumeration (and :func:`_allowed`) reads of a state: the names,
-    which are live, each process's VMAs, its present PTEs and which are writable, the
-    regions' sizes, the references.  (Steps are cached by it: what it leaves out, they may not depend on.)"""
+    """Everything the steps of a state depend on: its :func:`_layout`, and each live
+    process's present PTEs and which are writable (:func:`_allowed` reads them).  (Steps
+    are cached by it: what it leaves out, they may not depend on.)"""
+    m = runner.engine.machine
+    ptes = tuple(tuple(sorted((vpn, e.writable) for vpn, e in m.processes[pid].mm.ptes.items() if e.present))
+                 for pid in runner.pids.values())
+    return _layout(runner), ptes
+
+
+def _layout(runner: Runner) -> tuple:
+    """Everything the enumeration of a state's steps reads, but its PTEs: the names,
+    which are live, each process's VMAs, the regions' sizes, the references.  (Candidate
+    steps are cached by it: what it leaves out, they may not depend on.)"""
     m = runner.engine.machine
     procs = []
     for n, pid in runner.pids.items():
         proc = m.processes[pid]
-        ptes = proc.mm.ptes
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
-                              bool(v.attrs.get("vm_file"))) for v in proc.mm.vmas]),
-                      tuple(sorted((vpn, e.writable) for vpn, e in ptes.items() if e.present))))
+                              bool(v.attrs.get("vm_file"))) for v in proc.mm.vmas])))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
@@ -330,11 +358,15 @@ def _fresh(kind: str, taken: set[str]) -> str:
     return f"{prefix}{n}"
 
 
-def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
+def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | tuple[Any, ...]:
     """False for a step the scenario checker would refuse, or one every policy fails
-    alike for the user's own mistake (FOLL_WRITE where the VMA forbids it)."""
+    alike for the user's own mistake (FOLL_WRITE where the VMA forbids it), or one that
+    changes nothing; True for the others.  What depends on the PTEs (a read of pages all
+    present, an mprotect rw that finds every PTE writable already) is left to
+    :func:`_ptes_allow`: the answer is then that condition, ``(op, process, vpns)``."""
     op = spec.name
     m = runner.engine.machine
+    needs: bool | tuple[Any, ...] = True
     if "region" in a and "process" in a:
         mm = m.processes[runner.pids[a["process"]]].mm
         name, lo, hi = a["region"]
@@ -342,18 +374,14 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
         vmas = [mm.find_vma(base + i) for i in range(lo, hi)]
         if op == "write" and not all(v.write for v in vmas):
             return False
-        if op == "read" and all(mm.ptes.get(base + i) is not None and mm.ptes[base + i].present
-                                for i in range(lo, hi)):
-            return False            # changes nothing, and sees what the audit of this state saw
+        if op == "read":
+            needs = ("read", a["process"], range(base + lo, base + hi))
         if op == "mprotect":
             if a["prot"] == "ro":
-                unchanged = all(not v.write for v in vmas)
-            else:
-                ptes = [mm.ptes.get(base + i) for i in range(lo, hi)]
-                unchanged = all(v.write for v in vmas) and all(e is None or not e.present or e.writable
-                                                               for e in ptes)
-            if unchanged:
-                return False        # nothing to change, no decision to ask
+                if all(not v.write for v in vmas):
+                    return False    # nothing to change, no decision to ask
+            elif all(v.write for v in vmas):
+                needs = ("mprotect", a["process"], range(base + lo, base + hi))
         advice = a.get("advice")
         if advice == "dofork" and not any(v.dontcopy for v in vmas) or \
                 advice == "keeponfork" and not any(v.wipeonfork for v in vmas):
@@ -370,7 +398,22 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool:
             return False
         if op == "dma_write" and not ref.write:
             return False
-    return True
+    return needs
+
+
+def _filter(candidates: Iterable[tuple[Step, tuple[Any, ...] | None]], runner: Runner) -> list[Step]:
+    return [step for step, needs in candidates if needs is None or _ptes_allow(needs, runner)]
+
+
+def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
+    """The PTE condition of :func:`_allowed` on ``runner``'s state."""
+    op, process, vpns = needs
+    ptes = runner.engine.machine.processes[runner.pids[process]].mm.ptes
+    if op == "read":                # changes nothing, and sees what the audit of this state saw
+        return not all((e := ptes.get(v)) is not None and e.present for v in vpns)
+    # mprotect rw in writable VMAs: nothing to change, no decision to ask, unless a
+    # present PTE is read-only
+    return not all((e := ptes.get(v)) is None or not e.present or e.writable for v in vpns)
 
 
 def _step(spec: OperationSpec, a: dict[str, Any], result: str | None, line: int,
