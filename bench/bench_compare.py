@@ -1,8 +1,10 @@
-"""Wall time of `policykit compare linux-5.9 linux-5.19` on the built-in corpus, from a
-cold process, next to `python -c pass` measured in the same run.
+"""Wall time of `policykit compare` on the built-in corpus, from a cold process, next to
+`python -c pass` measured in the same run: `compare linux-5.9 linux-5.19` (issue #5)
+and the README's `compare linux-5.9 linux-6.x` (issues #9 and #14).
 
 Run:  python bench/bench_compare.py
-Floor (issue #5): <= 1.0 s on this machine.
+Floor (issues #5, #9, #14): <= 1.0 s on this machine, for each; issue #9 asks for
+<= 0.5 s in time.
 POLICYKIT_BENCH_QUICK=1 runs each command once (the test suite does, to see it runs).
 
 Each command is run ROUNDS times and its best time is kept (the machine is shared: its
@@ -36,18 +38,23 @@ def main() -> int:
     for tree in ("policykit", "plugins", "policies"):
         compileall.compile_dir(ROOT / tree, quiet=1)
     policykit = shutil.which("policykit") or os.path.join(os.path.dirname(sys.executable), "policykit")
-    command = [policykit, "compare", "linux-5.9", "linux-5.19"]
     nothing = wall([sys.executable, "-c", "pass"])
-    compare = wall(command)
-    serial = wall(command + ["-j", "1"])
     listing = subprocess.run([policykit, "corpus", "--format", "json"], capture_output=True, text=True).stdout
     scenarios = len(json.loads(listing)["scenarios"])
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"python -c pass:                              {nothing * 1e3:7.1f} ms")
-    print(f"policykit compare linux-5.9 linux-5.19:      {compare * 1e3:7.1f} ms  ({scenarios} scenarios, "
-          f"3 policies with ideal, {cpus} CPUs; best of {ROUNDS})")
-    print(f"policykit compare linux-5.9 linux-5.19 -j 1: {serial * 1e3:7.1f} ms  (one process)")
-    print(f"ratio {compare / nothing:.1f}x python startup; floor <= 1000 ms: {'met' if compare <= 1.0 else 'NOT met'}")
+    worst = 0.0
+    for newer in ("linux-5.19", "linux-6.x"):
+        command = [policykit, "compare", "linux-5.9", newer]
+        compare = wall(command)
+        serial = wall(command + ["-j", "1"])
+        worst = max(worst, compare)
+        name = f"policykit compare linux-5.9 {newer}:"
+        print(f"{name:45}{compare * 1e3:7.1f} ms  ({scenarios} scenarios, "
+              f"3 policies with ideal, {cpus} CPUs; best of {ROUNDS}; {compare / nothing:.1f}x python startup)")
+        print(f"{name[:-1] + ' -j 1:':45}{serial * 1e3:7.1f} ms  (one process)")
+    print(f"slowest {worst * 1e3:.1f} ms, {worst / nothing:.1f}x python startup; floor <= 1000 ms: "
+          f"{'met' if worst <= 1.0 else 'NOT met'}")
     return 0
 
 
