@@ -72,6 +72,11 @@ def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
     return tuple(out)
 
 
+#: a step of a state's layout, and None (it is taken) or the PTE condition that decides
+#: whether it is (:func:`_allowed`)
+Candidate = tuple[Step, tuple[Any, ...] | None]
+
+
 class Steps(list):  # type: ignore[type-arg]
     """The steps to try from a state, in order, and their *twins*: ``twin[i]`` is the
     position of an earlier step that step ``i`` repeats exactly unless FOLL_LONGTERM is
@@ -112,7 +117,7 @@ class Space:
     bounds: Bounds
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
-    _candidates: dict[Any, list[tuple[Step, tuple[Any, ...] | None]]] = field(default_factory=dict, repr=False)
+    _candidates: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
 
     # -- construction --------------------------------------------------------------------
 
@@ -228,12 +233,13 @@ class Space:
         and writable), each with what it still needs to know of the PTEs, if anything
         (:func:`_allowed`).  States that differ only in their PTEs -- most of a level's
         new shapes -- share the enumeration and only filter it."""
-        key = (line, _shape(runner))
+        shape = _shape(runner)
+        key = (line, shape)
         cached = self._cache.get(key)
         if cached is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            outer = (line, _layout(runner))
+            outer = (line, shape[0])
             candidates = self._candidates.get(outer)
             if candidates is None:
                 if len(self._candidates) > 4096:
@@ -246,7 +252,7 @@ class Space:
         """:meth:`steps` worked out afresh, no cache involved."""
         return _filter(self._enumerate(runner, line), runner)
 
-    def _enumerate(self, runner: Runner, line: int) -> Iterable[tuple[Step, tuple[Any, ...] | None]]:
+    def _enumerate(self, runner: Runner, line: int) -> Iterable[Candidate]:
         """The candidate steps of ``runner``'s layout, each with None (allowed) or the
         PTE condition that still decides it (:func:`_allowed`)."""
         m = runner.engine.machine
@@ -293,7 +299,7 @@ def _proc_param(spec: OperationSpec) -> str:
 
 
 def _shape(runner: Runner) -> tuple:
-    """Everything the steps of a state depend on: its :func:`_layout`, and each live
+    """Everything the steps of a state depend on: its :func:`_layout` (first), and each
     process's present PTEs and which are writable (:func:`_allowed` reads them).  (Steps
     are cached by it: what it leaves out, they may not depend on.)"""
     m = runner.engine.machine
@@ -401,7 +407,7 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
     return needs
 
 
-def _filter(candidates: Iterable[tuple[Step, tuple[Any, ...] | None]], runner: Runner) -> list[Step]:
+def _filter(candidates: Iterable[Candidate], runner: Runner) -> list[Step]:
     return [step for step, needs in candidates if needs is None or _ptes_allow(needs, runner)]
 
 
