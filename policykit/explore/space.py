@@ -229,8 +229,8 @@ class Space:
         """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``.
 
         Two caches: the steps of a state's whole :func:`_shape`, and below them the
-        candidate steps of its :func:`_layout` (the shape but for which PTEs are present
-        and writable), each with what it still needs to know of the PTEs, if anything
+        candidate steps of its layout (the shape but for which PTEs are present and
+        writable), each with what it still needs to know of the PTEs, if anything
         (:func:`_allowed`).  States that differ only in their PTEs -- most of a level's
         new shapes -- share the enumeration and only filter it."""
         shape = _shape(runner)
@@ -248,12 +248,12 @@ class Space:
             cached = self._cache[key] = Steps(_filter(candidates, runner))
         return cached
 
-    def enumerate(self, runner: Runner, line: int) -> list[Step]:
+    def uncached_steps(self, runner: Runner, line: int) -> list[Step]:
         """:meth:`steps` worked out afresh, no cache involved."""
         return _filter(self._enumerate(runner, line), runner)
 
     def _enumerate(self, runner: Runner, line: int) -> Iterable[Candidate]:
-        """The candidate steps of ``runner``'s layout, each with None (allowed) or the
+        """The candidate steps of ``runner``'s layout (see :func:`_shape`), each with None (allowed) or the
         PTE condition that still decides it (:func:`_allowed`)."""
         m = runner.engine.machine
         procs = [(n, pid) for n, pid in runner.pids.items()
@@ -299,33 +299,30 @@ def _proc_param(spec: OperationSpec) -> str:
 
 
 def _shape(runner: Runner) -> tuple:
-    """Everything the steps of a state depend on: its :func:`_layout` (first), and each
-    process's present PTEs and which are writable (:func:`_allowed` reads them).  (Steps
-    are cached by it: what it leaves out, they may not depend on.)"""
-    m = runner.engine.machine
-    ptes = tuple(tuple(sorted((vpn, e.writable) for vpn, e in m.processes[pid].mm.ptes.items() if e.present))
-                 for pid in runner.pids.values())
-    return _layout(runner), ptes
-
-
-def _layout(runner: Runner) -> tuple:
-    """Everything the enumeration of a state's steps reads, but its PTEs: the names,
-    which are live, each process's VMAs, the regions' sizes, the references.  (Candidate
-    steps are cached by it: what it leaves out, they may not depend on.)"""
+    """Everything the steps of a state depend on, as ``(layout, ptes)``.  The layout is
+    all the enumeration reads: the names, which are live, each process's VMAs, the
+    regions' sizes, the references (candidate steps are cached by it); ``ptes``, each
+    process's present PTEs and which are writable, is what :func:`_allowed` leaves to
+    :func:`_ptes_allow`.  (Steps are cached by both: what they leave out, steps may not
+    depend on.)"""
     m = runner.engine.machine
     procs = []
+    ptes = []
     for n, pid in runner.pids.items():
         proc = m.processes[pid]
+        mm = proc.mm
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
-                              bool(v.attrs.get("vm_file"))) for v in proc.mm.vmas])))
+                              bool(v.attrs.get("vm_file"))) for v in mm.vmas])))
+        ptes.append(tuple(sorted((vpn, e.writable) for vpn, e in mm.ptes.items() if e.present)))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
     # by them, and two states can differ only there (a 1-page mapping, and a 2-page one
     # with a page unmapped)
-    return (tuple(procs), tuple(runner.bases.items()), tuple(runner.sizes.items()), refs,
-            frozenset(runner.gone))
+    layout = (tuple(procs), tuple(runner.bases.items()), tuple(runner.sizes.items()), refs,
+              frozenset(runner.gone))
+    return layout, tuple(ptes)
 
 
 #: a region of more pages than this (a THP's 512) is named whole and by its first page
