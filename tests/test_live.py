@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
@@ -450,6 +451,34 @@ def test_pools_kept_across_runs_are_reserved_once_and_given_back_at_the_end(monk
     assert writes == [2, 0] and (tmp_path / "nr_hugepages").read_text() == "0"
 
 
+def test_swap_kept_across_runs_is_made_once_and_given_back_at_the_end(monkeypatch):
+    """validate's longer-lived Settings makes the swapfile for the first run that swaps
+    and keeps it for the next: one swapon, and one swapoff when the session ends."""
+    from policykit.live import system
+
+    calls, active = [], []
+    monkeypatch.setattr(system, "_swap_active", lambda: bool(active))
+    monkeypatch.setattr(system, "_make_swapfile", lambda fd, size: calls.append("mkswap"))
+
+    def swapon(path: bytes, flags: int) -> int:
+        calls.append("swapon")
+        active.append(path)
+        return 0
+
+    def swapoff(path: bytes) -> int:
+        calls.append("swapoff")
+        active.remove(path)
+        return 0
+    monkeypatch.setattr(system.libc, "_libc", SimpleNamespace(swapon=swapon, swapoff=swapoff))
+    with system.Settings() as pools:
+        for _ in range(3):
+            with system.Settings(pools) as run:
+                run.swap()
+            assert active, "still on between runs"
+    assert calls == ["mkswap", "swapon", "swapoff"] and not active
+    assert not [f for f in os.listdir("/var/tmp") if f.startswith("policykit-swap-")]
+
+
 def test_a_pool_that_cannot_grow_is_an_error_and_is_given_back(monkeypatch, tmp_path):
     from policykit.live import system
 
@@ -481,3 +510,59 @@ def test_pagemap_reads_one_entry_per_huge_page():
         assert {e.present for e in every[::4]} == {True, False}
     finally:
         libc.munmap(addr, length)
+
+
+def test_pmd_mappings_are_read_from_the_page_tables_as_smaps_counts_them():
+    """AnonHugePages of a range, asked of its page tables (PAGEMAP_SCAN) rather than of
+    smaps: the same KiB for a VMA with nothing mapped, the huge zero page, a PMD-mapped
+    THP, a THP beside it, and one split into PTEs; and only the range's own for part of
+    a VMA (which smaps cannot tell)."""
+    from policykit.live import libc, observe
+
+    if not CAPS.thp:
+        pytest.skip(CAPS.thp_reason)
+    size = 2 * libc.HPAGE_PMD_SIZE
+    raw = libc.mmap(0, size + libc.HPAGE_PMD_SIZE, libc.PROT_READ | libc.PROT_WRITE,
+                    libc.MAP_PRIVATE | libc.MAP_ANONYMOUS)
+    addr = -(-raw // libc.HPAGE_PMD_SIZE) * libc.HPAGE_PMD_SIZE
+    second = addr + libc.HPAGE_PMD_SIZE
+    try:
+        libc.madvise(addr, size, libc.MADV_HUGEPAGE)
+        seen = []
+
+        def both() -> int:
+            whole, part = observe._scan_huge_kb(os.getpid(), [(addr, addr + size), (second, addr + size)])
+            assert [whole] == observe._smaps_huge_kb(os.getpid(), [(addr, addr + size)])
+            seen.append((whole, part))
+            return whole
+
+        try:
+            both()
+        except OSError as exc:
+            pytest.skip(f"no PAGEMAP_SCAN ioctl on this kernel: {exc}")
+        libc.load(addr, 8)                          # the huge zero page: not anonymous
+        both()
+        libc.store(second, b"x")
+        if both() != 2048:
+            pytest.skip("the kernel had no THP to give")
+        libc.store(addr, b"y")                      # the zero page replaced by a THP
+        both()
+        libc.mprotect(second, libc.PAGE_SIZE, libc.PROT_READ)     # split into PTEs
+        both()
+        assert seen == [(0, 0), (0, 0), (2048, 2048), (4096, 2048), (2048, 0)]
+    finally:
+        libc.munmap(raw, size + libc.HPAGE_PMD_SIZE)
+
+
+def test_a_write_is_seen_to_fault_at_an_address_only_if_a_fault_fell_in_its_page():
+    """The agent matches the faults perf sampled to the pages written (hundreds of each
+    for a THP): a fault counts for the page it fell in, its first and last byte included."""
+    from policykit.live import agent
+
+    class Sampled:
+        def take(self) -> list[int]:
+            return [0x5003, 0x1000, 0x3fff, 0x9000]
+    state = SimpleNamespace(faults=Sampled())
+    pages = [0x0, 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x8000, 0x9000, 0xa000]
+    assert agent._faulted(state, pages, 0x1000) == [False, True, False, True, False, True, False, True, False]
+

@@ -19,6 +19,7 @@ import pickle
 import signal
 import socket
 import struct
+from bisect import bisect_left
 from typing import Any
 
 from . import libc
@@ -211,8 +212,14 @@ def _values(state: _State, addrs: list[int]) -> list[int]:
 
 
 def _faulted(state: _State, addrs: list[int], size: int) -> list[bool]:
-    seen = state.faults.take()
-    return [any(a <= x < a + size for x in seen) for a in addrs]
+    """Whether a fault was taken in ``[a, a + size)``, for each address ``a`` (a
+    bisection per address: a THP's write sees hundreds of faults)."""
+    seen = sorted(state.faults.take())
+    out = []
+    for a in addrs:
+        i = bisect_left(seen, a)
+        out.append(i < len(seen) and seen[i] < a + size)
+    return out
 
 
 def _hello(state: _State) -> int:
@@ -357,3 +364,4 @@ _OPS = {
     "mprotect": _mprotect, "madvise": _madvise, "pin": _pin, "vmsplice": _vmsplice,
     "release": _release, "dma_write": _dma_write, "dma_read": _dma_read,
 }
+

@@ -21,7 +21,7 @@ from typing import Any
 from ..scenario.model import Scenario, Step
 from . import libc
 from .agent import Agent, AgentError, Failed
-from .observe import PageTable, anon_huge_kb, pagemap
+from .observe import Entry, PageTable, anon_huge_kb, pagemap
 from .system import Capabilities, Settings
 from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
 
@@ -161,6 +161,7 @@ class LiveSession:
         self._table: PageTable | None = None
         self.labels: dict[int, str] = {}           # written value -> who wrote it
         self._previous: dict[str, tuple[bool, int]] = {}     # page -> (present, pfn) after the last step
+        self._names: dict[tuple[str, str, int], list[str]] = {}  # see _keys
         #: why the run stopped before its last step ("" when it did not)
         self.ended = ""
 
@@ -268,12 +269,8 @@ class LiveSession:
 
     def observe(self, obs: Observation) -> None:
         """Fill ``obs.pages`` (and the outcome of each write) from the kernel's view."""
-        label = Labeller()
-        views: dict[str, PageView] = {}
-        now: dict[str, tuple[bool, int]] = {}
         regions = [(n, r) for n, r in self.regions.items() if not r.alias]
-        raw: list[tuple[str, Any]] = []
-        pfns: set[int] = set()
+        raw: list[tuple[str, Entry]] = []
         for name in self.order:
             agent = self.agents.get(name)
             if agent is None or not agent.alive:
@@ -282,13 +279,9 @@ class LiveSession:
             for rname, r in regions:
                 if rname not in mine:
                     continue
-                step = r.page_bytes // libc.PAGE_SIZE
-                entries = pagemap(agent.pid, r.addr, r.pages, step)
-                for i, e in enumerate(entries):
-                    key = f"{name}:{rname}[{i}]"
-                    raw.append((key, e))
-                    if e.present:
-                        pfns.add(e.pfn)
+                entries = pagemap(agent.pid, r.addr, r.pages, r.page_bytes // libc.PAGE_SIZE)
+                raw += zip(self._keys(name, rname, len(entries)), entries)
+        pfns = {e.pfn for _, e in raw if e.present}
         info = self._table.info(pfns) if self._table is not None and pfns else {}
         for name in self.order:
             agent = self.agents.get(name)
@@ -297,20 +290,26 @@ class LiveSession:
                 kbs = anon_huge_kb(agent.pid, [(r.addr, r.addr + r.pages * r.page_bytes) for _, r in thp])
                 for (rname, _), kb in zip(thp, kbs):
                     obs.pmd[f"{name}:{rname}"] = kb
+        views: dict[str, PageView] = {}
+        now: dict[str, tuple[bool, int]] = {}
+        label = Labeller()
+        made: dict[tuple[Any, ...], PageView] = {}  # views are immutable: one per distinct value
         for key, e in raw:
             now[key] = (e.present, e.pfn)
             if not e.present:
-                views[key] = PageView("swap" if e.swapped else "-", None, None)
-                continue
-            pi = info.get(e.pfn)
-            if pi is None:                          # PFNs hidden: present is all we know
-                views[key] = PageView("present", None, None)
+                value: tuple[Any, ...] = ("swap" if e.swapped else "-", None, None)
+            elif (pi := info.get(e.pfn)) is None:   # PFNs hidden: present is all we know
+                value = ("present", None, None)
             elif pi.zero:
-                views[key] = PageView("zero", None, None)
+                value = ("zero", None, None)
             else:
                 kind = ("ksm" if pi.ksm else "hugetlb" if pi.hugetlb else "thp" if pi.thp
                         else "anon" if pi.anon else "shmem")
-                views[key] = PageView(label(e.pfn), pi.exclusive if pi.anon else None, pi.mapcount, kind)
+                value = (label(e.pfn), pi.exclusive if pi.anon else None, pi.mapcount, kind)
+            view = made.get(value)
+            if view is None:
+                view = made[value] = PageView(*value)
+            views[key] = view
         obs.pages = views
         for key, faulted in obs.faults.items():
             before = self._previous.get(key, (False, 0))
@@ -319,6 +318,13 @@ class LiveSession:
                 continue
             obs.faults[key] = classify_write(before[0], before[1], now.get(key, (False, 0))[1], faulted == "fault")
         self._previous = now
+
+    def _keys(self, name: str, region: str, n: int) -> list[str]:
+        """The names of a region's ``n`` pages in process ``name``: ``name:region[i]``."""
+        keys = self._names.get((name, region, n))
+        if keys is None:
+            keys = self._names[name, region, n] = [f"{name}:{region}[{i}]" for i in range(n)]
+        return keys
 
     # -- operations -------------------------------------------------------------------
 

@@ -6,10 +6,13 @@ outcomes can be compared.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import re
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .libc import PAGE_SIZE
 
@@ -28,9 +31,8 @@ KPF_ZERO_PAGE = 24
 KPF_ANON_EXCLUSIVE = 34
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One page of a process as the kernel shows it."""
+class Entry(NamedTuple):
+    """One page of a process as the kernel shows it (a tuple: hundreds are made a step)."""
 
     present: bool
     swapped: bool
@@ -64,21 +66,86 @@ def pagemap(pid: int, addr: int, npages: int, stride: int = 1) -> list[Entry]:
             raw = b"".join(os.pread(fd, 8, first + 8 * stride * i) for i in range(npages))
     finally:
         os.close(fd)
-    out = []
-    for (v,) in struct.iter_unpack("<Q", raw):
-        present = bool(v & _PRESENT)
-        out.append(Entry(present, bool(v & _SWAPPED), v & _PFN_MASK if present else 0, bool(v & _SOFT_DIRTY)))
-    return out
+    return [Entry(True, bool(v & _SWAPPED), v & _PFN_MASK, bool(v & _SOFT_DIRTY)) if v & _PRESENT
+            else Entry(False, bool(v & _SWAPPED), 0, bool(v & _SOFT_DIRTY))
+            for (v,) in struct.iter_unpack("<Q", raw)]
 
 
 _VMA_HEAD = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) ", re.M)
 _ANON_HUGE = re.compile(rb"^AnonHugePages:\s+(\d+) kB", re.M)
 
 
+class _ScanArg(ctypes.Structure):
+    """struct pm_scan_arg (include/uapi/linux/fs.h)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages", "category_inverted",
+        "category_mask", "category_anyof_mask", "return_mask")]
+
+
+class _Region(ctypes.Structure):
+    """struct page_region: ``[start, end)`` of pages alike in the categories asked for."""
+
+    _fields_ = [("start", ctypes.c_uint64), ("end", ctypes.c_uint64), ("categories", ctypes.c_uint64)]
+
+
+#: _IOWR('f', 16, struct pm_scan_arg)
+PAGEMAP_SCAN = 3 << 30 | ctypes.sizeof(_ScanArg) << 16 | ord("f") << 8 | 16
+PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_PFNZERO, PAGE_IS_HUGE = 1 << 2, 1 << 3, 1 << 5, 1 << 6
+_SCAN_VEC = 64
+#: whether this kernel has the PAGEMAP_SCAN ioctl (6.7+); None until first tried
+_scan_works: bool | None = None
+
+
 def anon_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
-    """For each ``[start, end)`` address range: the KiB of THPs PMD-mapped there
-    (``AnonHugePages`` of /proc/PID/smaps, summed over the VMAs inside the range).  The
-    file lists every mapping of the agent (hundreds): only the VMAs in a range are read."""
+    """For each ``[start, end)`` address range: the KiB of anonymous THPs PMD-mapped
+    there (what ``AnonHugePages`` of /proc/PID/smaps sums over the VMAs inside it).
+    Asked of the page tables of the ranges alone with the PAGEMAP_SCAN ioctl where the
+    kernel has it; smaps, which walks every mapping of the agent, otherwise."""
+    global _scan_works
+    if _scan_works is not False:
+        try:
+            out = _scan_huge_kb(pid, ranges)
+        except OSError:
+            if _scan_works:
+                raise
+            _scan_works = False
+        else:
+            _scan_works = True
+            return out
+    return _smaps_huge_kb(pid, ranges)
+
+
+def _scan_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
+    """:func:`anon_huge_kb` by PAGEMAP_SCAN: PMD mappings are the regions it reports
+    PAGE_IS_HUGE (at the PTE level it never does), less the huge zero page and shmem."""
+    vec = (_Region * _SCAN_VEC)()
+    arg = _ScanArg(size=ctypes.sizeof(_ScanArg), vec=ctypes.addressof(vec), vec_len=_SCAN_VEC,
+                   category_anyof_mask=PAGE_IS_HUGE,
+                   return_mask=PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO | PAGE_IS_FILE)
+    out = []
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        for start, end in ranges:
+            kb = 0
+            while start < end:
+                arg.start, arg.end = start, end
+                n = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)
+                for r in vec[:n]:
+                    if r.categories & (PAGE_IS_PRESENT | PAGE_IS_PFNZERO | PAGE_IS_FILE) == PAGE_IS_PRESENT:
+                        kb += (r.end - r.start) // 1024
+                if arg.walk_end <= start:           # pragma: no cover - the kernel made no progress
+                    raise OSError(0, "PAGEMAP_SCAN made no progress")
+                start = arg.walk_end
+            out.append(kb)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _smaps_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
+    """:func:`anon_huge_kb` from /proc/PID/smaps: the file lists every mapping of the
+    agent (hundreds): only the VMAs in a range are read."""
     out = [0] * len(ranges)
     with open(f"/proc/{pid}/smaps", "rb") as f:
         text = f.read()
@@ -113,18 +180,29 @@ class PageTable:
 
     def info(self, pfns: set[int]) -> dict[int, PageInfo]:
         out: dict[int, PageInfo] = {}
+        seen: dict[tuple[int, int], PageInfo] = {}     # pages alike share one PageInfo
         for lo, hi in _runs(sorted(pfns)):
             n = hi - lo
             flags = struct.unpack(f"<{n}Q", os.pread(self._flags, 8 * n, 8 * lo))
             counts = struct.unpack(f"<{n}Q", os.pread(self._count, 8 * n, 8 * lo))
-            for i in range(n):
-                f = flags[i]
-                anon = bool(f >> KPF_ANON & 1)
-                tail = bool(f >> KPF_COMPOUND_TAIL & 1)
-                out[lo + i] = PageInfo(anon, bool(f >> KPF_ZERO_PAGE & 1), bool(f >> KPF_THP & 1),
-                                       bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1, bool(f >> KPF_KSM & 1),
-                                       None if tail else anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), counts[i])
+            for pfn in range(lo, hi):
+                if pfn not in pfns:                     # read through a gap
+                    continue
+                f, c = flags[pfn - lo], counts[pfn - lo]
+                pi = seen.get((f, c))
+                if pi is None:
+                    pi = seen[f, c] = _page_info(f, c)
+                out[pfn] = pi
         return out
+
+
+def _page_info(f: int, count: int) -> PageInfo:
+    """A page's /proc/kpageflags word and /proc/kpagecount, read."""
+    anon = bool(f >> KPF_ANON & 1)
+    tail = bool(f >> KPF_COMPOUND_TAIL & 1)
+    return PageInfo(anon, bool(f >> KPF_ZERO_PAGE & 1), bool(f >> KPF_THP & 1),
+                    bool(f >> KPF_HUGE & 1) and not f >> KPF_THP & 1, bool(f >> KPF_KSM & 1),
+                    None if tail else anon and bool(f >> KPF_ANON_EXCLUSIVE & 1), count)
 
 
 def _runs(pfns: list[int]) -> list[tuple[int, int]]:

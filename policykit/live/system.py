@@ -139,10 +139,11 @@ def _swap_active() -> bool:
 class Settings:
     """System settings changed for a run, each undone on :meth:`restore` (``with``).
 
-    ``pools``: a longer-lived Settings that changes the huge page pools instead, and
-    gives them back when it is restored -- validate keeps one for all its scenarios, so
-    a 1 GiB page is reserved once (seconds the first time) and reused, not reserved and
-    given back around every scenario."""
+    ``pools``: a longer-lived Settings that changes the huge page pools and makes the
+    swap space instead, and gives them back when it is restored -- validate keeps one
+    for all its scenarios, so a 1 GiB page is reserved once (seconds the first time) and
+    a swapfile made and enabled once (swapoff takes about 20 ms), not around every
+    scenario."""
 
     def __init__(self, pools: Settings | None = None) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
@@ -243,7 +244,11 @@ class Settings:
             _write(f"{_KSM}/run", 0)
 
     def swap(self) -> None:
-        """Swap space: what is active, or a swapfile made and enabled for the run."""
+        """Swap space: what is active, or a swapfile made and enabled for the run (for
+        the runs of ``pools``, when there is one)."""
+        if self._pools is not None:
+            self._pools.swap()
+            return
         if _swap_active():
             return
         fd, path = tempfile.mkstemp(prefix="policykit-swap-", dir="/var/tmp")

@@ -72,13 +72,11 @@ def compare(live: list[Observation], simulated: list[Observation],
         for aspect in counts:
             a, b = lv.aspect(aspect), sv.aspect(aspect)
             keys = a.keys() & b.keys() if aspect in ("exclusive", "mapcount") else a.keys() | b.keys()
-            for key in sorted(keys, key=_natural):
-                x, y = a.get(key, "-"), b.get(key, "-")
-                counts[aspect][0] += 1
-                if x == y:
-                    counts[aspect][1] += 1
-                else:
-                    out.append(Disagreement(lv.index, lv.text, aspect, key, x, y))
+            differ = [key for key in keys if a.get(key, "-") != b.get(key, "-")]
+            counts[aspect][0] += len(keys)
+            counts[aspect][1] += len(keys) - len(differ)
+            for key in sorted(differ, key=_natural):        # pages in order: buf[2] before buf[10]
+                out.append(Disagreement(lv.index, lv.text, aspect, key, a.get(key, "-"), b.get(key, "-")))
     return out, {a: (n, ok) for a, (n, ok) in counts.items()}
 
 
@@ -89,7 +87,8 @@ def _natural(key: str) -> tuple:
 def run_live(scenario: Scenario, caps: Capabilities, timeout: float = 20.0,
              pools: Settings | None = None) -> LiveRun:
     """Run ``scenario`` on this kernel (or say why it cannot be); ``pools``: the
-    Settings that keeps huge page pools across runs (see :class:`.system.Settings`)."""
+    Settings that keeps huge page pools and swap across runs (see
+    :class:`.system.Settings`)."""
     out = LiveRun(scenario, not_runnable=why_not_runnable(scenario, caps))
     if out.not_runnable:
         return out
