@@ -211,6 +211,7 @@ def _live_capabilities():  # type: ignore[no-untyped-def]
 
 def cmd_live(ns: argparse.Namespace) -> int:
     from .guard import terminations_interrupt
+    from .live.agent import Zygote
     from .live.report import render_live
     from .live.system import Settings
     from .live.validate import run_live
@@ -218,8 +219,8 @@ def cmd_live(ns: argparse.Namespace) -> int:
     caps = _live_capabilities()
     session = _session(ns, ns.policy or "linux-6.x")
     scenarios = _corpus(session, argparse.Namespace(**{**vars(ns), "corpus": ns.scenarios + (ns.corpus or [])}))
-    with terminations_interrupt(), Settings() as pools:
-        runs = [run_live(sc, caps, pools=pools) for sc in scenarios]
+    with terminations_interrupt(), Settings() as pools, Zygote() as zygote:
+        runs = [run_live(sc, caps, pools=pools, zygote=zygote) for sc in scenarios]
     print(render_live(runs, ns.format))
     return ExitCode.OK if all(not r.not_runnable for r in runs) else ExitCode.FAILED
 

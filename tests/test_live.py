@@ -566,3 +566,23 @@ def test_a_write_is_seen_to_fault_at_an_address_only_if_a_fault_fell_in_its_page
     pages = [0x0, 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x8000, 0x9000, 0xa000]
     assert agent._faulted(state, pages, 0x1000) == [False, True, False, True, False, True, False, True, False]
 
+
+def test_agents_forked_by_the_zygote_are_this_process_s_children_and_nothing_outlives_it():
+    """The zygote forks each agent twice over: the agent is the controller's child, so
+    its end can be read and it can be reaped; the zygote goes with its ``with`` block,
+    an exception in it included."""
+    from policykit.live.agent import Zygote
+    from policykit.live.backend import _exit_code
+
+    with pytest.raises(RuntimeError, match="on purpose"):
+        with Zygote() as zygote:
+            agent = zygote.spawn()
+            with open(f"/proc/{agent.pid}/stat") as f:
+                assert int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+            assert agent.call("hello") == agent.pid
+            os.kill(agent.pid, signal.SIGBUS)
+            assert os.WTERMSIG(_exit_code(agent.pid)) == signal.SIGBUS
+            os.waitpid(agent.pid, 0)
+            agent.close()
+            raise RuntimeError("on purpose")
+    assert zygote._proc is None

@@ -11,6 +11,7 @@ they end with ``os._exit``.
 
 from __future__ import annotations
 
+import ctypes
 import errno as _errno
 import faulthandler
 import fcntl
@@ -19,6 +20,8 @@ import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 from bisect import bisect_left
 from typing import Any
 
@@ -64,7 +67,10 @@ class Agent:
         self.alive = True
 
     @classmethod
-    def spawn(cls, timeout: float = 20.0) -> Agent:
+    def spawn(cls, timeout: float = 20.0, zygote: Zygote | None = None) -> Agent:
+        """A new agent: forked by ``zygote`` when there is one, else by this process."""
+        if zygote is not None:
+            return zygote.spawn(timeout)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:                                        # pragma: no cover - the agent
@@ -118,6 +124,86 @@ class Agent:
     def close(self) -> None:
         self.alive = False
         self.sock.close()
+
+
+class Zygote:
+    """A small process that forks the agents (``with``): a fresh interpreter with only
+    this module loaded.  Forking the controller instead copies its page tables at every
+    spawn and tears them down at every exit, and validate's controller grows to hundreds
+    of MiB; an agent forked from an agent inherits the same.
+
+    Each agent is forked twice over, so that it becomes the controller's child (the
+    controller is a child subreaper while the zygote lives): the controller reads how
+    an agent ended from its zombie and reaps it, as it does an agent it forked itself."""
+
+    def __init__(self, timeout: float = 20.0) -> None:
+        self.timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._subreaper = 0
+
+    def __enter__(self) -> Zygote:
+        got = ctypes.c_int(0)
+        libc._libc.prctl(libc.PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
+        self._subreaper = got.value
+        # before the zygote starts: its descendants look for a subreaper only if an
+        # ancestor was one when they were made
+        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+                                          pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            self._restore()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        ours.settimeout(self.timeout)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def spawn(self, timeout: float | None = None) -> Agent:
+        """A new agent, the controller's child."""
+        if self._sock is None:
+            raise AgentError("the zygote is not running")
+        try:
+            _send(self._sock, ("spawn", ()))
+            msg, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 1)
+        except (socket.timeout, OSError) as exc:
+            raise AgentError(f"the zygote did not fork an agent: {exc or 'end of file'}") from None
+        kind, value = pickle.loads(msg) if msg else ("crashed", "end of file")
+        if kind != "ok" or not fds:
+            for fd in fds:
+                os.close(fd)
+            raise AgentError(f"the zygote did not fork an agent: {value}")
+        agent = Agent(0, socket.socket(fileno=fds[0]), timeout or self.timeout)
+        try:
+            agent.pid = agent.call("hello")
+        except AgentError:
+            agent.close()
+            raise
+        return agent
+
+    def close(self) -> None:
+        """Stop the zygote (killed if it does not go at once) and reap it."""
+        if self._sock is not None:
+            self._sock.close()                  # end of file: the zygote exits
+            self._sock = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        self._restore()
+
+    def _restore(self) -> None:
+        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
 
 
 # -- the agent's side ------------------------------------------------------------------
@@ -365,3 +451,38 @@ _OPS = {
     "release": _release, "dma_write": _dma_write, "dma_read": _dma_read,
 }
 
+
+def _zygote(sock: socket.socket) -> None:                   # pragma: no cover - the zygote
+    """Fork an agent for each ``spawn`` until the controller's end closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            op, _ = _recv(sock)
+        except (EOFError, OSError):
+            return
+        if op != "spawn":
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+            if pid == 0:                                # the go-between: forks the agent, goes
+                try:
+                    if os.fork() == 0:
+                        sock.close()
+                        ours.close()
+                        _serve(theirs)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        except OSError as exc:
+            ours.close()
+            _send(sock, ("failed", (_errno.errorcode.get(exc.errno or 0, "EIO"), str(exc))))
+            continue
+        finally:
+            theirs.close()
+        socket.send_fds(sock, [pickle.dumps(("ok", None))], [ours.fileno()])
+        ours.close()
+
+
+if __name__ == "__main__":                                  # pragma: no cover - the zygote
+    _zygote(socket.socket(fileno=int(sys.argv[1])))

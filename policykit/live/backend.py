@@ -20,14 +20,13 @@ from typing import Any
 
 from ..scenario.model import Scenario, Step
 from . import libc
-from .agent import Agent, AgentError, Failed
+from .agent import Agent, AgentError, Failed, Zygote
 from .observe import Entry, PageTable, anon_huge_kb, pagemap
 from .system import Capabilities, Settings
 from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
 
 REGION_BASE = 0x5A00_0000_0000
 _ALIGN = libc.HPAGE_PMD_SIZE
-_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
 _MADVICE = {"dontfork": libc.MADV_DONTFORK, "dofork": libc.MADV_DOFORK,
             "wipeonfork": libc.MADV_WIPEONFORK, "keeponfork": libc.MADV_KEEPONFORK,
             "dontneed": libc.MADV_DONTNEED}
@@ -145,10 +144,13 @@ class LiveSession:
     """The agents of one scenario and the settings changed for it; a context manager
     that kills and reaps every agent and restores every setting on the way out."""
 
-    def __init__(self, caps: Capabilities, settings: Settings, timeout: float = 20.0) -> None:
+    def __init__(self, caps: Capabilities, settings: Settings, timeout: float = 20.0,
+                 zygote: Zygote | None = None) -> None:
         self.caps = caps
         self.settings = settings
         self.timeout = timeout
+        #: what forks the scenario's first processes (None: this process)
+        self.zygote = zygote
         self.agents: dict[str, Agent] = {}
         self.order: list[str] = []                 # process names, as made
         self.regions: dict[str, Region] = {}
@@ -169,9 +171,9 @@ class LiveSession:
         # Agents whose parent agent exits come back to us, to be reaped.
         libc_prctl = libc._libc.prctl
         got = ctypes.c_int(0)
-        libc_prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
+        libc_prctl(libc.PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
         self._subreaper = got.value
-        libc_prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc_prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         if self.caps.pfns:
             self._table = PageTable()
         return self
@@ -210,7 +212,7 @@ class LiveSession:
         if self._table is not None:
             self._table.close()
             self._table = None
-        libc._libc.prctl(_PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
+        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
 
     # -- running ----------------------------------------------------------------------
 
@@ -332,7 +334,7 @@ class LiveSession:
         return self.agents[name]
 
     def _spawn(self, step: Step, index: int, obs: Observation) -> None:
-        agent = Agent.spawn(self.timeout)
+        agent = Agent.spawn(self.timeout, self.zygote)
         self._all.append(agent)
         self.agents[step.result or f"p{index}"] = agent
         self.order.append(step.result or f"p{index}")

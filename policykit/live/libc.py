@@ -32,6 +32,8 @@ MADV_COLLAPSE = 25
 
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
 _SYSCALLS = {
     "x86_64": {"perf_event_open": 298, "io_uring_setup": 425, "io_uring_enter": 426,
                "io_uring_register": 427},

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..run import Session
 from ..scenario.model import Scenario
+from .agent import Zygote
 from .backend import LiveRun, LiveSession, NotRunnable, check_exclusive_bit, why_not_runnable
 from .deviations import KnownDeviation, known_deviation
 from .simulate import simulate
@@ -85,17 +86,18 @@ def _natural(key: str) -> tuple:
 
 
 def run_live(scenario: Scenario, caps: Capabilities, timeout: float = 20.0,
-             pools: Settings | None = None) -> LiveRun:
+             pools: Settings | None = None, zygote: Zygote | None = None) -> LiveRun:
     """Run ``scenario`` on this kernel (or say why it cannot be); ``pools``: the
     Settings that keeps huge page pools and swap across runs (see
-    :class:`.system.Settings`)."""
+    :class:`.system.Settings`); ``zygote``: what forks the agents of runs (see
+    :class:`.agent.Zygote`; None: this process does)."""
     out = LiveRun(scenario, not_runnable=why_not_runnable(scenario, caps))
     if out.not_runnable:
         return out
     started = time.perf_counter()
     try:
         check_exclusive_bit(caps, timeout)
-        with Settings(pools) as settings, LiveSession(caps, settings, timeout) as live:
+        with Settings(pools) as settings, LiveSession(caps, settings, timeout, zygote) as live:
             out.observations = live.run(scenario)
             out.ended = live.ended
     except NotRunnable as exc:
@@ -112,20 +114,20 @@ def validate(session: Session, scenarios: Iterable[Scenario], caps: Capabilities
     aspects = ASPECTS if caps.pfns else ("status", "fault", "data", "pmd")
     out: list[Validation] = []
     scenarios = list(scenarios)
-    with Settings() as pools:
+    with Settings() as pools, Zygote() as zygote:
         for scenario in scenarios:
             if progress is not None:
                 progress(len(out), len(scenarios), scenario.name)
-            out.append(_validate_one(session, scenario, caps, aspects, pools))
+            out.append(_validate_one(session, scenario, caps, aspects, pools, zygote))
     if progress is not None:
         progress(len(out), len(scenarios), "")
     return out
 
 
 def _validate_one(session: Session, scenario: Scenario, caps: Capabilities, aspects: Iterable[str],
-                  pools: Settings) -> Validation:
+                  pools: Settings, zygote: Zygote) -> Validation:
     """One scenario live and simulated, compared."""
-    run = run_live(scenario, caps, pools=pools)
+    run = run_live(scenario, caps, pools=pools, zygote=zygote)
     v = Validation(scenario, not_runnable=run.not_runnable, live=run.observations, live_time=run.elapsed,
                    ended=run.ended)
     if v.not_runnable:
