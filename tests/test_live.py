@@ -586,3 +586,19 @@ def test_agents_forked_by_the_zygote_are_this_process_s_children_and_nothing_out
             agent.close()
             raise RuntimeError("on purpose")
     assert zygote._proc is None
+
+
+def test_the_zygote_runs_the_controller_s_agent_whatever_the_directory_and_pythonpath(monkeypatch, tmp_path):
+    """A checkout of another version in the current directory (or on PYTHONPATH) is not
+    what the zygote runs: it takes the agent from where the controller has it."""
+    from policykit.live.agent import Zygote
+
+    (tmp_path / "policykit").mkdir()
+    (tmp_path / "policykit" / "__init__.py").write_text("raise ImportError('not this policykit')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with Zygote() as zygote:
+        agent = zygote.spawn()
+        assert agent.call("hello") == agent.pid
+        agent.exit()
+        os.waitpid(agent.pid, 0)

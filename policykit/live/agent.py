@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 from bisect import bisect_left
+from pathlib import Path
 from typing import Any
 
 from . import libc
@@ -151,7 +152,7 @@ class Zygote:
         libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+            self._proc = subprocess.Popen([sys.executable, "-I", "-c", _ZYGOTE, str(theirs.fileno())],
                                           pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         except BaseException:
             ours.close()
@@ -484,5 +485,8 @@ def _zygote(sock: socket.socket) -> None:                   # pragma: no cover -
         ours.close()
 
 
-if __name__ == "__main__":                                  # pragma: no cover - the zygote
-    _zygote(socket.socket(fileno=int(sys.argv[1])))
+
+#: the zygote's program: this module from where the controller has it (not from the
+#: current directory, nor from what PYTHONPATH says), serving the socket in argv[1]
+_ZYGOTE = (f"import socket, sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
+           "from policykit.live.agent import _zygote; _zygote(socket.socket(fileno=int(sys.argv[1])))")
