@@ -27,6 +27,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
     owned: dict[str, list[str]] = {}           # the regions each process mapped or inherited
     labels: dict[int, str] = {}                # token -> who wrote it
     previous: dict[str, tuple[bool, bool, int]] = {}
+    names: dict[tuple[str, str, int], list[str]] = {}   # see _positions
     out = []
     for index, step in enumerate(scenario.steps):
         spec = session.registry.operations[step.op]
@@ -80,7 +81,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
         if step.op in ("fork_children",):
             order.extend(n for n in runner.pids if n not in order)
         machine = engine.machine
-        now = _positions(runner, order, regions, owned)
+        now = _positions(runner, order, regions, owned, names)
         if rec.status == "ok":
             if step.op in ("write", "fill"):
                 for key in writes:
@@ -163,8 +164,9 @@ def _pmd_kib(runner: Runner, order: list[str], thp: list[str], owned: dict[str, 
 
 
 def _positions(runner: Runner, order: list[str], regions: list[str],
-               owned: dict[str, list[str]]) -> dict[str, tuple]:
-    """page name -> (present, writable, pfn, pid, vpn) of every live process's pages."""
+               owned: dict[str, list[str]], names: dict[tuple[str, str, int], list[str]]) -> dict[str, tuple]:
+    """page name -> (present, writable, pfn, pid, vpn) of every live process's pages
+    (``names``: the page names of each process's region, made once a run)."""
     out = {}
     for name, proc in _alive(runner, order):
         pid = proc.pid
@@ -173,10 +175,12 @@ def _positions(runner: Runner, order: list[str], regions: list[str],
         for r in regions:
             if r not in mine:
                 continue
-            base = runner.bases[r]
-            for i in range(runner.sizes[r]):
+            base, size = runner.bases[r], runner.sizes[r]
+            keys = names.get((name, r, size))
+            if keys is None:
+                keys = names[name, r, size] = [f"{name}:{r}[{i}]" for i in range(size)]
+            for i, key in enumerate(keys):
                 pte = ptes.get(base + i)
-                key = f"{name}:{r}[{i}]"
                 if pte is None:
                     out[key] = (False, False, -1, pid, base + i)
                 else:
@@ -187,10 +191,15 @@ def _positions(runner: Runner, order: list[str], regions: list[str],
 def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> dict[str, PageView]:  # type: ignore[no-untyped-def]
     labels: dict[int, str] = {}
     made: dict[tuple, PageView] = {}              # views are immutable: one per distinct value
+    seen: dict[int, PageView] = {}                # pfn -> its view (a page every process maps, once)
     default = engine.defaults["page"][FLAG_PREFIX + _FLAG] if exclusive else None
     pages = machine.pages
     out = {}
     for key, (present, _, pfn, _, _) in now.items():
+        view = seen.get(pfn)
+        if view is not None:
+            out[key] = view
+            continue
         if not present:
             value: tuple = ("-" if pfn == -1 else "swap", None, None, None)
         else:
@@ -198,9 +207,7 @@ def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> 
             if page.zero:
                 value = ("zero", None, None, None)
             else:
-                label = labels.get(pfn)
-                if label is None:
-                    label = labels[pfn] = f"p{len(labels)}"
+                label = labels[pfn] = f"p{len(labels)}"
                 excl = bool(page.flags.get(_FLAG, default)) if exclusive and page.anon else None
                 attrs = page.attrs
                 kind = ("ksm" if attrs.get("ksm") else "hugetlb" if attrs.get("hugetlb") else
@@ -209,5 +216,5 @@ def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> 
         view = made.get(value)
         if view is None:
             view = made[value] = PageView(*value)
-        out[key] = view
+        out[key] = seen[pfn] = view
     return out
