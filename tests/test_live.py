@@ -602,3 +602,26 @@ def test_the_zygote_runs_the_controller_s_agent_whatever_the_directory_and_pytho
         assert agent.call("hello") == agent.pid
         agent.exit()
         os.waitpid(agent.pid, 0)
+
+
+def test_a_kernel_without_pagemap_scan_has_pmd_mappings_read_from_smaps(monkeypatch):
+    """Before 6.7 the ioctl is unknown (ENOTTY): the observer reads smaps instead, and
+    keeps doing so; an agent gone is an error either way, not a reason to switch."""
+    import errno
+
+    from policykit.live import observe
+
+    def unknown(fd: int, request: int, arg: object) -> int:
+        raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
+    monkeypatch.setattr(observe, "_scan_works", None)
+    monkeypatch.setattr(observe.fcntl, "ioctl", unknown)
+    smaps = []
+    monkeypatch.setattr(observe, "_smaps_huge_kb", lambda pid, ranges: smaps.append(pid) or [7] * len(ranges))
+    me = os.getpid()
+    assert observe.anon_huge_kb(me, [(0, 4096)]) == [7] and observe._scan_works is False
+    assert observe.anon_huge_kb(me, [(0, 4096), (4096, 8192)]) == [7, 7] and smaps == [me, me]
+
+    monkeypatch.setattr(observe, "_scan_works", None)
+    with pytest.raises(OSError):
+        observe.anon_huge_kb(2 ** 22 + 1, [(0, 4096)])     # no such process
+    assert observe._scan_works is None

@@ -7,6 +7,7 @@ outcomes can be compared.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import re
@@ -105,20 +106,25 @@ def anon_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
     global _scan_works
     if _scan_works is not False:
         try:
-            out = _scan_huge_kb(pid, ranges)
-        except OSError:
-            if _scan_works:
-                raise
+            return _scan_huge_kb(pid, ranges)
+        except _NoScan:
             _scan_works = False
-        else:
-            _scan_works = True
-            return out
     return _smaps_huge_kb(pid, ranges)
+
+
+class _NoScan(Exception):
+    """This kernel has no PAGEMAP_SCAN ioctl (before 6.7), or not this one."""
+
+
+#: what the ioctl fails with where the kernel does not know it
+_UNKNOWN_IOCTL = frozenset({errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP})
 
 
 def _scan_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
     """:func:`anon_huge_kb` by PAGEMAP_SCAN: PMD mappings are the regions it reports
-    PAGE_IS_HUGE (at the PTE level it never does), less the huge zero page and shmem."""
+    PAGE_IS_HUGE (at the PTE level it never does), less the huge zero page and shmem.
+    Raises :class:`_NoScan` if the kernel does not have the ioctl."""
+    global _scan_works
     vec = (_Region * _SCAN_VEC)()
     arg = _ScanArg(size=ctypes.sizeof(_ScanArg), vec=ctypes.addressof(vec), vec_len=_SCAN_VEC,
                    category_anyof_mask=PAGE_IS_HUGE,
@@ -130,7 +136,13 @@ def _scan_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
             kb = 0
             while start < end:
                 arg.start, arg.end = start, end
-                n = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)
+                try:
+                    n = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)
+                except OSError as exc:
+                    if not _scan_works and exc.errno in _UNKNOWN_IOCTL:
+                        raise _NoScan(str(exc)) from None
+                    raise
+                _scan_works = True
                 for r in vec[:n]:
                     if r.categories & (PAGE_IS_PRESENT | PAGE_IS_PFNZERO | PAGE_IS_FILE) == PAGE_IS_PRESENT:
                         kb += (r.end - r.start) // 1024
