@@ -467,14 +467,18 @@ def _zygote(sock: socket.socket) -> None:                   # pragma: no cover -
         try:
             pid = os.fork()
             if pid == 0:                                # the go-between: forks the agent, goes
+                code = 1
                 try:
                     if os.fork() == 0:
                         sock.close()
                         ours.close()
                         _serve(theirs)
+                    code = 0
                 finally:
-                    os._exit(0)
-            os.waitpid(pid, 0)
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                raise OSError(_errno.EAGAIN, "the go-between could not fork the agent")
         except OSError as exc:
             ours.close()
             _send(sock, ("failed", (_errno.errorcode.get(exc.errno or 0, "EIO"), str(exc))))
@@ -483,7 +487,6 @@ def _zygote(sock: socket.socket) -> None:                   # pragma: no cover -
             theirs.close()
         socket.send_fds(sock, [pickle.dumps(("ok", None))], [ours.fileno()])
         ours.close()
-
 
 
 #: the zygote's program: this module from where the controller has it (not from the
