@@ -23,7 +23,7 @@ from . import libc
 from .agent import Agent, AgentError, Failed, Zygote
 from .observe import Entry, PageTable, anon_huge_kb, pagemap
 from .system import Capabilities, Settings
-from .trace import NO_FAULT, Labeller, Observation, PageView, classify_write
+from .trace import NO_FAULT, Labeller, Observation, PageNames, PageView, classify_write
 
 REGION_BASE = 0x5A00_0000_0000
 _ALIGN = libc.HPAGE_PMD_SIZE
@@ -163,7 +163,7 @@ class LiveSession:
         self._table: PageTable | None = None
         self.labels: dict[int, str] = {}           # written value -> who wrote it
         self._previous: dict[str, tuple[bool, int]] = {}     # page -> (present, pfn) after the last step
-        self._names: dict[tuple[str, str, int], list[str]] = {}  # see _keys
+        self._names = PageNames()
         #: why the run stopped before its last step ("" when it did not)
         self.ended = ""
 
@@ -282,7 +282,7 @@ class LiveSession:
                 if rname not in mine:
                     continue
                 entries = pagemap(agent.pid, r.addr, r.pages, r.page_bytes // libc.PAGE_SIZE)
-                raw += zip(self._keys(name, rname, len(entries)), entries)
+                raw += zip(self._names(name, rname, len(entries)), entries)
         pfns = {e.pfn for _, e in raw if e.present}
         info = self._table.info(pfns) if self._table is not None and pfns else {}
         for name in self.order:
@@ -320,13 +320,6 @@ class LiveSession:
                 continue
             obs.faults[key] = classify_write(before[0], before[1], now.get(key, (False, 0))[1], faulted == "fault")
         self._previous = now
-
-    def _keys(self, name: str, region: str, n: int) -> list[str]:
-        """The names of a region's ``n`` pages in process ``name``: ``name:region[i]``."""
-        keys = self._names.get((name, region, n))
-        if keys is None:
-            keys = self._names[name, region, n] = [f"{name}:{region}[{i}]" for i in range(n)]
-        return keys
 
     # -- operations -------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from ..engine.mm import Engine, Event
 from ..engine.model import Machine, Process
 from ..run import Runner, Session
 from ..scenario.model import Scenario
-from .trace import Observation, PageView, classify_write
+from .trace import Labeller, Observation, PageNames, PageView, classify_write
 
 _FLAG = "anon_exclusive"
 
@@ -27,7 +27,7 @@ def simulate(session: Session, scenario: Scenario) -> list[Observation]:
     owned: dict[str, list[str]] = {}           # the regions each process mapped or inherited
     labels: dict[int, str] = {}                # token -> who wrote it
     previous: dict[str, tuple[bool, bool, int]] = {}
-    names: dict[tuple[str, str, int], list[str]] = {}   # see _positions
+    names = PageNames()
     out = []
     for index, step in enumerate(scenario.steps):
         spec = session.registry.operations[step.op]
@@ -164,9 +164,8 @@ def _pmd_kib(runner: Runner, order: list[str], thp: list[str], owned: dict[str, 
 
 
 def _positions(runner: Runner, order: list[str], regions: list[str],
-               owned: dict[str, list[str]], names: dict[tuple[str, str, int], list[str]]) -> dict[str, tuple]:
-    """page name -> (present, writable, pfn, pid, vpn) of every live process's pages
-    (``names``: the page names of each process's region, made once a run)."""
+               owned: dict[str, list[str]], names: PageNames) -> dict[str, tuple]:
+    """page name -> (present, writable, pfn, pid, vpn) of every live process's pages."""
     out = {}
     for name, proc in _alive(runner, order):
         pid = proc.pid
@@ -175,11 +174,8 @@ def _positions(runner: Runner, order: list[str], regions: list[str],
         for r in regions:
             if r not in mine:
                 continue
-            base, size = runner.bases[r], runner.sizes[r]
-            keys = names.get((name, r, size))
-            if keys is None:
-                keys = names[name, r, size] = [f"{name}:{r}[{i}]" for i in range(size)]
-            for i, key in enumerate(keys):
+            base = runner.bases[r]
+            for i, key in enumerate(names(name, r, runner.sizes[r])):
                 pte = ptes.get(base + i)
                 if pte is None:
                     out[key] = (False, False, -1, pid, base + i)
@@ -189,7 +185,7 @@ def _positions(runner: Runner, order: list[str], regions: list[str],
 
 
 def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> dict[str, PageView]:  # type: ignore[no-untyped-def]
-    labels: dict[int, str] = {}
+    label = Labeller()
     made: dict[tuple, PageView] = {}              # views are immutable: one per distinct value
     seen: dict[int, PageView] = {}                # pfn -> its view (a page every process maps, once)
     default = engine.defaults["page"][FLAG_PREFIX + _FLAG] if exclusive else None
@@ -207,12 +203,11 @@ def _views(engine, machine: Machine, now: dict[str, tuple], exclusive: bool) -> 
             if page.zero:
                 value = ("zero", None, None, None)
             else:
-                label = labels[pfn] = f"p{len(labels)}"
                 excl = bool(page.flags.get(_FLAG, default)) if exclusive and page.anon else None
                 attrs = page.attrs
                 kind = ("ksm" if attrs.get("ksm") else "hugetlb" if attrs.get("hugetlb") else
                         "thp" if page.folio is not None else "anon" if page.anon else "shmem")
-                value = (label, excl, page.mapcount, kind)
+                value = (label(pfn), excl, page.mapcount, kind)
         view = made.get(value)
         if view is None:
             view = made[value] = PageView(*value)

@@ -86,3 +86,17 @@ class Labeller:
         if label is None:
             label = self._seen[pfn] = f"p{len(self._seen)}"
         return label
+
+
+class PageNames:
+    """The names of a region's pages in a process (``process:region[i]``), made once
+    a run: both sides name every page after every step."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str, int], list[str]] = {}
+
+    def __call__(self, process: str, region: str, n: int) -> list[str]:
+        names = self._made.get((process, region, n))
+        if names is None:
+            names = self._made[process, region, n] = [f"{process}:{region}[{i}]" for i in range(n)]
+        return names
