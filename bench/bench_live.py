@@ -41,9 +41,10 @@ def main() -> int:
     # drifts by 2x within minutes, so the two sides of a ratio are measured together;
     # validate's own simulated side also takes the per-step observations)
     plain: dict[str, float] = {}
-    timing = [0.0]                              # spent here, not in validate
+    timing = 0.0                                # spent here, not in validate
 
     def time_previous(done: int, total: int, name: str) -> None:
+        nonlocal timing
         if done == 0:
             return
         sc = scenarios[done - 1]
@@ -56,11 +57,11 @@ def main() -> int:
             session.run(sc)
             best = min(best, time.perf_counter() - t)
         plain[sc.name] = best
-        timing[0] += time.perf_counter() - started
+        timing += time.perf_counter() - started
 
     started = time.perf_counter()
     results = [v for v in validate(session, scenarios, caps, time_previous) if not v.not_runnable]
-    wall = time.perf_counter() - started - timing[0]
+    wall = time.perf_counter() - started - timing
     live = sum(v.live_time for v in results)
     observed = sum(v.sim_time for v in results)
     ratio = {v.scenario.name: v.live_time / max(plain[v.scenario.name], 1e-9) for v in results}

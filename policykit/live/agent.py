@@ -11,7 +11,6 @@ they end with ``os._exit``.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import faulthandler
 import fcntl
@@ -144,19 +143,16 @@ class Zygote:
         self._subreaper = 0
 
     def __enter__(self) -> Zygote:
-        got = ctypes.c_int(0)
-        libc._libc.prctl(libc.PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
-        self._subreaper = got.value
         # before the zygote starts: its descendants look for a subreaper only if an
         # ancestor was one when they were made
-        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self._subreaper = libc.set_child_subreaper(1)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen([sys.executable, "-I", "-c", _ZYGOTE, str(theirs.fileno())],
                                           pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         except BaseException:
             ours.close()
-            self._restore()
+            libc.set_child_subreaper(self._subreaper)
             raise
         finally:
             theirs.close()
@@ -201,10 +197,7 @@ class Zygote:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
-        self._restore()
-
-    def _restore(self) -> None:
-        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
+        libc.set_child_subreaper(self._subreaper)
 
 
 # -- the agent's side ------------------------------------------------------------------

@@ -10,7 +10,6 @@ pool, a swapfile) -- and gives it all back on the way out, however that is.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
@@ -169,11 +168,7 @@ class LiveSession:
 
     def __enter__(self) -> LiveSession:
         # Agents whose parent agent exits come back to us, to be reaped.
-        libc_prctl = libc._libc.prctl
-        got = ctypes.c_int(0)
-        libc_prctl(libc.PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
-        self._subreaper = got.value
-        libc_prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self._subreaper = libc.set_child_subreaper(1)
         if self.caps.pfns:
             self._table = PageTable()
         return self
@@ -212,7 +207,7 @@ class LiveSession:
         if self._table is not None:
             self._table.close()
             self._table = None
-        libc._libc.prctl(libc.PR_SET_CHILD_SUBREAPER, self._subreaper, 0, 0, 0)
+        libc.set_child_subreaper(self._subreaper)
 
     # -- running ----------------------------------------------------------------------
 

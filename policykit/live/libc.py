@@ -142,3 +142,12 @@ def store(addr: int, data: bytes) -> None:
 def load(addr: int, length: int) -> bytes:
     """Read ``length`` bytes at ``addr``."""
     return ctypes.string_at(addr, length)
+
+
+def set_child_subreaper(on: int) -> int:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants come back to this process to be
+    reaped (``on`` 1) or not (0); returns the setting it had."""
+    got = ctypes.c_int(0)
+    _libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(got), 0, 0, 0)
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0)
+    return got.value

@@ -142,7 +142,6 @@ def _scan_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
                     if not _scan_works and exc.errno in _UNKNOWN_IOCTL:
                         raise _NoScan(str(exc)) from None
                     raise
-                _scan_works = True
                 for r in vec[:n]:
                     if r.categories & (PAGE_IS_PRESENT | PAGE_IS_PFNZERO | PAGE_IS_FILE) == PAGE_IS_PRESENT:
                         kb += (r.end - r.start) // 1024
@@ -152,6 +151,7 @@ def _scan_huge_kb(pid: int, ranges: list[tuple[int, int]]) -> list[int]:
             out.append(kb)
     finally:
         os.close(fd)
+    _scan_works = True
     return out
 
 
