@@ -313,7 +313,7 @@ def comparison_to_json(cmp: Any) -> dict[str, Any]:
         "policies": cmp.policies,
         "summaries": [
             {"policy": s.policy, "unrealizable": s.unrealizable, "scenarios": s.scenarios,
-             "correct": s.correct, "classes": dict(s.classes),
+             "correct": s.correct, "classes": dict(sorted(s.classes.items())),
              "expectations": {"met": s.expectations_met, "stated": s.expectations_stated},
              "copies": {"fork": s.fork_copies, "wp": s.wp_copies, "unshare": s.unshare_copies},
              "bytes_copied": s.bytes_copied, "warnings": s.warnings, "excess_copies": s.excess_copies,

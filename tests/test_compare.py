@@ -165,3 +165,22 @@ def test_compare_json_has_plugin_metrics(capsys):
     results = [r for row in doc["scenarios"] for r in row["results"]]
     assert results and all("swapins" in r["plugin_metrics"] for r in results)
     assert any(r["plugin_metrics"]["swapouts"] for r in results)
+
+
+def test_compare_json_is_the_same_whatever_the_hash_seed(tmp_path):
+    """Counts of violation classes come out in one order, not in the order a set of
+    strings happened to give them (which changes with PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = set()
+    for seed in ("1", "2", "3"):
+        out = subprocess.run([sys.executable, "-m", "policykit", "compare", "linux-5.9", "never-copy",
+                              "--tag", "rdma", "--format", "json", "-j", "1"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, cwd=tmp_path)
+        assert out.returncode in (0, 1), out.stderr
+        summaries = json.loads(out.stdout)["summaries"]
+        assert any(len(s["classes"]) > 1 for s in summaries)
+        outs.add(json.dumps(summaries))
+    assert len(outs) == 1
