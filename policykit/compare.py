@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ._manager import Policy
 from .run import RunResult, Session
@@ -54,11 +55,11 @@ class Row:
     results: list[RunResult]
     ideal: RunResult | None = None
 
-    @property
+    @cached_property
     def verdicts_differ(self) -> bool:
         return len({r.verdict for r in self.results}) > 1
 
-    @property
+    @cached_property
     def costs_differ(self) -> bool:
         """Copies by kind, bytes, faults by kind or a plugin's metrics differ."""
         return len({r.costs for r in self.results}) > 1

@@ -79,14 +79,25 @@ class RunResult:
     budget_failures: list[str] = field(default_factory=list)
     #: how often each rule of the policy (``file:line``) decided
     rules: dict[str, int] = field(default_factory=dict)
+    #: (the violations list, its length, classes, verdict) when last asked: a report
+    #: asks each result again and again, and plugins only add violations
+    _seen: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _verdicts(self) -> tuple[Any, ...]:
+        violations = self.violations
+        seen = self._seen
+        if seen is None or seen[0] is not violations or seen[1] != len(violations):
+            classes = frozenset(v.cls for v in violations)
+            seen = self._seen = (violations, len(violations), classes, " ".join(sorted(classes)) or "ok")
+        return seen
 
     @property
     def classes(self) -> frozenset[str]:
-        return frozenset(v.cls for v in self.violations)
+        return self._verdicts()[2]  # type: ignore[no-any-return]
 
     @property
     def verdict(self) -> str:
-        return " ".join(sorted(self.classes)) or "ok"
+        return self._verdicts()[3]  # type: ignore[no-any-return]
 
     @property
     def expected(self) -> frozenset[str] | None:

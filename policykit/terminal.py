@@ -58,7 +58,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str =
     (default: :func:`width`); markdown (``github``) tables are never wrapped."""
     from tabulate import tabulate
 
-    text = tabulate(rows, headers, tablefmt=tablefmt)
+    text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=_text_columns(rows))
     limit = width() if fit is None else fit
     if limit is None or tablefmt == "github" or not rows:
         return text
@@ -78,9 +78,40 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str =
             step = min(excess, widths[i] - MIN_COLUMN, max(1, widths[i] // 4))
             widths[i] -= step
             excess -= step
-        text = tabulate(rows, headers, tablefmt=tablefmt,
+        text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=_text_columns(rows),
                         maxcolwidths=[w if w < n else None for w, n in zip(widths, natural)])
         longest = max(len(line) for line in text.splitlines())
         if longest <= limit:
             break
     return text
+
+
+def _text_columns(rows: Sequence[Sequence[Any]]) -> list[int]:
+    """The columns ``tabulate`` would find to be text (a cell in them is a string that
+    reads as no number): it need not try to read their other cells as numbers, which is
+    most of the time it takes over a long table."""
+    text = []
+    for i in range(max((len(row) for row in rows), default=0)):
+        for row in rows:
+            cell = row[i] if i < len(row) else None
+            if isinstance(cell, str) and cell and _surely_text(cell):
+                text.append(i)
+                break
+    return text
+
+
+def _surely_text(cell: str) -> bool:
+    """No number (an int in any base, a float, digits with thousands separators) and no
+    colour codes, which tabulate strips before it looks."""
+    if "\x1b" in cell:
+        return False
+    try:
+        float(cell.replace(",", ""))
+        return False
+    except ValueError:
+        pass
+    try:
+        int(cell, 0)
+        return False
+    except ValueError:
+        return True

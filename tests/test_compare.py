@@ -184,3 +184,18 @@ def test_compare_json_is_the_same_whatever_the_hash_seed(tmp_path):
         assert any(len(s["classes"]) > 1 for s in summaries)
         outs.add(json.dumps(summaries))
     assert len(outs) == 1
+
+
+def test_a_verdict_follows_violations_added_after_it_was_read():
+    """A result's verdict is worked out once and kept, but a plugin's
+    ``policykit_run_finish`` may still add a violation: the verdict follows."""
+    from policykit.run import RunResult
+    from policykit.scenario.model import Scenario
+    from policykit.oracle import Violation
+
+    r = RunResult(Scenario("s", (), "s.scn"), "a", [], {}, [])
+    assert r.verdict == "ok" and r.classes == frozenset()
+    r.violations.append(Violation("leak", 1, 3, "seen"))
+    assert r.verdict == "leak"
+    r.violations = [Violation("lost-write", 1, 3, "x"), Violation("error", None, None, "y")]
+    assert r.verdict == "error lost-write" and r.classes == {"error", "lost-write"}

@@ -43,3 +43,20 @@ def test_colour_follows_the_option_and_no_color(monkeypatch, capsys):
     terminal.use_color("never")
     assert not terminal.color_on(Tty())
     terminal.use_color("auto")
+
+
+def test_tables_look_as_tabulate_makes_them(monkeypatch):
+    """``table`` tells tabulate which columns are text, to spare it reading every cell as
+    a number: numbers, numeric strings, thousands separators, hex, empty cells, colour
+    codes around a number and text still come out exactly as tabulate lays them out."""
+    from tabulate import tabulate
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rows = [["ok (3)", 12, "7", "1,024", "0x1f", "", "\x1b[31m42\x1b[0m", "3.5", "True"],
+            ["leak (0)", 3, "15", "2,048", "0x2", "x", "\x1b[31m7\x1b[0m", "nan", "False"],
+            ["pin-incoherent lost-write (512)", 100, "3", "12", "0o7", "", "\x1b[31m1\x1b[0m", "1e3", "True"]]
+    headers = ["verdict", "n", "s", "k", "hex", "sparse", "coloured", "float", "bool"]
+    for fmt in ("simple", "github", "plain"):
+        assert terminal.table(rows, headers, tablefmt=fmt) == tabulate(rows, headers, tablefmt=fmt)
+    # words, and "True"/"False" (a bool to tabulate, whether it reads numbers or not)
+    assert terminal._text_columns(rows) == [0, 5, 8]
