@@ -1,5 +1,6 @@
 """The benchmarks run (small, once): a bench that breaks should fail here, not when a
-figure is wanted.  Their figures are not judged here."""
+figure is wanted.  Their figures are not judged here.  bench_live runs with the live
+backend's tests (tests/test_live.py), which run alone: it changes swap and hugetlb pools."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from conftest import ROOT
     ("bench_explore.py", "new distinct states/s"),
     ("bench_mutate.py", "mutants/s"),
     ("bench_startup.py", "policykit check mine.pol"),
-    ("bench_live.py", "live"),
 ])
 def test_benchmark_runs(script, prints):
     env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}

@@ -11,6 +11,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
+from conftest import ROOT
 
 from policykit import load_policy
 from policykit.cli import main
@@ -625,3 +626,18 @@ def test_a_kernel_without_pagemap_scan_has_pmd_mappings_read_from_smaps(monkeypa
     with pytest.raises(OSError):
         observe.anon_huge_kb(2 ** 22 + 1, [(0, 4096)])     # no such process
     assert observe._scan_works is None
+
+
+def test_bench_live_runs():
+    """bench/bench_live.py runs (small, once; its figures are not judged here) and, as
+    every test here, gives back all it changed.  Here rather than with the other
+    benchmarks: what changes swap, hugetlb pools or ksmd runs with these tests, alone,
+    not beside the rest of the suite on other CPUs (see the README)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_live.py")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "live" in done.stdout
