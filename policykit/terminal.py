@@ -58,7 +58,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str =
     (default: :func:`width`); markdown (``github``) tables are never wrapped."""
     from tabulate import tabulate
 
-    text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=_text_columns(rows))
+    words = _text_columns(rows)
+    text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=words)
     limit = width() if fit is None else fit
     if limit is None or tablefmt == "github" or not rows:
         return text
@@ -78,7 +79,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str =
             step = min(excess, widths[i] - MIN_COLUMN, max(1, widths[i] // 4))
             widths[i] -= step
             excess -= step
-        text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=_text_columns(rows),
+        text = tabulate(rows, headers, tablefmt=tablefmt, disable_numparse=words,
                         maxcolwidths=[w if w < n else None for w, n in zip(widths, natural)])
         longest = max(len(line) for line in text.splitlines())
         if longest <= limit:
