@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,13 @@ from policykit import Session, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 PY_POLICIES = ROOT / "policies" / "python"
+
+
+def bench(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/<script>`` small and once (POLICYKIT_BENCH_QUICK), its output captured."""
+    env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
+                          env=env, timeout=300)
 
 
 _sessions: dict[str, Session] = {}

@@ -4,12 +4,8 @@ backend's tests (tests/test_live.py), which run alone: it changes swap and huget
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT
+from conftest import bench
 
 
 @pytest.mark.parametrize("script,prints", [
@@ -21,8 +17,6 @@ from conftest import ROOT
     ("bench_startup.py", "policykit check mine.pol"),
 ])
 def test_benchmark_runs(script, prints):
-    env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = bench(script)
     assert done.returncode == 0, done.stderr
     assert prints in done.stdout

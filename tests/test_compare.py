@@ -189,9 +189,9 @@ def test_compare_json_is_the_same_whatever_the_hash_seed(tmp_path):
 def test_a_verdict_follows_violations_added_after_it_was_read():
     """A result's verdict is worked out once and kept, but a plugin's
     ``policykit_run_finish`` may still add a violation: the verdict follows."""
+    from policykit.oracle import Violation
     from policykit.run import RunResult
     from policykit.scenario.model import Scenario
-    from policykit.oracle import Violation
 
     r = RunResult(Scenario("s", (), "s.scn"), "a", [], {}, [])
     assert r.verdict == "ok" and r.classes == frozenset()

@@ -11,7 +11,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT
+from conftest import bench
 
 from policykit import load_policy
 from policykit.cli import main
@@ -633,11 +633,6 @@ def test_bench_live_runs():
     every test here, gives back all it changed.  Here rather than with the other
     benchmarks: what changes swap, hugetlb pools or ksmd runs with these tests, alone,
     not beside the rest of the suite on other CPUs (see the README)."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "POLICYKIT_BENCH_QUICK": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_live.py")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = bench("bench_live.py")
     assert done.returncode == 0, done.stderr
     assert "live" in done.stdout
