@@ -38,6 +38,19 @@ def test_workers_take_shares_of_the_runs(monkeypatch):
     assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
 
 
+def test_chunks_of_a_group_with_riders_go_first():
+    # a chunk that a policy rides along costs more than the same scenarios run under one
+    s = session("linux-6.x")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:60]
+    chunks = parallel._chunks([1, 2], scenarios, jobs=2)
+    cuts = [c for g, c in chunks if g == 0]
+    assert sorted(c for g, c in chunks if g == 1) == sorted(cuts)
+    assert sorted(i for c in cuts for i in c) == list(range(len(scenarios)))
+    place = {(g, tuple(c)): n for n, (g, c) in enumerate(chunks)}
+    assert all(place[1, tuple(c)] < place[0, tuple(c)] for c in cuts)
+
+
 def _wait_for(path):
     """Until ``path`` exists (another process made it), for at most ten seconds."""
     for _ in range(1000):
