@@ -3,19 +3,25 @@ system settings a run changes and must give back (:class:`Settings`).
 
 Settings are restored in reverse order on the way out of the ``with`` block, on
 success, failure, timeout and Ctrl-C alike: a hugetlb pool grown for a run shrinks back
-to its old size, a swapfile made and enabled for a run is disabled and deleted.
+to its old size, a swapfile made and enabled for a run is disabled and deleted.  One
+live run at a time changes them (:class:`MachineLock`): a second would note the first's
+temporary values as the ones to give back, and its ksmd scans would merge the first's
+pages.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import PolicyKitError
 from . import libc
 from .observe import pagemap
 
@@ -136,6 +142,111 @@ def _swap_active() -> bool:
         return False
 
 
+class MachineBusy(PolicyKitError):
+    """Another live run held this machine for longer than we would wait."""
+
+
+class MachineLock:
+    """This machine, for one live run at a time: an exclusive ``flock()`` of
+    ``/run/lock/policykit-live.lock`` (or, for a user who cannot write there, of a file
+    in ``$XDG_RUNTIME_DIR`` or the temporary directory), holding the pid of the
+    process that has it, and removed when it lets go.  Re-entrant within a process.
+    Another run waits for it (saying so on stderr after a second) for at most
+    ``wait`` seconds (:data:`LOCK_WAIT`), then gives up with :class:`MachineBusy`.  The
+    kernel drops the lock of a process that dies."""
+
+    #: where the lock is, when no path is given (tests point it elsewhere)
+    path: str | None = None
+    _held: tuple[int, str] | None = None
+    _depth = 0
+
+    def __init__(self, wait: float | None = None, path: str | None = None) -> None:
+        self.wait = LOCK_WAIT if wait is None else wait
+        self._path = path
+
+    def __enter__(self) -> MachineLock:
+        cls = MachineLock
+        if cls._depth == 0:
+            path = self._path or cls.path or _lock_path()
+            cls._held = (_take_lock(path, self.wait), path)
+        cls._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        cls = MachineLock
+        cls._depth -= 1
+        if cls._depth == 0 and cls._held is not None:
+            (fd, path), cls._held = cls._held, None
+            try:
+                os.unlink(path)         # while held: a waiter that opened it sees it gone
+            except OSError:
+                pass
+            try:                        # forked agents share the open file: unlock it for all
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+#: how long a live run waits for another to be done with the machine, in seconds
+LOCK_WAIT = 600.0
+
+
+def _lock_path() -> str:
+    for where in ("/run/lock", os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir()):
+        if where and os.access(where, os.W_OK):
+            return os.path.join(where, "policykit-live.lock")
+    return os.path.join(tempfile.gettempdir(), "policykit-live.lock")
+
+
+def _take_lock(path: str, wait: float) -> int:
+    """An fd of ``path`` holding its exclusive flock, our pid written in it.  The file
+    its holder removes is opened again: a lock on a removed file locks nothing."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise MachineBusy(f"cannot open the live backend's lock {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            now = time.monotonic()
+            if now >= deadline:
+                raise MachineBusy(f"another live run ({holder}) has held this machine for {wait:g} s "
+                                  f"(lock {path}); try again when it is done") from None
+            if not told and now >= deadline - wait + 1.0:
+                print(f"waiting for another live run ({holder}) to be done with this machine (lock {path})",
+                      file=sys.stderr)
+                told = True
+            time.sleep(min(0.05, deadline - now))
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            mine, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+            same = (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+        except OSError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)                    # its holder removed it as we took it: again
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its file says."""
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "a process"
+
+
 class Settings:
     """System settings changed for a run, each undone on :meth:`restore` (``with``).
 
@@ -148,12 +259,17 @@ class Settings:
     def __init__(self, pools: Settings | None = None) -> None:
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._pools = pools
+        self._lock = MachineLock()
 
     def __enter__(self) -> Settings:
+        self._lock.__enter__()          # the machine is this run's until restored
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.restore()
+        try:
+            self.restore()
+        finally:
+            self._lock.__exit__()
 
     def restore(self) -> None:
         """Undo every change, the last first; every undo is tried even if one fails."""
