@@ -156,8 +156,12 @@ class Oracle:
                 n = memo.get(id(c))
                 if n is None:
                     n = memo[id(c)] = _new(Cell)
-                    n.cid, n.tokens, n.base, n.base_len = c.cid, c.tokens.copy(), c.base, c.base_len
-                    n.mappers, n.shared = c.mappers, c.shared
+                    n.cid = c.cid
+                    n.tokens = c.tokens.copy()
+                    n.base = c.base
+                    n.base_len = c.base_len
+                    n.mappers = c.mappers
+                    n.shared = c.shared
                 mine[vpn] = n
         new.names = self.names.copy()
         new.dontfork, new.wipeonfork = self.dontfork.copy(), self.wipeonfork.copy()
@@ -255,8 +259,12 @@ class Oracle:
         for vpn in vpns:
             cid += 1
             cell = _new(Cell)
-            cell.cid, cell.base, cell.base_len, cell.tokens, cell.mappers, cell.shared = \
-                cid, None, 0, [ZERO_TOKEN], 1, shared
+            cell.cid = cid
+            cell.base = None
+            cell.base_len = 0
+            cell.tokens = [ZERO_TOKEN]
+            cell.mappers = 1
+            cell.shared = shared
             space[vpn] = cell
         self._next_cid = cid
 
@@ -399,8 +407,16 @@ class Oracle:
             base = None if wipeonfork and vpn in wipeonfork else cell
             cid += 1
             new = space[vpn] = _new(Cell)
-            new.cid, new.base, new.mappers, new.shared = cid, base, 1, False
-            new.base_len, new.tokens = (len(cell.tokens), [cell.tokens[-1]]) if base else (0, [ZERO_TOKEN])
+            new.cid = cid
+            new.base = base
+            new.mappers = 1
+            new.shared = False
+            if base is None:
+                new.base_len = 0
+                new.tokens = [ZERO_TOKEN]
+            else:
+                new.base_len = len(cell.tokens)
+                new.tokens = [cell.tokens[-1]]
         self._next_cid = cid
         self.space[child] = space  # type: ignore[index]
         if self.following:

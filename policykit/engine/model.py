@@ -190,16 +190,32 @@ class Page:
         """A page just allocated, holding one reference for its caller (an allocation
         makes many: not through ``__init__``)."""
         page = _new(Page)
-        page.pfn, page.content, page._refcount, page._mapcount = pfn, ZERO_TOKEN, 1, 0
-        page.anon, page.zero, page.pins, page.gets = anon, False, 0, 0
-        page.attrs, page.flags, page.folio = attrs, {}, folio
+        page.pfn = pfn
+        page.content = ZERO_TOKEN
+        page._refcount = 1
+        page._mapcount = 0
+        page.anon = anon
+        page.zero = False
+        page.pins = 0
+        page.gets = 0
+        page.attrs = attrs
+        page.flags = {}
+        page.folio = folio
         return page
 
     def copy(self) -> Page:
         """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
+        # one store a field: assigning tuples to attributes costs more (snapshots copy
+        # every page, PTE and VMA: this is their hot loop)
         new = _new(Page)
-        new.pfn, new.content, new._refcount, new._mapcount = self.pfn, self.content, self._refcount, self._mapcount
-        new.anon, new.zero, new.pins, new.gets = self.anon, self.zero, self.pins, self.gets
+        new.pfn = self.pfn
+        new.content = self.content
+        new._refcount = self._refcount
+        new._mapcount = self._mapcount
+        new.anon = self.anon
+        new.zero = self.zero
+        new.pins = self.pins
+        new.gets = self.gets
         new.attrs = self.attrs.copy() if self.attrs else {}
         new.flags = self.flags.copy() if self.flags else {}
         new.folio = None
@@ -221,7 +237,10 @@ class Pte:
 
     def copy(self) -> Pte:
         new = _new(Pte)                 # not through __init__: a snapshot copies every PTE
-        new.pfn, new.present, new.writable, new.dirty = self.pfn, self.present, self.writable, self.dirty
+        new.pfn = self.pfn
+        new.present = self.present
+        new.writable = self.writable
+        new.dirty = self.dirty
         new.attrs = None if self.attrs is None else dict(self.attrs)
         return new
 
@@ -257,10 +276,16 @@ class Vma:
 
     def copy(self) -> Vma:
         new = _new(Vma)                 # not through __init__: a snapshot copies every VMA
-        new.start, new.end, new.shared, new.write, new.may_write = (self.start, self.end, self.shared,
-                                                                    self.write, self.may_write)
-        new.dontcopy, new.wipeonfork, new.softdirty, new.shmem, new.pgoff = (self.dontcopy, self.wipeonfork,
-                                                                             self.softdirty, self.shmem, self.pgoff)
+        new.start = self.start
+        new.end = self.end
+        new.shared = self.shared
+        new.write = self.write
+        new.may_write = self.may_write
+        new.dontcopy = self.dontcopy
+        new.wipeonfork = self.wipeonfork
+        new.softdirty = self.softdirty
+        new.shmem = self.shmem
+        new.pgoff = self.pgoff
         new.attrs = dict(self.attrs) if self.attrs else {}
         return new
 
@@ -290,8 +315,16 @@ class Mm:
     def copy(self) -> Mm:
         new = _new(Mm)
         new.vmas = [v.copy() for v in self.vmas]
-        new.ptes = {k: p.copy() for k, p in self.ptes.items()}
-        new.has_pinned, new.mm_id = self.has_pinned, self.mm_id
+        ptes = new.ptes = {}
+        for k, p in self.ptes.items():          # Pte.copy, unrolled: a snapshot's hot loop
+            c = ptes[k] = _new(Pte)
+            c.pfn = p.pfn
+            c.present = p.present
+            c.writable = p.writable
+            c.dirty = p.dirty
+            c.attrs = None if p.attrs is None else dict(p.attrs)
+        new.has_pinned = self.has_pinned
+        new.mm_id = self.mm_id
         new.attrs = dict(self.attrs) if self.attrs else {}
         new.flags = dict(self.flags) if self.flags else {}
         new.clean = set(self.clean) if self.clean else set()
@@ -307,7 +340,10 @@ class Process:
 
     def copy(self) -> Process:
         new = _new(Process)
-        new.pid, new.name, new.mm, new.alive = self.pid, self.name, self.mm.copy(), self.alive
+        new.pid = self.pid
+        new.name = self.name
+        new.mm = self.mm.copy()
+        new.alive = self.alive
         return new
 
 
@@ -331,8 +367,15 @@ class GupRef:
 
     def copy(self) -> GupRef:
         new = _new(GupRef)              # not through __init__: a snapshot copies every one
-        new.rid, new.owner, new.vpns, new.pfns, new.pin = self.rid, self.owner, self.vpns, list(self.pfns), self.pin
-        new.write, new.longterm, new.live, new.count = self.write, self.longterm, self.live, self.count
+        new.rid = self.rid
+        new.owner = self.owner
+        new.vpns = self.vpns
+        new.pfns = list(self.pfns)
+        new.pin = self.pin
+        new.write = self.write
+        new.longterm = self.longterm
+        new.live = self.live
+        new.count = self.count
         return new
 
 
@@ -363,14 +406,31 @@ class Machine:
     def copy(self) -> Machine:
         pages = {}
         folios: dict[int, Folio] = {}
-        for k, p in self.pages.items():
-            c = pages[k] = p.copy()
+        last: Folio | None = None
+        last_copy: Folio | None = None
+        for k, p in self.pages.items():         # Page.copy, unrolled: a snapshot's hot loop
+            c = pages[k] = _new(Page)
+            c.pfn = p.pfn
+            c.content = p.content
+            c._refcount = p._refcount
+            c._mapcount = p._mapcount
+            c.anon = p.anon
+            c.zero = p.zero
+            c.pins = p.pins
+            c.gets = p.gets
+            c.attrs = p.attrs.copy() if p.attrs else {}
+            c.flags = p.flags.copy() if p.flags else {}
             f = p.folio
-            if f is not None:
+            if f is None:
+                c.folio = None
+            elif f is last:                     # the next page of the same folio
+                c.folio = last_copy
+            else:
                 g = folios.get(f.head)
                 if g is None:
                     g = folios[f.head] = f.copy()
-                c.folio = g
+                c.folio = last_copy = g
+                last = f
         new = _new(Machine)                     # not through __init__: explore copies many
         new.pages = pages
         # an exited process is never changed again: the copies share it
