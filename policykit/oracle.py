@@ -86,6 +86,21 @@ class Cell:
         return False
 
 
+def _copy_cell(c: Cell, memo: dict[int, Cell]) -> Cell:
+    """``c``'s copy in a snapshot, made once (``memo``: id of a cell -> its copy), so
+    that cells processes share, and those references are bound to, stay shared."""
+    n = memo.get(id(c))
+    if n is None:
+        n = memo[id(c)] = _new(Cell)
+        n.cid = c.cid
+        n.tokens = c.tokens.copy()
+        n.base = c.base
+        n.base_len = c.base_len
+        n.mappers = c.mappers
+        n.shared = c.shared
+    return n
+
+
 @dataclass(slots=True)
 class _Ref:
     name: str
@@ -139,20 +154,12 @@ class Oracle:
         ``fresh``: the copy starts with no violations reported."""
         new = _new(Oracle)
         memo: dict[int, Cell] = {}
-
-        def cell(c: Cell) -> Cell:
-            n = memo.get(id(c))
-            if n is None:
-                n = memo[id(c)] = _new(Cell)
-                n.cid, n.tokens, n.base, n.base_len = c.cid, c.tokens.copy(), c.base, c.base_len
-                n.mappers, n.shared = c.mappers, c.shared
-            return n
-
-        new.engine, new.pm = engine, self.pm
+        new.engine = engine
+        new.pm = self.pm
         space = new.space = {}
         for pid, cells in self.space.items():
             mine = space[pid] = {}
-            for vpn, c in cells.items():        # cell(c), unrolled: the hot loop of a snapshot
+            for vpn, c in cells.items():        # _copy_cell(), unrolled: a snapshot's hot loop
                 n = memo.get(id(c))
                 if n is None:
                     n = memo[id(c)] = _new(Cell)
@@ -164,30 +171,36 @@ class Oracle:
                     n.shared = c.shared
                 mine[vpn] = n
         new.names = self.names.copy()
-        new.dontfork, new.wipeonfork = self.dontfork.copy(), self.wipeonfork.copy()
-        if self.refs:
-            refs = new.refs = {}
-            for rid, r in self.refs.items():
-                n = refs[rid] = _new(_Ref)      # not through __init__: explore copies many
-                n.name, n.owner, n.vpns, n.cells, n.pin, n.write = (r.name, r.owner, r.vpns,
-                                                                    [cell(c) for c in r.cells], r.pin, r.write)
-        else:
-            new.refs = {}
+        new.dontfork = self.dontfork.copy()
+        new.wipeonfork = self.wipeonfork.copy()
+        refs = new.refs = {}
+        for rid, r in self.refs.items():
+            n = refs[rid] = _new(_Ref)          # not through __init__: explore copies many
+            n.name = r.name
+            n.owner = r.owner
+            n.vpns = r.vpns
+            n.cells = [_copy_cell(c, memo) for c in r.cells]
+            n.pin = r.pin
+            n.write = r.write
         new.origin = self.origin.copy()
         if fresh:
-            new.violations, new._seen = [], set()
+            new.violations = []
+            new._seen = set()
         else:
-            new.violations, new._seen = self.violations.copy(), self._seen.copy()
-        new._next_cid, new._step, new._line = self._next_cid, self._step, self._line
-        new._regions = dict(self._regions)
-        new.state = copy_containers(self.state, lambda v: cell(v) if isinstance(v, Cell) else v) \
+            new.violations = self.violations.copy()
+            new._seen = self._seen.copy()
+        new._next_cid = self._next_cid
+        new._step = self._step
+        new._line = self._line
+        new._regions = self._regions.copy()
+        new.state = copy_containers(self.state, lambda v: _copy_cell(v, memo) if isinstance(v, Cell) else v) \
             if self.state else {}
         new._plugin_checks = self._plugin_checks
         new.audited = self.audited
-        new.following = {}
+        following = new.following = {}
         for view, source, n, pid, vpn in self.following.values():
-            v = cell(view)
-            new.following[id(v)] = (v, cell(source), n, pid, vpn)
+            v = _copy_cell(view, memo)
+            following[id(v)] = (v, _copy_cell(source, memo), n, pid, vpn)
         return new
 
     # -- reporting ---------------------------------------------------------------------

@@ -314,7 +314,9 @@ class Mm:
 
     def copy(self) -> Mm:
         new = _new(Mm)
-        new.vmas = [v.copy() for v in self.vmas]
+        vmas = new.vmas = []
+        for v in self.vmas:
+            vmas.append(v.copy())
         ptes = new.ptes = {}
         for k, p in self.ptes.items():          # Pte.copy, unrolled: a snapshot's hot loop
             c = ptes[k] = _new(Pte)
@@ -434,12 +436,21 @@ class Machine:
         new = _new(Machine)                     # not through __init__: explore copies many
         new.pages = pages
         # an exited process is never changed again: the copies share it
-        new.processes = {k: p.copy() if p.alive else p for k, p in self.processes.items()}
-        new.refs = {k: r.copy() for k, r in self.refs.items()} if self.refs else {}
+        processes = new.processes = {}
+        for k, p in self.processes.items():
+            processes[k] = p.copy() if p.alive else p
+        refs = new.refs = {}
+        for k, r in self.refs.items():
+            refs[k] = r.copy()
         new.shmem = {k: dict(v) for k, v in self.shmem.items()} if self.shmem else {}
-        new.zero_pfn, new.next_pfn, new.next_pid, new.next_rid = self.zero_pfn, self.next_pfn, self.next_pid, self.next_rid
-        new.next_vpn, new.next_token, new.fail_allocs, new.pressure = (self.next_vpn, self.next_token,
-                                                                       self.fail_allocs, self.pressure)
+        new.zero_pfn = self.zero_pfn
+        new.next_pfn = self.next_pfn
+        new.next_pid = self.next_pid
+        new.next_rid = self.next_rid
+        new.next_vpn = self.next_vpn
+        new.next_token = self.next_token
+        new.fail_allocs = self.fail_allocs
+        new.pressure = self.pressure
         new.attrs = copy_containers(self.attrs) if self.attrs else {}
         return new
 
