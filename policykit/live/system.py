@@ -143,7 +143,8 @@ def _swap_active() -> bool:
 
 
 class MachineBusy(PolicyKitError):
-    """Another live run held this machine for longer than we would wait."""
+    """The machine could not be had for a live run: another held it for longer than we
+    would wait, or its lock could not be opened."""
 
 
 class MachineLock:
@@ -201,7 +202,7 @@ def _lock_path() -> str:
 def _take_lock(path: str, wait: float) -> int:
     """An fd of ``path`` holding its exclusive flock, our pid written in it.  The file
     its holder removes is opened again: a lock on a removed file locks nothing."""
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
     told = False
     while True:
         try:
@@ -213,15 +214,15 @@ def _take_lock(path: str, wait: float) -> int:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            now = time.monotonic()
-            if now >= deadline:
+            waited = time.monotonic() - started
+            if waited >= wait:
                 raise MachineBusy(f"another live run ({holder}) has held this machine for {wait:g} s "
                                   f"(lock {path}); try again when it is done") from None
-            if not told and now >= deadline - wait + 1.0:
+            if not told and waited >= 1.0:
                 print(f"waiting for another live run ({holder}) to be done with this machine (lock {path})",
                       file=sys.stderr)
                 told = True
-            time.sleep(min(0.05, deadline - now))
+            time.sleep(min(0.05, wait - waited))
             continue
         except BaseException:
             os.close(fd)
