@@ -203,24 +203,6 @@ class Page:
         page.folio = folio
         return page
 
-    def copy(self) -> Page:
-        """A copy outside any folio (:meth:`Machine.copy` links folios again)."""
-        # one store a field: assigning tuples to attributes costs more (snapshots copy
-        # every page, PTE and VMA: this is their hot loop)
-        new = _new(Page)
-        new.pfn = self.pfn
-        new.content = self.content
-        new._refcount = self._refcount
-        new._mapcount = self._mapcount
-        new.anon = self.anon
-        new.zero = self.zero
-        new.pins = self.pins
-        new.gets = self.gets
-        new.attrs = self.attrs.copy() if self.attrs else {}
-        new.flags = self.flags.copy() if self.flags else {}
-        new.folio = None
-        return new
-
 
 _new = object.__new__
 
@@ -234,15 +216,6 @@ class Pte:
     writable: bool = False
     dirty: bool = False
     attrs: dict[str, Any] | None = None
-
-    def copy(self) -> Pte:
-        new = _new(Pte)                 # not through __init__: a snapshot copies every PTE
-        new.pfn = self.pfn
-        new.present = self.present
-        new.writable = self.writable
-        new.dirty = self.dirty
-        new.attrs = None if self.attrs is None else dict(self.attrs)
-        return new
 
 
 @dataclass(slots=True)
@@ -318,7 +291,9 @@ class Mm:
         for v in self.vmas:
             vmas.append(v.copy())
         ptes = new.ptes = {}
-        for k, p in self.ptes.items():          # Pte.copy, unrolled: a snapshot's hot loop
+        # each PTE copied here, a store a field (not through __init__, no call a PTE:
+        # a snapshot's hot loop)
+        for k, p in self.ptes.items():
             c = ptes[k] = _new(Pte)
             c.pfn = p.pfn
             c.present = p.present
@@ -410,7 +385,9 @@ class Machine:
         folios: dict[int, Folio] = {}
         last: Folio | None = None
         last_copy: Folio | None = None
-        for k, p in self.pages.items():         # Page.copy, unrolled: a snapshot's hot loop
+        # each page copied here, a store a field (assigning a tuple to attributes builds
+        # and unpacks it), no call a page: a snapshot's hot loop
+        for k, p in self.pages.items():
             c = pages[k] = _new(Page)
             c.pfn = p.pfn
             c.content = p.content
