@@ -251,3 +251,37 @@ def test_version_is_printed_without_loading_plugins(capsys, monkeypatch):
     from policykit import __version__
     assert main(["--version"]) == ExitCode.OK
     assert capsys.readouterr().out == f"policykit {__version__}\n"
+
+
+_CONSOLE = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+sys.argv = ["policykit", *sys.argv[1:]]
+from policykit.cli import console
+console()
+"""
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--version"], ExitCode.OK),
+                                             (["run", policy("never_copy"), SIMPLE], ExitCode.OK),
+                                             (["run", "no-such-policy", SIMPLE], ExitCode.USAGE_ERROR)])
+def test_the_command_exits_with_mains_status_its_output_written_and_atexit_run(tmp_path, args, code):
+    # the command leaves without tearing the interpreter down: nothing of it may be lost
+    out = tmp_path / "out.txt"
+    with out.open("w") as f:            # a file, block-buffered: flushed before the exit
+        proc = subprocess.run([sys.executable, "-c", _CONSOLE, *args], stdout=f, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert proc.returncode == code
+    assert proc.stderr.endswith("atexit ran\n")
+    text = out.read_text()
+    if code == ExitCode.OK:
+        assert text.endswith("\n") and ("policykit " in text or "1 passed, 0 failed" in text)
+    else:
+        assert "error" in proc.stderr and text == ""
+
+
+def test_the_command_piped_into_a_reader_that_stops_exits_quietly():
+    # more than a pipe holds (64 KiB): the command's writes meet the closed pipe
+    proc = subprocess.run(f"{sys.executable} -m policykit corpus --format json | head -c 1; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "{" and proc.stderr == "" and proc.returncode == ExitCode.OK
