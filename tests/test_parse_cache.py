@@ -106,6 +106,26 @@ def test_a_checked_scenario_file_is_kept_and_read_back_equal(tmp_path, monkeypat
     assert [s.steps[1].params for s in again] == [s.steps[1].params for s in first]
 
 
+def test_a_files_variants_share_the_steps_they_take_alike(tmp_path, monkeypatch):
+    from policykit.scenario import load_scenarios
+    from policykit.testing import session
+
+    _scenario_cache(tmp_path, monkeypatch)
+    registry = session("linux-6.x").registry
+    path = tmp_path / "t.scn"
+    path.write_text("variants base swapped pte-mapped-thp:16k pte-mapped-thp:32k\nspawn -> p\n"
+                    "mmap_variant p -> buf\nfork p -> c\nwrite p buf[0]\nread c buf[0]\n")
+    for scenarios in (load_scenarios(path, registry), load_scenarios(path, registry)):   # checked, cached
+        base, swapped, thp16, thp32 = (s.steps[-3:] for s in scenarios)
+        assert [s.steps[-1].text for s in scenarios] == ["read c buf[0]"] * 4
+        assert base[0] is swapped[0] is thp16[0] is thp32[0]             # fork p -> c
+        assert all(a is b for a, b in zip(base, swapped)) and all(a is b for a, b in zip(thp16, thp32))
+        # a step whose parameters differ by variant stays each one's own: a THP variant's
+        # 'buf' is the page its steps name (an alias of the THP)
+        assert base[1] == thp16[1] and base[1] is not thp16[1]
+        assert base[1].params != thp16[1].params
+
+
 def test_a_changed_file_or_registry_is_checked_again(tmp_path, monkeypatch):
     from policykit import Session, VariantSpec, hookimpl, load_policy
     from policykit.scenario import cache, load_scenarios
