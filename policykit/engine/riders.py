@@ -86,7 +86,21 @@ class Rider:
         if point in self.same:
             res = d
         else:
-            res = self._answer(point, d, ctx, args)
+            direct = self.dispatch.direct[point]
+            if direct is not None:              # the common case, inline: compiled rules alone
+                try:
+                    res = direct(*args)
+                except BaseException as exc:
+                    if stops_the_run(exc):
+                        raise
+                    self.off = True
+                    return
+                if type(res) is not Decision or res.action != d.action or res.effects != d.effects:
+                    res = self._settle(point, d, res)
+                elif res.action not in self.dispatch.actions[point]:
+                    res = None
+            else:
+                res = self._answer(point, d, ctx, args)
             if res is None:
                 self.off = True
                 return
@@ -96,31 +110,32 @@ class Rider:
             self.warnings.append((point, res.warn))
 
     def _answer(self, point: str, d: Decision, ctx: Context | None, args: tuple[Any, ...]) -> Decision | None:
-        """The rider's answer when it is ``d``; else None."""
+        """The rider's answer when it is ``d``, from hooks called with a context (held to
+        the decision budget where they are timed); else None."""
         disp = self.dispatch
-        direct = disp.direct[point]
-        timed = False
         res = None
         try:
-            if direct is not None:
-                res = direct(*args)
-            else:
-                if ctx is None:
-                    page, pte, vma, mm, foll, machine, vpn = args
-                    ctx = disp.views.context(point, page, pte, vma, mm, foll, machine, vpn)
-                timed = disp.timed[point]
-                if timed:
-                    started = perf_counter()
-                for impl, _ in disp.fast[point]:  # type: ignore[union-attr]
-                    res = impl(ctx)
-                    if res is not None:
-                        break
+            if ctx is None:
+                page, pte, vma, mm, foll, machine, vpn = args
+                ctx = disp.views.context(point, page, pte, vma, mm, foll, machine, vpn)
+            timed = disp.timed[point]
+            if timed:
+                started = perf_counter()
+            for impl, _ in disp.fast[point]:  # type: ignore[union-attr]
+                res = impl(ctx)
+                if res is not None:
+                    break
         except BaseException as exc:
             if stops_the_run(exc):
                 raise
             return None
         if timed and perf_counter() - started > DECISION_BUDGET:
             return None
+        return self._settle(point, d, res)
+
+    def _settle(self, point: str, d: Decision, res: Any) -> Decision | None:
+        """The rider's answer ``res`` as a decision, when it is ``d``; else None."""
+        disp = self.dispatch
         if not isinstance(res, Decision):
             if res is None and self.defaults[point] is not None:
                 res = Decision(self.defaults[point], rule="(default)")
