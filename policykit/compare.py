@@ -133,13 +133,14 @@ def relate(a: str, ra: list[RunResult], b: str, rb: list[RunResult]) -> Relation
 
 
 def compare(sessions: Sequence[Session], scenarios: Sequence[Scenario], yardstick: Session | None = None,
-            progress=None, jobs: int | None = None) -> Comparison:  # type: ignore[no-untyped-def]
+            progress=None, jobs: int | None = None, idle=None) -> Comparison:  # type: ignore[no-untyped-def]
     """Run every scenario under every policy (and the yardstick) and compare; the runs
-    are shared out between ``jobs`` processes (see :mod:`policykit.parallel`)."""
+    are shared out between ``jobs`` processes (see :mod:`policykit.parallel`, which
+    calls ``idle()`` while it waits for the last of them)."""
     from .parallel import run_pairs
 
     everyone = list(sessions) + ([yardstick] if yardstick is not None else [])
-    results = run_pairs(everyone, scenarios, jobs, progress)
+    results = run_pairs(everyone, scenarios, jobs, progress, idle)
     ideal = results.pop() if yardstick is not None else None
     summaries = [summarize(s.policy, rs, ideal) for s, rs in zip(sessions, results)]
     rows = [Row(scn, [rs[i] for rs in results], ideal[i] if ideal else None) for i, scn in enumerate(scenarios)]

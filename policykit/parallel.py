@@ -43,12 +43,15 @@ def default_jobs() -> int:
 
 
 def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: int | None = None,
-              progress: Callable[[int, int, str], None] | None = None) -> list[list[RunResult]]:
+              progress: Callable[[int, int, str], None] | None = None,
+              idle: Callable[[], object] | None = None) -> list[list[RunResult]]:
     """``results[s][i]``: ``scenarios[i]`` run under ``sessions[s]``, on up to ``jobs``
     processes (default: :func:`default_jobs`).  Each process takes chunks of scenarios
     that begin alike from a shared queue, the heaviest first, until none is left, and
     runs each with :func:`policykit.batch.run_group`, which takes their first steps once,
-    and once for the policies that can ride along each other's runs."""
+    and once for the policies that can ride along each other's runs.  ``idle()`` is
+    called once in this process when it finds no chunk left while workers still run:
+    what the caller needs next, done while it waits for the last of them."""
     total = len(sessions) * len(scenarios)
     jobs = default_jobs() if jobs is None else jobs
     jobs = max(1, min(jobs, total // MIN_RUNS_PER_WORKER))
@@ -86,6 +89,8 @@ def run_pairs(sessions: Sequence[Session], scenarios: Sequence[Scenario], jobs: 
                         progress(done.total(), total,
                                  f"{sessions[groups[g][k]].policy.name}: {scenarios[chunk[n]].name}")
                 put(c, _run_chunk(sessions, groups[g], scenarios, chunk, told), False)
+            if workers and idle is not None:
+                idle()
             for _, taken in _gather(workers, done, total, progress):
                 for c, per_session in taken:
                     put(c, per_session, True)

@@ -52,6 +52,11 @@ def width() -> int | None:
     return None
 
 
+def warm_up() -> None:
+    """Import what :func:`table` needs, ahead of time (while the last runs finish)."""
+    import tabulate  # noqa: F401
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str = "simple",
           fit: int | None = None) -> str:
     """``tabulate`` with the widest columns wrapped until the table fits ``fit`` columns

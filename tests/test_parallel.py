@@ -38,6 +38,18 @@ def test_workers_take_shares_of_the_runs(monkeypatch):
     assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
 
 
+def test_this_process_works_while_it_waits_for_the_last_worker():
+    s = session("linux-6.x")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:40]
+    waits = []
+    [results] = parallel.run_pairs([s], scenarios, jobs=2, idle=lambda: waits.append(len(waits)))
+    assert waits == [0]                     # once, between its last chunk and the workers' results
+    assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
+    parallel.run_pairs([s], scenarios, jobs=1, idle=lambda: waits.append(len(waits)))
+    assert waits == [0]                     # alone, it never waits
+
+
 def test_chunks_of_a_group_with_riders_go_first():
     # a chunk that a policy rides along costs more than the same scenarios run under one
     s = session("linux-6.x")
