@@ -54,6 +54,17 @@ class _PluginManager(pluggy.PluginManager):
         opts = seen[name]
         return None if opts is None else dict(opts)     # pluggy fills in what it returns
 
+    def parse_hookspec_opts(self, module_or_class: Any, name: str) -> Any:
+        # The hookspecs (and a plugin's own) join every session's manager too.
+        try:
+            seen = _HOOKSPEC_OPTS.setdefault(module_or_class, {})
+        except TypeError:
+            return super().parse_hookspec_opts(module_or_class, name)
+        if name not in seen:
+            seen[name] = super().parse_hookspec_opts(module_or_class, name)
+        opts = seen[name]
+        return None if opts is None else dict(opts)
+
     def _hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith("policykit_"):
@@ -65,6 +76,8 @@ class _PluginManager(pluggy.PluginManager):
 
 #: plugin -> {attribute name: hookimpl options or None}, as pluggy parsed them
 _HOOKIMPL_OPTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+#: hookspec module or class -> {attribute name: hookspec options or None}
+_HOOKSPEC_OPTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
