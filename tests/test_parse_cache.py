@@ -168,3 +168,42 @@ def test_a_file_with_an_error_is_never_kept(tmp_path, monkeypatch):
         with pytest.raises(ScenarioError):
             load_scenarios(path, session("linux-6.x").registry)
     assert not list(where.glob("*.pickle"))
+
+
+# -- verified policy code ---------------------------------------------------------------------
+
+def test_a_verified_policy_is_compiled_once_and_edits_are_verified_again(tmp_path, monkeypatch):
+    from policykit import dsl
+    from policykit.dsl import compile as compiler
+    from policykit.testing import session
+
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    verified = []
+    real = compiler.verify_source
+    monkeypatch.setattr(compiler, "verify_source", lambda *a: verified.append(1) or real(*a))
+    registry = session("linux-6.x").registry
+    pol = tmp_path / "p.pol"
+    pol.write_text('policy p\nsummary "s"\nextends linux-5.9\nconst GUP_PIN_COUNTING_BIAS = 2\n', encoding="utf-8")
+
+    def decide_fork_pte():
+        checked, _ = dsl.check_file(str(pol), registry)
+        return dsl.compile_policy(checked).plugin.policykit_fork_pte
+
+    first = decide_fork_pte()
+    assert verified == [1]
+    again = decide_fork_pte()                       # read back: not verified, not compiled again
+    assert verified == [1] and again.__code__ == first.__code__ and again is not first
+    entries = list((tmp_path / "cache" / "policykit" / "compiled").glob("*.pickle"))
+    assert len(entries) == 1
+    for e in entries:                               # a damaged entry: verified and compiled again
+        e.write_bytes(b"not a pickle")
+    decide_fork_pte()
+    assert verified == [1, 1]
+    pol.write_text(pol.read_text().replace("= 2", "= 3"), encoding="utf-8")
+    decide_fork_pte()                               # another source: verified
+    assert verified == [1, 1, 1]
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    decide_fork_pte()
+    decide_fork_pte()
+    assert verified == [1, 1, 1, 1, 1]

@@ -12,12 +12,17 @@ builtins, so a policy file can compute decisions and nothing else.
 from __future__ import annotations
 
 import ast as pyast
+import functools
+import importlib.util
+import marshal
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
+from .._parse_cache import code_stamp, entry_path, read_entry, store_entry
 from ..engine.context import FLAG_PREFIX
 from ..engine.specs import OWNERS, AttributeSpec, Decision, Effect
 from . import ast
@@ -262,12 +267,39 @@ def generate_source(policy: CheckedPolicy) -> str:
     return _Gen(policy).module()
 
 
+def _verified(source: str, attributes: Mapping[str, Iterable[str]], filename: str) -> CodeType:
+    """``source`` verified (:func:`verify_source`) and compiled.  The code of a source
+    verified before is read back from the user's cache directory, as Python reads its
+    own bytecode from ``__pycache__`` (see :mod:`policykit._parse_cache`): only for the
+    same source, readable attributes, file name, compiler and Python."""
+    allowed = repr(sorted((owner, sorted(names)) for owner, names in attributes.items()))
+    stamp = _compiler_stamp()
+    path = entry_path("compiled", stamp, filename, allowed, source)
+    saved = read_entry(path) if path is not None else None
+    if isinstance(saved, tuple) and len(saved) == 5 and saved[:4] == (stamp, filename, allowed, source):
+        try:
+            code = marshal.loads(saved[4])
+        except (EOFError, ValueError, TypeError):
+            code = None
+        if isinstance(code, CodeType):
+            return code
+    verify_source(source, attributes)
+    code = compile(source, filename, "exec")
+    if path is not None:
+        store_entry(path, (stamp, filename, allowed, source, marshal.dumps(code)))
+    return code
+
+
+@functools.cache
+def _compiler_stamp() -> str:
+    return f"{importlib.util.MAGIC_NUMBER.hex()}|{code_stamp(Path(__file__).parent, ('compile.py',))}"
+
+
 def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     """Compile a checked policy into a plugin object implementing its decision hooks and
     declaring its flags."""
     source = generate_source(policy)
-    verify_source(source, readable(policy))
-    code = compile(source, f"<policy {policy.name}>", "exec")
+    code = _verified(source, readable(policy), f"<policy {policy.name}>")
     namespace: dict[str, Any] = {"__builtins__": {}, "Decision": Decision, "Effect": Effect}
     exec(code, namespace)  # noqa: S102 - generated from a checked AST, see the module docstring
     flags = [AttributeSpec(f.owner, f.name, _PY_TYPES[f.type], f.default, f.doc, flag=True,
