@@ -38,6 +38,23 @@ def test_workers_take_shares_of_the_runs(monkeypatch):
     assert [r.verdict for r in results] == [s.run(scn).verdict for scn in scenarios]
 
 
+def test_a_workers_runs_come_back_whole():
+    from policykit.oracle import Violation
+
+    s = session("linux-5.9")
+    from policykit.corpus import scenario_files
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][:60]
+    [results] = parallel.run_pairs([s], scenarios, jobs=2)
+    alone = [s.run(scn) for scn in scenarios]
+    assert sum(len(r.violations) for r in results) > 100       # a THP's scenario: one a page
+    assert [r.violations for r in results] == [r.violations for r in alone]
+    assert all(type(v) is Violation and hash(v) == hash(Violation(v.cls, v.step, v.line, v.detail, v.seen,
+                                                                     v.expected))
+               for r in results for v in r.violations)
+    assert [(r.metrics, r.warnings, r.budget_failures, r.rules) for r in results] == \
+        [(r.metrics, r.warnings, r.budget_failures, r.rules) for r in alone]
+
+
 def test_this_process_works_while_it_waits_for_the_last_worker():
     s = session("linux-6.x")
     from policykit.corpus import scenario_files
