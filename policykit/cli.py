@@ -127,13 +127,15 @@ def _load(registry, paths: list[Path], skipped: list[tuple[str, str]] | None = N
     """Every scenario of ``paths`` (variants expanded).  The variants left out are added
     to ``skipped``; without it, they are noted on stderr.  ``expect``/``budget`` lines
     naming no policy on the path (nor one of ``policies``) are warned about on stderr."""
+    from .run import collector_paused
     from .scenario import load_scenarios, unknown_policies
 
     scenarios: list = []  # type: ignore[type-arg]
     quiet = skipped is not None
     skipped = [] if skipped is None else skipped
-    for p in paths:
-        scenarios.extend(load_scenarios(p, registry, skipped))
+    with collector_paused():
+        for p in paths:
+            scenarios.extend(load_scenarios(p, registry, skipped))
     for w in unknown_policies(scenarios, {*config.policy_names(), *policies}):
         print(w.render(), file=sys.stderr)
     if skipped and not quiet:
@@ -534,6 +536,7 @@ def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignor
 def _check_scenario(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]
     """A scenario file's errors and warnings (expect lines naming no known policy)."""
     from .errors import SourceError
+    from .run import collector_paused
     from .scenario import load_scenarios, unknown_policies
 
     try:

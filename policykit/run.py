@@ -54,6 +54,21 @@ def collector_for_runs() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """While a corpus is read back (tens of thousands of objects unpickled, none in a
+    cycle) the cyclic collector waits: its passes over the growing heap cost a third of
+    the loading.  A run frozen later (:func:`collector_for_runs`) leaves the objects out."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 @dataclass
 class StepRecord:
     """What one step did, for ``--trace`` and ``explain``."""

@@ -149,3 +149,29 @@ def test_runs_tune_the_collector_and_leave_it_as_they_found_it():
             assert not gc.isenabled() and gc.get_threshold() == before[0]
     finally:
         gc.enable()
+
+
+def test_a_corpus_is_read_back_with_the_collector_paused(monkeypatch, capsys):
+    import gc
+
+    from policykit import scenario
+    from policykit.run import collector_paused
+
+    seen = []
+    real = scenario.load_scenarios
+
+    def spy(*a, **k):
+        seen.append(gc.isenabled())
+        return real(*a, **k)
+
+    monkeypatch.setattr(scenario, "load_scenarios", spy)
+    assert main(["corpus", "--format", "json"]) == ExitCode.OK
+    assert len(json.loads(capsys.readouterr().out)["scenarios"]) > 100
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():                    # switched off by the caller: left off
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
