@@ -536,7 +536,6 @@ def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignor
 def _check_scenario(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]
     """A scenario file's errors and warnings (expect lines naming no known policy)."""
     from .errors import SourceError
-    from .run import collector_paused
     from .scenario import load_scenarios, unknown_policies
 
     try:

@@ -58,7 +58,8 @@ def collector_for_runs() -> Iterator[None]:
 def collector_paused() -> Iterator[None]:
     """While a corpus is read back (tens of thousands of objects unpickled, none in a
     cycle) the cyclic collector waits: its passes over the growing heap cost a third of
-    the loading.  A run frozen later (:func:`collector_for_runs`) leaves the objects out."""
+    the loading.  The runs that follow freeze what was loaded (:func:`collector_for_runs`),
+    so that no pass goes over it again."""
     if not gc.isenabled():
         yield
         return
