@@ -20,7 +20,7 @@ the renaming tables themselves then join the form (sound, with less folding).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..engine.model import ZERO_TOKEN, _frozen
@@ -32,6 +32,11 @@ _DEVICE_VIA_PIN = "device via pin"
 # what the form takes of a VMA (a PTE's and a page's fields are taken in place)
 _vma_key = attrgetter("start", "end", "shared", "write", "may_write", "dontcopy", "wipeonfork",
                       "softdirty", "shmem", "pgoff")
+_first = itemgetter(0)
+#: an mm's attributes, policy flags and soft-dirty-clean pages, when it has none
+_NO_MM_STATE = (None, None, None)
+#: a process's MADV_DONTFORK and MADV_WIPEONFORK pages, when it has none
+_NO_MARKS = ((), ())
 
 
 def process_order(runners: Sequence[Runner]) -> list[str]:
@@ -50,8 +55,8 @@ def process_order(runners: Sequence[Runner]) -> list[str]:
             if proc is None or not proc.alive:
                 break
             ptes = proc.mm.ptes
-            key.append((len(proc.mm.vmas), tuple([(vpn, ptes[vpn].present, ptes[vpn].writable)
-                                                  for vpn in sorted(ptes)])))
+            key.append((len(proc.mm.vmas), tuple([(vpn, e.present, e.writable) for vpn, e in
+                                                  (sorted(ptes.items()) if len(ptes) > 1 else ptes.items())])))
         else:
             keyed.append((key, n, name))
     if len(keyed) > 1:
@@ -86,26 +91,32 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     oracle = runner.oracle
     pages = machine.pages
     pfns: dict[int, int] = {machine.zero_pfn: 0}
-    cells: dict[int, int] = {}
+    # an oracle cell -> its number (cells hash by identity)
+    cells: dict[Any, int] = {}
     cell_objs: list[Any] = []
-    plugin_state = any(machine.attrs.values()) or any(oracle.state.values())
+    plugin_state = bool(machine.attrs and any(machine.attrs.values())
+                        or oracle.state and any(oracle.state.values()))
     out: list[Any] = []
     add, extend = out.append, out.extend
     pid_index: dict[int, int] = {}
-    processes = machine.processes
+    processes, pids = machine.processes, runner.pids
+    space_of = oracle.space.get
+    dontfork, wipeonfork = oracle.dontfork, oracle.wipeonfork
+    # (the common case of each optional part, nothing there, is one constant)
     for name in order:
-        pid = runner.pids[name]
+        pid = pids[name]
         pid_index[pid] = len(pid_index)
         mm = processes[pid].mm
-        add(len(mm.vmas))
-        for v in mm.vmas:
+        vmas = mm.vmas
+        add(len(vmas))
+        for v in vmas:
             add(_vma_key(v))
             if v.attrs:
                 plugin_state = True
                 add(_frozen(v.attrs))
         ptes = mm.ptes
         add(len(ptes))
-        for vpn, e in sorted(ptes.items()):
+        for vpn, e in (sorted(ptes.items()) if len(ptes) > 1 else ptes.items()):
             if e.present:
                 pfn = pfns.get(e.pfn)
                 if pfn is None:
@@ -116,35 +127,43 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             if e.attrs:
                 plugin_state = True
                 add(_frozen(e.attrs))
-        extend((mm.has_pinned, _frozen(mm.attrs) if mm.attrs else None,
-                tuple(sorted(mm.flags.items())) if mm.flags else None,
-                tuple(sorted(mm.clean)) if mm.clean else None))
-        space = oracle.space.get(pid)
+        add(mm.has_pinned)
+        if mm.attrs or mm.flags or mm.clean:
+            extend((_frozen(mm.attrs) if mm.attrs else None,
+                    tuple(sorted(mm.flags.items())) if mm.flags else None,
+                    tuple(sorted(mm.clean)) if mm.clean else None))
+        else:
+            extend(_NO_MM_STATE)
+        space = space_of(pid)
         if space:
             add(len(space))
-            for vpn, c in sorted(space.items()):
-                i = cells.get(id(c))
+            for vpn, c in (sorted(space.items()) if len(space) > 1 else space.items()):
+                i = cells.get(c)
                 if i is None:
-                    i = cells[id(c)] = len(cell_objs)
+                    i = cells[c] = len(cell_objs)
                     cell_objs.append(c)
                 extend((vpn, i))
         else:
             add(0)
-        df, wf = oracle.dontfork.get(pid), oracle.wipeonfork.get(pid)
-        extend((tuple(sorted(df)) if df else (), tuple(sorted(wf)) if wf else ()))
+        if dontfork or wipeonfork:
+            df, wf = dontfork.get(pid), wipeonfork.get(pid)
+            extend((tuple(sorted(df)) if df else (), tuple(sorted(wf)) if wf else ()))
+        else:
+            extend(_NO_MARKS)
     # references: by what they hold, the oracle's view of each beside the engine's
     if machine.refs:
         refs = []
         zero = machine.zero_pfn
+        oracle_ref = oracle.refs.get
         for rid, r in machine.refs.items():
             # FOLL_LONGTERM matters after GUP only to tell a short-term R/O pin of the
             # shared zero page (explore's known ones, see Verdict.pins_zero_page): no
             # decision reads a reference's flags, and its pages never change
             longterm = r.longterm and r.pin and not r.write and zero in r.pfns
             refs.append(((pid_index.get(r.owner, -1), r.vpns, tuple([pfns.get(x, -1) for x in r.pfns]),
-                          r.pin, r.write, longterm, r.count), r.pfns, oracle.refs.get(rid)))
+                          r.pin, r.write, longterm, r.count), r.pfns, oracle_ref(rid)))
         if len(refs) > 1:
-            refs.sort(key=lambda t: t[0])
+            refs.sort(key=_first)
         add(len(refs))
         for key, raw, o in refs:
             extend(key[:2])
@@ -156,23 +175,25 @@ def _one(runner: Runner, order: list[str]) -> tuple:
                 add(pfn)
             if o is not None:
                 for c in o.cells:
-                    i = cells.get(id(c))
+                    i = cells.get(c)
                     if i is None:
-                        i = cells[id(c)] = len(cell_objs)
+                        i = cells[c] = len(cell_objs)
                         cell_objs.append(c)
                     add(i)
     else:
         add(0)
-    add(len(machine.shmem))
-    for k in sorted(machine.shmem):
-        obj = machine.shmem[k]
-        extend((k, len(obj)))
-        for off in sorted(obj):
-            x = obj[off]
-            pfn = pfns.get(x)
-            if pfn is None:
-                pfn = pfns[x] = len(pfns)
-            extend((off, pfn))
+    shmem = machine.shmem
+    add(len(shmem))
+    if shmem:
+        for k in sorted(shmem):
+            obj = shmem[k]
+            extend((k, len(obj)))
+            for off in sorted(obj):
+                x = obj[off]
+                pfn = pfns.get(x)
+                if pfn is None:
+                    pfn = pfns[x] = len(pfns)
+                extend((off, pfn))
     # pages, in order of first appearance; then what no mapping or reference holds
     tokens: dict[int, int] = {ZERO_TOKEN: 0}
     folios: set[int] = set()
@@ -182,9 +203,10 @@ def _one(runner: Runner, order: list[str]) -> tuple:
         if p is None:
             add(None)
             continue
-        t = tokens.get(p.content)
+        content = p.content
+        t = tokens.get(content)
         if t is None:
-            t = tokens[p.content] = len(tokens)
+            t = tokens[content] = len(tokens)
         add((t, p._refcount, p._mapcount, p.anon, p.zero, p.pins, p.gets))
         f = p.folio
         if f is not None and id(f) not in folios:   # which mms its slots track (by name)
@@ -206,12 +228,12 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     if oracle.following:            # private views still showing their file page
         follows = []
         for view, source, n, _, _ in oracle.following.values():
-            if id(view) in cells:
-                i = cells.get(id(source))
+            if view in cells:
+                i = cells.get(source)
                 if i is None:
-                    i = cells[id(source)] = len(cell_objs)
+                    i = cells[source] = len(cell_objs)
                     cell_objs.append(source)
-                follows.append((cells[id(view)], i, len(view.tokens) == n))
+                follows.append((cells[view], i, len(view.tokens) == n))
         add(tuple(sorted(follows)))
     add(len(cell_objs))
     origin = oracle.origin
@@ -223,10 +245,11 @@ def _one(runner: Runner, order: list[str]) -> tuple:
             cur_i = tokens[cur] = len(tokens)
         writer = origin.get(cur)
         extend((cur_i, c.shared, writer is not None and writer.startswith(_DEVICE_VIA_PIN)))
-        base = c.base
-        for t in held:                  # held tokens the cell once had (Cell.has, its own first)
-            if t != cur and (t in own or (base is not None and c.has(t))):
-                add(tokens[t])
+        if held:
+            base = c.base
+            for t in held:              # held tokens the cell once had (Cell.has, its own first)
+                if t != cur and (t in own or (base is not None and c.has(t))):
+                    add(tokens[t])
         add(-1)
     extend((machine.fail_allocs, machine.pressure))
     if plugin_state:
@@ -234,7 +257,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     return tuple(out)
 
 
-def _freeze_cells(value: Any, cells: dict[int, int], cell_objs: list[Any]) -> Any:
+def _freeze_cells(value: Any, cells: dict[Any, int], cell_objs: list[Any]) -> Any:
     """A plugin's oracle state, hashable, with its cells numbered as the core's."""
     if isinstance(value, dict):
         return tuple(sorted(((k, _freeze_cells(v, cells, cell_objs)) for k, v in value.items()),
@@ -244,9 +267,9 @@ def _freeze_cells(value: Any, cells: dict[int, int], cell_objs: list[Any]) -> An
     if isinstance(value, set):
         return tuple(sorted(value, key=repr))
     if hasattr(value, "tokens") and hasattr(value, "cid"):     # an oracle Cell
-        i = cells.get(id(value))
+        i = cells.get(value)
         if i is None:
-            i = cells[id(value)] = len(cell_objs)
+            i = cells[value] = len(cell_objs)
             cell_objs.append(value)
         return ("cell", i)
     return value
