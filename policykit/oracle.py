@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .scenario.model import Step
 
 
+#: the oracle's judges of each core operation (``_op_<name>``), per class
+_HANDLERS: dict[type, dict[str, Callable[..., None]]] = {}
 #: operations whose failure is reported (fork-failed, gup-failed)
 _AVAILABILITY = frozenset({"fork", "fork_children", "gup", "pin", "vmsplice"})
 
@@ -334,10 +336,14 @@ class Oracle:
     def step(self, index: int, step: Step, args: dict[str, Any], outcome: Outcome) -> None:
         """Judge one step that ran (``outcome.ok`` false: it failed as the kernel would)."""
         self._step, self._line = index, step.line
-        handler = getattr(self, f"_op_{step.op}", None)
+        handlers = _HANDLERS.get(type(self))
+        if handlers is None:
+            handlers = _HANDLERS[type(self)] = {name[4:]: getattr(type(self), name) for name in dir(type(self))
+                                                if name.startswith("_op_")}
+        handler = handlers.get(step.op)
         # a failed step changed nothing, but a failed fork or GUP is itself a violation
         if handler is not None and (outcome.ok or step.op in _AVAILABILITY):
-            handler(step, args, outcome)
+            handler(self, step, args, outcome)
         if self._plugin_checks is not None:
             for found in self._plugin_checks(self, step, outcome, args):
                 self.violations.extend(found or ())

@@ -70,7 +70,7 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-@dataclass
+@dataclass(slots=True)
 class StepRecord:
     """What one step did, for ``--trace`` and ``explain``."""
 
