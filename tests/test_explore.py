@@ -501,11 +501,14 @@ def _no_twins(monkeypatch):
     monkeypatch.setattr(space_mod.Steps, "__init__", plain)
 
 
-@pytest.mark.parametrize("policy, jobs", [("linux-6.x", 1), ("linux-6.x", 2), ("linux-5.9", 1)])
-def test_a_gup_with_longterm_that_no_decision_reads_is_its_twins_step(monkeypatch, policy, jobs):
-    """A gup with FOLL_LONGTERM repeats the one without exactly when nothing read the flag
-    on that run and it made no R/O pin of the zero page (5.9 makes them): the search does
-    not take it again, and finds and counts the same."""
+@pytest.mark.parametrize("policy, jobs, ops", [("linux-6.x", 1, ()), ("linux-6.x", 2, ()), ("linux-5.9", 1, ()),
+                                              ("linux-4.8", 1, ("gup", "dma_write", "file"))])
+def test_a_gup_with_flags_it_never_consults_is_its_twins_step(monkeypatch, policy, jobs, ops):
+    """A gup with FOLL_LONGTERM, FOLL_FORCE or the zap race repeats the one without them
+    exactly when its run consulted none of them (read the flag; for the race, took a
+    fault) and, for FOLL_LONGTERM, made no R/O pin of the zero page (5.9 makes them): the
+    search does not take it again, and finds and counts the same.  (linux-4.8's Dirty COW
+    needs both FOLL_FORCE and the race: its search must still find it.)"""
     from policykit.explore import search as search_mod
     taken = []
     real = search_mod.take
@@ -514,18 +517,23 @@ def test_a_gup_with_longterm_that_no_decision_reads_is_its_twins_step(monkeypatc
         taken.append(step.text)
         return real(node, step, *a, **kw)
     monkeypatch.setattr(search_mod, "take", counting)
-    twins = run_explore(policy, 4, jobs=jobs)
+    twins = run_explore(policy, 4, ops, jobs=jobs)
     with_twins = list(taken)
     del taken[:]
     with monkeypatch.context() as m:
         _no_twins(m)
-        every = run_explore(policy, 4, jobs=jobs)
+        every = run_explore(policy, 4, ops, jobs=jobs)
     assert [(f.cls, f.point, f.lines) for f in twins.findings] == [(f.cls, f.point, f.lines) for f in every.findings]
     assert (twins.stats.distinct, twins.stats.generated) == (every.stats.distinct, every.stats.generated)
     if jobs == 1:       # the workers' steps are taken in other processes
-        assert any("get longterm" in t for t in taken)
-        assert not any("get longterm" in t for t in with_twins)
         assert len(with_twins) < len(taken)
+        for flags in ("get write force ", "get write force zap_race "):
+            assert sum(flags in t for t in with_twins) < sum(flags in t for t in taken)
+        if ops:
+            assert any(f.cls == "corrupt-file" for f in twins.findings)
+        else:
+            assert any("get longterm" in t for t in taken)
+            assert not any("get longterm" in t for t in with_twins)
         if policy == "linux-5.9":       # its R/O pins of the zero page keep their twins
             assert any(t.endswith("pin longterm -> r1") for t in with_twins)
 
@@ -542,15 +550,43 @@ def test_a_policy_that_reads_longterm_for_foll_get_has_each_step_taken(tmp_path)
     assert "longterm" in after_start(f)[-1] and " get" in after_start(f)[-1]
 
 
-def test_reading_foll_longterm_shows_on_the_probe_of_a_call_and_its_copies():
+def test_reading_foll_longterm_or_force_shows_on_the_probe_of_a_call_and_its_copies():
     from policykit.engine.context import FollFlags
-    flags = FollFlags(pin=False, longterm=True)
-    assert flags.longterm and flags.probe is None
-    flags.probe = [False]
+    flags = FollFlags(pin=False, longterm=True, force=True)
+    assert flags.longterm and flags.force and flags.probe is None
+    flags.probe = set()
     other = flags.copy()
-    assert not flags.probe[0]
+    assert not flags.probe and repr(other) == "FOLL_GET|FOLL_LONGTERM|FOLL_FORCE", "copying reads nothing"
     assert other.write is False and other.pin is False
-    assert other.longterm is True and flags.probe[0], "a copy's read is the call's"
+    assert other.longterm is True and flags.probe == {"longterm"}, "a copy's read is the call's"
+    assert other.force is True and flags.probe == {"longterm", "force"}
+
+
+def test_a_gup_on_a_writable_mapping_consults_neither_force_nor_the_race_unless_it_faults():
+    """What the probe of a GUP call records: FOLL_FORCE only for a write to a VMA
+    without VM_WRITE, the race where GUP takes a fault."""
+    from policykit.explore.search import transitions
+    s = session("linux-6.x")
+    bounds = Bounds(depth=3)
+    space = Space.build(s.registry, bounds, ("gup", "mprotect", "write"))
+    runner = starts([s], bounds)[0].node[0]
+
+    def consulted(runner, text):
+        probe = set()
+        r = runner.copy()
+        r.engine.foll_probe = probe
+        r.step(1, next(st for st in space.steps(runner, 1) if st.text == text))
+        return probe
+    assert consulted(runner, "gup p buf get write force -> r1") == {"zap_race"}     # faults it in
+    written = runner.copy()
+    written.step(1, next(st for st in space.steps(written, 1) if st.text == "write p buf"))
+    assert consulted(written, "gup p buf get write force -> r1") == set()
+    written.step(2, next(st for st in space.steps(written, 2) if st.text == "mprotect p buf ro"))
+    assert "force" in consulted(written, "gup p buf get write force -> r1")
+    # and the search takes the FOLL_FORCE twin only where it counts
+    steps = space.steps(written, 3)
+    texts = [t for i, st, child, _, twin in transitions((written,), steps, 3) for t in [st.text] if child is not None]
+    assert "gup p buf get write force -> r1" in texts
 
 
 def test_workers_given_each_others_states_find_and_count_the_same(monkeypatch):

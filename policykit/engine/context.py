@@ -188,11 +188,13 @@ class FollFlags:
     """The GUP flags of one call: ``FOLL_GET`` or ``FOLL_PIN``, ``FOLL_WRITE``, ....
     ``cow`` is FOLL_COW: this GUP already took a write fault on a VMA without VM_WRITE.
 
-    ``probe``: None, or a one-item list that reading ``longterm`` sets true (shared by
-    the call's copies).  explore asks it whether a GUP call's outcome could depend on
-    FOLL_LONGTERM at all (see :func:`policykit.explore.search.transitions`)."""
+    ``probe``: None, or a set (shared by the call's copies) that collects the names of
+    the flags explore asks about when they are consulted: ``longterm`` and ``force``
+    when read, ``zap_race`` when GUP takes a fault (where that race would open).  A call
+    that consulted none of them would have gone the same way with them set (see
+    :func:`policykit.explore.search.transitions`)."""
 
-    __slots__ = ("pin", "get", "write", "_longterm", "force", "fast", "cow", "probe")
+    __slots__ = ("pin", "get", "write", "_longterm", "_force", "fast", "cow", "probe")
 
     def __init__(self, pin: bool, write: bool = False, longterm: bool = False,
                  force: bool = False, fast: bool = False) -> None:
@@ -200,27 +202,34 @@ class FollFlags:
         self.get = not pin
         self.write = write
         self._longterm = longterm
-        self.force = force
+        self._force = force
         self.fast = fast
         self.cow = False
-        self.probe: list[bool] | None = None
+        self.probe: set[str] | None = None
 
     @property
     def longterm(self) -> bool:
         """FOLL_LONGTERM."""
         if self.probe is not None:
-            self.probe[0] = True
+            self.probe.add("longterm")
         return self._longterm
 
+    @property
+    def force(self) -> bool:
+        """FOLL_FORCE."""
+        if self.probe is not None:
+            self.probe.add("force")
+        return self._force
+
     def copy(self) -> FollFlags:
-        new = FollFlags(self.pin, self.write, self._longterm, self.force, self.fast)
+        new = FollFlags(self.pin, self.write, self._longterm, self._force, self.fast)
         new.cow = self.cow
         new.probe = self.probe
         return new
 
     def __repr__(self) -> str:
-        names = [n for n in ("pin", "get", "write", "longterm", "force", "fast", "cow") if getattr(self, n)]
-        return "FOLL_" + "|FOLL_".join(n.upper() for n in names)
+        names = [n for n in ("pin", "get", "write", "_longterm", "_force", "fast", "cow") if getattr(self, n)]
+        return "FOLL_" + "|FOLL_".join(n.strip("_").upper() for n in names)
 
 
 def _view(at: int, owner: str, *more: int) -> property:

@@ -284,7 +284,7 @@ class Engine:
         #: other policies asked at each decision (:mod:`.riders`); None: none ride
         self.riders: list[Rider] | None = None
         #: given to the FOLL flags of each GUP call (:class:`FollFlags` ``probe``)
-        self.foll_probe: list[bool] | None = None
+        self.foll_probe: set[str] | None = None
         self.nr_pages = len(self.machine.pages)
 
     def _bind(self, pm: pluggy.PluginManager, registry: Registry, d: Dispatch) -> None:
@@ -1276,7 +1276,7 @@ class Engine:
                     vma = mm.find_vma(vpn)
                     if vma is None:
                         raise OperationFailed("EFAULT", f"gup: no VMA at page {vpn:#x}")
-                    if write and not vma.write and not (force and vma.is_cow_mapping):
+                    if write and not vma.write and not (flags.force and vma.is_cow_mapping):
                         raise OperationFailed("EFAULT", "gup: FOLL_WRITE on a read-only VMA")
                 foll = flags
                 race = zap_race                         # the race window opens once a page
@@ -1356,7 +1356,10 @@ class Engine:
         policy says how GUP looks again: with FOLL_COW (4.9+) or without FOLL_WRITE
         (before: Dirty COW).  With ``zap_race`` the result is zapped at once (another
         thread's MADV_DONTNEED won the race); None then."""
-        pte = self._gup_handle_fault(proc, vpn, write=write, force=foll.force)
+        if foll.probe is not None:
+            foll.probe.add("zap_race")          # the race would open here
+        # (FOLL_FORCE counts only for a write to a VMA without VM_WRITE: read just then)
+        pte = self._gup_handle_fault(proc, vpn, write=write, force=write and not vma.write and foll.force)
         page = self.machine.pages[pte.pfn]
         # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
         # fault that mapped a page cache page (UFFDIO_CONTINUE) broke nothing.

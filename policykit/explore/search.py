@@ -233,24 +233,30 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
                 use_up: bool = False) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]]:
     """Take each of ``steps`` from ``node`` (``use_up``: the last may use the state
     up): yields (position, step, the state reached, its verdicts, None).  A step that
-    repeats an earlier twin whose run read no FOLL_LONGTERM (see :class:`.space.Steps`)
-    is not taken: it yields (position, step, None, the twin's verdicts, the twin's
-    position) -- the twin's state, already seen, as the step would have reached it.
-    (Nor a twin whose run made a short-term R/O pin of the zero page: FOLL_LONGTERM
-    tells that one apart.)"""
+    repeats an earlier twin whose run consulted none of the flags they differ in (see
+    :class:`.space.Steps`) is not taken: it yields (position, step, None, the twin's
+    verdicts, the twin's position) -- the twin's state, already seen, as the step would
+    have reached it.  (Nor, differing in FOLL_LONGTERM, a twin whose run made a
+    short-term R/O pin of the zero page: FOLL_LONGTERM tells that one apart.)"""
     twin = getattr(steps, "twin", None)
+    differ = getattr(steps, "differ", None)
     probed = getattr(steps, "probed", ())
-    unread: dict[int, tuple[Verdict, ...]] = {}
+    # a plain call's position -> (its verdicts, the flags its run consulted, whether it
+    # pinned the zero page R/O)
+    plain: dict[int, tuple[tuple[Verdict, ...], set[str], bool]] = {}
     last = len(steps) - 1 if use_up else -1
     for i, step in enumerate(steps):
-        if twin is not None and (j := twin[i]) is not None and j in unread:
-            yield i, step, None, unread[j], j
-            continue
+        if twin is not None and (j := twin[i]) is not None and j in plain:
+            verdicts, read, zero_pin = plain[j]
+            d = differ[i]  # type: ignore[index]
+            if not (read & d) and not (zero_pin and "longterm" in d):
+                yield i, step, None, verdicts, j
+                continue
         if i not in probed:
             child, verdicts = take(node, step, depth, copy_metrics, i == last)
             yield i, step, child, verdicts, None
             continue
-        probe = [False]
+        probe: set[str] = set()
         firsts = [r.engine.machine.next_rid if r is not None else 0 for r in node]
         for r in node:
             if r is not None:
@@ -264,8 +270,7 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
         for r in child:
             if r is not None:
                 r.engine.foll_probe = None
-        if not probe[0] and not _pins_zero_page(firsts, child):
-            unread[i] = verdicts
+        plain[i] = (verdicts, probe, _pins_zero_page(firsts, child))
         yield i, step, child, verdicts, None
 
 

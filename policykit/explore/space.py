@@ -77,35 +77,47 @@ def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
 Candidate = tuple[Step, tuple[Any, ...] | None]
 
 
+#: GUP flags whose twins explore watches for (see :class:`Steps`)
+PROBED_FLAGS = frozenset({"longterm", "force", "zap_race"})
+
+
 class Steps(list):  # type: ignore[type-arg]
     """The steps to try from a state, in order, and their *twins*: ``twin[i]`` is the
-    position of an earlier step that step ``i`` repeats exactly unless FOLL_LONGTERM is
-    read (None for most).  The core ``gup`` (or ``pin``) with and without FOLL_LONGTERM
-    is such a pair: the flag reaches the state only as a reference's record of it, which
-    the canonical form keeps only for a short-term R/O pin of the zero page, so when no
-    decision read it on the first one's run and that run made no such pin, the second
-    reaches the same state with the same verdicts and the search need not take it
-    (:func:`policykit.explore.search.transitions`).  ``probed`` holds the positions whose
-    runs are watched for that read."""
+    position of an earlier step that step ``i`` repeats exactly unless one of the flags
+    ``differ[i]`` is consulted (None for most).  A core ``gup`` (or ``pin``) with some of
+    FOLL_LONGTERM, FOLL_FORCE and the zap race, and the same call without them, is such a
+    pair: FOLL_LONGTERM reaches the state only as a reference's record of it, which the
+    canonical form keeps only for a short-term R/O pin of the zero page; FOLL_FORCE counts
+    only for a write to a VMA without VM_WRITE; the race only where GUP takes a fault.  So
+    when the plain call's run consulted none of them (its FOLL flags record each; and, for
+    FOLL_LONGTERM, made no such pin), the other reaches the same state with the same
+    verdicts and the search need not take it (:func:`policykit.explore.search.transitions`).
+    ``probed`` holds the positions of the plain calls, whose runs are watched."""
 
-    __slots__ = ("twin", "probed")
+    __slots__ = ("twin", "differ", "probed")
 
     def __init__(self, steps: Iterable[Step]) -> None:
         super().__init__(steps)
         self.twin: list[int | None] = [None] * len(self)
+        self.differ: list[frozenset[str]] = [frozenset()] * len(self)
         self.probed: set[int] = set()
         first: dict[tuple, int] = {}
+        later = []
         for i, st in enumerate(self):
             p = st.params
             if st.op not in ("gup", "pin"):
                 continue
             flags = p.get("flags", frozenset())
-            key = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - {"longterm"})
-            if "longterm" not in flags:
+            key = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - PROBED_FLAGS)
+            if flags & PROBED_FLAGS:
+                later.append((i, key, flags & PROBED_FLAGS))
+            else:
                 first[key] = i
-            elif key in first:
-                self.twin[i] = first[key]
-                self.probed.add(first[key])
+        for i, key, differ in later:
+            j = first.get(key)
+            if j is not None:
+                self.twin[i], self.differ[i] = j, differ
+                self.probed.add(j)
 
 
 @dataclass
