@@ -151,10 +151,10 @@ class Workers:
 
     def _balance(self, keep: list[list[tuple[int, int, int]]],
                  loads: list[list[int]]) -> list[list[list[tuple[int, int, int]]]]:
-        """Even out the next level's work (each new state weighs its parent's steps): a worker
-        left with more than its share gives the surplus (its last states) to those with
-        less, which take each again from a start state by the way the trace records (a
-        few steps against the dozens its expansion takes).  Which worker expands a state
+        """Even out the next level's work (each new state weighs the steps its parent
+        took): a worker left with more than its share gives the surplus (its last states)
+        to those with less, which take each again from a start state by the way the trace
+        records (a few steps against the dozens its expansion takes).  Which worker expands a state
         changes nothing found: the answers are merged in the sequential order."""
         moved: list[list[list[tuple[int, int, int]]]] = [[] for _ in keep]
         sums = [sum(w) for w in loads]
@@ -249,11 +249,13 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], everything: list[tu
                     node = rebuild(space, base, ways.__getitem__, gid, metrics)
                 steps = space.steps(node[0], level)
                 fps: dict[int, int] = {}
+                mine, taken = len(rows), 0
                 for idx, step, child, verdicts, twin in transitions(node, steps, level, metrics, gid not in base):
                     generated += 1
                     if child is None:               # its twin's state, seen already
                         fp, new = fps[twin], False  # type: ignore[index]
                     else:
+                        taken += 1
                         fp = fps[idx] = fingerprint(child)
                         new = seen.add(fp)
                     hit = interesting(verdicts)
@@ -261,11 +263,14 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], everything: list[tu
                         room -= weight(child)
                         pending[(gid, idx)] = child if room >= 0 else None
                     if new or hit:
-                        # what expanding it may cost, for the sharing out of the next
-                        # level: about as many steps as its parent's
-                        work = len(steps) if new and level < last else 0
                         rows.append((gid, idx, fp, new, step.text if hit else None,
-                                     tuple(v.brief() for v in verdicts) if hit else None, work))
+                                     tuple(v.brief() for v in verdicts) if hit else None, 0))
+                # what expanding a new state may cost, for the sharing out of the next
+                # level: about as many steps as its parent took (its twins cost nothing)
+                if level < last:
+                    for k in range(mine, len(rows)):
+                        if rows[k][3]:
+                            rows[k] = rows[k][:6] + (taken,)
             _send(wfd, ("ok", (rows, generated, stopped)))
         except BaseException as exc:  # noqa: BLE001 - the coordinator reports it
             _send(wfd, ("error", f"{type(exc).__name__}: {exc}"))
