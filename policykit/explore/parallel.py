@@ -154,8 +154,9 @@ class Workers:
         """Even out the next level's work (each new state weighs the steps its parent
         took): a worker left with more than its share gives the surplus (its last states)
         to those with less, which take each again from a start state by the way the trace
-        records (a few steps against the dozens its expansion takes).  Which worker expands a state
-        changes nothing found: the answers are merged in the sequential order."""
+        records (a few steps against the dozens its expansion takes).  Which worker
+        expands a state changes nothing found: the answers are merged in the sequential
+        order."""
         moved: list[list[list[tuple[int, int, int]]]] = [[] for _ in keep]
         sums = [sum(w) for w in loads]
         share = sum(sums) / len(sums)
