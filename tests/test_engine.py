@@ -231,6 +231,43 @@ def test_mprotect_ro_write_protects_and_rw_asks_the_policy():
     assert not e.process(p).mm.ptes[base].writable, "a shared page stays read-only"
 
 
+def test_mprotect_or_madvise_that_changes_no_flag_does_nothing():
+    """mprotect_fixup() and madvise_update_vma() return at once for a VMA whose flags
+    would stay as they are: no PTE is made writable, no VMA split, no PMD split."""
+    from policykit.testing import engine
+    e = engine("linux-6.x")
+    p = e.spawn("p")
+    base = e.mmap(p, 2)
+    e.gup(p, [base], pin=True, longterm=True)       # unshares the zero page: an exclusive
+    pte = e.process(p).mm.ptes[base]                # anonymous page, mapped read-only
+    assert not pte.writable and e.machine.pages[pte.pfn].anon
+    e.mprotect(p, base, base + 2, write=True)       # PROT_WRITE already: nothing to do
+    assert not pte.writable, "no PTE upgraded: mprotect_fixup() returned at once"
+    faults = e.metrics["faults_wp"]
+    e.write(p, [base])
+    assert e.metrics["faults_wp"] == faults + 1     # the write faults (and reuses the page)
+    e.mprotect(p, base + 1, base + 2, write=False)
+    e.mprotect(p, base, base + 2, write=True)       # the second VMA changes, the first not
+    assert [(v.start, v.end, v.write) for v in e.process(p).mm.vmas] == [(base, base + 2, True)]
+    e.madvise(p, base + 1, base + 2, "dofork")      # not MADV_DONTFORK: nothing to undo
+    assert [(v.start, v.end) for v in e.process(p).mm.vmas] == [(base, base + 2)]
+
+
+def test_a_madvise_that_changes_no_flag_leaves_a_pmd_mapped_thp_whole():
+    from policykit.testing import apply, engine
+    e = engine("linux-6.x")
+    p = e.spawn("p")
+    base = apply(e, "mmap_thp", process=p, pages=512).result
+    e.write(p, [base])
+    ptes = e.process(p).mm.ptes
+    assert (ptes[base].attrs or {}).get("pmd")
+    e.madvise(p, base + 1, base + 2, "dofork")
+    e.madvise(p, base + 1, base + 2, "keeponfork")
+    assert (ptes[base].attrs or {}).get("pmd") and len(e.process(p).mm.vmas) == 1
+    e.madvise(p, base + 1, base + 2, "dontfork")   # a change: the VMA splits, and the PMD with it
+    assert not (e.process(p).mm.ptes[base].attrs or {}).get("pmd")
+
+
 def test_munmap_splits_vmas():
     e = engine()
     p = e.spawn("p")

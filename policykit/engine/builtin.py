@@ -86,7 +86,7 @@ def policykit_add_decision_points() -> list[DecisionPointSpec]:
           "GUP with FOLL_FORCE broke COW on a VMA without VM_WRITE (faultin_page)",
           default="keep_write"),
         d("mprotect_pte", ("make_writable", "keep"), _CTX,
-          "mprotect(PROT_WRITE) meets a read-only anonymous PTE (can_change_pte_writable)"),
+          "mprotect(PROT_WRITE) of a VMA without it meets a read-only anonymous PTE (can_change_pte_writable)"),
         d("clear_refs_pte", ("wrprotect", "skip"), _CTX,
           "clear_refs soft-dirty meets a writable anonymous PTE (clear_soft_dirty)"),
         d("dma_write", ("write", "directed_copy"), _CTX,

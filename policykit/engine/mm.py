@@ -1180,12 +1180,29 @@ class Engine:
         self.merge_vmas(mm)
         return new
 
+    @staticmethod
+    def changed_span(mm: Mm, start: int, end: int, changes: Callable[[Vma], bool]) -> tuple[int, int] | None:
+        """The part of ``[start, end)`` from the first VMA that a call changes
+        (``changes(vma)``) to the last, or None when it changes none.  mprotect_fixup()
+        and madvise_update_vma() leave a VMA whose flags would stay as they are alone: no
+        split (so no PMD split at its edge), no page table walk."""
+        hit = [v for v in mm.vmas if v.start < end and start < v.end and changes(v)]
+        if not hit:
+            return None
+        return max(start, hit[0].start), min(end, hit[-1].end)
+
     def mprotect(self, pid: int, start: int, end: int, write: bool) -> None:
         proc = self.process(pid)
         mm = proc.mm
         pages = self.machine.pages
+        span = self.changed_span(mm, start, end, lambda v: v.write != write)
+        if span is None:
+            return
+        start, end = span
         self.range_prepare(mm, start, end)
         for vma in self.split_vmas(mm, start, end):
+            if vma.write == write:          # its flags stay: mprotect_fixup() returns at once
+                continue
             if not write:
                 vma.write = False
                 for vpn in range(vma.start, vma.end):
@@ -1214,19 +1231,33 @@ class Engine:
 
     def madvise(self, pid: int, start: int, end: int, advice: str) -> None:
         mm = self.process(pid).mm
-        self.range_prepare(mm, start, end)
         if advice == "dontneed":
+            self.range_prepare(mm, start, end)
             self.zap_range(mm, start, end)
             return
+        if advice in ("dontfork", "dofork"):
+            flag = "dontcopy"
+        elif advice in ("wipeonfork", "keeponfork"):
+            flag = "wipeonfork"
+        else:
+            raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")
+        value = advice in ("dontfork", "wipeonfork")
+
+        def changes(vma: Vma) -> bool:      # (a VMA MADV_WIPEONFORK refuses counts: it fails)
+            refused = flag == "wipeonfork" and bool(vma.shared or vma.attrs.get("vm_file"))
+            return getattr(vma, flag) != value or refused
+        span = self.changed_span(mm, start, end, changes)
+        if span is None:                    # madvise_update_vma(): nothing to change
+            return
+        start, end = span
+        self.range_prepare(mm, start, end)
         for vma in self.split_vmas(mm, start, end):
-            if advice in ("dontfork", "dofork"):
-                vma.dontcopy = advice == "dontfork"
-            elif advice in ("wipeonfork", "keeponfork"):
-                if vma.shared or vma.attrs.get("vm_file"):     # madvise_behavior(): -EINVAL
-                    raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared or file mapping")
-                vma.wipeonfork = advice == "wipeonfork"
-            else:
-                raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")
+            if not changes(vma):
+                continue
+            if flag == "wipeonfork" and (vma.shared or vma.attrs.get("vm_file")):
+                # madvise_behavior(): -EINVAL
+                raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared or file mapping")
+            setattr(vma, flag, value)
         self.merge_vmas(mm)
 
     def clear_refs(self, pid: int) -> None:

@@ -377,8 +377,8 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
     """False for a step the scenario checker would refuse, or one every policy fails
     alike for the user's own mistake (FOLL_WRITE where the VMA forbids it), or one that
     changes nothing; True for the others.  What depends on the PTEs (a read of pages all
-    present, an mprotect rw that finds every PTE writable already) is left to
-    :func:`_ptes_allow`: the answer is then that condition, ``(op, process, vpns)``."""
+    present) is left to :func:`_ptes_allow`: the answer is then that condition,
+    ``(op, process, vpns)``."""
     op = spec.name
     m = runner.engine.machine
     needs: bool | tuple[Any, ...] = True
@@ -391,16 +391,14 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
             return False
         if op == "read":
             needs = ("read", a["process"], range(base + lo, base + hi))
-        if op == "mprotect":
-            if a["prot"] == "ro":
-                if all(not v.write for v in vmas):
-                    return False    # nothing to change, no decision to ask
-            elif all(v.write for v in vmas):
-                needs = ("mprotect", a["process"], range(base + lo, base + hi))
+        # an mprotect or madvise that changes no VMA's flags does nothing at all
+        # (mprotect_fixup(), madvise_update_vma()): the state stays as it is
+        if op == "mprotect" and all(v.write == (a["prot"] == "rw") for v in vmas):
+            return False
         advice = a.get("advice")
-        if advice == "dofork" and not any(v.dontcopy for v in vmas) or \
-                advice == "keeponfork" and not any(v.wipeonfork for v in vmas):
-            return False            # undoes nothing: the state stays as it is
+        if advice in ("dontfork", "dofork") and all(v.dontcopy == (advice == "dontfork") for v in vmas) or \
+                advice in ("wipeonfork", "keeponfork") and all(v.wipeonfork == (advice == "wipeonfork") for v in vmas):
+            return False
         flags = a.get("flags", frozenset())
         if op in ("gup", "pin") and "write" in flags and not all(
                 v.write or ("force" in flags and v.is_cow_mapping) for v in vmas):
@@ -421,14 +419,11 @@ def _filter(candidates: Iterable[Candidate], runner: Runner) -> list[Step]:
 
 
 def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
-    """The PTE condition of :func:`_allowed` on ``runner``'s state."""
-    op, process, vpns = needs
+    """The PTE condition of :func:`_allowed` on ``runner``'s state: a read of pages all
+    present changes nothing, and sees what the audit of this state saw."""
+    _, process, vpns = needs
     ptes = runner.engine.machine.processes[runner.pids[process]].mm.ptes
-    if op == "read":                # changes nothing, and sees what the audit of this state saw
-        return not all((e := ptes.get(v)) is not None and e.present for v in vpns)
-    # mprotect rw in writable VMAs: nothing to change, no decision to ask, unless a
-    # present PTE is read-only
-    return not all((e := ptes.get(v)) is None or not e.present or e.writable for v in vpns)
+    return not all((e := ptes.get(v)) is not None and e.present for v in vpns)
 
 
 def _step(spec: OperationSpec, a: dict[str, Any], result: str | None, line: int,
