@@ -251,6 +251,10 @@ def test_mprotect_or_madvise_that_changes_no_flag_does_nothing():
     assert [(v.start, v.end, v.write) for v in e.process(p).mm.vmas] == [(base, base + 2, True)]
     e.madvise(p, base + 1, base + 2, "dofork")      # not MADV_DONTFORK: nothing to undo
     assert [(v.start, v.end) for v in e.process(p).mm.vmas] == [(base, base + 2)]
+    shared = e.mmap(p, 1, shared=True)
+    e.madvise(p, shared, shared + 1, "keeponfork")  # refused for MADV_WIPEONFORK only
+    with pytest.raises(OperationFailed, match="EINVAL|shared"):
+        e.madvise(p, shared, shared + 1, "wipeonfork")
 
 
 def test_a_madvise_that_changes_no_flag_leaves_a_pmd_mapped_thp_whole():

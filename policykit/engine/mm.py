@@ -1243,9 +1243,13 @@ class Engine:
             raise OperationFailed("EINVAL", f"unknown madvise advice {advice!r}")
         value = advice in ("dontfork", "wipeonfork")
 
-        def changes(vma: Vma) -> bool:      # (a VMA MADV_WIPEONFORK refuses counts: it fails)
-            refused = flag == "wipeonfork" and bool(vma.shared or vma.attrs.get("vm_file"))
-            return getattr(vma, flag) != value or refused
+        def refused(vma: Vma) -> bool:
+            # madvise_behavior(): MADV_WIPEONFORK is for private anonymous memory only
+            # (MADV_KEEPONFORK is never refused: there is nothing to clear)
+            return advice == "wipeonfork" and bool(vma.shared or vma.attrs.get("vm_file"))
+
+        def changes(vma: Vma) -> bool:      # (a VMA it refuses counts: the call fails there)
+            return getattr(vma, flag) != value or refused(vma)
         span = self.changed_span(mm, start, end, changes)
         if span is None:                    # madvise_update_vma(): nothing to change
             return
@@ -1254,8 +1258,7 @@ class Engine:
         for vma in self.split_vmas(mm, start, end):
             if not changes(vma):
                 continue
-            if flag == "wipeonfork" and (vma.shared or vma.attrs.get("vm_file")):
-                # madvise_behavior(): -EINVAL
+            if refused(vma):
                 raise OperationFailed("EINVAL", "MADV_WIPEONFORK on a shared or file mapping")
             setattr(vma, flag, value)
         self.merge_vmas(mm)
