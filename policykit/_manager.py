@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -45,25 +46,11 @@ class _PluginManager(pluggy.PluginManager):
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         # The same plugin modules join every session's manager: look at each once.
-        try:
-            seen = _HOOKIMPL_OPTS.setdefault(plugin, {})
-        except TypeError:                   # not weakly referenceable, or unhashable
-            return self._hookimpl_opts(plugin, name)
-        if name not in seen:
-            seen[name] = self._hookimpl_opts(plugin, name)
-        opts = seen[name]
-        return None if opts is None else dict(opts)     # pluggy fills in what it returns
+        return _remembered(_HOOKIMPL_OPTS, plugin, name, self._hookimpl_opts)
 
     def parse_hookspec_opts(self, module_or_class: Any, name: str) -> Any:
         # The hookspecs (and a plugin's own) join every session's manager too.
-        try:
-            seen = _HOOKSPEC_OPTS.setdefault(module_or_class, {})
-        except TypeError:
-            return super().parse_hookspec_opts(module_or_class, name)
-        if name not in seen:
-            seen[name] = super().parse_hookspec_opts(module_or_class, name)
-        opts = seen[name]
-        return None if opts is None else dict(opts)
+        return _remembered(_HOOKSPEC_OPTS, module_or_class, name, super().parse_hookspec_opts)
 
     def _hookimpl_opts(self, plugin: Any, name: str) -> Any:
         opts = super().parse_hookimpl_opts(plugin, name)
@@ -72,6 +59,20 @@ class _PluginManager(pluggy.PluginManager):
             if inspect.isroutine(method):
                 return {}
         return opts
+
+
+def _remembered(table: weakref.WeakKeyDictionary[Any, dict[str, Any]], owner: Any, name: str,
+                parse: Callable[[Any, str], Any]) -> Any:
+    """``parse(owner, name)``, worked out once per owner and name and kept in ``table``;
+    a copy of it each time (pluggy fills in what it is given)."""
+    try:
+        seen = table.setdefault(owner, {})
+    except TypeError:                       # not weakly referenceable, or unhashable
+        return parse(owner, name)
+    if name not in seen:
+        seen[name] = parse(owner, name)
+    opts = seen[name]
+    return None if opts is None else dict(opts)
 
 
 #: plugin -> {attribute name: hookimpl options or None}, as pluggy parsed them
