@@ -867,8 +867,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
         "explore", help="search for the shortest scenarios that break a policy",
         description="Search every sequence of operations within the bounds, breadth first, from a "
                     "process 'p' mapping 'buf' (or --variants, or --from), judging every step with "
-                    "the oracle.  Report each distinct violation (class, and the decision point "
-                    "asked last) with its shortest witness, shrunk, and with --out write it as a "
+                    "the oracle.  Report each distinct violation (class, and the decision point that "
+                    "led to it) with its shortest witness, shrunk, and with --out write it as a "
                     "scenario.  Exit 0 when nothing was found within the bounds, 1 when something "
                     "was, 2 on bad input, 3 when a plugin breaks.",
         epilog="examples:\n  policykit explore linux-5.9 --depth 5\n"

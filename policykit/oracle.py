@@ -135,9 +135,9 @@ class Oracle:
         self._regions: dict[int, str] = {}          # region base vpn -> region name
         #: room for plugins' own logical state
         self.state: dict[str, Any] = {}
-        #: (class, detail) of what an audit of the state as it is found (kept by explore,
-        #: which audits after every step and reports only what is new)
-        self.audited: frozenset[tuple[str, str]] = frozenset()
+        #: (class, value seen, value expected) of what an audit of the state finds (kept
+        #: by explore, which audits after every step and reports only what is new)
+        self.audited: frozenset[tuple[str, str, str]] = frozenset()
         #: id(view) -> (view, source, tokens the view had, pid, vpn): private views that
         #: still show their source's current value (see :meth:`follow`)
         self.following: dict[int, tuple[Cell, Cell, int, int, int]] = {}

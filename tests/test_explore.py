@@ -25,10 +25,11 @@ def session(name: str) -> Session:
     return _sessions[name]
 
 
-def run_explore(policy: str, depth: int, ops: tuple[str, ...] = (), jobs: int = 1, **kw):
+def run_explore(policy: str, depth: int, ops: tuple[str, ...] = (), jobs: int = 1,
+                domains: tuple[str, ...] = (), **kw):
     s = session(policy)
     bounds = Bounds(depth=depth)
-    space = Space.build(s.registry, bounds, ops)
+    space = Space.build(s.registry, bounds, ops, domains)
     return explore(s, space, starts([s], bounds), jobs=jobs, **kw)
 
 
@@ -72,12 +73,18 @@ def test_linux_5_7_vmsplice_child_snoop():
 
 def test_linux_5_9_io_uring_fixed_buffer_after_mprotect():
     # cow.c's "R/O-mapping a page registered as io_uring fixed buffer"; without fork in
-    # the operations (a shorter clear_refs witness exists: the corpus's clear-refs-pinned)
-    res = run_explore("linux-5.9", 5, ("write", "gup", "mprotect", "dma_write"))
+    # the operations (a shorter clear_refs witness exists: the corpus's clear-refs-pinned),
+    # and with the prototype's GUP calls (no FOLL_FORCE)
+    ops = ("write", "gup", "mprotect", "dma_write")
+    res = run_explore("linux-5.9", 5, ops, domains=("gup.flags=-,write,longterm,write+longterm",))
     f = find(res, "pin-incoherent", "wp_fault")
     assert f.steps == 5
     assert after_start(f) == ["gup p buf pin write", "mprotect p buf ro", "mprotect p buf rw",
                               "write p buf", "dma_write r1"]
+    # a FOLL_FORCE write GUP takes the same write fault on the read-only PTE, a step sooner
+    f = find(run_explore("linux-5.9", 4, ops), "pin-incoherent", "wp_fault")
+    assert after_start(f) == ["gup p buf pin write", "mprotect p buf ro", "gup p buf get write force",
+                              "dma_write r1"]
 
 
 def test_linux_5_9_read_only_pin_of_a_page_shared_with_a_child():
@@ -116,6 +123,29 @@ def test_the_search_goes_on_after_a_violation_and_reports_each_distinct_one():
     keys = [(f.cls, f.point) for f in res.findings]
     assert len(keys) == len(set(keys)) >= 3
     assert res.stats.exhaustive and res.stats.depth == 3
+
+
+def test_a_finding_is_put_down_to_the_last_decision_about_its_pages():
+    # the short-term R/O pin of an untouched page pins the zero page; decisions about
+    # the process's other pages in between (clear_refs) led to nothing the device reads
+    lines = ["spawn -> p", "mmap p 2 private -> buf", "gup p buf[0] pin -> r1", "write p buf[0]",
+             "write p buf[1]", "clear_refs p", "dma_read r1"]
+    verdicts = replay([session("linux-6.x")], lines)
+    assert [v[0].point for v in verdicts if v[0].classes] == ["gup"]
+    assert verdicts[-1][0].classes == {"pin-incoherent"}
+    # and a step that asks a decision of its own is put down to it
+    lines = ["spawn -> p", "mmap p 1 private -> buf", "gup p buf get write -> r1", "fork p -> c1", "dma_write r1"]
+    assert replay([session("linux-6.x")], lines)[-1][0].point == "dma_write"
+
+
+def test_the_same_wrong_value_seen_again_is_no_new_finding():
+    # O_DIRECT after fork: the device's write leaks into the child, once; the child's
+    # exit (which audits what it takes away) and a device reading the same page through
+    # the child's own reference see that same value again
+    start = ["spawn -> p", "mmap p 1 private -> buf", "gup p buf get write -> r1", "fork p -> c1", "dma_write r1"]
+    for more in (["exit c1"], ["gup c1 buf get -> r2", "dma_read r2"]):
+        verdicts = replay([session("linux-6.x")], start + more)
+        assert [sorted(v[0].classes) for v in verdicts[len(start) - 1:]] == [["leak"]] + [[]] * len(more)
 
 
 def test_ignore_known_hides_what_every_kernel_does():

@@ -279,6 +279,9 @@ class Engine:
         self.rules_fired: dict[str, int] = {}
         #: the decision point asked last (None before the first decision)
         self.last_point: str | None = None
+        #: when kept (explore keeps it, see :func:`policykit.explore.search.led_to`): pfn
+        #: -> (the decision's number, its point) of the last decision asked about the page
+        self.decided: dict[int, tuple[int, str]] | None = None
         #: the pages the last ``gup ... zap_race`` saw zapped after a fault
         self.zapped_by_race: list[int] = []
         #: other policies asked at each decision (:mod:`.riders`); None: none ride
@@ -328,6 +331,8 @@ class Engine:
         new.warnings = []
         new.rules_fired = {}
         new.zapped_by_race = []
+        if self.decided is not None:
+            new.decided = dict(self.decided)
         if self.riders is not None:
             new.riders = [r.copy() for r in self.riders]
         return new
@@ -415,8 +420,10 @@ class Engine:
         read = _state_read(ctx) if ctx is not None and self.observed else ""
         if d.effects:
             self._apply_effects(point, d, page, mm, who)
-        self.metrics["decisions"] += 1
+        n = self.metrics["decisions"] = self.metrics["decisions"] + 1
         self.last_point = point
+        if self.decided is not None and page is not None:
+            self.decided[page.pfn] = (n, point)
         rule = d.rule
         if rule is not None:
             fired = self.rules_fired

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import PluginError, PolicyKitError, ScenarioError, did_you_mean
-from ..run import RunResult, Session
+from ..run import Runner, RunResult, Session
 from ..scenario import load_scenarios, scenario_from_text, scenarios_from_text
 from ..scenario.model import Scenario
 from .known import KNOWN, Ignore
@@ -65,7 +65,7 @@ def starts(sessions: Sequence[Session], bounds: Bounds, variants: Sequence[str] 
         scenarios = [scenario_from_text(text, EXPLORE_FILE, registry)]
     out = []
     for scn in scenarios:
-        node = tuple(s.start() for s in sessions)
+        node = tuple(_tracked(s.start()) for s in sessions)
         for r in node:
             for i, step in enumerate(scn.steps):
                 rec = r.step(i, step)
@@ -73,6 +73,13 @@ def starts(sessions: Sequence[Session], bounds: Bounds, variants: Sequence[str] 
                     raise PluginError(f"{scn.filename}:{step.line}: {rec.message}")
         out.append(Start([s.text for s in scn.steps], scn.variant, node))
     return out
+
+
+def _tracked(runner: Runner) -> Runner:
+    """``runner``, its engine keeping the last decision about each page (which decision
+    led to what a step shows: :func:`.search.led_to`)."""
+    runner.engine.decided = {}
+    return runner
 
 
 def parse_lines(session: Session, lines: Sequence[str]) -> Scenario | None:
@@ -91,7 +98,7 @@ def replay(sessions: Sequence[Session], lines: Sequence[str],
     scn = parse_lines(sessions[0], lines)
     if scn is None:
         return None
-    node: Node = tuple(s.start() for s in sessions)
+    node: Node = tuple(_tracked(s.start()) for s in sessions)
     out = []
     for i, step in enumerate(scn.steps):
         node, verdicts = take(node, step, i, metrics)

@@ -22,7 +22,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PluginError
 from ..oracle import Violation
@@ -32,6 +32,9 @@ from .canonical import fingerprint
 from .space import Space
 from .visited import FingerprintSet
 
+if TYPE_CHECKING:
+    from ..engine.mm import Engine
+
 #: one run per policy; None for a policy riding along the first run (see :func:`ride`)
 Node = tuple[Runner | None, ...]
 
@@ -39,8 +42,8 @@ Node = tuple[Runner | None, ...]
 @dataclass(frozen=True)
 class Verdict:
     """What one step showed under one policy: the violation classes seen (the step's,
-    and the audit's had the run stopped there), each with the decision point asked
-    last, and the pages copied by kind."""
+    and the audit's had the run stopped there), the decision point that led to them
+    (:func:`led_to`), and the pages copied by kind."""
 
     classes: frozenset[str]
     violations: tuple[Violation, ...]
@@ -204,29 +207,94 @@ def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
               copy_metrics: Sequence[str]) -> tuple[Runner, Verdict]:
     """Take ``step`` on ``r`` (a copy of ``runner`` made here when None; ``runner``
     itself to use it up), judged against ``runner``'s audit; the run and its verdict."""
+    pages = None
     if r is None:
         r = runner.copy(fresh=True)
+    else:                                       # ``runner`` used up: what the step touches, first
+        pages = step_pages(runner, step)
     o = r.oracle
     if r is runner:
         o.violations, o._seen = [], set()
-    before = [r.engine.metrics[m] for m in copy_metrics] if copy_metrics else ()
+    metrics = r.engine.metrics
+    decisions = metrics["decisions"]
+    before = [metrics[m] for m in copy_metrics] if copy_metrics else ()
     rec = r.step(index, step)
     if rec.status == "error":
         raise PluginError(f"after '{step.text}': {rec.message}")
-    # the audit's findings that were there before this step are not this step's
+    # what the audit found before this step is not this step's: nor is the same wrong
+    # value seen again, where it was (exit's and munmap's own audit) or elsewhere (a
+    # device reading it through another reference, a child forked after it)
     audited = audit(r)
     stale = runner.oracle.audited
-    o.audited = frozenset((v.cls, v.detail) for v in audited) if audited else _NOTHING
-    found = o.violations + ([v for v in audited if (v.cls, v.detail) not in stale] if stale else audited)
+    o.audited = frozenset(map(_seen_again, audited)) if audited else _NOTHING
+    if stale:
+        found = [v for v in o.violations if _seen_again(v) not in stale] + \
+            [v for v in audited if _seen_again(v) not in stale]
+    else:
+        found = o.violations + audited
     if not found and not copy_metrics:
         return r, _QUIET                        # the common case: nothing to tell
-    copies = tuple((m, r.engine.metrics[m] - b) for m, b in zip(copy_metrics, before))
+    copies = tuple((m, metrics[m] - b) for m, b in zip(copy_metrics, before))
     zero_pin = False
+    point = "-"
     if found:
         m = r.engine.machine
         zero_pin = any(g.pin and not g.write and not g.longterm and m.zero_pfn in g.pfns
                        for g in m.refs.values())
-    return r, Verdict(frozenset(v.cls for v in found), tuple(found), r.engine.last_point or "-", copies, zero_pin)
+        point = led_to(r.engine, decisions, step_pages(runner, step) if pages is None else pages)
+    return r, Verdict(frozenset(v.cls for v in found), tuple(found), point, copies, zero_pin)
+
+
+def _seen_again(v: Violation) -> tuple[str, str, str]:
+    """What tells a violation from one already there: the wrong value seen and the value
+    that should have been, in its class (where it was seen, for one without values)."""
+    return (v.cls, v.seen, v.expected) if v.seen else (v.cls, v.detail, "")
+
+
+def step_pages(runner: Runner, step: Step) -> list[int]:
+    """The pages (pfns) ``step`` works on in ``runner``'s state: its references', and
+    those its process maps in its regions (all it maps, for a step naming no region)."""
+    m = runner.engine.machine
+    pfns: list[int] = []
+    proc = None
+    regions = []
+    for param in runner.session.registry.operations[step.op].params:
+        value = step.params.get(param.name)
+        if value is None:
+            continue
+        if param.kind == "ref":
+            g = m.refs.get(runner.rids.get(value[0], -1))
+            if g is not None:
+                pfns.extend(g.pfns)
+        elif param.kind == "process":
+            proc = m.processes.get(runner.pids.get(value, -1))
+        elif param.kind == "region":
+            regions.append(value)
+    if proc is not None:
+        ptes = proc.mm.ptes
+        if not regions:
+            pfns.extend(e.pfn for e in ptes.values() if e.present)
+        for name, lo, hi in regions:
+            base = runner.bases.get(name)
+            if base is not None:
+                pfns.extend(e.pfn for v in range(base + lo, base + hi)
+                            if (e := ptes.get(v)) is not None and e.present)
+    return pfns
+
+
+def led_to(engine: Engine, decisions: int, pages: Sequence[int]) -> str:
+    """The decision point that led to what a step showed: the last one the step asked
+    itself (``decisions``: the engine's count before it); for a step that asked none (a
+    device access, a read, an exit), the last one asked about a page it works on
+    (``pages``, as :func:`step_pages` found them before it); "-" when none was.  Not the
+    last one asked anywhere: a decision about another page, in between, led to nothing."""
+    if engine.metrics["decisions"] != decisions:
+        return engine.last_point or "-"
+    decided = engine.decided
+    if not decided:
+        return "-"
+    last = max((decided[pfn] for pfn in pages if pfn in decided), default=None)
+    return last[1] if last is not None else "-"
 
 
 def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Sequence[str] = (),
@@ -303,7 +371,7 @@ def ride(sessions: Sequence[Session], node: Node) -> Node:
 
 #: the verdict of a step that showed nothing, copies not asked for
 _QUIET = Verdict(frozenset(), (), "-")
-_NOTHING: frozenset[tuple[str, str]] = frozenset()
+_NOTHING: frozenset[tuple[str, str, str]] = frozenset()
 
 
 Judge = Callable[[int, str, tuple[Verdict, ...], int], bool]
