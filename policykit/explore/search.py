@@ -207,11 +207,8 @@ def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
               copy_metrics: Sequence[str]) -> tuple[Runner, Verdict]:
     """Take ``step`` on ``r`` (a copy of ``runner`` made here when None; ``runner``
     itself to use it up), judged against ``runner``'s audit; the run and its verdict."""
-    pages = None
     if r is None:
         r = runner.copy(fresh=True)
-    else:                                       # ``runner`` used up: what the step touches, first
-        pages = step_pages(runner, step)
     o = r.oracle
     if r is runner:
         o.violations, o._seen = [], set()
@@ -241,7 +238,7 @@ def _take_one(runner: Runner, r: Runner | None, step: Step, index: int,
         m = r.engine.machine
         zero_pin = any(g.pin and not g.write and not g.longterm and m.zero_pfn in g.pfns
                        for g in m.refs.values())
-        point = led_to(r.engine, decisions, step_pages(runner, step) if pages is None else pages)
+        point = led_to(r.engine, decisions, step_pages(r, step))
     return r, Verdict(frozenset(v.cls for v in found), tuple(found), point, copies, zero_pin)
 
 
@@ -285,9 +282,9 @@ def step_pages(runner: Runner, step: Step) -> list[int]:
 def led_to(engine: Engine, decisions: int, pages: Sequence[int]) -> str:
     """The decision point that led to what a step showed: the last one the step asked
     itself (``decisions``: the engine's count before it); for a step that asked none (a
-    device access, a read, an exit), the last one asked about a page it works on
-    (``pages``, as :func:`step_pages` found them before it); "-" when none was.  Not the
-    last one asked anywhere: a decision about another page, in between, led to nothing."""
+    device access, a read), the last one asked about a page it works on (``pages``, as
+    :func:`step_pages` finds them after it); "-" when none was.  Not the last one asked
+    anywhere: a decision about another page, in between, led to nothing."""
     if engine.metrics["decisions"] != decisions:
         return engine.last_point or "-"
     decided = engine.decided
