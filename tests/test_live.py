@@ -428,6 +428,29 @@ def test_a_pool_that_grows_short_is_asked_again(monkeypatch, tmp_path):
     assert (tmp_path / "nr_hugepages").read_text() == "0"
 
 
+def test_a_pool_given_back_waits_for_the_pages_a_killed_ring_still_pins(monkeypatch, tmp_path):
+    """A killed agent's io_uring ring unpins its huge page from a workqueue, seconds later
+    on a loaded machine: until then the page is a surplus one, and the pool's restore
+    waits for it to go rather than leave nr_hugepages one too high."""
+    from policykit.live import system
+
+    now = [0.0]
+    monkeypatch.setattr(system.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(system.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    for name in ("nr_hugepages", "free_hugepages"):
+        (tmp_path / name).write_text("0")
+    surplus = tmp_path / "surplus_hugepages"
+    real_read = system._read_int
+
+    def read(path: str) -> int:
+        if path == str(surplus):                # the ring lets the page go after 5 s
+            return 1 if now[0] < 5.0 else 0
+        return real_read(path)
+    monkeypatch.setattr(system, "_read_int", read)
+    system._settle_surplus(str(tmp_path))
+    assert 5.0 <= now[0] < 5.1
+
+
 def test_pools_kept_across_runs_are_reserved_once_and_given_back_at_the_end(monkeypatch, tmp_path):
     """validate keeps one Settings for the huge page pools of all its scenarios: a
     1 GiB page is reserved for the first and reused by the next, and the pool goes

@@ -392,9 +392,10 @@ class Settings:
 _POOL_TRIES = 8
 
 
-def _settle_surplus(where: str, timeout: float = 2.0) -> None:
+def _settle_surplus(where: str, timeout: float = 10.0) -> None:
     """Wait for surplus huge pages to go: pages a killed process's io_uring ring still
-    pinned when the pool shrank, which its teardown (a workqueue) frees a moment later."""
+    pinned when the pool shrank, which its teardown (a workqueue) frees a moment later --
+    more than 2 s later, seen once on a loaded machine."""
     deadline = time.monotonic() + timeout
     while _read_int(f"{where}/surplus_hugepages") and time.monotonic() < deadline:
         time.sleep(0.002)
