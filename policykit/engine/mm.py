@@ -1202,13 +1202,15 @@ class Engine:
         proc = self.process(pid)
         mm = proc.mm
         pages = self.machine.pages
-        span = self.changed_span(mm, start, end, lambda v: v.write != write)
+        def changes(vma: Vma) -> bool:      # else mprotect_fixup() returns at once
+            return vma.write != write
+        span = self.changed_span(mm, start, end, changes)
         if span is None:
             return
         start, end = span
         self.range_prepare(mm, start, end)
         for vma in self.split_vmas(mm, start, end):
-            if vma.write == write:          # its flags stay: mprotect_fixup() returns at once
+            if not changes(vma):
                 continue
             if not write:
                 vma.write = False

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PluginError
 from ..oracle import Violation
-from ..run import Runner, Session
+from ..run import Runner, Session, _resolve
 from ..scenario.model import Step
 from .canonical import fingerprint
 from .space import Space
@@ -252,30 +252,25 @@ def step_pages(runner: Runner, step: Step) -> list[int]:
     """The pages (pfns) ``step`` works on in ``runner``'s state: its references', and
     those its process maps in its regions (all it maps, for a step naming no region)."""
     m = runner.engine.machine
+    spec = runner.session.registry.operations[step.op]
+    args = _resolve(step, spec, runner.pids, runner.bases, runner.rids)
     pfns: list[int] = []
-    proc = None
-    regions = []
-    for param in runner.session.registry.operations[step.op].params:
-        value = step.params.get(param.name)
-        if value is None:
-            continue
+    ptes = None
+    vpns: list[int] = []
+    regions = False
+    for param in spec.params:
         if param.kind == "ref":
-            g = m.refs.get(runner.rids.get(value[0], -1))
+            g = m.refs.get(args[param.name][0])
             if g is not None:
                 pfns.extend(g.pfns)
         elif param.kind == "process":
-            proc = m.processes.get(runner.pids.get(value, -1))
+            ptes = m.processes[args[param.name]].mm.ptes
         elif param.kind == "region":
-            regions.append(value)
-    if proc is not None:
-        ptes = proc.mm.ptes
-        if not regions:
-            pfns.extend(e.pfn for e in ptes.values() if e.present)
-        for name, lo, hi in regions:
-            base = runner.bases.get(name)
-            if base is not None:
-                pfns.extend(e.pfn for v in range(base + lo, base + hi)
-                            if (e := ptes.get(v)) is not None and e.present)
+            regions = True
+            vpns.extend(args[param.name])
+    if ptes is not None:
+        pfns.extend(e.pfn for e in (map(ptes.get, vpns) if regions else ptes.values())
+                    if e is not None and e.present)
     return pfns
 
 
