@@ -298,14 +298,41 @@ def policy_from_checked(checked: Any) -> Policy:
     """A checked policy (:class:`~policykit.dsl.CheckedPolicy`) compiled and loaded."""
     from . import dsl
 
-    compiled = dsl.compile_policy(checked)
+    return Policy(plugin=dsl.compile_policy(checked).plugin, **_policy_fields(checked))
+
+
+def _policy_fields(checked: Any) -> dict[str, Any]:
+    """What a :class:`Policy` says of a checked policy, but its plugin."""
     rules = tuple(f"{Path(r.span.filename).name}:{r.span.line}"
                   for block in checked.blocks.values() for r in block.rules)
     # every name after a dot in the policy's files: what its rules may read
     text = "\n".join(f.source for f in checked.files)
     mentions = frozenset(re.findall(r"\.\s*([A-Za-z_]\w*)", text)) if all(f.source for f in checked.files) else None
-    return Policy(checked.name, compiled.plugin, checked.filename, checked.summary, rules,
-                  checked.unrealizable, mentions)
+    return {"name": checked.name, "source": checked.filename, "summary": checked.summary, "rules": rules,
+            "unrealizable": checked.unrealizable, "mentions": mentions}
+
+
+def _load_pol(spec: str, autoload: bool | None) -> Policy:
+    """Load a ``.pol`` policy: from the cache of compiled policies when it is there and
+    still holds (:mod:`policykit.dsl.cache`), else checked, compiled and kept there."""
+    from . import dsl
+    from .dsl import cache
+
+    registry = plugin_registry(autoload)
+    text, filename = dsl.read_policy(spec)
+    hit = cache.load(text, filename, registry, dsl.resolver())
+    if hit is not None:
+        fields, plugin = hit
+        return Policy(plugin=plugin, **fields)
+    checked, diagnostics = dsl.check_text(text, filename, registry)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise errors[0].error
+    assert checked is not None
+    compiled = dsl.compile_policy(checked)
+    fields = _policy_fields(checked)
+    cache.store(text, filename, registry, checked, compiled, fields)
+    return Policy(plugin=compiled.plugin, **fields)
 
 
 def load_policy(spec: str, autoload: bool | None = None) -> Policy:
@@ -316,7 +343,6 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
     :data:`policykit.hookimpl` or not; ``POLICY_NAME`` and ``POLICY_SUMMARY`` name it
     (the file stem by default).
     """
-    from . import dsl
     from .config import find_policy, policy_names
 
     if not Path(spec).exists():
@@ -324,13 +350,7 @@ def load_policy(spec: str, autoload: bool | None = None) -> Policy:
         if found is not None and found.suffix == ".py":
             spec = str(found)
     if spec.endswith(".pol") or (not Path(spec).exists() and find_policy(spec) is not None):
-        registry = plugin_registry(autoload)
-        checked, diagnostics = dsl.check_file(spec, registry)
-        errors = [d for d in diagnostics if d.severity == "error"]
-        if errors:
-            raise errors[0].error
-        assert checked is not None
-        return policy_from_checked(checked)
+        return _load_pol(spec, autoload)
     path = Path(spec)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():

@@ -1,5 +1,7 @@
 """Where parsing keeps what it built, between processes: lark's parse tables for our
-grammars, and the syntax trees of policy files already parsed.
+grammars, the syntax trees of policy files already parsed, checked scenario files
+(:mod:`policykit.scenario.cache`), verified policy code and whole policy loads
+(:mod:`policykit.dsl.compile`, :mod:`policykit.dsl.cache`).
 
 Building the LALR tables of the policy grammar costs more than parsing every built-in
 policy; lark can keep them in a file.  Its default file is a pickle in the shared temp

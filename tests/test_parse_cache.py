@@ -1,10 +1,14 @@
-"""The grammar tables cache: only in a directory of the user's own."""
+"""What parsing, checking and compiling keep between processes: only in a directory of
+the user's own, and used only while what it was made from still holds."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
+
 from policykit._parse_cache import NO_CACHE_ENV, lark_cache
+from policykit.errors import PolicyKitError
 
 
 def test_cache_lives_in_a_private_directory_of_the_user(tmp_path, monkeypatch):
@@ -69,7 +73,6 @@ def test_a_policy_parsed_once_is_read_back_without_lark(tmp_path, monkeypatch):
 
 
 def test_a_syntax_error_is_not_cached(tmp_path, monkeypatch):
-    import pytest
 
     from policykit.dsl import parse
     from policykit.errors import SourceError
@@ -155,8 +158,6 @@ def test_a_changed_file_or_registry_is_checked_again(tmp_path, monkeypatch):
 
 
 def test_a_file_with_an_error_is_never_kept(tmp_path, monkeypatch):
-    import pytest
-
     from policykit import ScenarioError
     from policykit.scenario import load_scenarios
     from policykit.testing import session
@@ -207,3 +208,96 @@ def test_a_verified_policy_is_compiled_once_and_edits_are_verified_again(tmp_pat
     decide_fork_pte()
     decide_fork_pte()
     assert verified == [1, 1, 1, 1, 1]
+
+
+# -- compiled policies, whole ---------------------------------------------------------------
+
+LOAD = """
+import sys
+from policykit._manager import load_policy
+p = load_policy(sys.argv[1])
+print(p.name, len(p.rules), "policykit.dsl.check" in sys.modules)
+"""
+
+FORK = "spawn -> p\nmmap p 1 private -> buf\nwrite p buf\nfork p -> c\n"
+
+
+def _load_in_a_new_process(spec, env):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LOAD, str(spec)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _fork_copies(spec):
+    from policykit._manager import load_policy
+    from policykit.run import Session
+
+    session = Session(load_policy(str(spec)))
+    return session.run(session.parse(FORK)).metrics["fork_copies"]
+
+
+def test_a_policy_loaded_once_is_read_back_without_checking_it_again(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop(NO_CACHE_ENV, None)
+    base = tmp_path / "base.pol"
+    base.write_text('policy base\nsummary "b"\nextends never-copy\non fork_pte {\n    otherwise -> copy\n}\n')
+    child = tmp_path / "child.pol"
+    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    first = _load_in_a_new_process(child, env)
+    assert first[0] == "child" and first[2] == "True"               # checked, compiled, kept
+    assert _load_in_a_new_process(child, env) == [*first[:2], "False"]   # read back
+    # a file the chain names changed: checked again, the change taken
+    base.write_text('policy base\nsummary "b"\nextends never-copy\non fork_pte {\n    page.anon -> copy\n'
+                    '    otherwise -> share\n}\n')
+    again = _load_in_a_new_process(child, env)
+    assert again[2] == "True" and int(again[1]) == int(first[1]) + 1
+    for e in (tmp_path / "cache" / "policykit" / "policies").glob("*.pickle"):   # damaged: checked again
+        e.write_bytes(b"not a pickle")
+    assert _load_in_a_new_process(child, env)[2] == "True"
+    env[NO_CACHE_ENV] = "1"
+    assert _load_in_a_new_process(child, env)[2] == "True"
+    assert _load_in_a_new_process(child, env)[2] == "True"
+
+
+def test_a_cached_policy_follows_the_policy_path_as_it_is_now(tmp_path, monkeypatch):
+    from policykit.config import PATH_ENV
+
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name, action in (("copies", "copy"), ("shares", "share")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "base.pol").write_text(
+            f'policy base\nsummary "b"\nextends never-copy\non fork_pte {{\n    otherwise -> {action}\n}}\n')
+    child = tmp_path / "child.pol"
+    child.write_text('policy child\nsummary "c"\nextends base\n')
+    monkeypatch.setenv(PATH_ENV, str(tmp_path / "copies"))
+    assert _fork_copies(child) == 1
+    assert _fork_copies(child) == 1                                 # read back
+    monkeypatch.setenv(PATH_ENV, str(tmp_path / "shares"))          # 'base' is another file now
+    assert _fork_copies(child) == 0
+    monkeypatch.setenv(PATH_ENV, os.pathsep.join([str(tmp_path / "copies"), str(tmp_path / "shares")]))
+    with pytest.raises(PolicyKitError, match="two policies are named 'base'"):
+        _fork_copies(child)                                         # now it means two: the error, afresh
+
+
+def test_a_policy_read_back_is_the_policy_loaded(tmp_path, monkeypatch):
+    from policykit._manager import load_policy
+    from policykit.corpus import scenario_files
+    from policykit.run import Session
+
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fresh, back = load_policy("linux-6.x"), load_policy("linux-6.x")
+    assert list((tmp_path / "cache" / "policykit" / "policies").glob("*.pickle"))
+    assert back.plugin is not fresh.plugin
+    for field in ("name", "source", "summary", "rules", "unrealizable", "mentions"):
+        assert getattr(back, field) == getattr(fresh, field)
+    sessions = [Session(fresh), Session(back)]
+    s = sessions[0]
+    scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][::5]
+    a, b = (s.run_many(scenarios) for s in sessions)
+    assert [(r.classes, r.metrics, r.rules) for r in a] == [(r.classes, r.metrics, r.rules) for r in b]

@@ -1,7 +1,10 @@
 """The policy language: grammar (``policy.lark``), parser (:mod:`.parse`), checker
-(:mod:`.check`), compiler to a pluggy plugin (:mod:`.compile`), formatter (:mod:`.fmt`).
+(:mod:`.check`), compiler to a pluggy plugin (:mod:`.compile`), formatter (:mod:`.fmt`);
+compiled policies kept between processes (:mod:`.cache`).
 
 Stages point one way: parse -> check -> compile; the formatter needs only the parser.
+Each stage is imported when first used: a policy loaded from the cache needs none of
+them (their classes cost some 30 ms to import).
 """
 
 from __future__ import annotations
@@ -10,19 +13,27 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.specs import Registry
 from ..errors import PolicyKitError
-from .ast import PolicyFile
-from .check import CheckedPolicy, Diagnostic, PolicyResolver, check_policy
-from .parse import parse_policy
 
 if TYPE_CHECKING:
+    from ..engine.specs import Registry
+    from .ast import PolicyFile
+    from .check import CheckedPolicy, Diagnostic, check_policy
+    from .resolve import PolicyResolver
     from .compile import CompiledPolicy
+    from .parse import parse_policy
 
 __all__ = [
     "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_dir", "builtin_names", "builtin_path",
-    "check_file", "compile_policy", "generate_source", "parse_policy", "read_policy", "resolver",
+    "check_file", "check_policy", "check_text", "compile_policy", "generate_source", "parse_policy", "read_policy",
+    "resolver",
 ]
+
+#: names this package gives from its stages, each imported when first asked for
+_LAZY = {
+    "PolicyFile": "ast", "CheckedPolicy": "check", "Diagnostic": "check", "PolicyResolver": "resolve",
+    "check_policy": "check", "CompiledPolicy": "compile", "parse_policy": "parse",
+}
 
 
 def builtin_dir() -> Path:
@@ -43,6 +54,7 @@ def builtin_path(name: str) -> Path | None:
 def resolver() -> PolicyResolver:
     """Finds the policies ``extends`` names on the policy search path (:mod:`policykit.config`)."""
     from ..config import find_policy, policy_names
+    from .resolve import PolicyResolver
 
     return PolicyResolver(find_policy, policy_names)
 
@@ -69,9 +81,15 @@ def read_policy(spec: str) -> tuple[str, str]:
 def check_file(spec: str, registry: Registry) -> tuple[CheckedPolicy | None, list[Diagnostic]]:
     """Parse and check a policy file or built-in name.  A syntax error comes back as the
     only diagnostic, with no policy."""
-    from ..errors import SourceError
+    return check_text(*read_policy(spec), registry)
 
-    text, filename = read_policy(spec)
+
+def check_text(text: str, filename: str, registry: Registry) -> tuple[CheckedPolicy | None, list[Diagnostic]]:
+    """:func:`check_file` of a policy already read (:func:`read_policy`)."""
+    from ..errors import SourceError
+    from .check import Diagnostic, check_policy
+    from .parse import parse_policy
+
     try:
         tree = parse_policy(text, filename)
     except SourceError as exc:
@@ -95,8 +113,9 @@ def generate_source(checked: CheckedPolicy) -> str:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CompiledPolicy":
-        from .compile import CompiledPolicy
+    stage = _LAZY.get(name)
+    if stage is not None:
+        import importlib
 
-        return CompiledPolicy
+        return getattr(importlib.import_module(f"{__name__}.{stage}"), name)
     raise AttributeError(f"module 'policykit.dsl' has no attribute {name!r}")

@@ -15,18 +15,18 @@ import ast as pyast
 import functools
 import importlib.util
 import marshal
-import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
 from typing import Any
 
 from .._parse_cache import code_stamp, entry_path, read_entry, store_entry
 from ..engine.context import FLAG_PREFIX
-from ..engine.specs import OWNERS, AttributeSpec, Decision, Effect
+from ..engine.specs import OWNERS, AttributeSpec
 from . import ast
 from .check import CheckedPolicy
+from .plugin import policy_plugin
 
 _PY_TYPES = {"bool": bool, "int": int}
 
@@ -99,14 +99,15 @@ Env = dict[str, tuple[str, str]]
 
 
 @dataclass
-
-@dataclass
 class CompiledPolicy:
     """The generated source, and the plugin object built from it."""
 
     checked: CheckedPolicy
     source: str
     plugin: Any
+    #: the source compiled (verified), and the flags the plugin declares
+    code: CodeType | None = None
+    flags: list[AttributeSpec] = field(default_factory=list)
 
 
 #: how tightly each construct binds in Python (and in the policy language, which has the
@@ -300,21 +301,11 @@ def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
     declaring its flags."""
     source = generate_source(policy)
     code = _verified(source, readable(policy), f"<policy {policy.name}>")
-    namespace: dict[str, Any] = {"__builtins__": {}, "Decision": Decision, "Effect": Effect}
-    exec(code, namespace)  # noqa: S102 - generated from a checked AST, see the module docstring
-    flags = [AttributeSpec(f.owner, f.name, _PY_TYPES[f.type], f.default, f.doc, flag=True,
-                           provider=f"policy:{policy.name}") for f in policy.flags.values()]
-    hooks = {k: v for k, v in namespace.items() if k.startswith("policykit_")}
-    for name, fn in hooks.items():
-        fn.bounded = True       # checked code: no loop, no call out, a bounded cost (PK3xx)
-        rules = namespace[f"decide_{name[len('policykit_'):]}"]
-        #: the rules without the context: (function, the context objects it takes, in
-        #: order); the engine calls it with those objects' views (Dispatch.direct)
-        fn.direct = (rules, tuple(a[2:] for a in rules.__code__.co_varnames[:rules.__code__.co_argcount]))
+    flags = policy_flags(policy)
+    return CompiledPolicy(policy, source, policy_plugin(policy.name, policy.filename, code, flags), code, flags)
 
-    def policykit_add_attributes() -> list[AttributeSpec]:
-        return flags
 
-    plugin = types.SimpleNamespace(__name__=f"policy:{policy.name}", __file__=policy.filename,
-                                   policykit_add_attributes=policykit_add_attributes, **hooks)
-    return CompiledPolicy(policy, source, plugin)
+def policy_flags(policy: CheckedPolicy) -> list[AttributeSpec]:
+    """The flags ``policy`` declares, as the attributes its plugin adds."""
+    return [AttributeSpec(f.owner, f.name, _PY_TYPES[f.type], f.default, f.doc, flag=True,
+                          provider=f"policy:{policy.name}") for f in policy.flags.values()]
