@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -128,5 +127,7 @@ class PolicyDecisionError(PluginError):
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """Return "did you mean 'x'?" for the closest candidate, or None."""
+    import difflib      # only a mistake needs it: not imported at every start
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None

@@ -1,17 +1,21 @@
 """Scenario files: syntax (:mod:`.parse`), variants (:mod:`.variants`), names and arguments
-(:mod:`.check`), AST (:mod:`.model`)."""
+(:mod:`.check`), AST (:mod:`.model`); checked files kept between processes (:mod:`.cache`).
+The parser and checker are imported when a file is not in the cache."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from ..engine.specs import Registry
+from typing import TYPE_CHECKING, Any
+
 from ..errors import PolicyKitError, ScenarioError
-from .check import check_scenario
 from .model import Expectation, Scenario, Step
-from .parse import parse_scenario
-from .variants import expand
+
+if TYPE_CHECKING:
+    from ..engine.specs import Registry
+    from .check import check_scenario
+    from .parse import parse_scenario
 
 __all__ = ["Scenario", "Step", "load_scenario", "load_scenarios", "parse_scenario", "check_scenario",
            "scenario_from_text", "scenarios_from_text", "unknown_policies"]
@@ -22,6 +26,10 @@ def scenarios_from_text(text: str, filename: str, registry: Registry,
     """Parse and check scenario text: one scenario, or one per variant it lists.  Variants
     no installed plugin declares are left out and, with ``skipped``, appended to it as
     ``(NAME/VARIANT, reason)``."""
+    from .check import check_scenario
+    from .parse import parse_scenario
+    from .variants import expand
+
     scenarios, left_out = expand(parse_scenario(text, filename), text, registry)
     if skipped is not None:
         skipped.extend(left_out)
@@ -51,6 +59,10 @@ def _shared(scenarios: list[Scenario]) -> list[Scenario]:
 
 def scenario_from_text(text: str, filename: str, registry: Registry, variant: str | None = None) -> Scenario:
     """Parse and check scenario text that makes one scenario (or pick ``variant``)."""
+    from .check import check_scenario
+    from .parse import parse_scenario
+    from .variants import expand
+
     scn = parse_scenario(text, filename)
     scenarios, skipped = expand(scn, text, registry)
     if variant is not None:
@@ -130,3 +142,11 @@ def unknown_policies(scenarios: list[Scenario], known: set[str] | frozenset[str]
                                      "('policykit policies'), or add its directory with --policy-path"))
     out.sort(key=lambda w: (w.span.filename, w.span.line))
     return out
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("check_scenario", "parse_scenario"):     # imported when first asked for
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{name.split('_')[0]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
