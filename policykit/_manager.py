@@ -329,9 +329,18 @@ def _load_pol(spec: str, autoload: bool | None) -> Policy:
     if errors:
         raise errors[0].error
     assert checked is not None
+    return _compiled(text, filename, registry, checked, not diagnostics)
+
+
+def _compiled(text: str, filename: str, registry: Registry, checked: Any, clean: bool) -> Policy:
+    """``checked`` (the policy in ``filename``, ``text``) compiled, loaded, and kept in
+    the cache of compiled policies; ``clean``: its check said nothing."""
+    from . import dsl
+    from .dsl import cache
+
     compiled = dsl.compile_policy(checked)
     fields = _policy_fields(checked)
-    cache.store(text, filename, registry, checked, compiled, fields)
+    cache.store(text, filename, registry, checked, compiled, fields, clean)
     return Policy(plugin=compiled.plugin, **fields)
 
 

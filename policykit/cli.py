@@ -521,16 +521,28 @@ def _check_codes(codes: set[str]) -> None:
 
 
 def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]
-    """A policy's errors and warnings (as SourceErrors), and what it is."""
+    """A policy's errors and warnings (as SourceErrors), and what it is.  A policy that
+    was checked clean and has not changed, nor anything it extends, is answered from the
+    cache of compiled policies (:mod:`policykit.dsl.cache`) without checking it again; a
+    clean one checked here is compiled and kept there."""
     from . import dsl
+    from ._manager import _compiled
+    from .dsl import cache
 
-    checked, found = dsl.check_file(spec, registry)
-    errors = [d.error for d in found if d.severity == "error"]
-    warnings = [d.error for d in found if d.severity != "error"]
-    if checked is None or errors:
-        return errors, warnings, ""
-    parents = _chain_names(checked)
-    return errors, warnings, f"policy {checked.name}" + (f" (extends {', '.join(parents)})" if parents else "")
+    text, filename = dsl.read_policy(spec)
+    hit = cache.checked_clean(text, filename, registry, dsl.resolver())
+    if hit is not None:
+        (name, parents), errors, warnings = hit, [], []
+    else:
+        checked, found = dsl.check_text(text, filename, registry)
+        errors = [d.error for d in found if d.severity == "error"]
+        warnings = [d.error for d in found if d.severity != "error"]
+        if checked is None or errors:
+            return errors, warnings, ""
+        if not found:
+            _compiled(text, filename, registry, checked, clean=True)
+        name, parents = checked.name, _chain_names(checked)
+    return errors, warnings, f"policy {name}" + (f" (extends {', '.join(parents)})" if parents else "")
 
 
 def _check_scenario(spec: str, registry) -> tuple[list, list, str]:  # type: ignore[no-untyped-def,type-arg]

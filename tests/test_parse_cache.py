@@ -301,3 +301,50 @@ def test_a_policy_read_back_is_the_policy_loaded(tmp_path, monkeypatch):
     scenarios = [scn for p in scenario_files([], s.pm) for scn in s.load_all(str(p))][::5]
     a, b = (s.run_many(scenarios) for s in sessions)
     assert [(r.classes, r.metrics, r.rules) for r in a] == [(r.classes, r.metrics, r.rules) for r in b]
+
+
+CHECK = """
+import sys
+from policykit.cli import main
+code = main(["check", *sys.argv[1:]])
+print("checker imported" if "policykit.dsl.check" in sys.modules else "checker not imported")
+raise SystemExit(code)
+"""
+
+
+def _check_in_a_new_process(env, *args):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CHECK, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_check_answers_an_unchanged_clean_policy_from_the_cache(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop(NO_CACHE_ENV, None)
+    base = tmp_path / "base.pol"
+    base.write_text('policy base\nsummary "b"\nextends never-copy\n')
+    child = tmp_path / "child.pol"
+    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    first = _check_in_a_new_process(env, child)
+    assert first[0] == 0 and "ok, policy child (extends base, never-copy)" in first[1]
+    assert "checker imported" in first[1]
+    again = _check_in_a_new_process(env, child)
+    assert again[0] == 0 and again[1].replace("checker not imported", "checker imported") == first[1]
+    assert again[2] == first[2]
+    # with a warning: checked each time, the warning shown each time
+    child.write_text('policy child\nsummary "c"\nextends "base.pol"\nconst UNUSED = 1\n')
+    for _ in range(2):
+        code, out, err = _check_in_a_new_process(env, child)
+        assert "checker imported" in out and "1 warning" in out and "PK404" in err
+        assert _check_in_a_new_process(env, "--strict", child)[0] == 1
+    # an error in the file it extends: checked again, reported, never kept
+    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    assert "checker not imported" in _check_in_a_new_process(env, child)[1]
+    base.write_text('policy base\nsummary "b"\nextends never-copy\non fork_pte {\n    page.nosuch -> copy\n'
+                    '    otherwise -> share\n}\n')
+    for _ in range(2):
+        code, out, err = _check_in_a_new_process(env, child)
+        assert code == 2 and "nosuch" in err

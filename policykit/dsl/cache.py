@@ -9,7 +9,9 @@ reads of the registry (:func:`registry_stamp`), the language's code, and each li
 chain -- the ``extends`` as written, the file it named and that file's text.  It is used
 only when all of that is still so: each link is resolved again on the policy path as it
 is now, and each file read again.  A policy with an error is never stored, so its error
-is reported afresh; nor are its warnings kept (``policykit check`` does not use this).
+is reported afresh; one stored *clean* (its check said nothing) lets ``policykit check``
+answer "ok" without the checker, and one with warnings is checked every time, so that
+they are shown.
 The entries live in the user's own cache directory (see :mod:`policykit._parse_cache`);
 ``POLICYKIT_NO_CACHE=1`` turns them off.
 """
@@ -62,10 +64,9 @@ def registry_stamp(registry: Registry) -> str:
     return hit[1]
 
 
-def load(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[dict[str, Any], Any] | None:
-    """The policy in ``filename`` (whose text is ``text``) as stored: (the fields of its
-    :class:`~policykit._manager.Policy` but the plugin, the plugin) -- or None (no entry,
-    a stale one, no cache)."""
+def _entry(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[Any, ...] | None:
+    """The stored load of the policy in ``filename`` (whose text is ``text``) while all it
+    was made from still holds: (fields, code, flags, clean, chain) -- or None."""
     stamp = registry_stamp(registry)
     path = entry_path("policies", stamp, filename, text)
     saved = read_entry(path) if path is not None else None
@@ -77,20 +78,44 @@ def load(text: str, filename: str, registry: Registry, resolver: PolicyResolver)
             found = resolver.resolve(ref, quoted, relative_to)
             if found is None or str(found) != named or resolver.read(found) != (named_text, ""):
                 return None
-        fields, code, flags = payload
-        code = marshal.loads(code)
     except Exception:  # noqa: BLE001 - a name that now means two policies, a foreign entry: a miss
+        return None
+    return payload if isinstance(payload, tuple) and len(payload) == 5 else None
+
+
+def load(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[dict[str, Any], Any] | None:
+    """The policy in ``filename`` (whose text is ``text``) as stored: (the fields of its
+    :class:`~policykit._manager.Policy` but the plugin, the plugin) -- or None (no entry,
+    a stale one, no cache)."""
+    payload = _entry(text, filename, registry, resolver)
+    if payload is None:
+        return None
+    fields, code, flags = payload[:3]
+    try:
+        code = marshal.loads(code)
+        flags = [AttributeSpec(*f) for f in flags]
+    except Exception:  # noqa: BLE001 - a foreign entry: a miss
         return None
     if not isinstance(code, CodeType):
         return None
-    flags = [AttributeSpec(*f) for f in flags]
     return fields, policy_plugin(fields["name"], fields["source"], code, flags)
 
 
+def checked_clean(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[str, list[str]] | None:
+    """What ``policykit check`` says of a policy stored with no error and no warning:
+    (its name, the names of the policies it extends, nearest first) -- or None (not
+    stored, stale, or it had diagnostics: the checker must show them)."""
+    payload = _entry(text, filename, registry, resolver)
+    if payload is None or payload[3] is not True:
+        return None
+    return payload[0]["name"], list(payload[4])
+
+
 def store(text: str, filename: str, registry: Registry, checked: CheckedPolicy, compiled: CompiledPolicy,
-          fields: dict[str, Any]) -> None:
+          fields: dict[str, Any], clean: bool) -> None:
     """Keep the load of ``checked`` (the policy in ``filename``, ``text``), compiled, and
-    the fields of its Policy, with what they were made from."""
+    the fields of its Policy, with what they were made from; ``clean``: its check found
+    nothing to say (no error, no warning)."""
     stamp = registry_stamp(registry)
     path = entry_path("policies", stamp, filename, text)
     if path is None or compiled.code is None:
@@ -101,4 +126,6 @@ def store(text: str, filename: str, registry: Registry, checked: CheckedPolicy, 
         h = child.headers("extends")[0]
         links.append((h.value, h.quoted, child.filename, parent.filename, parent.source))
     flags = [(f.owner, f.name, f.type, f.default, f.doc, f.flag, f.oracle_only, f.provider) for f in compiled.flags]
-    store_entry(path, (stamp, filename, text, tuple(links), (fields, marshal.dumps(compiled.code), flags)))
+    chain = [Path(f.filename).stem for f in reversed(files[:-1])]
+    store_entry(path, (stamp, filename, text, tuple(links),
+                       (fields, marshal.dumps(compiled.code), flags, clean, chain)))
