@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .compile import CompiledPolicy
 
 #: the files whose change makes every cached policy stale: the language, its limits,
-#: and what generated code runs against
+#: what generated code runs against, and what makes a Policy of a checked one
 _DSL = ("__init__.py", "_grammar.py", "policy.lark", "ast.py", "parse.py", "check.py", "compile.py", "plugin.py",
         "cache.py", "resolve.py")
 _ENGINE = ("specs.py", "context.py")
@@ -51,7 +51,7 @@ _stamps: dict[int, tuple[Registry, str]] = {}
 def _code_stamp() -> str:
     here = Path(__file__).parent
     return "|".join((importlib.util.MAGIC_NUMBER.hex(), code_stamp(here, _DSL),
-                     code_stamp(here.parent / "engine", _ENGINE), code_stamp(here.parent, ("limits.py",))))
+                     code_stamp(here.parent / "engine", _ENGINE), code_stamp(here.parent, ("limits.py", "_manager.py"))))
 
 
 def registry_stamp(registry: Registry) -> str:
