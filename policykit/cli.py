@@ -8,9 +8,9 @@ import argparse
 import enum
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import config
 from .config import PATH_ENV
@@ -753,12 +753,36 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+def build_parser(pm=None, only: str | None = None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    """The command line's parser, the plugins' options (``pm``) with it.  ``only``: that
+    command's parser alone (all a run of it reads: each command's costs some 10 ms to
+    build, at every start), else every command's (``policykit --help``, a mistyped one)."""
     parser = _Parser(prog="policykit", description="Judge Linux COW / page-pinning policies "
                      "on a simulated mm against a scenario corpus.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, add in COMMANDS.items():
+        if only is None or name == only:
+            add(sub, pm)
+    for command in sub.choices.values():
+        command.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                             help="colour the output: auto (default: on a terminal, unless NO_COLOR is set), "
+                                  "always, never")
+        command.add_argument("--policy-path", metavar="DIR", action="append", default=[],
+                             help=f"look for policies (NAME.pol) in DIR before ${PATH_ENV}, the project's "
+                                  "[tool.policykit] policy-path and the built-in ones (repeatable)")
+    return parser
 
+
+def _scenario_options(parser: argparse.ArgumentParser, pm: Any) -> None:
+    """What every command that runs scenarios takes besides its own: run limits, and the
+    plugins' options."""
+    _run_limits(parser)
+    if pm is not None:
+        pm.hook.policykit_addoption(parser=parser)
+
+
+def _add_run(sub: Any, pm: Any) -> None:
     run = sub.add_parser(
         "run", help="run scenarios under one policy",
         description="Run scenarios under POLICY and judge each with the oracle.  Exit 0 when "
@@ -780,7 +804,10 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     run.add_argument("--invariants", action="store_true",
                      help="check the engine's invariants after every step (slower)")
     run.set_defaults(func=cmd_run)
+    _scenario_options(run, pm)
 
+
+def _add_compare(sub: Any, pm: Any) -> None:
     comp = sub.add_parser(
         "compare", help="compare policies on the corpus",
         description="Run the corpus under each policy and put them side by side: per policy the "
@@ -798,7 +825,10 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _jobs(comp)
     comp.add_argument("--only-diff", action="store_true", help="list only scenarios where the policies differ")
     comp.set_defaults(func=cmd_compare)
+    _scenario_options(comp, pm)
 
+
+def _add_score(sub: Any, pm: Any) -> None:
     score = sub.add_parser("score", help="score one policy on the corpus",
                            description="Run the corpus under POLICY: its summary and every scenario; "
                                        "exit 1 if a scenario misses its expectation for it or its budget.")
@@ -806,12 +836,10 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _selection(score)
     _jobs(score)
     score.set_defaults(func=cmd_score)
-    for runs_scenarios in (run, comp, score):
-        _run_limits(runs_scenarios)
-    if pm is not None:
-        for runs_scenarios in (run, comp, score):
-            pm.hook.policykit_addoption(parser=runs_scenarios)
+    _scenario_options(score, pm)
 
+
+def _add_live(sub: Any, pm: Any) -> None:
     live = sub.add_parser(
         "live", help="run scenarios on this machine's kernel and show each step",
         description="Run each scenario on the running kernel: every process a forked agent driven "
@@ -831,6 +859,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _selection(live, ("table", "json", "markdown"))
     live.set_defaults(func=cmd_live)
 
+
+def _add_validate(sub: Any, pm: Any) -> None:
     val = sub.add_parser(
         "validate", help="check the simulator against this machine's kernel, step by step",
         description="Run every live-runnable scenario on the running kernel and under POLICY in the "
@@ -855,6 +885,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                      help="a known kernel deviation fails the run too")
     val.set_defaults(func=cmd_validate)
 
+
+def _add_corpus(sub: Any, pm: Any) -> None:
     corpus = sub.add_parser("corpus", help="list the corpus",
                             description="List the scenarios of the built-in corpus (or of --corpus).")
     _selection(corpus, ("table", "json", "markdown"))
@@ -863,6 +895,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                              "runs on, to the scenario that stands for it, and say what is missing and why")
     corpus.set_defaults(func=cmd_corpus)
 
+
+def _add_explain(sub: Any, pm: Any) -> None:
     explain = sub.add_parser("explain", help="explain every decision of one run",
                              description="Run SCENARIO (a file, or a corpus scenario's name) under POLICY "
                                          "and show each decision: the step, the decision point, the action, "
@@ -875,6 +909,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _run_limits(explain)
     explain.set_defaults(func=cmd_explain)
 
+
+def _add_explore(sub: Any, pm: Any) -> None:
     exp = sub.add_parser(
         "explore", help="search for the shortest scenarios that break a policy",
         description="Search every sequence of operations within the bounds, breadth first, from a "
@@ -900,6 +936,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _search_options(exp)
     exp.set_defaults(func=cmd_explore)
 
+
+def _add_diverge(sub: Any, pm: Any) -> None:
     div = sub.add_parser(
         "diverge", help="search for the shortest scenario that tells policies apart",
         description="Run the policies in lock step over every sequence of operations within the "
@@ -916,6 +954,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _search_options(div)
     div.set_defaults(func=cmd_diverge)
 
+
+def _add_check(sub: Any, pm: Any) -> None:
     check = sub.add_parser(
         "check", help="check policy and scenario files",
         description="Parse and check policies (and their extends chains) against the installed "
@@ -937,11 +977,15 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
                        help="hide these warnings (PK4xx), e.g. --ignore PK404")
     check.set_defaults(func=cmd_check)
 
+
+def _add_compile(sub: Any, pm: Any) -> None:
     comp = sub.add_parser("compile", help="print the Python a policy compiles to",
                           description="Check a policy and print the Python module it compiles to.")
     comp.add_argument("file", metavar="FILE", help="a .pol file or built-in policy name")
     comp.set_defaults(func=cmd_compile)
 
+
+def _add_fmt(sub: Any, pm: Any) -> None:
     fmt = sub.add_parser("fmt", help="format policy files",
                          description="Rewrite policy files in the canonical layout (comments kept). "
                                      "With --check, change nothing and exit 1 if a file would change.")
@@ -949,6 +993,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     fmt.add_argument("--check", action="store_true", help="only report files that would change")
     fmt.set_defaults(func=cmd_fmt)
 
+
+def _add_mutate(sub: Any, pm: Any) -> None:
     mut = sub.add_parser(
         "mutate", help="how much of a policy the corpus checks (mutation testing)",
         description="Mutate POLICY (its extends chain resolved) one token at a time -- negate a guard, "
@@ -976,6 +1022,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _run_limits(mut)
     mut.set_defaults(func=cmd_mutate)
 
+
+def _add_show(sub: Any, pm: Any) -> None:
     show = sub.add_parser("show", help="print a policy with its extends chain resolved",
                           description="Print POLICY (a .pol file or a built-in name) as one policy file "
                                       "with its extends chain resolved: the constants, flags, predicates "
@@ -985,6 +1033,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     _policy_arg(show, "policy")
     show.set_defaults(func=cmd_show)
 
+
+def _add_policies(sub: Any, pm: Any) -> None:
     pols = sub.add_parser("policies", help="list the policies on the policy path",
                           description="List the policies on the policy search path (--policy-path, "
                                       f"${PATH_ENV}, [tool.policykit] policy-path) and the built-in ones, "
@@ -992,6 +1042,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     pols.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     pols.set_defaults(func=cmd_policies)
 
+
+def _add_plugins(sub: Any, pm: Any) -> None:
     plugins = sub.add_parser(
         "plugins", help="list the installed plugins and what each adds",
         description="List the installed plugins: distribution and version, the hooks each "
@@ -1000,19 +1052,35 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # type: ignore[no-untyped
     plugins.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     plugins.set_defaults(func=cmd_plugins)
 
+
+def _add_hooks(sub: Any, pm: Any) -> None:
     hooks = sub.add_parser("hooks", help="list the hooks plugins can implement",
                            description="The hook reference: every policykit_* hook, when it is "
                                        "called, its parameters and what its return means.")
     hooks.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     hooks.set_defaults(func=cmd_hooks)
-    for command in sub.choices.values():
-        command.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                             help="colour the output: auto (default: on a terminal, unless NO_COLOR is set), "
-                                  "always, never")
-        command.add_argument("--policy-path", metavar="DIR", action="append", default=[],
-                             help=f"look for policies (NAME.pol) in DIR before ${PATH_ENV}, the project's "
-                                  "[tool.policykit] policy-path and the built-in ones (repeatable)")
-    return parser
+
+
+#: each command's name, and what adds its parser (in the order --help lists them)
+COMMANDS: dict[str, Callable[[Any, Any], None]] = {
+    "run": _add_run,
+    "compare": _add_compare,
+    "score": _add_score,
+    "live": _add_live,
+    "validate": _add_validate,
+    "corpus": _add_corpus,
+    "explain": _add_explain,
+    "explore": _add_explore,
+    "diverge": _add_diverge,
+    "check": _add_check,
+    "compile": _add_compile,
+    "fmt": _add_fmt,
+    "mutate": _add_mutate,
+    "show": _add_show,
+    "policies": _add_policies,
+    "plugins": _add_plugins,
+    "hooks": _add_hooks,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1070,8 +1138,9 @@ def _main(argv: Sequence[str] | None) -> int:
             from ._manager import get_plugin_manager
 
             pm = get_plugin_manager()   # plugins may add options, and configure themselves
-        parser = build_parser(pm)
-        if "_ARGCOMPLETE" in os.environ:        # the shell asks for completions (argcomplete)
+        completing = "_ARGCOMPLETE" in os.environ
+        parser = build_parser(pm, only=command if command in COMMANDS and not completing else None)
+        if completing:                  # the shell asks for completions (argcomplete)
             try:
                 import argcomplete
             except ImportError:

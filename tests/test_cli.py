@@ -285,3 +285,26 @@ def test_the_command_piped_into_a_reader_that_stops_exits_quietly():
     proc = subprocess.run(f"{sys.executable} -m policykit corpus --format json | head -c 1; exit ${{PIPESTATUS[0]}}",
                           shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
     assert proc.stdout == "{" and proc.stderr == "" and proc.returncode == ExitCode.OK
+
+
+def test_a_command_alone_parses_as_with_every_command_built():
+    """A run builds its own command's parser only: the same options, help and errors."""
+    from policykit._manager import get_plugin_manager
+    from policykit.cli import COMMANDS, build_parser
+
+    pm = get_plugin_manager()
+    full = build_parser(pm)
+    subs = next(a for a in full._actions if a.dest == "command").choices
+    assert list(subs) == list(COMMANDS)
+    for name in COMMANDS:
+        alone = build_parser(pm, only=name)
+        mine = next(a for a in alone._actions if a.dest == "command").choices
+        assert list(mine) == [name]
+        assert mine[name].format_help() == subs[name].format_help()
+        assert sorted(a.dest for a in mine[name]._actions) == sorted(a.dest for a in subs[name]._actions)
+
+
+def test_a_mistyped_command_lists_every_command(capsys):
+    assert main(["chek", "x.pol"]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "invalid choice: 'chek'" in err and "'check'" in err and "'compare'" in err
