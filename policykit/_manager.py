@@ -329,10 +329,10 @@ def _load_pol(spec: str, autoload: bool | None) -> Policy:
     if errors:
         raise errors[0].error
     assert checked is not None
-    return _compiled(text, filename, registry, checked, not diagnostics)
+    return load_checked(text, filename, registry, checked, not diagnostics)
 
 
-def _compiled(text: str, filename: str, registry: Registry, checked: Any, clean: bool) -> Policy:
+def load_checked(text: str, filename: str, registry: Registry, checked: Any, clean: bool) -> Policy:
     """``checked`` (the policy in ``filename``, ``text``) compiled, loaded, and kept in
     the cache of compiled policies; ``clean``: its check said nothing."""
     from . import dsl

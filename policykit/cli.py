@@ -526,7 +526,7 @@ def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignor
     cache of compiled policies (:mod:`policykit.dsl.cache`) without checking it again; a
     clean one checked here is compiled and kept there."""
     from . import dsl
-    from ._manager import _compiled
+    from ._manager import load_checked
     from .dsl import cache
 
     text, filename = dsl.read_policy(spec)
@@ -540,7 +540,7 @@ def _check_policy(spec: str, registry) -> tuple[list, list, str]:  # type: ignor
         if checked is None or errors:
             return errors, warnings, ""
         if not found:
-            _compiled(text, filename, registry, checked, clean=True)
+            load_checked(text, filename, registry, checked, clean=True)
         name, parents = checked.name, _chain_names(checked)
     return errors, warnings, f"policy {name}" + (f" (extends {', '.join(parents)})" if parents else "")
 

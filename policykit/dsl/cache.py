@@ -11,9 +11,8 @@ only when all of that is still so: each link is resolved again on the policy pat
 is now, and each file read again.  A policy with an error is never stored, so its error
 is reported afresh; one stored *clean* (its check said nothing) lets ``policykit check``
 answer "ok" without the checker, and one with warnings is checked every time, so that
-they are shown.
-The entries live in the user's own cache directory (see :mod:`policykit._parse_cache`);
-``POLICYKIT_NO_CACHE=1`` turns them off.
+they are shown.  The entries live in the user's own cache directory (see
+:mod:`policykit._parse_cache`); ``POLICYKIT_NO_CACHE=1`` turns them off.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ from .plugin import policy_plugin
 
 if TYPE_CHECKING:
     from .check import CheckedPolicy
-    from .resolve import PolicyResolver
     from .compile import CompiledPolicy
+    from .resolve import PolicyResolver
 
 #: the files whose change makes every cached policy stale: the language, its limits,
 #: what generated code runs against, and what makes a Policy of a checked one
@@ -50,8 +49,8 @@ _stamps: dict[int, tuple[Registry, str]] = {}
 @functools.cache
 def _code_stamp() -> str:
     here = Path(__file__).parent
-    return "|".join((importlib.util.MAGIC_NUMBER.hex(), code_stamp(here, _DSL),
-                     code_stamp(here.parent / "engine", _ENGINE), code_stamp(here.parent, ("limits.py", "_manager.py"))))
+    return "|".join((importlib.util.MAGIC_NUMBER.hex(), code_stamp(here, _DSL), code_stamp(here.parent / "engine", _ENGINE),
+                     code_stamp(here.parent, ("limits.py", "_manager.py"))))
 
 
 def registry_stamp(registry: Registry) -> str:
@@ -101,7 +100,8 @@ def load(text: str, filename: str, registry: Registry, resolver: PolicyResolver)
     return fields, policy_plugin(fields["name"], fields["source"], code, flags)
 
 
-def checked_clean(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[str, list[str]] | None:
+def checked_clean(text: str, filename: str, registry: Registry,
+                  resolver: PolicyResolver) -> tuple[str, list[str]] | None:
     """What ``policykit check`` says of a policy stored with no error and no warning:
     (its name, the names of the policies it extends, nearest first) -- or None (not
     stored, stale, or it had diagnostics: the checker must show them)."""
