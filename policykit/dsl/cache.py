@@ -49,7 +49,8 @@ _stamps: dict[int, tuple[Registry, str]] = {}
 @functools.cache
 def _code_stamp() -> str:
     here = Path(__file__).parent
-    return "|".join((importlib.util.MAGIC_NUMBER.hex(), code_stamp(here, _DSL), code_stamp(here.parent / "engine", _ENGINE),
+    return "|".join((importlib.util.MAGIC_NUMBER.hex(), code_stamp(here, _DSL),
+                     code_stamp(here.parent / "engine", _ENGINE),
                      code_stamp(here.parent, ("limits.py", "_manager.py"))))
 
 
