@@ -222,14 +222,29 @@ print(p.name, len(p.rules), "policykit.dsl.check" in sys.modules)
 FORK = "spawn -> p\nmmap p 1 private -> buf\nwrite p buf\nfork p -> c\n"
 
 
-def _load_in_a_new_process(spec, env):
+def _in_a_new_process(script, env, *args):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", LOAD, str(spec)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def _load_in_a_new_process(spec, env):
+    done = _in_a_new_process(LOAD, env, spec)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
+
+
+def _chain(tmp_path, base):
+    """An environment with a cache of its own, ``base.pol`` (never-copy with ``base``
+    after its header) and ``child.pol``, which extends it by path."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop(NO_CACHE_ENV, None)
+    (tmp_path / "base.pol").write_text('policy base\nsummary "b"\nextends never-copy\n' + base)
+    child = tmp_path / "child.pol"
+    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    return env, tmp_path / "base.pol", child
 
 
 def _fork_copies(spec):
@@ -241,12 +256,7 @@ def _fork_copies(spec):
 
 
 def test_a_policy_loaded_once_is_read_back_without_checking_it_again(tmp_path):
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    env.pop(NO_CACHE_ENV, None)
-    base = tmp_path / "base.pol"
-    base.write_text('policy base\nsummary "b"\nextends never-copy\non fork_pte {\n    otherwise -> copy\n}\n')
-    child = tmp_path / "child.pol"
-    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    env, base, child = _chain(tmp_path, "on fork_pte {\n    otherwise -> copy\n}\n")
     first = _load_in_a_new_process(child, env)
     assert first[0] == "child" and first[2] == "True"               # checked, compiled, kept
     assert _load_in_a_new_process(child, env) == [*first[:2], "False"]   # read back
@@ -313,21 +323,12 @@ raise SystemExit(code)
 
 
 def _check_in_a_new_process(env, *args):
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", CHECK, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    done = _in_a_new_process(CHECK, env, *args)
     return done.returncode, done.stdout, done.stderr
 
 
 def test_check_answers_an_unchanged_clean_policy_from_the_cache(tmp_path):
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    env.pop(NO_CACHE_ENV, None)
-    base = tmp_path / "base.pol"
-    base.write_text('policy base\nsummary "b"\nextends never-copy\n')
-    child = tmp_path / "child.pol"
-    child.write_text('policy child\nsummary "c"\nextends "base.pol"\n')
+    env, base, child = _chain(tmp_path, "")
     first = _check_in_a_new_process(env, child)
     assert first[0] == 0 and "ok, policy child (extends base, never-copy)" in first[1]
     assert "checker imported" in first[1]
