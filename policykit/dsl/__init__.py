@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from ..engine.specs import Registry
     from .ast import PolicyFile
     from .check import CheckedPolicy, Diagnostic, check_policy
-    from .resolve import PolicyResolver
     from .compile import CompiledPolicy
     from .parse import parse_policy
+    from .resolve import PolicyResolver
 
 __all__ = [
     "CheckedPolicy", "CompiledPolicy", "Diagnostic", "PolicyFile", "builtin_dir", "builtin_names", "builtin_path",
