@@ -107,6 +107,10 @@ def test_a_checked_scenario_file_is_kept_and_read_back_equal(tmp_path, monkeypat
     again = load_scenarios(path, registry)
     assert again == first and [s.steps for s in again] == [s.steps for s in first]
     assert [s.steps[1].params for s in again] == [s.steps[1].params for s in first]
+    span = again[0].steps[1].span                   # read back as it was made: frozen, hashable
+    assert hash(span) == hash(first[0].steps[1].span)
+    with pytest.raises(AttributeError):
+        span.line = 9
 
 
 def test_a_files_variants_share_the_steps_they_take_alike(tmp_path, monkeypatch):
