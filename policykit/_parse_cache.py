@@ -73,6 +73,21 @@ def code_stamp(here: Path, names: tuple[str, ...]) -> str:
     return "|".join(parts)
 
 
+#: (registry id, code stamp, which stamp) -> (the registry, the stamp)
+_registry_stamps: dict[tuple[int, str, str], tuple[Any, str]] = {}
+
+
+def registry_stamp(registry: Any, code: str, which: str) -> str:
+    """``code`` (a :func:`code_stamp`) and the registry's ``which`` stamp
+    (``scenario_stamp``, ``policy_stamp``): what makes an entry stale, worked out once
+    per registry."""
+    key = (id(registry), code, which)
+    hit = _registry_stamps.get(key)
+    if hit is None or hit[0] is not registry:
+        hit = _registry_stamps[key] = (registry, code + "\0" + getattr(registry, which)())
+    return hit[1]
+
+
 def entry_path(sub: str, *key: str) -> Path | None:
     """Where the entry for ``key`` lives in the cache directory ``sub`` (None: no cache).
     A cheap key (hashlib alone costs 2 ms of start-up): an entry holds what it was made

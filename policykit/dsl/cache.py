@@ -5,7 +5,7 @@ generates and verifies its Python: some 15 ms a policy, and 30 ms more to import
 checker and compiler, which every command that runs a policy would pay again.  An entry
 holds what a load makes (the verified code, the flags, the policy's rules and summary)
 with everything it was made from: the policy file's name and text, what the checker
-reads of the registry (:func:`registry_stamp`), the language's code, and each link of the
+reads of the registry (:meth:`~policykit.engine.specs.Registry.policy_stamp`), the language's code, and each link of the
 chain -- the ``extends`` as written, the file it named and that file's text.  It is used
 only when all of that is still so: each link is resolved again on the policy path as it
 is now, and each file read again.  A policy with an error is never stored, so its error
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from .._parse_cache import code_stamp, entry_path, read_entry, store_entry
+from .._parse_cache import code_stamp, entry_path, read_entry, registry_stamp, store_entry
 from ..engine.specs import AttributeSpec, Registry
 from .plugin import policy_plugin
 
@@ -43,9 +43,6 @@ _ENGINE = ("specs.py", "context.py")
 #: wrote it, the file it named, that file's text)
 Link = tuple[str, bool, str, str, str]
 
-_stamps: dict[int, tuple[Registry, str]] = {}
-
-
 @functools.cache
 def _code_stamp() -> str:
     here = Path(__file__).parent
@@ -54,20 +51,16 @@ def _code_stamp() -> str:
                      code_stamp(here.parent, ("limits.py", "_manager.py"))))
 
 
-def registry_stamp(registry: Registry) -> str:
-    """What checking and compiling a policy read of the registry -- its attributes and
-    decision points -- as text, with the language's code stamp (once per registry)."""
-    hit = _stamps.get(id(registry))
-    if hit is None or hit[0] is not registry:
-        read = (sorted(map(repr, registry.attributes.values())), sorted(map(repr, registry.decision_points.values())))
-        hit = _stamps[id(registry)] = (registry, _code_stamp() + "\0" + repr(read))
-    return hit[1]
+def _stamp(registry: Registry) -> str:
+    """The language's code stamp and what checking a policy reads of the registry
+    (:meth:`~policykit.engine.specs.Registry.policy_stamp`)."""
+    return registry_stamp(registry, _code_stamp(), "policy_stamp")
 
 
 def _entry(text: str, filename: str, registry: Registry, resolver: PolicyResolver) -> tuple[Any, ...] | None:
     """The stored load of the policy in ``filename`` (whose text is ``text``) while all it
     was made from still holds: (fields, code, flags, clean, chain) -- or None."""
-    stamp = registry_stamp(registry)
+    stamp = _stamp(registry)
     path = entry_path("policies", stamp, filename, text)
     saved = read_entry(path) if path is not None else None
     if not (isinstance(saved, tuple) and len(saved) == 5 and saved[:3] == (stamp, filename, text)):
@@ -117,7 +110,7 @@ def store(text: str, filename: str, registry: Registry, checked: CheckedPolicy, 
     """Keep the load of ``checked`` (the policy in ``filename``, ``text``), compiled, and
     the fields of its Policy, with what they were made from; ``clean``: its check found
     nothing to say (no error, no warning)."""
-    stamp = registry_stamp(registry)
+    stamp = _stamp(registry)
     path = entry_path("policies", stamp, filename, text)
     if path is None or compiled.code is None:
         return

@@ -211,3 +211,8 @@ class Registry:
         a scenario alike (the key of :mod:`policykit.scenario.cache`)."""
         ops = sorted((o.name, o.params, o.result, o.makes) for o in self.operations.values())
         return repr((ops, sorted(self.variants.items()), sorted(self.metrics), sorted(self.violation_classes)))
+
+    def policy_stamp(self) -> str:
+        """What checking and compiling a policy read of the registry -- attributes and
+        decision points -- as text (the key of :mod:`policykit.dsl.cache`)."""
+        return repr((sorted(map(repr, self.attributes.values())), sorted(map(repr, self.decision_points.values()))))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .._parse_cache import code_stamp, entry_path, read_entry, store_entry
+from .._parse_cache import code_stamp, entry_path, read_entry, registry_stamp, store_entry
 from ..engine.specs import Registry
 from .model import Scenario
 
@@ -23,20 +23,14 @@ _CODE = ("__init__.py", "cache.py", "check.py", "model.py", "parse.py", "variant
 
 Entry = tuple[list[Scenario], list[tuple[str, str]]]
 
-_stamps: dict[int, tuple[Registry, str]] = {}
-
-
 @functools.cache
 def _code_stamp() -> str:
     return code_stamp(Path(__file__).parent, _CODE)
 
 
 def _stamp(registry: Registry) -> str:
-    """The scenario code's stamp and the registry's (worked out once per registry)."""
-    hit = _stamps.get(id(registry))
-    if hit is None or hit[0] is not registry:
-        hit = _stamps[id(registry)] = (registry, _code_stamp() + "\0" + registry.scenario_stamp())
-    return hit[1]
+    """The scenario code's stamp and the registry's."""
+    return registry_stamp(registry, _code_stamp(), "scenario_stamp")
 
 
 def load(text: str, filename: str, registry: Registry) -> Entry | None:
