@@ -72,9 +72,13 @@ def _subsets(choices: Sequence[str]) -> tuple[frozenset[str], ...]:
     return tuple(out)
 
 
-#: a step of a state's layout, and None (it is taken) or the PTE condition that decides
-#: whether it is (:func:`_allowed`)
-Candidate = tuple[Step, tuple[Any, ...] | None]
+#: what pairs a ``gup`` or ``pin`` step with its twins (see :class:`Steps`): the call
+#: but for :data:`PROBED_FLAGS`, and which of those it has; None for another step
+TwinKey = tuple[tuple[Any, ...], frozenset[str]] | None
+
+#: a step of a state's layout, None (it is taken) or the PTE condition that decides
+#: whether it is (:func:`_allowed`), and its :func:`twin_key`
+Candidate = tuple[Step, tuple[Any, ...] | None, TwinKey]
 
 
 #: GUP flags whose twins explore watches for (see :class:`Steps`)
@@ -96,28 +100,36 @@ class Steps(list):  # type: ignore[type-arg]
 
     __slots__ = ("twin", "differ", "probed")
 
-    def __init__(self, steps: Iterable[Step]) -> None:
+    def __init__(self, steps: Iterable[Step], keys: Sequence[TwinKey] | None = None) -> None:
         super().__init__(steps)
         self.twin: list[int | None] = [None] * len(self)
         self.differ: list[frozenset[str]] = [frozenset()] * len(self)
         self.probed: set[int] = set()
         first: dict[tuple, int] = {}
         later = []
-        for i, st in enumerate(self):
-            p = st.params
-            if st.op not in ("gup", "pin"):
+        for i, key in enumerate(keys if keys is not None else map(twin_key, self)):
+            if key is None:
                 continue
-            flags = p.get("flags", frozenset())
-            key = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - PROBED_FLAGS)
-            if flags & PROBED_FLAGS:
-                later.append((i, key, flags & PROBED_FLAGS))
+            same, probed = key
+            if probed:
+                later.append((i, same, probed))
             else:
-                first[key] = i
-        for i, key, differ in later:
-            j = first.get(key)
+                first[same] = i
+        for i, same, differ in later:
+            j = first.get(same)
             if j is not None:
                 self.twin[i], self.differ[i] = j, differ
                 self.probed.add(j)
+
+
+def twin_key(step: Step) -> TwinKey:
+    """The :data:`TwinKey` of ``step`` (worked out once a candidate step)."""
+    if step.op not in ("gup", "pin"):
+        return None
+    p = step.params
+    flags = p.get("flags", frozenset())
+    same = (tuple(sorted((k, v) for k, v in p.items() if k != "flags")), flags - PROBED_FLAGS)
+    return same, flags & PROBED_FLAGS
 
 
 @dataclass
@@ -130,6 +142,8 @@ class Space:
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
     _candidates: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
+    _parts: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
+    _domain_memo: dict[tuple[str, str, frozenset[str]], tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
     # -- construction --------------------------------------------------------------------
 
@@ -212,9 +226,17 @@ class Space:
                 raise ExploreError(f"--domain {text!r}: the {param.kind} parameter {pname!r} "
                                    "takes its values from the state")
         self.domains[(op, pname)] = tuple(parsed)
+        self._domain_memo.clear()
 
     def domain(self, spec: OperationSpec, p: Param) -> tuple[Any, ...]:
         """The values tried for a parameter that does not come from the state."""
+        key = (spec.name, p.name, self.unread)
+        d = self._domain_memo.get(key)
+        if d is None:
+            d = self._domain_memo[key] = self._domain(spec, p)
+        return d
+
+    def _domain(self, spec: OperationSpec, p: Param) -> tuple[Any, ...]:
         d = self.domains.get((spec.name, p.name))
         if d is not None:
             return d
@@ -240,38 +262,46 @@ class Space:
     def steps(self, runner: Runner, line: int) -> Steps:
         """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``.
 
-        Two caches: the steps of a state's whole :func:`_shape`, and below them the
+        Three caches: the steps of a state's whole :func:`_shape`; below them the
         candidate steps of its layout (the shape but for which PTEs are present and
         writable), each with what it still needs to know of the PTEs, if anything
-        (:func:`_allowed`).  States that differ only in their PTEs -- most of a level's
-        new shapes -- share the enumeration and only filter it."""
+        (:func:`_allowed`); and below those, each operation's candidates for one process
+        (or for the references), which most layouts share with others.  States that
+        differ only in their PTEs -- most of a level's new shapes -- share the
+        enumeration and only filter it."""
         shape = _shape(runner)
         key = (line, shape)
         cached = self._cache.get(key)
         if cached is None:
-            if len(self._cache) > 4096:
+            if len(self._cache) > _CACHED:
                 self._cache.clear()
             outer = (line, shape[0])
             candidates = self._candidates.get(outer)
             if candidates is None:
-                if len(self._candidates) > 4096:
+                if len(self._candidates) > _CACHED:
                     self._candidates.clear()
-                candidates = self._candidates[outer] = list(self._enumerate(runner, line))
-            cached = self._cache[key] = Steps(_filter(candidates, runner))
+                if len(self._parts) > _CACHED:
+                    self._parts.clear()
+                candidates = self._candidates[outer] = list(self._enumerate(runner, line, shape[0], self._parts))
+            cached = self._cache[key] = Steps(*_filter(candidates, runner))
         return cached
 
     def uncached_steps(self, runner: Runner, line: int) -> list[Step]:
         """:meth:`steps` worked out afresh, no cache involved."""
-        return _filter(self._enumerate(runner, line), runner)
+        return _filter(self._enumerate(runner, line, _shape(runner)[0], None), runner)[0]
 
-    def _enumerate(self, runner: Runner, line: int) -> Iterable[Candidate]:
-        """The candidate steps of ``runner``'s layout (see :func:`_shape`), each with None (allowed) or the
-        PTE condition that still decides it (:func:`_allowed`)."""
+    def _enumerate(self, runner: Runner, line: int, layout: tuple,
+                   parts: dict[Any, list[Candidate]] | None) -> Iterable[Candidate]:
+        """The candidate steps of ``runner``'s ``layout`` (see :func:`_shape`), each with
+        None (allowed) or the PTE condition that still decides it (:func:`_allowed`).
+        ``parts`` caches an operation's candidates for one process, or for the
+        references, by what they depend on (see :func:`_split`)."""
         m = runner.engine.machine
         procs = [(n, pid) for n, pid in runner.pids.items()
                  if n not in runner.gone and m.processes[pid].alive]
         refs = [(n, m.refs[rid]) for n, rid in runner.rids.items() if rid in m.refs]
         names = set(runner.pids) | set(runner.bases) | set(runner.rids) | runner.gone
+        layout_procs, bases, sizes, layout_refs, _ = layout
         b = self.bounds
         for spec in self.ops:
             if spec.result == "process" and len(procs) >= b.procs:
@@ -281,10 +311,30 @@ class Space:
             if spec.result == "region" and len(runner.bases) >= 1 + b.maps:
                 continue
             result = _fresh(spec.result, names) if spec.result else None
-            for params in self._bind(spec, 0, {}, runner, procs, refs):
-                allowed = _allowed(spec, params, runner)
-                if allowed is not False:
-                    yield _step(spec, params, result, line, runner.sizes), None if allowed is True else allowed
+            split = _split(spec) if parts is not None else None
+            if split == "process":          # one process's VMAs, the regions' names
+                for (n, pid), entry in zip(procs, (e for e in layout_procs if e[1])):
+                    key = (line, spec.name, result, entry, bases, sizes)
+                    part = parts.get(key)  # type: ignore[union-attr]
+                    if part is None:
+                        part = parts[key] = list(self._candidates_of(spec, runner, [(n, pid)], refs, result, line))  # type: ignore[index]
+                    yield from part
+            elif split == "ref":            # the references, what each is
+                key = (line, spec.name, result, layout_refs)
+                part = parts.get(key)  # type: ignore[union-attr]
+                if part is None:
+                    part = parts[key] = list(self._candidates_of(spec, runner, procs, refs, result, line))  # type: ignore[index]
+                yield from part
+            else:
+                yield from self._candidates_of(spec, runner, procs, refs, result, line)
+
+    def _candidates_of(self, spec: OperationSpec, runner: Runner, procs: list[tuple[str, int]],
+                       refs: list[tuple[str, Any]], result: str | None, line: int) -> Iterable[Candidate]:
+        for params in self._bind(spec, 0, {}, runner, procs, refs):
+            allowed = _allowed(spec, params, runner)
+            if allowed is not False:
+                step = _step(spec, params, result, line, runner.sizes)
+                yield step, None if allowed is True else allowed, twin_key(step)
 
     def _bind(self, spec: OperationSpec, i: int, done: dict[str, Any], runner: Runner,
               procs: list[tuple[str, int]], refs: list[tuple[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -304,6 +354,23 @@ class Space:
             done[p.name] = v
             yield from self._bind(spec, i + 1, done, runner, procs, refs)
         done.pop(p.name, None)
+
+
+#: entries each cache of :meth:`Space.steps` holds before it starts anew
+_CACHED = 8192
+
+
+def _split(spec: OperationSpec) -> str | None:
+    """How an operation's candidate steps can be cached apart from the rest of a layout:
+    "process" when its first parameter is its only process (and it names no reference:
+    its steps for one process depend on that process's VMAs and the regions), "ref"
+    when it names references and no process (its steps depend on what they are)."""
+    kinds = [p.kind for p in spec.params]
+    if kinds and kinds[0] == "process" and kinds.count("process") == 1 and "ref" not in kinds:
+        return "process"
+    if "ref" in kinds and "process" not in kinds:
+        return "ref"
+    return None
 
 
 def _proc_param(spec: OperationSpec) -> str:
@@ -414,8 +481,14 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
     return needs
 
 
-def _filter(candidates: Iterable[Candidate], runner: Runner) -> list[Step]:
-    return [step for step, needs in candidates if needs is None or _ptes_allow(needs, runner)]
+def _filter(candidates: Iterable[Candidate], runner: Runner) -> tuple[list[Step], list[TwinKey]]:
+    """The candidates ``runner``'s PTEs allow: their steps, and their twin keys."""
+    steps, keys = [], []
+    for step, needs, key in candidates:
+        if needs is None or _ptes_allow(needs, runner):
+            steps.append(step)
+            keys.append(key)
+    return steps, keys
 
 
 def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
