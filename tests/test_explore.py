@@ -13,6 +13,7 @@ from policykit.cli import main
 from policykit.explore import Bounds, Space, diverge, explore, replay, starts
 from policykit.explore.canonical import canonical
 from policykit.explore.shrink import shrink
+from policykit.explore.space import Steps
 from policykit.explore.visited import FingerprintSet
 from policykit.run import Session
 
@@ -460,8 +461,10 @@ def test_the_steps_cached_by_shape_are_those_of_each_state():
     for depth in range(1, 4):
         nxt = []
         for node in level[:300]:
-            cached = [st.text for st in space.steps(node[0], depth)]
-            assert cached == [st.text for st in space.uncached_steps(node[0], depth)]
+            cached = space.steps(node[0], depth)
+            fresh = Steps(space.uncached_steps(node[0], depth))
+            assert [st.text for st in cached] == [st.text for st in fresh]
+            assert (cached.twin, cached.differ, cached.probed) == (fresh.twin, fresh.differ, fresh.probed)
             checked += 1
             from policykit.explore.search import take
             nxt.extend(take(node, step, depth)[0] for step in space.steps(node[0], depth))
