@@ -313,20 +313,23 @@ class Space:
             result = _fresh(spec.result, names) if spec.result else None
             split = _split(spec) if parts is not None else None
             if split == "process":          # one process's VMAs, the regions' names
-                for (n, pid), entry in zip(procs, (e for e in layout_procs if e[1])):
-                    key = (line, spec.name, result, entry, bases, sizes)
-                    part = parts.get(key)  # type: ignore[union-attr]
-                    if part is None:
-                        part = parts[key] = list(self._candidates_of(spec, runner, [(n, pid)], refs, result, line))  # type: ignore[index]
-                    yield from part
+                for proc, entry in zip(procs, (e for e in layout_procs if e[1])):
+                    yield from self._part(parts, (line, spec.name, result, entry, bases, sizes),  # type: ignore[arg-type]
+                                          spec, runner, [proc], refs, result, line)
             elif split == "ref":            # the references, what each is
-                key = (line, spec.name, result, layout_refs)
-                part = parts.get(key)  # type: ignore[union-attr]
-                if part is None:
-                    part = parts[key] = list(self._candidates_of(spec, runner, procs, refs, result, line))  # type: ignore[index]
-                yield from part
+                yield from self._part(parts, (line, spec.name, result, layout_refs),  # type: ignore[arg-type]
+                                      spec, runner, procs, refs, result, line)
             else:
                 yield from self._candidates_of(spec, runner, procs, refs, result, line)
+
+    def _part(self, parts: dict[Any, list[Candidate]], key: tuple, spec: OperationSpec, runner: Runner,
+              procs: list[tuple[str, int]], refs: list[tuple[str, Any]], result: str | None,
+              line: int) -> list[Candidate]:
+        """:meth:`_candidates_of`, kept in ``parts`` under ``key``."""
+        part = parts.get(key)
+        if part is None:
+            part = parts[key] = list(self._candidates_of(spec, runner, procs, refs, result, line))
+        return part
 
     def _candidates_of(self, spec: OperationSpec, runner: Runner, procs: list[tuple[str, int]],
                        refs: list[tuple[str, Any]], result: str | None, line: int) -> Iterable[Candidate]:
