@@ -98,8 +98,10 @@ def test_generated_code_has_no_builtins():
     c = compiled(policy("pred p(page) = page.refcount > 1\non wp_fault {\n    p(page) -> copy\n    otherwise -> reuse\n}\n"))
     fn = c.plugin.policykit_wp_fault
     assert fn.__globals__["__builtins__"] == {}
-    assert set(fn.__globals__) - {"__builtins__"} <= {"Decision", "Effect"} | {
-        n for n in fn.__globals__ if n.startswith(("p_", "D_", "decide_", "policykit_"))}
+    from policykit.engine.reads import HELPERS
+    assert set(fn.__globals__) - {"__builtins__"} <= {"Decision", "Effect", "raw_rules", "RAW_POINTS"} | {
+        n for n in fn.__globals__ if n.startswith(("p_", "D_", "decide_", "policykit_"))} | set(HELPERS)
+    assert all(f.__module__ == "policykit.engine.reads" for n, f in fn.__globals__.items() if n in HELPERS)
 
 
 @pytest.mark.parametrize("source", [
@@ -110,6 +112,15 @@ def test_generated_code_has_no_builtins():
     "def policykit_gup(ctx):\n    return lambda: 1\n",
     "x = 1.5\n",
     "def policykit_gup(ctx):\n    return p_x(**ctx)\n",
+    # the raw rules read an object's plain fields and its flags, and nothing more
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return page.flags.pop('x', 1)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return page.attrs.get('x', 1)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return page.flags.get(vpn, 1)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return page.flags.get('x', page)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return machine.flags.get('x', 1)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return a_refcount(page, machine=machine)\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    page.pfn = 1\n",
+    "def raw_gup(page, pte, vma, mm, foll, machine, vpn):\n    return a_nothing(page)\n",
 ])
 def test_the_whitelist_rejects_what_the_compiler_never_writes(source):
     with pytest.raises(UnsafeCodeError):
@@ -167,6 +178,14 @@ def test_compiled_code_reads_only_declared_attributes():
     for bad in ("c_page.count", "c_page.pfn", "c_page.x", "c_mm.refcount", "ctx.machine", "v_x.index"):
         with pytest.raises(UnsafeCodeError):
             verify_source(f"def policykit_wp_fault(ctx):\n    return {bad}\n", allowed)
+    # the raw rules: an object's plain fields, the policy's own flags
+    raw = "def raw_wp_fault(page, pte, vma, mm, foll, machine, vpn):\n    return {}\n"
+    for good in ("page.pfn", "page.flags.get('x', False)", "r_p.mapcount", "vma.is_cow_mapping"):
+        verify_source(raw.format(good), allowed)
+    for bad in ("page.refcount", "page.attrs", "page.flags", "page.flags.get('y', False)", "mm.clean",
+                "machine.refs", "foll.probe", "pte.pfn", "r_p.attrs"):
+        with pytest.raises(UnsafeCodeError):
+            verify_source(raw.format(bad), allowed)
 
 
 def test_constants_chained_five_hundred_deep_check_and_run():

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._parse_cache import code_stamp, entry_path, read_entry, store_entry
 from ..engine.context import FLAG_PREFIX
+from ..engine.reads import HELPERS, PLAIN_FIELDS, RAW_READS
 from ..engine.specs import OWNERS, AttributeSpec
 from . import ast
 from .check import CheckedPolicy
@@ -46,30 +47,67 @@ class UnsafeCodeError(AssertionError):
 
 def verify_source(source: str, attributes: Mapping[str, Iterable[str]] | None = None) -> None:
     """Check a generated module against the whitelist: node types, no name or attribute
-    starting with '_', calls only of predicates, rules (``decide_*``), Decision and Effect,
-    constants only numbers, booleans, None and strings.  With ``attributes`` (owner -> the names a
-    policy may read: the registry's attributes and the policy's ``f_`` flags), every
-    attribute read is on ``ctx`` (a context object), on a context object ``c_OWNER`` (one
-    of that owner's names) or on a parameter ``v_X`` (one of any owner's names)."""
+    starting with '_', no attribute set, calls only of predicates, rules (``decide_*``),
+    Decision, Effect, the field readers of :mod:`policykit.engine.reads` and
+    ``OBJ.flags.get(NAME, CONSTANT)``; constants only numbers, booleans, None and
+    strings.  With ``attributes`` (owner -> the names a policy may read: the registry's
+    attributes and the policy's ``f_`` flags), every attribute read is on ``ctx`` (a
+    context object), on a context object ``c_OWNER`` (one of that owner's names) or on a
+    parameter ``v_X`` (one of any owner's names) -- or, in the rules that read the
+    engine's objects themselves, on an object ``OWNER`` or a parameter ``r_X``: their
+    plain fields (:data:`~policykit.engine.reads.PLAIN_FIELDS`) and the policy's flags."""
     allowed = {owner: frozenset(names) for owner, names in (attributes or {}).items()}
     anywhere = frozenset().union(*allowed.values()) if allowed else frozenset()
-    for node in pyast.walk(pyast.parse(source)):
+    tree = pyast.parse(source)
+    flag_reads: set[int] = set()            # the attribute nodes of OBJ.flags.get(...)
+    for node in pyast.walk(tree):
+        if not isinstance(node, pyast.Call):
+            continue
+        f = node.func
+        if isinstance(f, pyast.Name) and (f.id.startswith(("p_", "decide_", "q_")) or f.id in _CALLABLE):
+            if node.keywords:
+                raise UnsafeCodeError("generated code passes a keyword argument")
+            continue
+        if not _flag_read(node, allowed if attributes is not None else None, anywhere):
+            raise UnsafeCodeError("generated code calls something other than a predicate")
+        flag_reads.update((id(f), id(f.value)))  # type: ignore[attr-defined]
+    for node in pyast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise UnsafeCodeError(f"generated code contains {type(node).__name__}")
         if isinstance(node, pyast.Attribute):
             if node.attr.startswith("_"):
                 raise UnsafeCodeError(f"generated code reads attribute {node.attr!r}")
-            if attributes is not None:
+            if not isinstance(node.ctx, pyast.Load):
+                raise UnsafeCodeError(f"generated code sets attribute {node.attr!r}")
+            if attributes is not None and id(node) not in flag_reads:
                 _check_read(node, allowed, anywhere)
         if isinstance(node, pyast.Name) and node.id.startswith("_"):
             raise UnsafeCodeError(f"generated code names {node.id!r}")
-        if isinstance(node, pyast.Call):
-            f = node.func
-            if not (isinstance(f, pyast.Name) and (f.id.startswith(("p_", "decide_")) or f.id in ("Decision", "Effect"))) \
-                    or node.keywords:
-                raise UnsafeCodeError("generated code calls something other than a predicate")
         if isinstance(node, pyast.Constant) and not isinstance(node.value, (bool, int, str, type(None))):
             raise UnsafeCodeError(f"generated code holds a {type(node.value).__name__} constant")
+
+
+#: the functions generated code may call by name besides its own
+_CALLABLE = frozenset({"Decision", "Effect", *HELPERS})
+
+
+def _flag_read(node: pyast.Call, allowed: dict[str, frozenset[str]] | None, anywhere: frozenset[str]) -> bool:
+    """Is ``node`` ``OBJ.flags.get('NAME', CONSTANT)``: a policy flag read from a page or
+    an mm itself (or a predicate's parameter ``r_X``), one the policy may read?"""
+    f = node.func
+    if not (isinstance(f, pyast.Attribute) and f.attr == "get" and isinstance(f.value, pyast.Attribute)
+            and f.value.attr == "flags" and isinstance(f.value.value, pyast.Name)):
+        return False
+    obj = f.value.value.id
+    if obj not in ("page", "mm") and not obj.startswith("r_") or node.keywords or len(node.args) != 2:
+        return False
+    name, default = node.args
+    if not (isinstance(name, pyast.Constant) and type(name.value) is str
+            and isinstance(default, pyast.Constant) and type(default.value) in (bool, int)):
+        return False
+    if allowed is None:
+        return True
+    return FLAG_PREFIX + name.value in (anywhere if obj.startswith("r_") else allowed.get(obj, ()))
 
 
 def _check_read(node: pyast.Attribute, allowed: dict[str, frozenset[str]], anywhere: frozenset[str]) -> None:
@@ -82,6 +120,10 @@ def _check_read(node: pyast.Attribute, allowed: dict[str, frozenset[str]], anywh
         ok = node.attr in allowed.get(obj.id[2:], ())
     elif obj.id.startswith("v_"):
         ok = node.attr in anywhere
+    elif obj.id in PLAIN_FIELDS:            # raw rules: an object itself
+        ok = node.attr in PLAIN_FIELDS[obj.id]
+    elif obj.id.startswith("r_"):           # a raw predicate's parameter
+        ok = any(node.attr in names for names in PLAIN_FIELDS.values())
     else:
         ok = False
     if not ok:
@@ -110,6 +152,14 @@ class CompiledPolicy:
     flags: list[AttributeSpec] = field(default_factory=list)
 
 
+#: the parameter of the raw rules' factory that holds each owner's attribute defaults
+_RAW_DEFAULTS = {"page": "DP", "pte": "DT", "vma": "DV", "mm": "DM"}
+
+
+class _NoRaw(Exception):
+    """A policy reads something the raw rules cannot (they are left out: the views read it)."""
+
+
 #: how tightly each construct binds in Python (and in the policy language, which has the
 #: same order): a child is parenthesised only when it binds less tightly than its place needs
 _OR, _AND, _NOT, _CMP, _SUM, _PRODUCT, _ATOM = range(7)
@@ -122,6 +172,9 @@ class _Gen:
         self.lines: list[str] = []
         self.constants: list[str] = []
         self.nconst = 0
+        #: emitting the raw rules: attribute reads of the engine's objects themselves
+        self.raw = False
+        self.made: dict[int, str] = {}          # id(rule) -> its Decision's constant
 
     def expr(self, e: ast.Expr, env: Env, top: bool = False) -> str:
         """Python for ``e``; ``env`` maps the names in scope (context objects, or a
@@ -140,10 +193,15 @@ class _Gen:
             return ("True" if value is True else "False" if value is False else str(int(value))), _ATOM
         if isinstance(e, ast.Attr):
             local, owner = env[e.obj]
+            if self.raw:
+                return self._raw_read(local, owner, e.name), _ATOM
             name = FLAG_PREFIX + e.name if (owner, e.name) in self.p.flags else e.name
             return f"{local}.{name}", _ATOM
         if isinstance(e, ast.Call):
-            return f"p_{e.name}({', '.join(self._emit(a, env)[0] for a in e.args)})", _ATOM
+            args = [self._emit(a, env)[0] for a in e.args]
+            if self.raw:
+                return f"q_{e.name}({', '.join(args + ['machine', 'mm', 'vpn'])})", _ATOM
+            return f"p_{e.name}({', '.join(args)})", _ATOM
         if isinstance(e, ast.Not):
             return f"not {self._child(e.operand, env, _NOT)}", _NOT
         if isinstance(e, ast.BoolOp):
@@ -155,6 +213,23 @@ class _Gen:
             level = _LEVEL[e.op]
             return f"{self._child(e.left, env, level)} {e.op} {self._child(e.right, env, level + 1)}", level
         raise AssertionError(f"cannot compile {e!r}")  # pragma: no cover
+
+    def _raw_read(self, local: str, owner: str, name: str) -> str:
+        """How a raw rule reads ``name`` of the object ``local`` (an ``owner``'s): as
+        the owner's view would (:mod:`policykit.engine.reads`)."""
+        flag = self.p.flags.get((owner, name))
+        if flag is not None:                    # (flags live on pages and mms only)
+            if owner not in ("page", "mm"):
+                raise _NoRaw(f"{owner}.{name}")
+            return f"{local}.flags.get({name!r}, {flag.default!r})"
+        how = RAW_READS[owner].get(name)
+        if how is not None:
+            return how.format(o=local)
+        defaults = _RAW_DEFAULTS.get(owner)
+        if defaults is None:
+            raise _NoRaw(f"{owner}.{name}")
+        # a plugin's attribute (of a page or an mm: else a flag of that name), else its default
+        return f"{'a_attr_or_flag' if owner in ('page', 'mm') else 'a_attr'}({local}, {name!r}, {defaults})"
 
     def _child(self, e: ast.Expr, env: Env, need: int) -> str:
         text, level = self._emit(e, env)
@@ -181,9 +256,11 @@ class _Gen:
         make = f"Decision({rule.action!r}, {eff_src}, {warn!r}, {where!r})"
         if dynamic:
             return make
-        name = f"D_{point}_{self.nconst}"
-        self.nconst += 1
-        self.constants.append(f"{name} = {make}")
+        name = self.made.get(id(rule))
+        if name is None:                        # the raw rules return the same Decision
+            name = self.made[id(rule)] = f"D_{point}_{self.nconst}"
+            self.nconst += 1
+            self.constants.append(f"{name} = {make}")
         return name
 
     def module(self) -> str:
@@ -214,7 +291,45 @@ class _Gen:
             body += ["", "", f"def policykit_{point}(ctx):",
                      f"    return decide_{point}({', '.join(f'ctx.{obj}' for obj in env)})"]
             out += body + ["", ""]
+        try:
+            out += self._raw_rules(live)
+        except _NoRaw:
+            pass
         return "\n".join(out[:2] + self.constants + ([""] if self.constants else []) + out[2:]).rstrip() + "\n"
+
+    def _raw_rules(self, live: set[str]) -> list[str]:
+        """The rules again, reading the engine's objects themselves instead of views:
+        ``raw_rules(DP, DT, DV, DM)`` (each owner's attribute defaults) makes them, one
+        per point of ``RAW_POINTS``, each called as ``(page, pte, vma, mm, foll, machine,
+        vpn)`` (see :meth:`policykit.engine.context.Views.raw`)."""
+        p = self.p
+        self.raw = True
+        try:
+            out = ["def raw_rules(DP, DT, DV, DM):"]
+            for name, pred in p.preds.items():
+                if name not in live:
+                    continue
+                params = {q.name: (f"r_{q.name}", q.type) for q in pred.params}
+                args = ", ".join([local for local, _ in params.values()] + ["machine", "mm", "vpn"])
+                out += [f"    def q_{name}({args}):",
+                        f"        # {_safe(Path(pred.span.filename).name)}:{pred.span.line}",
+                        f"        return {self.expr(pred.body, params)}", ""]
+            for point, block in p.blocks.items():
+                env = {obj: (obj, obj) for obj in OWNERS}
+                out.append(f"    def raw_{point}(page, pte, vma, mm, foll, machine, vpn):")
+                for rule in block.rules:
+                    result = self.decision(rule, point, env)
+                    if rule.condition is None:
+                        out.append(f"        return {result}")
+                        break
+                    out += [f"        if {self.expr(rule.condition, env)}:", f"            return {result}"]
+                out.append("")
+            points = list(p.blocks)
+            out += [f"    return ({''.join(f'raw_{point}, ' for point in points)})", "", "",
+                    f"RAW_POINTS = ({''.join(f'{point!r}, ' for point in points)})"]
+        finally:
+            self.raw = False
+        return out
 
 
 def _reachable(p: CheckedPolicy) -> set[str]:

@@ -15,8 +15,9 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from ..errors import did_you_mean
-from .folio import folio_pincount, folio_ref_count
 from .model import Machine, Mm, Page, Pte, Vma
+from .reads import (a_compound, a_foreign_refs, a_folio_mapcount, a_folio_mapped_shared, a_pincount, a_refcount,
+                    a_softdirty, a_write_refs)
 from .specs import OWNERS, Registry
 
 
@@ -98,53 +99,40 @@ class PageView(_FlaggedView):
     @property
     def refcount(self) -> int:
         """``page_count()``: the folio's reference count for a page of a large folio."""
-        page = self[0]
-        return page.refcount if "folio" not in page.attrs else folio_ref_count(self[2], page)
+        return a_refcount(self[0], self[2])
 
     @property
     def compound(self) -> bool:
         """The page belongs to a large folio (a THP)."""
-        return "folio" in self[0].attrs
+        return a_compound(self[0])
 
     @property
     def write_refs(self) -> int:
         """GUP references taken with FOLL_WRITE that hold this page (engine-private)."""
-        refs = self[2].refs
-        if not refs:                            # the common case, asked page after page
-            return 0
-        pfn = self[0].pfn
-        return sum(1 for r in refs.values() if r.write and pfn in r.pfns)
+        return a_write_refs(self[0], self[2])
 
     @property
     def foreign_refs(self) -> int:
         """GUP references held by processes other than the deciding mm's (engine-private)."""
-        pfn, machine = self[0].pfn, self[2]
-        if not machine.refs:
-            return 0
-        mm = self[3] if len(self) > 3 else None
-        procs = machine.processes
-        return sum(r.count for r in machine.refs.values() if pfn in r.pfns and procs[r.owner].mm is not mm)
+        return a_foreign_refs(self[0], self[2], self[3] if len(self) > 3 else None)
 
     @property
     def folio_mapcount(self) -> int:
         """``folio_large_mapcount()``: the mappings of every page of the page's large
         folio (the page's own for a small page)."""
-        page = self[0]
-        return page.mapcount if page.folio is None else page.folio.maps
+        return a_folio_mapcount(self[0])
 
     @property
     def folio_mapped_shared(self) -> bool:
         """``folio_maybe_mapped_shared()``: the page's large folio may be mapped by more
         than one mm -- as 6.15's two mm slots see it, so still true after a third mm
         that mapped it went (for a small page: more than one mapping)."""
-        page = self[0]
-        folio = page.folio
-        return page.mapcount > 1 if folio is None else folio.shared
+        return a_folio_mapped_shared(self[0])
 
     @property
     def pincount(self) -> int:
         """Exact pins of the page's large folio (``folio_maybe_dma_pinned``'s exact branch)."""
-        return folio_pincount(self[2], self[0])
+        return a_pincount(self[0], self[2])
     anon = _field("anon")
     zero = _field("zero")
     pins = _field("pins")
@@ -162,8 +150,7 @@ class PteView(_View):
     def softdirty(self) -> bool:
         """``pte_soft_dirty()``: not since clear_refs cleared it without a write fault
         marking it again (see ``Mm.clean``); always true without soft-dirty tracking."""
-        mm, vpn = self[3], self[4]
-        return mm is None or vpn is None or vpn not in mm.clean
+        return a_softdirty(self[3], self[4])
 
 
 class VmaView(_View):
@@ -354,10 +341,11 @@ class Views:
     them at every decision; the base views find them through ``__getattr__``, after a
     failed lookup).  Undeclared names still reach ``__getattr__`` and its hint."""
 
-    __slots__ = ("defaults", "page", "pte", "vma", "mm")
+    __slots__ = ("defaults", "page", "pte", "vma", "mm", "_raw")
 
     def __init__(self, defaults: dict[str, dict[str, Any]], properties: bool = True) -> None:
         self.defaults = defaults
+        self._raw: dict[Callable[..., Any], tuple[Callable[..., Any], ...]] = {}
         for owner in ("page", "pte", "vma", "mm"):
             base = VIEWS[owner]
             if not properties:                  # the base views, for a context made once
@@ -388,6 +376,17 @@ class Views:
         # from the fixed texts of _MAKE only: nothing a policy wrote
         exec(f"def call(page, pte, vma, mm, foll, machine, vpn):\n    return rules({args})", scope)  # noqa: S102
         return scope["call"]  # type: ignore[no-any-return]
+
+    def raw(self, rules: Callable[..., tuple[Callable[..., Any], ...]], index: int) -> Callable[..., Any]:
+        """A compiled policy's rules at one point that read the engine's objects
+        themselves, no view made (see :mod:`.reads`): ``rules(DP, DT, DV, DM)`` makes
+        them all, each owner's attribute defaults at hand, and ``index`` picks one.
+        Called as :meth:`direct`'s caller is, without a view made or a property read."""
+        made = self._raw.get(rules)
+        if made is None:
+            d = self.defaults
+            made = self._raw[rules] = rules(d["page"], d["pte"], d["vma"], d["mm"])
+        return made[index]
 
     def context(self, point: str, page: Page | None, pte: Pte | None, vma: Vma | None, mm: Mm | None,
                 foll: FollFlags | None = None, machine: Machine | None = None,

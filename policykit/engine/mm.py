@@ -226,8 +226,12 @@ class Dispatch:
         #: untimed rules: called without a context (Views.direct); else None
         self.direct: dict[str, Callable[..., Any] | None] = {}
         for name, fast in self.fast.items():
-            rules = getattr(fast[0][0], "direct", None) if fast is not None and len(fast) == 1 else None
-            self.direct[name] = None if rules is None or self.timed[name] else self.views.direct(*rules)
+            only = fast[0][0] if fast is not None and len(fast) == 1 else None
+            rules, raw = getattr(only, "direct", None), getattr(only, "raw", None)
+            if rules is None or self.timed[name]:
+                self.direct[name] = None
+            else:                               # reading the objects themselves, where it can
+                self.direct[name] = self.views.raw(*raw) if raw is not None else self.views.direct(*rules)
         self.flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self.actions = {name: frozenset(spec.actions) for name, spec in registry.decision_points.items()}
         #: id(Decision) -> (the Decision, its checked effects): see Engine._check_effects
