@@ -21,10 +21,9 @@ def test_compare_summarizes_relates_and_lists_differences_first(capsys):
     relation = rest.split("\n\n")[0]
     # the variants of one scenario go together: ro-pin-previously-shared/{base,...}
     # (a shape at every size the variant offers is written :*)
-    small = "{16k,32k,64k,128k,256k}"
     assert ("ro-pin-previously-shared/{base,partially-mremapped-thp:*,partially-shared-thp:*,"
             "pte-mapped-thp:*,single-pte-swapped-thp:*,single-pte-thp:*,swapped,"
-            f"swapped-pte-mapped-thp:{small}}}") in relation
+            "swapped-pte-mapped-thp:*,swapped-thp}") in relation
     assert "o-direct-clear-refs," in relation
     table = rest.split("\n\n")[1].splitlines()
     marks = [line[:2].strip() for line in table[2:]]
@@ -105,15 +104,13 @@ def test_corpus_runs_each_cow_c_anon_test_on_every_variant(capsys):
     assert main(["corpus", "-k", "cow-basic/*", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     # each PTE-mapped shape at every mTHP size cow.c runs (16 KiB to 1 MiB) and the PMD
-    # size (the bare name), and the swapped-out shapes (PTE-mapped to 256 KiB, a single
-    # PTE to 2 MiB)
-    small = ("16k", "32k", "64k", "128k", "256k")
+    # size (the bare name), and the swapped-out shapes alike (and the PMD-mapped THP)
+    sizes = ("16k", "32k", "64k", "128k", "256k", "512k", "1m", "2m")
     shapes = ("pte-mapped-thp", "partially-mremapped-thp", "single-pte-thp", "partially-shared-thp")
-    sized = [f"{shape}:{size}" if size != "2m" else shape
-             for shape in shapes for size in (*small, "512k", "1m", "2m")]
-    swapped = [f"swapped-pte-mapped-thp:{size}" for size in small] + \
-        [f"single-pte-swapped-thp:{size}" if size != "2m" else "single-pte-swapped-thp"
-         for size in (*small, "512k", "1m", "2m")]
+    sized = [f"{shape}:{size}" if size != "2m" else shape for shape in shapes for size in sizes]
+    swapped = [f"swapped-pte-mapped-thp:{size}" if size != "2m" else "swapped-pte-mapped-thp" for size in sizes] + \
+        ["swapped-thp"] + \
+        [f"single-pte-swapped-thp:{size}" if size != "2m" else "single-pte-swapped-thp" for size in sizes]
     assert [s["variant"] for s in doc["scenarios"]] == ["base", "swapped", "thp", *sized, *swapped, "hugetlb",
                                                         "hugetlb-1g"]
     thp = doc["scenarios"][2]

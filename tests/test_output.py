@@ -13,7 +13,7 @@ def test_a_passing_corpus_run_is_one_line_per_scenario(capsys):
     assert len(lines) <= 150
     assert lines[-1].endswith("passed, 0 failed")
     # variants together: one row for cow-basic, with their count
-    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (50)" in out
+    assert sum(ln.startswith("cow-basic ") for ln in lines) == 1 and "cow-basic (54)" in out
     assert "cow-basic/thp" not in out
     # expected violations are not printed when everything passes
     assert "pin-incoherent:" not in out
