@@ -234,6 +234,9 @@ class Dispatch:
                 self.direct[name] = self.views.raw(*raw) if raw is not None else self.views.direct(*rules)
         self.flag_types = {(a.owner, a.name): a.type for a in registry.attributes.values() if a.flag}
         self.actions = {name: frozenset(spec.actions) for name, spec in registry.decision_points.items()}
+        #: point -> the decision taken there when no policy answers (None: none is)
+        self.by_default = {name: Decision(spec.default, rule="(default)") if spec.default is not None else None
+                           for name, spec in registry.decision_points.items()}
         #: id(Decision) -> (the Decision, its checked effects): see Engine._check_effects
         self.checked: dict[int, tuple[Decision, tuple]] = {}
         hook = pm.hook.policykit_engine_event
@@ -306,6 +309,7 @@ class Engine:
         self._solo = {point: fast[0][0] if fast is not None and len(fast) == 1 and not d.timed[point] else None
                       for point, fast in d.fast.items()}
         self._direct = d.direct
+        self._by_default = d.by_default
         self._checked = d.checked
         self._event_hook = d.event_hook
         m = d.mechanism
@@ -500,13 +504,12 @@ class Engine:
         """A hook's answer other than a legal Decision: None (the point's default), an
         action's name, or a mistake."""
         if res is None:
-            default = self.registry.decision_points[point].default
-            if default is None:
+            d = self._by_default[point]
+            if d is None:
                 raise PolicyDecisionError(
                     f"no policy answered decision point {point!r} "
                     f"(legal actions: {', '.join(sorted(self._actions[point]))})",
                     hook=f"policykit_{point}")
-            d = Decision(default, rule="(default)")
         elif isinstance(res, str):
             d = Decision(res)
         else:
