@@ -67,9 +67,11 @@ def main() -> int:
     ratio = {v.scenario.name: v.live_time / max(plain[v.scenario.name], 1e-9) for v in results}
     ratios = sorted(ratio.values())
     print(f"{len(results)} live-runnable scenarios (of {len(scenarios)}), policy linux-6.x, one process")
-    print(f"  {'scenario':44} {'live ms':>9} {'simulated ms':>13} {'observed ms':>12} {'live/sim':>9}")
-    for v in sorted(results, key=lambda v: ratio[v.scenario.name])[:8]:
-        print(f"  {v.scenario.name:44} {v.live_time * 1000:9.1f} {plain[v.scenario.name] * 1000:13.2f} "
+    slowest = sorted(results, key=lambda v: ratio[v.scenario.name])[:8]
+    width = max(len("scenario"), *(len(v.scenario.name) for v in slowest))
+    print(f"  {'scenario':{width}} {'live ms':>9} {'simulated ms':>13} {'observed ms':>12} {'live/sim':>9}")
+    for v in slowest:
+        print(f"  {v.scenario.name:{width}} {v.live_time * 1000:9.1f} {plain[v.scenario.name] * 1000:13.2f} "
               f"{v.sim_time * 1000:12.2f} {ratio[v.scenario.name]:8.1f}x")
     print("  ... (the 8 smallest ratios; 'observed': the simulated side of validate, with its "
           "per-step observations of every page)")
