@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: what generated code runs against, and what makes a Policy of a checked one
 _DSL = ("__init__.py", "_grammar.py", "policy.lark", "ast.py", "parse.py", "check.py", "compile.py", "plugin.py",
         "cache.py", "resolve.py")
-_ENGINE = ("specs.py", "context.py")
+_ENGINE = ("specs.py", "context.py", "reads.py")
 
 #: a link of the ``extends`` chain: (the name or path as written, quoted?, the file that
 #: wrote it, the file it named, that file's text)

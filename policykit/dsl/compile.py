@@ -408,7 +408,9 @@ def _verified(source: str, attributes: Mapping[str, Iterable[str]], filename: st
 
 @functools.cache
 def _compiler_stamp() -> str:
-    return f"{importlib.util.MAGIC_NUMBER.hex()}|{code_stamp(Path(__file__).parent, ('compile.py',))}"
+    # the generated code reads fields as engine/reads.py says
+    return (f"{importlib.util.MAGIC_NUMBER.hex()}|{code_stamp(Path(__file__).parent, ('compile.py',))}"
+            f"|{code_stamp(Path(__file__).parent.parent / 'engine', ('reads.py',))}")
 
 
 def compile_policy(policy: CheckedPolicy) -> CompiledPolicy:
