@@ -263,6 +263,18 @@ class _Gen:
             self.constants.append(f"{name} = {make}")
         return name
 
+    def rules(self, block: ast.Block, point: str, env: Env, indent: str) -> list[str]:
+        """The body of a point's rules: the first whose condition holds returns its
+        decision (``otherwise``, the last, returns it unconditionally)."""
+        lines = []
+        for rule in block.rules:
+            result = self.decision(rule, point, env)
+            if rule.condition is None:
+                lines.append(f"{indent}return {result}")
+                break
+            lines += [f"{indent}if {self.expr(rule.condition, env)}:", f"{indent}    return {result}"]
+        return lines
+
     def module(self) -> str:
         p = self.p
         files = ", ".join(_safe(Path(f.filename).name) for f in p.files)
@@ -281,13 +293,8 @@ class _Gen:
             env = {obj: (f"c_{obj}", obj) for obj in OWNERS if obj in used}
             # the rules take the context objects they read (the engine passes them
             # directly); the hook hands them over from its context
-            body = [f"def decide_{point}({', '.join(local for local, _ in env.values())}):"]
-            for rule in block.rules:
-                result = self.decision(rule, point, env)
-                if rule.condition is None:
-                    body.append(f"    return {result}")
-                    break
-                body += [f"    if {self.expr(rule.condition, env)}:", f"        return {result}"]
+            body = [f"def decide_{point}({', '.join(local for local, _ in env.values())}):",
+                    *self.rules(block, point, env, "    ")]
             body += ["", "", f"def policykit_{point}(ctx):",
                      f"    return decide_{point}({', '.join(f'ctx.{obj}' for obj in env)})"]
             out += body + ["", ""]
@@ -316,14 +323,8 @@ class _Gen:
                         f"        return {self.expr(pred.body, params)}", ""]
             for point, block in p.blocks.items():
                 env = {obj: (obj, obj) for obj in OWNERS}
-                out.append(f"    def raw_{point}(page, pte, vma, mm, foll, machine, vpn):")
-                for rule in block.rules:
-                    result = self.decision(rule, point, env)
-                    if rule.condition is None:
-                        out.append(f"        return {result}")
-                        break
-                    out += [f"        if {self.expr(rule.condition, env)}:", f"            return {result}"]
-                out.append("")
+                out += [f"    def raw_{point}(page, pte, vma, mm, foll, machine, vpn):",
+                        *self.rules(block, point, env, "        "), ""]
             points = list(p.blocks)
             out += [f"    return ({''.join(f'raw_{point}, ' for point in points)})", "", "",
                     f"RAW_POINTS = ({''.join(f'{point!r}, ' for point in points)})"]
