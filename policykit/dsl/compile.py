@@ -7,6 +7,12 @@ name in it is either fixed by the compiler or a policy name behind a prefix
 (``p_`` for predicates, ``v_`` for parameters); attribute names are checked against the
 registry and the policy's flags; strings enter only through ``repr()``.  It runs with no
 builtins, so a policy file can compute decisions and nothing else.
+
+The rules are written twice: on the views a context hands over (``decide_POINT``), and
+reading the engine's objects themselves (``raw_rules``), as the views would
+(:mod:`policykit.engine.reads`), which the engine calls when the policy alone answers;
+there an object's plain fields, its flags (``flags.get``) and the field readers are all
+the verifier lets a rule read.
 """
 
 from __future__ import annotations
