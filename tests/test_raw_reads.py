@@ -31,8 +31,10 @@ def corpus() -> list:
 def view_fields(owner: str) -> set[str]:
     """What a rule may read of an owner's view besides declared attributes."""
     cls = VIEWS[owner]
-    return {n for n in dir(cls) if not n.startswith("_") and isinstance(getattr(cls, n), property)
-            or owner == "foll" and n in cls.__slots__ and not n.startswith("_")} - {"probe"}
+    public = [n for n in dir(cls) if not n.startswith("_")]
+    properties = {n for n in public if isinstance(getattr(cls, n), property)}
+    slots = {n for n in public if n in getattr(cls, "__slots__", ())} if owner == "foll" else set()
+    return (properties | slots) - {"probe"}         # (the GUP flags are FollFlags' own fields)
 
 
 @pytest.mark.parametrize("owner", list(RAW_READS))

@@ -158,7 +158,8 @@ class CompiledPolicy:
     flags: list[AttributeSpec] = field(default_factory=list)
 
 
-#: the parameter of the raw rules' factory that holds each owner's attribute defaults
+#: the parameters of the raw rules' factory, in order: each owner's attribute defaults
+#: (Views.raw passes them so)
 _RAW_DEFAULTS = {"page": "DP", "pte": "DT", "vma": "DV", "mm": "DM"}
 
 
@@ -318,7 +319,7 @@ class _Gen:
         p = self.p
         self.raw = True
         try:
-            out = ["def raw_rules(DP, DT, DV, DM):"]
+            out = [f"def raw_rules({', '.join(_RAW_DEFAULTS.values())}):"]
             for name, pred in p.preds.items():
                 if name not in live:
                     continue
