@@ -46,8 +46,9 @@ def one_core(session: Session) -> None:
     st = s.stats
     print(f"one core, 2 processes x 2 pages, depth {depth}: {st.distinct:,} states, {st.generated:,} transitions "
           f"in {st.elapsed:.2f} s")
-    print(f"  {st.distinct / st.elapsed:10,.0f} new distinct states/s   (floor >= 10,000: "
-          f"{'met' if st.distinct / st.elapsed >= 10_000 else 'NOT met'})")
+    rate = st.distinct / st.elapsed
+    print(f"  {rate:10,.0f} new distinct states/s   "
+          + (f"(floor >= 10,000: {'met' if rate >= 10_000 else 'NOT met'})" if not QUICK else "(quick run: no floor)"))
     print(f"  {st.generated / st.elapsed:10,.0f} transitions/s          (~40,000 wanted)")
     split(session, Bounds(procs=2, pages=2, depth=depth))
 
@@ -111,6 +112,35 @@ def split(session: Session, bounds: Bounds) -> None:
     print(f"  a transition at depth {bounds.depth}, {total / n * 1e6:.1f} us measured part by part ({n:,} "
           "transitions, twins taken too): " + ", ".join(f"{k} {v / n * 1e6:.1f} us ({v / total:.0%})"
                                                      for k, v in timed.items()))
+    hot(frontier[::8][:300], timed["restore"] / n, timed["canonical form + hash"] / n)
+
+
+def hot(nodes: list, restore: float, canonical: float) -> None:
+    """The same restore and canonical form, each repeated on one state at a time: what
+    they cost with that state and their code in the caches, beside what the search pays
+    for them (its canonical form's figure includes the visited set's insert)."""
+    clock = time.perf_counter
+    reps = 2 if QUICK else 20
+    copying = hashing = 0.0
+    gc.disable()
+    try:
+        for node in nodes:
+            r = node[0]
+            t = clock()
+            for _ in range(reps):
+                child = r.copy()
+            t1 = clock()
+            for _ in range(reps):
+                fingerprint((child,))
+            copying += t1 - t
+            hashing += clock() - t1
+    finally:
+        gc.enable()
+    k = len(nodes) * reps
+    print(f"  the same, repeated on one state at a time ({len(nodes)} states x {reps}): restore "
+          f"{copying / k * 1e6:.1f} us (search {restore * 1e6:.1f}), canonical form + hash "
+          f"{hashing / k * 1e6:.1f} us (search {canonical * 1e6:.1f}, with the visited set): the difference is "
+          "what the other parts, in between, cost the caches")
 
 
 def exhaustive(session: Session, depth: int, floor: float) -> None:
@@ -129,7 +159,8 @@ def memory(session: Session) -> None:
     s = search(session, bounds)
     table = s.stats.visited_bytes
     print(f"visited set: {table / s.stats.distinct:.1f} bytes/state in its table ({s.stats.distinct:,} states; "
-          f"floor <= 64: {'met' if table / s.stats.distinct <= 64 else 'NOT met'}); the trace store "
+          + (f"floor <= 64: {'met' if table / s.stats.distinct <= 64 else 'NOT met'}" if not QUICK
+             else "quick run: no floor") + "); the trace store "
           f"(parent and step position of each state) "
           f"{(s.trace.parents.itemsize + s.trace.index.itemsize):d} bytes/state more")
     # the frontier: states of one level, measured on their own
