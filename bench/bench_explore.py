@@ -112,13 +112,14 @@ def split(session: Session, bounds: Bounds) -> None:
     print(f"  a transition at depth {bounds.depth}, {total / n * 1e6:.1f} us measured part by part ({n:,} "
           "transitions, twins taken too): " + ", ".join(f"{k} {v / n * 1e6:.1f} us ({v / total:.0%})"
                                                      for k, v in timed.items()))
-    hot(frontier[::8][:300], timed["restore"] / n, timed["canonical form + hash"] / n)
+    hot(space, bounds.depth, frontier[::8][:300], timed["restore"] / n, timed["canonical form + hash"] / n)
 
 
-def hot(nodes: list, restore: float, canonical: float) -> None:
-    """The same restore and canonical form, each repeated on one state at a time: what
-    they cost with that state and their code in the caches, beside what the search pays
-    for them (its canonical form's figure includes the visited set's insert)."""
+def hot(space: Space, depth: int, nodes: list, restore: float, canonical: float) -> None:
+    """The same restore and canonical form, each repeated on one state at a time (a
+    parent's copy; the form of its first child): what they cost with that state and
+    their code in the caches, beside what the search pays for them (its canonical
+    form's figure includes the visited set's insert)."""
     clock = time.perf_counter
     reps = 2 if QUICK else 20
     copying = hashing = 0.0
@@ -126,12 +127,13 @@ def hot(nodes: list, restore: float, canonical: float) -> None:
     try:
         for node in nodes:
             r = node[0]
+            child = take(node, space.steps(r, depth)[0], depth)[0]
             t = clock()
             for _ in range(reps):
-                child = r.copy()
+                r.copy()
             t1 = clock()
             for _ in range(reps):
-                fingerprint((child,))
+                fingerprint(child)
             copying += t1 - t
             hashing += clock() - t1
     finally:
