@@ -5,14 +5,15 @@ generates and verifies its Python: some 15 ms a policy, and 30 ms more to import
 checker and compiler, which every command that runs a policy would pay again.  An entry
 holds what a load makes (the verified code, the flags, the policy's rules and summary)
 with everything it was made from: the policy file's name and text, what the checker
-reads of the registry (:meth:`~policykit.engine.specs.Registry.policy_stamp`), the language's code, and each link of the
-chain -- the ``extends`` as written, the file it named and that file's text.  It is used
-only when all of that is still so: each link is resolved again on the policy path as it
-is now, and each file read again.  A policy with an error is never stored, so its error
-is reported afresh; one stored *clean* (its check said nothing) lets ``policykit check``
-answer "ok" without the checker, and one with warnings is checked every time, so that
-they are shown.  The entries live in the user's own cache directory (see
-:mod:`policykit._parse_cache`); ``POLICYKIT_NO_CACHE=1`` turns them off.
+reads of the registry (:meth:`~policykit.engine.specs.Registry.policy_stamp`), the
+language's code, and each link of the chain -- the ``extends`` as written, the file it
+named and that file's text.  It is used only when all of that is still so: each link is
+resolved again on the policy path as it is now, and each file read again.  A policy with
+an error is never stored, so its error is reported afresh; one stored *clean* (its check
+said nothing) lets ``policykit check`` answer "ok" without the checker, and one with
+warnings is checked every time, so that they are shown.  The entries live in the user's
+own cache directory (see :mod:`policykit._parse_cache`); ``POLICYKIT_NO_CACHE=1`` turns
+them off.
 """
 
 from __future__ import annotations
