@@ -124,6 +124,7 @@ def hot(space: Space, depth: int, nodes: list, restore: float, canonical: float)
     reps = 2 if QUICK else 20
     copying = hashing = 0.0
     gc.disable()
+    nodes = [node for node in nodes if space.steps(node[0], depth)]     # (some have none)
     try:
         for node in nodes:
             r = node[0]

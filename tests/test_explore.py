@@ -472,6 +472,68 @@ def test_the_steps_cached_by_shape_are_those_of_each_state():
     assert checked > 300
 
 
+def _page_steps(tried, step):
+    """The steps among ``tried`` that do what ``step`` does to one page of its region."""
+    name, lo, hi = step.params["region"]
+    rest = {k: v for k, v in step.params.items() if k != "region"}
+    return [t for t in tried if t.op == step.op and t.params["region"][0] == name
+            and lo <= t.params["region"][1] and t.params["region"][1] + 1 == t.params["region"][2] <= hi
+            and {k: v for k, v in t.params.items() if k != "region"} == rest]
+
+
+@pytest.mark.parametrize("policy", ["linux-6.x", "linux-5.9"])
+def test_a_region_step_not_tried_reaches_a_state_the_search_reaches_anyway(policy):
+    """A read, mprotect or madvise the search leaves out (it changes nothing, or does to a
+    single page what that page's own step does) reaches its parent's state or that step's,
+    and tells nothing: taken anyway from every state of the first three levels on two
+    pages, each one left out does."""
+    from policykit.explore.canonical import fingerprint
+    from policykit.explore.search import take
+    from policykit.explore.space import _regions, _step
+
+    s = session(policy)
+    bounds = Bounds(depth=3, pages=2)
+    space = Space.build(s.registry, bounds)
+    ops = s.registry.operations
+    tries = [("read", {})] + [("mprotect", {"prot": p}) for p in ("ro", "rw")] + \
+        [("madvise", {"advice": a}) for a in ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")]
+    level = [starts([s], bounds)[0].node]
+    seen = {fingerprint(level[0])}
+    left_out = {"nothing": 0, "a page's": 0}
+    for depth in range(1, 4):
+        nxt = []
+        for node in level:
+            runner = node[0]
+            tried = space.steps(runner, depth)
+            texts = {st.text for st in tried}
+            here = fingerprint(node)
+            for name, pid in runner.pids.items():
+                if name in runner.gone or not runner.engine.machine.processes[pid].alive:
+                    continue
+                for region in _regions(runner, name):
+                    for op, extra in tries:
+                        step = _step(ops[op], {"process": name, "region": region, **extra}, None, depth,
+                                     runner.sizes)
+                        if step.text in texts:
+                            continue
+                        child, (verdict,) = take(node, step, depth)
+                        assert not verdict.classes, f"{step.text} left out, but it tells {verdict.classes}"
+                        fp = fingerprint(child)
+                        if fp == here:
+                            left_out["nothing"] += 1
+                            continue
+                        assert fp in {fingerprint(take(node, t, depth)[0]) for t in _page_steps(tried, step)}, \
+                            f"{step.text} left out, but reaches a state of its own"
+                        left_out["a page's"] += 1
+            for step in tried:
+                child = take(node, step, depth)[0]
+                if (fp := fingerprint(child)) not in seen:
+                    seen.add(fp)
+                    nxt.append(child)
+        level = nxt
+    assert min(left_out.values()) > 50, left_out
+
+
 def test_a_flag_no_policy_mentions_is_not_tried(tmp_path):
     from policykit import Policy, load_policy
 

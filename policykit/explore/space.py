@@ -263,8 +263,8 @@ class Space:
         """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``.
 
         Three caches: the steps of a state's whole :func:`_shape`; below them the
-        candidate steps of its layout (the shape but for which PTEs are present and
-        writable), each with what it still needs to know of the PTEs, if anything
+        candidate steps of its layout (the shape but for its page table entries, which
+        are present and which writable), each with what it still needs to know of the PTEs, if anything
         (:func:`_allowed`); and below those, each operation's candidates for one process
         (or for the references), which most layouts share with others.  States that
         differ only in their PTEs -- most of a level's new shapes -- share the
@@ -384,9 +384,9 @@ def _shape(runner: Runner) -> tuple:
     """Everything the steps of a state depend on, as ``(layout, ptes)``.  The layout is
     all the enumeration reads: the names, which are live, each process's VMAs, the
     regions' sizes, the references (candidate steps are cached by it); ``ptes``, each
-    process's present PTEs and which are writable, is what :func:`_allowed` leaves to
-    :func:`_ptes_allow`.  (Steps are cached by both: what they leave out, steps may not
-    depend on.)"""
+    process's page table entries, which are present and which writable, is what
+    :func:`_allowed` leaves to :func:`_ptes_allow`.  (Steps are cached by both: what
+    they leave out, steps may not depend on.)"""
     m = runner.engine.machine
     procs = []
     ptes = []
@@ -396,7 +396,7 @@ def _shape(runner: Runner) -> tuple:
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
                               bool(v.attrs.get("vm_file"))) for v in mm.vmas])))
-        ptes.append(tuple(sorted((vpn, e.writable) for vpn, e in mm.ptes.items() if e.present)))
+        ptes.append(tuple(sorted((vpn, e.writable if e.present else None) for vpn, e in mm.ptes.items())))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
@@ -461,14 +461,28 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
             return False
         if op == "read":
             needs = ("read", a["process"], range(base + lo, base + hi))
-        # an mprotect or madvise that changes no VMA's flags does nothing at all
-        # (mprotect_fixup(), madvise_update_vma()): the state stays as it is
-        if op == "mprotect" and all(v.write == (a["prot"] == "rw") for v in vmas):
-            return False
         advice = a.get("advice")
-        if advice in ("dontfork", "dofork") and all(v.dontcopy == (advice == "dontfork") for v in vmas) or \
-                advice in ("wipeonfork", "keeponfork") and all(v.wipeonfork == (advice == "wipeonfork") for v in vmas):
-            return False
+        # an mprotect or madvise that changes no VMA's flags does nothing at all
+        # (mprotect_fixup(), madvise_update_vma()); one that changes a single page's of
+        # a region named page by page is that page's own step: both narrow the call to
+        # the VMAs they change (Engine.changed_span), and the oracle's marks of the
+        # pages left alone stay as they are
+        changed = None
+        if op == "mprotect":
+            changed = [v.write != (a["prot"] == "rw") for v in vmas]
+        elif advice in ("dontfork", "dofork"):
+            changed = [v.dontcopy != (advice == "dontfork") for v in vmas]
+        elif advice in ("wipeonfork", "keeponfork"):
+            changed = [v.wipeonfork != (advice == "wipeonfork") for v in vmas]
+        if changed is not None:
+            n = sum(changed)
+            if n == 0 or (n == 1 and 1 < len(vmas) <= PAGE_BY_PAGE):
+                return False
+        # MADV_DONTNEED where no page is mapped, nor any entry left in the page table,
+        # does nothing either (the oracle's cells there hold zero-fill already): left to
+        # the PTEs, in private memory no plugin marks
+        if advice == "dontneed" and not any(v.shared or v.attrs for v in vmas):
+            needs = ("dontneed", a["process"], range(base + lo, base + hi))
         flags = a.get("flags", frozenset())
         if op in ("gup", "pin") and "write" in flags and not all(
                 v.write or ("force" in flags and v.is_cow_mapping) for v in vmas):
@@ -496,10 +510,15 @@ def _filter(candidates: Iterable[Candidate], runner: Runner) -> tuple[list[Step]
 
 def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
     """The PTE condition of :func:`_allowed` on ``runner``'s state: a read of pages all
-    present changes nothing, and sees what the audit of this state saw."""
-    _, process, vpns = needs
+    present changes nothing, and sees what the audit of this state saw (so a read of a
+    region named page by page with a single page not present is that page's own
+    step); a MADV_DONTNEED of pages without a page table entry changes nothing."""
+    what, process, vpns = needs
     ptes = runner.engine.machine.processes[runner.pids[process]].mm.ptes
-    return not all((e := ptes.get(v)) is not None and e.present for v in vpns)
+    if what == "dontneed":
+        return any(v in ptes for v in vpns)
+    missing = sum(1 for v in vpns if (e := ptes.get(v)) is None or not e.present)
+    return missing > 1 or (missing == 1 and not 1 < len(vpns) <= PAGE_BY_PAGE)
 
 
 def _step(spec: OperationSpec, a: dict[str, Any], result: str | None, line: int,
