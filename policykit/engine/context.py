@@ -177,8 +177,10 @@ class FollFlags:
 
     ``probe``: None, or a set (shared by the call's copies) that collects the names of
     the flags explore asks about when they are consulted: ``longterm`` and ``force``
-    when read, ``zap_race`` when GUP takes a fault (where that race would open).  A call
-    that consulted none of them would have gone the same way with them set (see
+    when read, ``zap_race`` when GUP takes a fault (where that race would open), or
+    ``zap_race_same`` for a fault after which the race would change nothing but a page's
+    number (:meth:`.mm.Engine._refault_same`).  A call that consulted none of them would
+    have gone the same way with them set (see
     :func:`policykit.explore.search.transitions`)."""
 
     __slots__ = ("pin", "get", "write", "_longterm", "_force", "fast", "cow", "probe")

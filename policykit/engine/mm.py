@@ -1400,17 +1400,33 @@ class Engine:
                                       f"{exc.message})") from None
             raise
 
+    def _refault_same(self, vma: Vma, write: bool, pte: Pte, page: Page, decisions: int) -> bool:
+        """Would the zap race, after a GUP fault on an empty PTE, change nothing but the
+        number of the page mapped?  So when the fault was a plain write fault on private
+        anonymous memory that no policy was asked about, and mapped a fresh zero-filled
+        page alone: zapped, the next fault maps another just like it (explore's probe,
+        :class:`.context.FollFlags`)."""
+        return (write and vma.write and not vma.shared and not vma.attrs and not pte.attrs
+                and self.metrics["decisions"] == decisions and page.anon and not page.zero
+                and page.content == ZERO_TOKEN and page._refcount == 1 and page._mapcount == 1
+                and page.folio is None and not page.attrs and not page.pins and not page.gets)
+
     def _gup_fault(self, proc: Process, vma: Vma, vpn: int, write: bool, foll: FollFlags,
                    zap_race: bool) -> Pte | None:
         """faultin_page().  After a write fault on a VMA without VM_WRITE (FOLL_FORCE) the
         policy says how GUP looks again: with FOLL_COW (4.9+) or without FOLL_WRITE
         (before: Dirty COW).  With ``zap_race`` the result is zapped at once (another
         thread's MADV_DONTNEED won the race); None then."""
-        if foll.probe is not None:
-            foll.probe.add("zap_race")          # the race would open here
+        probe = foll.probe
+        if probe is not None:
+            was = proc.mm.ptes.get(vpn)
+            decisions = self.metrics["decisions"]
         # (FOLL_FORCE counts only for a write to a VMA without VM_WRITE: read just then)
         pte = self._gup_handle_fault(proc, vpn, write=write, force=write and not vma.write and foll.force)
         page = self.machine.pages[pte.pfn]
+        if probe is not None:                   # the race would open here
+            same = was is None and self._refault_same(vma, write, pte, page, decisions)
+            probe.add("zap_race_same" if same else "zap_race")
         # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
         # fault that mapped a page cache page (UFFDIO_CONTINUE) broke nothing.
         if write and not vma.write and page.anon:

@@ -85,6 +85,22 @@ def fingerprint(runners: Sequence[Runner | None]) -> int:
     return hash(canonical(runners)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
+def renames_freely(runner: Runner) -> bool:
+    """Does the form of ``runner``'s state rename its pfns and tokens without keeping the
+    raw ones, no plugin state being there to hold them (see the module's docstring)?
+    (Asked of every page and live process, it may say no where the form would not.)"""
+    m = runner.engine.machine
+    o = runner.oracle
+    if m.attrs and any(m.attrs.values()) or o.state and any(o.state.values()):
+        return False
+    for pid in runner.pids.values():
+        proc = m.processes.get(pid)
+        if proc is not None and proc.alive and (any(v.attrs for v in proc.mm.vmas)
+                                                or any(e.attrs for e in proc.mm.ptes.values())):
+            return False
+    return not any(p.attrs for p in m.pages.values())
+
+
 def _one(runner: Runner, order: list[str]) -> tuple:
     """One run's form, flat: counts before each list keep it unambiguous."""
     machine = runner.engine.machine

@@ -28,7 +28,7 @@ from ..errors import PluginError
 from ..oracle import Violation
 from ..run import Runner, Session, _resolve
 from ..scenario.model import Step
-from .canonical import fingerprint
+from .canonical import fingerprint, renames_freely
 from .space import Space
 from .visited import FingerprintSet
 
@@ -330,6 +330,10 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
         for r in child:
             if r is not None:
                 r.engine.foll_probe = None
+        if "zap_race_same" in probe:            # the same but for a page's number: the
+            probe.discard("zap_race_same")      # same state where numbers are renamed
+            if not all(renames_freely(r) for r in child if r is not None):
+                probe.add("zap_race")
         plain[i] = (verdicts, probe, _pins_zero_page(firsts, child))
         yield i, step, child, verdicts, None
 
