@@ -268,6 +268,9 @@ class Dispatch:
             return caller
 
 
+#: the FOLL flags :meth:`Engine._unprobe` may ask a rule about flipped
+_FLIPPABLE = frozenset({"force", "longterm"})
+
 class Engine:
     """Applies operations to a :class:`Machine`, asking the policy at decision points."""
 
@@ -401,10 +404,15 @@ class Engine:
         who = None                              # who answered: found when a message needs it
         if direct is not None and not self.observed:
             ctx = None                          # the common case: a compiled policy alone
+            probe = foll.probe if foll is not None else None
+            if probe is not None:
+                had = set(probe)
             try:                                # answers, untimed, and no listener needs
                 res = direct(page, pte, vma, mm, foll, self.machine, vpn)   # the context
             except BaseException as exc:
                 self._broken(point, exc)
+            if probe is not None and len(probe) > len(had):
+                self._unprobe(direct, res, probe - had, (page, pte, vma, mm, foll, self.machine, vpn))
         else:
             ctx = _new_tuple(Context, (point, page, pte, vma, mm, foll, self._views, self.machine, vpn))
             solo = self._solo[point]
@@ -442,6 +450,31 @@ class Engine:
         if self.observed:
             self.emit(Event("decision", pid, vpn, page.pfn if page else None, point, d, state=read))
         return d
+
+    @staticmethod
+    def _unprobe(direct: Callable[..., Any], res: Any, read: set[str], args: tuple) -> None:
+        """Explore's probe (:class:`.context.FollFlags`): the flags a compiled rule read
+        first at this decision (``read``) are forgotten when it decides the same with
+        any of them flipped -- a rule is pure, asked again on the same state -- so the
+        call went as it would have with them set.  (linux-6.2's can_follow_write_pte()
+        reads FOLL_FORCE before VM_WRITE, which alone decides on a writable VMA.)"""
+        if not read <= _FLIPPABLE:
+            return
+        foll = args[4]
+        names = sorted(read)
+        for mask in range(1, 1 << len(names)):
+            other = foll.copy()
+            other.probe = None
+            for k, name in enumerate(names):
+                if mask >> k & 1:
+                    slot = "_" + name
+                    setattr(other, slot, not getattr(other, slot))
+            try:
+                if direct(*args[:4], other, *args[5:]) != res:
+                    return
+            except Exception:
+                return
+        foll.probe.difference_update(read)
 
     def _ask(self, point: str, ctx: Context) -> tuple[Any, str | None]:
         """The answer of the implementations at ``point`` (and who gave it), each decision
