@@ -534,6 +534,38 @@ def test_a_region_step_not_tried_reaches_a_state_the_search_reaches_anyway(polic
     assert min(left_out.values()) > 50, left_out
 
 
+def test_a_device_read_is_judged_on_the_state_itself_as_on_a_copy():
+    """A dma_read changes nothing, so the search judges it on the state itself: the same
+    verdict as on a copy (a stale read's pin-incoherent included), and the state, its
+    violations, counters and place as they were."""
+    from policykit.explore.canonical import fingerprint
+    from policykit.explore.search import _judge_in_place, take
+
+    s = session("linux-6.x")
+    bounds = Bounds(depth=3)
+    space = Space.build(s.registry, bounds, ("write", "fork", "gup", "dma_write", "dma_read"))
+    level = [starts([s], bounds)[0].node]
+    told = judged = 0
+    for depth in range(1, 4):
+        nxt = []
+        for node in level:
+            r = node[0]
+            for step in space.steps(r, depth):
+                if step.op == "dma_read":
+                    o = r.oracle
+                    before = (fingerprint(node), list(o.violations), o._step, o._line, o.audited,
+                              dict(r.engine.metrics))
+                    verdict = _judge_in_place(r, step, depth, ())
+                    assert verdict == take(node, step, depth)[1][0]
+                    assert before == (fingerprint(node), o.violations, o._step, o._line, o.audited, r.engine.metrics)
+                    judged += 1
+                    told += bool(verdict.classes)
+                else:
+                    nxt.append(take(node, step, depth)[0])
+        level = nxt
+    assert judged > 500 and told > 0, (judged, told)
+
+
 def test_a_flag_no_policy_mentions_is_not_tried(tmp_path):
     from policykit import Policy, load_policy
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..parallel import WorkerError, stop_worker
 from .canonical import fingerprint
-from .search import rebuild, transitions, weight
+from .search import SAME, rebuild, transitions, weight
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
@@ -253,13 +253,15 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], everything: list[tu
                 mine, taken = len(rows), 0
                 for idx, step, child, verdicts, twin in transitions(node, steps, level, metrics, gid not in base):
                     generated += 1
-                    if child is None:               # its twin's state, seen already
-                        fp, new = fps[twin], False  # type: ignore[index]
+                    if child is None:               # its twin's state, or its own: seen already
+                        fp, new = fps.get(twin), False  # type: ignore[arg-type]
                     else:
                         taken += 1
                         fp = fps[idx] = fingerprint(child)
                         new = seen.add(fp)
                     hit = interesting(verdicts)
+                    if fp is None and hit:          # (its own, asked for only here)
+                        fp = fps[SAME] = fingerprint(node)
                     if new:
                         room -= weight(child)
                         pending[(gid, idx)] = child if room >= 0 else None

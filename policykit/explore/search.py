@@ -297,7 +297,9 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     :class:`.space.Steps`) is not taken: it yields (position, step, None, the twin's
     verdicts, the twin's position) -- the twin's state, already seen, as the step would
     have reached it.  (Nor, differing in FOLL_LONGTERM, a twin whose run made a
-    short-term R/O pin of the zero page: FOLL_LONGTERM tells that one apart.)"""
+    short-term R/O pin of the zero page: FOLL_LONGTERM tells that one apart.)  A device
+    read, which changes nothing, is judged on the node's state itself where it can be
+    (:func:`_reads_alone`): (position, step, None, its verdicts, :data:`SAME`)."""
     twin = getattr(steps, "twin", None)
     differ = getattr(steps, "differ", None)
     probed = getattr(steps, "probed", ())
@@ -305,12 +307,19 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     # pinned the zero page R/O)
     plain: dict[int, tuple[tuple[Verdict, ...], set[str], bool]] = {}
     last = len(steps) - 1 if use_up else -1
+    reads_alone = None
     for i, step in enumerate(steps):
         if twin is not None and (j := twin[i]) is not None and j in plain:
             verdicts, read, zero_pin = plain[j]
             d = differ[i]  # type: ignore[index]
             if not (read & d) and not (zero_pin and "longterm" in d):
                 yield i, step, None, verdicts, j
+                continue
+        if step.op in _READ_ONLY:
+            if reads_alone is None:
+                reads_alone = _reads_alone(node)
+            if reads_alone:
+                yield i, step, None, (_judge_in_place(node[0], step, depth, copy_metrics),), SAME
                 continue
         if i not in probed:
             child, verdicts = take(node, step, depth, copy_metrics, i == last)
@@ -336,6 +345,41 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
                 probe.add("zap_race")
         plain[i] = (verdicts, probe, _pins_zero_page(firsts, child))
         yield i, step, child, verdicts, None
+
+
+#: what :func:`transitions` yields for the position of a step's state that is its
+#: parent's own
+SAME = -1
+#: core operations that change no state: a device reading through a reference
+_READ_ONLY = frozenset({"dma_read"})
+
+
+def _reads_alone(node: Node) -> bool:
+    """Can a read-only step of ``node`` be judged on its state itself?  When it is one
+    run, alone (no policy riding along), and no plugin keeps state in it (whose oracle
+    checks might keep books on any step)."""
+    if len(node) != 1:
+        return False
+    r = node[0]
+    m, o = r.engine.machine, r.oracle
+    return not (r.engine.riders is not None or o.following or m.attrs and any(m.attrs.values())
+                or o.state and any(o.state.values()))
+
+
+def _judge_in_place(runner: Runner, step: Step, index: int, copy_metrics: Sequence[str]) -> Verdict:
+    """The verdict of a step that changes nothing (a device read), taken on ``runner``'s
+    state itself rather than a copy: what :func:`_take_one` would say, with the run's
+    violations, counters and place in the scenario as they were."""
+    o = runner.oracle
+    metrics = runner.engine.metrics
+    kept = (o.violations, o._seen, o._step, o._line, o.audited, dict(metrics))
+    try:
+        _, verdict = _take_one(runner, runner, step, index, copy_metrics)
+    finally:
+        o.violations, o._seen, o._step, o._line, o.audited, counts = kept
+        metrics.clear()
+        metrics.update(counts)
+    return verdict
 
 
 def _pins_zero_page(firsts: Sequence[int], child: Node) -> bool:
