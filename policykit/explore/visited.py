@@ -59,9 +59,12 @@ class FingerprintSet:
     def _grow(self) -> None:
         old = self._table
         size = len(old) * 2
-        self._table = array("Q", bytes(8 * size))
-        self._mask = size - 1
-        self._len = 0
-        for fp in old:
+        table = array("Q", bytes(8 * size))
+        mask = size - 1
+        for fp in old:                  # _slot(), inline: every one of them is new here
             if fp:
-                self.add(fp)
+                i = (fp ^ (fp >> 29)) & mask
+                while table[i]:
+                    i = (i + 1) & mask
+                table[i] = fp
+        self._table, self._mask = table, mask
