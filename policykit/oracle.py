@@ -121,9 +121,10 @@ class Oracle:
         self.pm = pm
         self.violations: list[Violation] = []
         self.space: dict[int, dict[int, Cell]] = {}
+        #: each process's name (this table, the two below and ``_regions`` are replaced
+        #: when they change, never changed: copies share them)
         self.names: dict[int, str] = {}
-        #: each process's pages under MADV_DONTFORK / MADV_WIPEONFORK (replaced when they
-        #: change, never changed: copies share them)
+        #: each process's pages under MADV_DONTFORK / MADV_WIPEONFORK
         self.dontfork: dict[int, frozenset[int]] = {}
         self.wipeonfork: dict[int, frozenset[int]] = {}
         self.refs: dict[int, _Ref] = {}
@@ -173,9 +174,8 @@ class Oracle:
                     n.mappers = c.mappers
                     n.shared = c.shared
                 mine[vpn] = n
-        new.names = self.names.copy()
-        new.dontfork = self.dontfork.copy()
-        new.wipeonfork = self.wipeonfork.copy()
+        # the name and mark tables are replaced when they change, never changed: shared
+        new.names, new.dontfork, new.wipeonfork = self.names, self.dontfork, self.wipeonfork
         refs = new.refs = {}
         for rid, r in self.refs.items():
             n = refs[rid] = _new(_Ref)          # not through __init__: explore copies many
@@ -195,7 +195,7 @@ class Oracle:
         new._next_cid = self._next_cid
         new._step = self._step
         new._line = self._line
-        new._regions = self._regions.copy()
+        new._regions = self._regions
         new.state = copy_containers(self.state, lambda v: _copy_cell(v, memo) if isinstance(v, Cell) else v) \
             if self.state else {}
         new._plugin_checks = self._plugin_checks
@@ -286,7 +286,7 @@ class Oracle:
 
     def name_region(self, base: int, name: str) -> None:
         """Name the region starting at page ``base`` in messages (``buf[2]``)."""
-        self._regions[base] = name
+        self._regions = {**self._regions, base: name}
 
     def map_cell(self, pid: int, vpn: int, cell: Cell) -> None:
         """The process's memory at ``vpn`` is now ``cell``."""
@@ -353,12 +353,13 @@ class Oracle:
     def _op_spawn(self, step: Step, a: dict, out: Outcome) -> None:
         pid = out.result
         self.space[pid] = {}
-        self.names[pid] = step.result  # type: ignore[assignment]
-        self.dontfork[pid], self.wipeonfork[pid] = frozenset(), frozenset()
+        self.names = {**self.names, pid: step.result}  # type: ignore[dict-item]
+        self.dontfork = {**self.dontfork, pid: frozenset()}
+        self.wipeonfork = {**self.wipeonfork, pid: frozenset()}
 
     def _op_mmap(self, step: Step, a: dict, out: Outcome) -> None:
         pid, base = a["process"], out.result
-        self._regions[base] = step.result  # type: ignore[index,assignment]
+        self._regions = {**self._regions, base: step.result}  # type: ignore[dict-item]
         self.map_fresh(pid, range(base, base + a["pages"]), a["sharing"] == "shared")  # type: ignore[operator]
 
     def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
@@ -412,7 +413,7 @@ class Oracle:
 
     def _child(self, pid: int, child: int, name: str) -> None:
         """A child of ``pid`` starts with the parent's memory as it was at fork."""
-        self.names[child] = name
+        self.names = {**self.names, child: name}
         space = {}
         dontfork, wipeonfork = self.dontfork[pid], self.wipeonfork[pid]
         cid = self._next_cid
@@ -444,8 +445,8 @@ class Oracle:
                 followed = self.following.get(id(cell.base)) if cell.base is not None else None
                 if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
                     self.follow(child, vpn, followed[1])
-        self.dontfork[child] = frozenset()  # type: ignore[index]
-        self.wipeonfork[child] = self.wipeonfork[pid].intersection(space)  # type: ignore[index]
+        self.dontfork = {**self.dontfork, child: frozenset()}
+        self.wipeonfork = {**self.wipeonfork, child: self.wipeonfork[pid].intersection(space)}
 
     def before(self, index: int, step: Step, args: dict[str, Any]) -> None:
         """Audit the pages a step is about to take away (exit, munmap, MADV_DONTNEED)."""
@@ -467,16 +468,17 @@ class Oracle:
         pid, new = a["process"], out.result
         old = a["region"]
         delta = new - old[0]  # type: ignore[operator]
-        self._regions[new] = step.result  # type: ignore[index,assignment]
+        self._regions = {**self._regions, new: step.result}  # type: ignore[dict-item]
         space = self.space[pid]
         moved = [(vpn, space.pop(vpn)) for vpn in old if vpn in space]
         for vpn, cell in moved:
             space[vpn + delta] = cell
-        for table in (self.dontfork, self.wipeonfork):
+        for attr in ("dontfork", "wipeonfork"):
+            table = getattr(self, attr)
             marks = table.get(pid)
             if marks:
                 there = {v for v in marks if v in old}
-                table[pid] = (marks - there) | {v + delta for v in there}
+                setattr(self, attr, {**table, pid: (marks - there) | {v + delta for v in there}})
         for key, (view, source, n, owner, vpn) in list(self.following.items()):
             if owner == pid and vpn in old:
                 self.following[key] = (view, source, n, owner, vpn + delta)
@@ -487,13 +489,13 @@ class Oracle:
     def _op_madvise(self, step: Step, a: dict, out: Outcome) -> None:
         pid, adv, vpns = a["process"], a["advice"], a["region"]
         if adv == "dontfork":
-            self.dontfork[pid] = self.dontfork[pid].union(vpns)
+            self.dontfork = {**self.dontfork, pid: self.dontfork[pid].union(vpns)}
         elif adv == "dofork":
-            self.dontfork[pid] = self.dontfork[pid].difference(vpns)
+            self.dontfork = {**self.dontfork, pid: self.dontfork[pid].difference(vpns)}
         elif adv == "wipeonfork":
-            self.wipeonfork[pid] = self.wipeonfork[pid].union(vpns)
+            self.wipeonfork = {**self.wipeonfork, pid: self.wipeonfork[pid].union(vpns)}
         elif adv == "keeponfork":
-            self.wipeonfork[pid] = self.wipeonfork[pid].difference(vpns)
+            self.wipeonfork = {**self.wipeonfork, pid: self.wipeonfork[pid].difference(vpns)}
         elif adv == "dontneed":
             # Private memory is dropped: the process sees a new zeroed page, as if it had
             # unmapped and mapped again.  References keep the old content.
