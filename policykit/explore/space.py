@@ -263,10 +263,10 @@ class Space:
         """Every step to try from ``runner``'s state, in a fixed order, numbered ``line``.
 
         Three caches: the steps of a state's whole :func:`_shape`; below them the
-        candidate steps of its layout (the shape but for its page table entries, which
-        are present and which writable), each with what it still needs to know of the PTEs, if anything
-        (:func:`_allowed`); and below those, each operation's candidates for one process
-        (or for the references), which most layouts share with others.  States that
+        candidate steps of its layout (the shape but for its page table entries), each
+        with what it still needs to know of the PTEs, if anything (:func:`_allowed`);
+        and below those, each operation's candidates for one process (or for the
+        references), which most layouts share with others.  States that
         differ only in their PTEs -- most of a level's new shapes -- share the
         enumeration and only filter it."""
         shape = _shape(runner)
@@ -384,8 +384,8 @@ def _shape(runner: Runner) -> tuple:
     """Everything the steps of a state depend on, as ``(layout, ptes)``.  The layout is
     all the enumeration reads: the names, which are live, each process's VMAs, the
     regions' sizes, the references (candidate steps are cached by it); ``ptes``, each
-    process's page table entries, which are present and which writable, is what
-    :func:`_allowed` leaves to :func:`_ptes_allow`.  (Steps are cached by both: what
+    process's page table entries, which are present, which writable and which map a
+    small page, is what :func:`_allowed` leaves to :func:`_ptes_allow`.  (Steps are cached by both: what
     they leave out, steps may not depend on.)"""
     m = runner.engine.machine
     procs = []
@@ -396,7 +396,8 @@ def _shape(runner: Runner) -> tuple:
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
                               bool(v.attrs.get("vm_file"))) for v in mm.vmas])))
-        ptes.append(tuple(sorted((vpn, e.writable if e.present else None) for vpn, e in mm.ptes.items())))
+        ptes.append(tuple(sorted((vpn, e.writable, _small(m, e.pfn)) if e.present else (vpn, None, False)
+                                 for vpn, e in mm.ptes.items())))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
@@ -512,13 +513,24 @@ def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
     """The PTE condition of :func:`_allowed` on ``runner``'s state: a read of pages all
     present changes nothing, and sees what the audit of this state saw (so a read of a
     region named page by page with a single page not present is that page's own
-    step); a MADV_DONTNEED of pages without a page table entry changes nothing."""
+    step); a MADV_DONTNEED of pages without a page table entry changes nothing (and
+    one of a region named page by page where a single page has an entry, mapping a small
+    page, is that page's own)."""
     what, process, vpns = needs
-    ptes = runner.engine.machine.processes[runner.pids[process]].mm.ptes
+    m = runner.engine.machine
+    ptes = m.processes[runner.pids[process]].mm.ptes
     if what == "dontneed":
-        return any(v in ptes for v in vpns)
+        entries = [e for v in vpns if (e := ptes.get(v)) is not None]
+        return len(entries) > 1 or (len(entries) == 1 and not (
+            1 < len(vpns) <= PAGE_BY_PAGE and entries[0].present and _small(m, entries[0].pfn)))
     missing = sum(1 for v in vpns if (e := ptes.get(v)) is None or not e.present)
     return missing > 1 or (missing == 1 and not 1 < len(vpns) <= PAGE_BY_PAGE)
+
+
+def _small(m: Any, pfn: int) -> bool:
+    """Is page ``pfn`` a small page (no large folio's)?"""
+    page = m.pages.get(pfn)
+    return page is not None and page.folio is None
 
 
 def _step(spec: OperationSpec, a: dict[str, Any], result: str | None, line: int,
