@@ -616,6 +616,19 @@ def test_a_region_partly_unmapped_is_not_named_whole_from_the_cache():
     assert "pin p buf[0] -> r1" in texts and "pin p buf -> r1" not in texts
 
 
+def test_a_gup_s_nearest_twin_comes_first():
+    """A gup with the zap race and FOLL_FORCE is first the twin of the same call with
+    FOLL_FORCE alone (on a read-only VMA the only one there is), then of the plain one."""
+    s = session("linux-6.x")
+    bounds = Bounds(depth=1)
+    space = Space.build(s.registry, bounds, ("gup",))
+    steps = space.steps(starts([s], bounds)[0].node[0], 1)
+    texts = [st.text for st in steps]
+    i = texts.index("gup p buf get write force zap_race -> r1")
+    assert [texts[j] for j in steps.twin[i]] == ["gup p buf get write force -> r1", "gup p buf get write -> r1"]
+    assert steps.differ[i] == (frozenset({"zap_race"}), frozenset({"force", "zap_race"}))
+
+
 def _no_twins(monkeypatch):
     """Every step taken: as before twins were known."""
     from policykit.explore import space as space_mod

@@ -1435,11 +1435,11 @@ class Engine:
 
     def _refault_same(self, vma: Vma, write: bool, pte: Pte, page: Page, decisions: int) -> bool:
         """Would the zap race, after a GUP fault on an empty PTE, change nothing but the
-        number of the page mapped?  So when the fault was a plain write fault on private
+        number of the page mapped?  So when the fault was a write fault on private
         anonymous memory that no policy was asked about, and mapped a fresh zero-filled
-        page alone: zapped, the next fault maps another just like it (explore's probe,
-        :class:`.context.FollFlags`)."""
-        return (write and vma.write and not vma.shared and not vma.attrs and not pte.attrs
+        page alone: zapped, the next write fault maps another just like it (explore's
+        probe, :class:`.context.FollFlags`)."""
+        return (write and not vma.shared and not vma.attrs and not pte.attrs
                 and self.metrics["decisions"] == decisions and page.anon and not page.zero
                 and page.content == ZERO_TOKEN and page._refcount == 1 and page._mapcount == 1
                 and page.folio is None and not page.attrs and not page.pins and not page.gets)
@@ -1457,9 +1457,7 @@ class Engine:
         # (FOLL_FORCE counts only for a write to a VMA without VM_WRITE: read just then)
         pte = self._gup_handle_fault(proc, vpn, write=write, force=write and not vma.write and foll.force)
         page = self.machine.pages[pte.pfn]
-        if probe is not None:                   # the race would open here
-            same = was is None and self._refault_same(vma, write, pte, page, decisions)
-            probe.add("zap_race_same" if same else "zap_race")
+        fresh = probe is not None and was is None and self._refault_same(vma, write, pte, page, decisions)
         # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
         # fault that mapped a page cache page (UFFDIO_CONTINUE) broke nothing.
         if write and not vma.write and page.anon:
@@ -1467,6 +1465,9 @@ class Engine:
                 foll.write = False
             else:
                 foll.cow = True
+        if probe is not None:                   # the race would open here (and the next
+            # fault repeat this one only as a write fault again)
+            probe.add("zap_race_same" if fresh and foll.write else "zap_race")
         if zap_race:
             self.zap_pte(proc.mm, vpn)
             self.zapped_by_race.append(vpn)

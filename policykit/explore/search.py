@@ -294,10 +294,11 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     """Take each of ``steps`` from ``node`` (``use_up``: the last may use the state
     up): yields (position, step, the state reached, its verdicts, None).  A step that
     repeats an earlier twin whose run consulted none of the flags they differ in (see
-    :class:`.space.Steps`) is not taken: it yields (position, step, None, the twin's
-    verdicts, the twin's position) -- the twin's state, already seen, as the step would
-    have reached it.  (Nor, differing in FOLL_LONGTERM, a twin whose run made a
-    short-term R/O pin of the zero page: FOLL_LONGTERM tells that one apart.)  A device
+    :class:`.space.Steps`; the nearest such twin) is not taken: it yields (position,
+    step, None, the twin's verdicts, the twin's position) -- the twin's state, already
+    seen, as the step would have reached it.  (Nor, differing in FOLL_LONGTERM, a twin
+    whose run made a short-term R/O pin of the zero page: FOLL_LONGTERM tells that one
+    apart.)  A device
     read, which changes nothing, is judged on the node's state itself where it can be
     (:func:`_reads_alone`): (position, step, None, its verdicts, :data:`SAME`)."""
     twin = getattr(steps, "twin", None)
@@ -309,11 +310,15 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     last = len(steps) - 1 if use_up else -1
     reads_alone = None
     for i, step in enumerate(steps):
-        if twin is not None and (j := twin[i]) is not None and j in plain:
-            verdicts, read, zero_pin = plain[j]
-            d = differ[i]  # type: ignore[index]
-            if not (read & d) and not (zero_pin and "longterm" in d):
-                yield i, step, None, verdicts, j
+        if twin is not None and (near := twin[i]) is not None:
+            for j, d in zip(near, differ[i]):  # type: ignore[index]
+                seen = plain.get(j)
+                if seen is not None and not (seen[1] & d) and not (seen[2] and "longterm" in d):
+                    yield i, step, None, seen[0], j
+                    break
+            else:
+                j = None
+            if j is not None:
                 continue
         if step.op in _READ_ONLY:
             if reads_alone is None:

@@ -86,40 +86,40 @@ PROBED_FLAGS = frozenset({"longterm", "force", "zap_race"})
 
 
 class Steps(list):  # type: ignore[type-arg]
-    """The steps to try from a state, in order, and their *twins*: ``twin[i]`` is the
-    position of an earlier step that step ``i`` repeats exactly unless one of the flags
-    ``differ[i]`` is consulted (None for most).  A core ``gup`` (or ``pin``) with some of
-    FOLL_LONGTERM, FOLL_FORCE and the zap race, and the same call without them, is such a
-    pair: FOLL_LONGTERM reaches the state only as a reference's record of it, which the
-    canonical form keeps only for a short-term R/O pin of the zero page; FOLL_FORCE counts
-    only for a write to a VMA without VM_WRITE; the race only where GUP takes a fault.  So
-    when the plain call's run consulted none of them (its FOLL flags record each; and, for
-    FOLL_LONGTERM, made no such pin), the other reaches the same state with the same
-    verdicts and the search need not take it (:func:`policykit.explore.search.transitions`).
-    ``probed`` holds the positions of the plain calls, whose runs are watched."""
+    """The steps to try from a state, in order, and their *twins*: ``twin[i]`` holds the
+    positions of earlier steps that step ``i`` repeats exactly unless one of the flags
+    they differ in (``differ[i]``, in the same order) is consulted; None for most.  A
+    core ``gup`` (or ``pin``) with some of FOLL_LONGTERM, FOLL_FORCE and the zap race,
+    and the same call with fewer of them, is such a pair: FOLL_LONGTERM reaches the
+    state only as a reference's record of it, which the canonical form keeps only for a
+    short-term R/O pin of the zero page; FOLL_FORCE counts only for a write to a VMA
+    without VM_WRITE; the race only where GUP takes a fault.  So when the other call's
+    run consulted none of the flags they differ in (its FOLL flags record each; and,
+    for FOLL_LONGTERM, made no such pin), this one reaches the same state with the same
+    verdicts and the search need not take it
+    (:func:`policykit.explore.search.transitions`).  The nearest twins (fewest flags
+    apart) come first.  ``probed`` holds the positions of the twins, whose runs are
+    watched."""
 
     __slots__ = ("twin", "differ", "probed")
 
     def __init__(self, steps: Iterable[Step], keys: Sequence[TwinKey] | None = None) -> None:
         super().__init__(steps)
-        self.twin: list[int | None] = [None] * len(self)
-        self.differ: list[frozenset[str]] = [frozenset()] * len(self)
+        self.twin: list[tuple[int, ...] | None] = [None] * len(self)
+        self.differ: list[tuple[frozenset[str], ...]] = [()] * len(self)
         self.probed: set[int] = set()
-        first: dict[tuple, int] = {}
-        later = []
+        groups: dict[tuple, list[tuple[int, frozenset[str]]]] = {}
         for i, key in enumerate(keys if keys is not None else map(twin_key, self)):
             if key is None:
                 continue
-            same, probed = key
-            if probed:
-                later.append((i, same, probed))
-            else:
-                first[same] = i
-        for i, same, differ in later:
-            j = first.get(same)
-            if j is not None:
-                self.twin[i], self.differ[i] = j, differ
-                self.probed.add(j)
+            same, flags = key
+            group = groups.setdefault(same, [])
+            near = sorted((len(flags - f), j, flags - f) for j, f in group if f < flags)
+            if near:
+                self.twin[i] = tuple(j for _, j, _ in near)
+                self.differ[i] = tuple(d for _, _, d in near)
+                self.probed.update(self.twin[i])
+            group.append((i, flags))
 
 
 def twin_key(step: Step) -> TwinKey:
