@@ -634,8 +634,8 @@ def _no_twins(monkeypatch):
     from policykit.explore import space as space_mod
     init = space_mod.Steps.__init__
 
-    def plain(self, steps, keys=None):
-        init(self, steps, keys)
+    def plain(self, steps, keys=None, twins=None):
+        init(self, steps, keys, twins)
         self.twin = [None] * len(self)
         self.probed = set()
     monkeypatch.setattr(space_mod.Steps, "__init__", plain)

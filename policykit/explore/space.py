@@ -103,23 +103,66 @@ class Steps(list):  # type: ignore[type-arg]
 
     __slots__ = ("twin", "differ", "probed")
 
-    def __init__(self, steps: Iterable[Step], keys: Sequence[TwinKey] | None = None) -> None:
+    def __init__(self, steps: Iterable[Step], keys: Sequence[TwinKey] | None = None,
+                 twins: tuple[list[tuple[int, ...] | None], list[tuple[frozenset[str], ...]], set[int]]
+                 | None = None) -> None:
         super().__init__(steps)
-        self.twin: list[tuple[int, ...] | None] = [None] * len(self)
-        self.differ: list[tuple[frozenset[str], ...]] = [()] * len(self)
-        self.probed: set[int] = set()
-        groups: dict[tuple, list[tuple[int, frozenset[str]]]] = {}
-        for i, key in enumerate(keys if keys is not None else map(twin_key, self)):
-            if key is None:
-                continue
-            same, flags = key
-            group = groups.setdefault(same, [])
-            near = sorted((len(flags - f), j, flags - f) for j, f in group if f < flags)
+        if twins is None:               # (else worked out for the same candidates before)
+            twins = _twins(twin_plan(keys if keys is not None else [twin_key(st) for st in self]))
+        self.twin, self.differ, self.probed = twins
+
+
+def _twins(plan: Sequence[Near | None]) -> tuple[list[tuple[int, ...] | None],
+                                                 list[tuple[frozenset[str], ...]], set[int]]:
+    """:class:`Steps`' ``twin``, ``differ`` and ``probed`` from a :func:`twin_plan`."""
+    twin: list[tuple[int, ...] | None] = [None] * len(plan)
+    differ: list[tuple[frozenset[str], ...]] = [()] * len(plan)
+    probed: set[int] = set()
+    for i, near in enumerate(plan):
+        if near:
+            twin[i] = twins = tuple([j for j, _ in near])
+            differ[i] = tuple([d for _, d in near])
+            probed.update(twins)
+    return twin, differ, probed
+
+
+#: the twins of a step: (position, the flags they differ in), nearest first
+Near = tuple[tuple[int, frozenset[str]], ...]
+
+
+def twin_plan(keys: Sequence[TwinKey]) -> list[Near | None]:
+    """For each step, by its :func:`twin_key`: its twins among the steps before it, the
+    nearest (fewest flags apart) first; None for most (see :class:`Steps`)."""
+    plan: list[Near | None] = [None] * len(keys)
+    groups: dict[tuple, dict[frozenset[str], int]] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        same, flags = key
+        group = groups.get(same)
+        if group is None:
+            groups[same] = {flags: i}
+            continue
+        if flags:
+            near = tuple([(j, d) for f, d in _fewer(flags) if (j := group.get(f)) is not None])
             if near:
-                self.twin[i] = tuple(j for _, j, _ in near)
-                self.differ[i] = tuple(d for _, _, d in near)
-                self.probed.update(self.twin[i])
-            group.append((i, flags))
+                plan[i] = near
+        group.setdefault(flags, i)
+    return plan
+
+
+#: probed flags -> each smaller set of them, and what it lacks, the largest first
+_FEWER: dict[frozenset[str], tuple[tuple[frozenset[str], frozenset[str]], ...]] = {}
+
+
+def _fewer(flags: frozenset[str]) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    out = _FEWER.get(flags)
+    if out is None:
+        names = sorted(flags)
+        subsets = [frozenset(n for k, n in enumerate(names) if mask >> k & 1) for mask in range(1 << len(names))]
+        subsets.sort(key=len, reverse=True)
+        out = _FEWER[flags] = tuple((f, flags - f) for f in subsets if f != flags)
+    return out
 
 
 def twin_key(step: Step) -> TwinKey:
@@ -141,7 +184,9 @@ class Space:
     bounds: Bounds
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
-    _candidates: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
+    #: layout -> its candidates, their twin_plan(), and the twins of those kept by a state
+    _candidates: dict[Any, tuple[list[Candidate], list[Near | None], dict[tuple[int, ...], Any]]] = \
+        field(default_factory=dict, repr=False)
     _parts: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
     _domain_memo: dict[tuple[str, str, frozenset[str]], tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
@@ -282,13 +327,19 @@ class Space:
                     self._candidates.clear()
                 if len(self._parts) > _CACHED:
                     self._parts.clear()
-                candidates = self._candidates[outer] = list(self._enumerate(runner, line, shape[0], self._parts))
-            cached = self._cache[key] = Steps(*_filter(candidates, runner))
+                listed = list(self._enumerate(runner, line, shape[0], self._parts))
+                candidates = self._candidates[outer] = (listed, twin_plan([k for _, _, k in listed]), {})
+            listed, plan, by_kept = candidates
+            steps, kept = _filter(listed, runner)
+            twins = by_kept.get(kept)
+            if twins is None:
+                twins = by_kept[kept] = _twins(_kept_plan(plan, kept))
+            cached = self._cache[key] = Steps(steps, twins=twins)
         return cached
 
     def uncached_steps(self, runner: Runner, line: int) -> list[Step]:
         """:meth:`steps` worked out afresh, no cache involved."""
-        return _filter(self._enumerate(runner, line, _shape(runner)[0], None), runner)[0]
+        return _filter(list(self._enumerate(runner, line, _shape(runner)[0], None)), runner)[0]
 
     def _enumerate(self, runner: Runner, line: int, layout: tuple,
                    parts: dict[Any, list[Candidate]] | None) -> Iterable[Candidate]:
@@ -385,9 +436,10 @@ def _shape(runner: Runner) -> tuple:
     all the enumeration reads: the names, which are live, each process's VMAs, the
     regions' sizes, the references (candidate steps are cached by it); ``ptes``, each
     process's page table entries, which are present, which writable and which map a
-    small page, is what :func:`_allowed` leaves to :func:`_ptes_allow`.  (Steps are cached by both: what
-    they leave out, steps may not depend on.)"""
+    small page (:func:`_small`), is what :func:`_allowed` leaves to :func:`_ptes_allow`.
+    (Steps are cached by both: what they leave out, steps may not depend on.)"""
     m = runner.engine.machine
+    pages = m.pages
     procs = []
     ptes = []
     for n, pid in runner.pids.items():
@@ -396,8 +448,8 @@ def _shape(runner: Runner) -> tuple:
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
                               bool(v.attrs.get("vm_file"))) for v in mm.vmas])))
-        ptes.append(tuple(sorted((vpn, e.writable, _small(m, e.pfn)) if e.present else (vpn, None, False)
-                                 for vpn, e in mm.ptes.items())))
+        ptes.append(tuple(sorted([(vpn, e.writable, (p := pages.get(e.pfn)) is not None and p.folio is None)
+                                  if e.present else (vpn, None, False) for vpn, e in mm.ptes.items()])))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
@@ -499,14 +551,22 @@ def _allowed(spec: OperationSpec, a: dict[str, Any], runner: Runner) -> bool | t
     return needs
 
 
-def _filter(candidates: Iterable[Candidate], runner: Runner) -> tuple[list[Step], list[TwinKey]]:
-    """The candidates ``runner``'s PTEs allow: their steps, and their twin keys."""
-    steps, keys = [], []
-    for step, needs, key in candidates:
+def _filter(candidates: Sequence[Candidate], runner: Runner) -> tuple[list[Step], tuple[int, ...]]:
+    """The candidates ``runner``'s PTEs allow: their steps, and which they are."""
+    steps: list[Step] = []
+    kept: list[int] = []
+    for c, (step, needs, _) in enumerate(candidates):
         if needs is None or _ptes_allow(needs, runner):
+            kept.append(c)
             steps.append(step)
-            keys.append(key)
-    return steps, keys
+    return steps, tuple(kept)
+
+
+def _kept_plan(plan: Sequence[Near | None], kept: Sequence[int]) -> list[Near | None]:
+    """A :func:`twin_plan` of candidates, for the ``kept`` ones among them."""
+    at = {c: i for i, c in enumerate(kept)}
+    return [None if (near := plan[c]) is None else tuple([(at[j], d) for j, d in near if j in at]) or None
+            for c in kept]
 
 
 def _ptes_allow(needs: tuple[Any, ...], runner: Runner) -> bool:
