@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -214,6 +214,16 @@ class FollFlags:
         new = FollFlags(self.pin, self.write, self._longterm, self._force, self.fast)
         new.cow = self.cow
         new.probe = self.probe
+        return new
+
+    def flipped(self, names: Iterable[str]) -> FollFlags:
+        """A copy, unprobed, with the probed flags ``names`` (``longterm``, ``force``)
+        the other way."""
+        new = self.copy()
+        new.probe = None
+        for name in names:
+            slot = "_" + name
+            setattr(new, slot, not getattr(new, slot))
         return new
 
     def __repr__(self) -> str:

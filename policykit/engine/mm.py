@@ -271,6 +271,7 @@ class Dispatch:
 #: the FOLL flags :meth:`Engine._unprobe` may ask a rule about flipped
 _FLIPPABLE = frozenset({"force", "longterm"})
 
+
 class Engine:
     """Applies operations to a :class:`Machine`, asking the policy at decision points."""
 
@@ -463,12 +464,7 @@ class Engine:
         foll = args[4]
         names = sorted(read)
         for mask in range(1, 1 << len(names)):
-            other = foll.copy()
-            other.probe = None
-            for k, name in enumerate(names):
-                if mask >> k & 1:
-                    slot = "_" + name
-                    setattr(other, slot, not getattr(other, slot))
+            other = foll.flipped([name for k, name in enumerate(names) if mask >> k & 1])
             try:
                 if direct(*args[:4], other, *args[5:]) != res:
                     return

@@ -298,9 +298,9 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     step, None, the twin's verdicts, the twin's position) -- the twin's state, already
     seen, as the step would have reached it.  (Nor, differing in FOLL_LONGTERM, a twin
     whose run made a short-term R/O pin of the zero page: FOLL_LONGTERM tells that one
-    apart.)  A device
-    read, which changes nothing, is judged on the node's state itself where it can be
-    (:func:`_reads_alone`): (position, step, None, its verdicts, :data:`SAME`)."""
+    apart.)  A device read, which changes nothing, is judged on the node's state itself
+    where it can be (:func:`_reads_alone`): (position, step, None, its verdicts,
+    :data:`SAME`)."""
     twin = getattr(steps, "twin", None)
     differ = getattr(steps, "differ", None)
     probed = getattr(steps, "probed", ())
@@ -310,16 +310,10 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     last = len(steps) - 1 if use_up else -1
     reads_alone = None
     for i, step in enumerate(steps):
-        if twin is not None and (near := twin[i]) is not None:
-            for j, d in zip(near, differ[i]):  # type: ignore[index]
-                seen = plain.get(j)
-                if seen is not None and not (seen[1] & d) and not (seen[2] and "longterm" in d):
-                    yield i, step, None, seen[0], j
-                    break
-            else:
-                j = None
-            if j is not None:
-                continue
+        if twin is not None and (near := twin[i]) is not None and \
+                (j := _repeated(near, differ[i], plain)) is not None:  # type: ignore[index]
+            yield i, step, None, plain[j][0], j
+            continue
         if step.op in _READ_ONLY:
             if reads_alone is None:
                 reads_alone = _reads_alone(node)
@@ -350,6 +344,18 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
                 probe.add("zap_race")
         plain[i] = (verdicts, probe, _pins_zero_page(firsts, child))
         yield i, step, child, verdicts, None
+
+
+def _repeated(near: Sequence[int], differ: Sequence[frozenset[str]],
+              plain: dict[int, tuple[tuple[Verdict, ...], set[str], bool]]) -> int | None:
+    """The nearest of a step's twins (``near``, each ``differ`` apart) already taken
+    whose run consulted none of the flags they differ in (nor, apart in FOLL_LONGTERM,
+    pinned the zero page R/O): the step repeats it.  None when there is none."""
+    for j, d in zip(near, differ):
+        seen = plain.get(j)
+        if seen is not None and not (seen[1] & d) and not (seen[2] and "longterm" in d):
+            return j
+    return None
 
 
 #: what :func:`transitions` yields for the position of a step's state that is its

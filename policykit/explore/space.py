@@ -104,16 +104,18 @@ class Steps(list):  # type: ignore[type-arg]
     __slots__ = ("twin", "differ", "probed")
 
     def __init__(self, steps: Iterable[Step], keys: Sequence[TwinKey] | None = None,
-                 twins: tuple[list[tuple[int, ...] | None], list[tuple[frozenset[str], ...]], set[int]]
-                 | None = None) -> None:
+                 twins: Twins | None = None) -> None:
         super().__init__(steps)
         if twins is None:               # (else worked out for the same candidates before)
             twins = _twins(twin_plan(keys if keys is not None else [twin_key(st) for st in self]))
         self.twin, self.differ, self.probed = twins
 
 
-def _twins(plan: Sequence[Near | None]) -> tuple[list[tuple[int, ...] | None],
-                                                 list[tuple[frozenset[str], ...]], set[int]]:
+#: :class:`Steps`' ``twin``, ``differ`` and ``probed``
+Twins = tuple[list[tuple[int, ...] | None], list[tuple[frozenset[str], ...]], set[int]]
+
+
+def _twins(plan: Sequence[Near | None]) -> Twins:
     """:class:`Steps`' ``twin``, ``differ`` and ``probed`` from a :func:`twin_plan`."""
     twin: list[tuple[int, ...] | None] = [None] * len(plan)
     differ: list[tuple[frozenset[str], ...]] = [()] * len(plan)
@@ -156,6 +158,7 @@ _FEWER: dict[frozenset[str], tuple[tuple[frozenset[str], frozenset[str]], ...]] 
 
 
 def _fewer(flags: frozenset[str]) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    """Each smaller set of ``flags`` with what it lacks, the largest first (kept)."""
     out = _FEWER.get(flags)
     if out is None:
         names = sorted(flags)
@@ -185,7 +188,7 @@ class Space:
     domains: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     _cache: dict[Any, Steps] = field(default_factory=dict, repr=False)
     #: layout -> its candidates, their twin_plan(), and the twins of those kept by a state
-    _candidates: dict[Any, tuple[list[Candidate], list[Near | None], dict[tuple[int, ...], Any]]] = \
+    _candidates: dict[Any, tuple[list[Candidate], list[Near | None], dict[tuple[int, ...], Twins]]] = \
         field(default_factory=dict, repr=False)
     _parts: dict[Any, list[Candidate]] = field(default_factory=dict, repr=False)
     _domain_memo: dict[tuple[str, str, frozenset[str]], tuple[Any, ...]] = field(default_factory=dict, repr=False)
@@ -311,9 +314,9 @@ class Space:
         candidate steps of its layout (the shape but for its page table entries), each
         with what it still needs to know of the PTEs, if anything (:func:`_allowed`);
         and below those, each operation's candidates for one process (or for the
-        references), which most layouts share with others.  States that
-        differ only in their PTEs -- most of a level's new shapes -- share the
-        enumeration and only filter it."""
+        references), which most layouts share with others.  States that differ only in
+        their PTEs -- most of a level's new shapes -- share the enumeration and only
+        filter it; the twins among a layout's candidates are worked out once for it."""
         shape = _shape(runner)
         key = (line, shape)
         cached = self._cache.get(key)
