@@ -359,7 +359,7 @@ class Oracle:
 
     def _op_mmap(self, step: Step, a: dict, out: Outcome) -> None:
         pid, base = a["process"], out.result
-        self._regions = {**self._regions, base: step.result}  # type: ignore[dict-item]
+        self.name_region(base, step.result)  # type: ignore[arg-type]
         self.map_fresh(pid, range(base, base + a["pages"]), a["sharing"] == "shared")  # type: ignore[operator]
 
     def _op_write(self, step: Step, a: dict, out: Outcome) -> None:
@@ -401,19 +401,29 @@ class Oracle:
             self.report("fork-failed", f"fork of {self.names[pid]} failed: {out.errno} ({out.message})",
                         key=-step.line)
             return
-        self._child(pid, out.result, step.result)  # type: ignore[arg-type]
+        self._children(pid, [(out.result, step.result)])  # type: ignore[list-item]
 
     def _op_fork_children(self, step: Step, a: dict, out: Outcome) -> None:
         pid = a["process"]
-        for i, child in enumerate(out.result or ()):  # type: ignore[union-attr]
-            self._child(pid, child, f"{self.names[pid]}#{i}")
+        self._children(pid, [(child, f"{self.names[pid]}#{i}")
+                             for i, child in enumerate(out.result or ())])  # type: ignore[union-attr]
         if not out.ok:
             self.report("fork-failed", f"fork of {self.names[pid]} failed: {out.errno} ({out.message})",
                         key=-step.line)
 
-    def _child(self, pid: int, child: int, name: str) -> None:
-        """A child of ``pid`` starts with the parent's memory as it was at fork."""
-        self.names = {**self.names, child: name}
+    def _children(self, pid: int, named: list[tuple[int, str]]) -> None:
+        """Children of ``pid`` (pid and name each) start with its memory as it was at
+        fork; the name and mark tables are replaced once for them all."""
+        names, dontfork, wipeonfork = dict(self.names), dict(self.dontfork), dict(self.wipeonfork)
+        for child, name in named:
+            space = self._child(pid, child)
+            names[child] = name
+            dontfork[child] = frozenset()
+            wipeonfork[child] = self.wipeonfork[pid].intersection(space)
+        self.names, self.dontfork, self.wipeonfork = names, dontfork, wipeonfork
+
+    def _child(self, pid: int, child: int) -> dict[int, Cell]:
+        """The memory of a child of ``pid``, as the parent's was at fork: its cells."""
         space = {}
         dontfork, wipeonfork = self.dontfork[pid], self.wipeonfork[pid]
         cid = self._next_cid
@@ -445,8 +455,7 @@ class Oracle:
                 followed = self.following.get(id(cell.base)) if cell.base is not None else None
                 if followed is not None and len(cell.base.tokens) == followed[2]:  # type: ignore[union-attr]
                     self.follow(child, vpn, followed[1])
-        self.dontfork = {**self.dontfork, child: frozenset()}
-        self.wipeonfork = {**self.wipeonfork, child: self.wipeonfork[pid].intersection(space)}
+        return space
 
     def before(self, index: int, step: Step, args: dict[str, Any]) -> None:
         """Audit the pages a step is about to take away (exit, munmap, MADV_DONTNEED)."""
@@ -468,7 +477,7 @@ class Oracle:
         pid, new = a["process"], out.result
         old = a["region"]
         delta = new - old[0]  # type: ignore[operator]
-        self._regions = {**self._regions, new: step.result}  # type: ignore[dict-item]
+        self.name_region(new, step.result)  # type: ignore[arg-type]
         space = self.space[pid]
         moved = [(vpn, space.pop(vpn)) for vpn in old if vpn in space]
         for vpn, cell in moved:

@@ -85,14 +85,20 @@ def fingerprint(runners: Sequence[Runner | None]) -> int:
     return hash(canonical(runners)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
+def plugins_keep_state(runner: Runner) -> bool:
+    """Do plugins keep state of their own in the machine or the oracle of ``runner``?
+    (:func:`_one` asks the same, inline.)"""
+    m, o = runner.engine.machine, runner.oracle
+    return bool(m.attrs and any(m.attrs.values()) or o.state and any(o.state.values()))
+
+
 def renames_freely(runner: Runner) -> bool:
     """Does the form of ``runner``'s state rename its pfns and tokens without keeping the
     raw ones, no plugin state being there to hold them (see the module's docstring)?
     (Asked of every page and live process, it may say no where the form would not.)"""
-    m = runner.engine.machine
-    o = runner.oracle
-    if m.attrs and any(m.attrs.values()) or o.state and any(o.state.values()):
+    if plugins_keep_state(runner):
         return False
+    m = runner.engine.machine
     for pid in runner.pids.values():
         proc = m.processes.get(pid)
         if proc is not None and proc.alive and (any(v.attrs for v in proc.mm.vmas)
@@ -110,7 +116,7 @@ def _one(runner: Runner, order: list[str]) -> tuple:
     # an oracle cell -> its number (cells hash by identity)
     cells: dict[Any, int] = {}
     cell_objs: list[Any] = []
-    plugin_state = bool(machine.attrs and any(machine.attrs.values())
+    plugin_state = bool(machine.attrs and any(machine.attrs.values())     # plugins_keep_state()
                         or oracle.state and any(oracle.state.values()))
     out: list[Any] = []
     add, extend = out.append, out.extend

@@ -28,7 +28,7 @@ from ..errors import PluginError
 from ..oracle import Violation
 from ..run import Runner, Session, _resolve
 from ..scenario.model import Step
-from .canonical import fingerprint, renames_freely
+from .canonical import fingerprint, plugins_keep_state, renames_freely
 from .space import Space
 from .visited import FingerprintSet
 
@@ -372,9 +372,7 @@ def _reads_alone(node: Node) -> bool:
     if len(node) != 1:
         return False
     r = node[0]
-    m, o = r.engine.machine, r.oracle
-    return not (r.engine.riders is not None or o.following or m.attrs and any(m.attrs.values())
-                or o.state and any(o.state.values()))
+    return not (r.engine.riders is not None or r.oracle.following or plugins_keep_state(r))
 
 
 def _judge_in_place(runner: Runner, step: Step, index: int, copy_metrics: Sequence[str]) -> Verdict:
