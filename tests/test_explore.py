@@ -566,6 +566,63 @@ def test_a_device_read_is_judged_on_the_state_itself_as_on_a_copy():
     assert judged > 500 and told > 0, (judged, told)
 
 
+def _one_at_a_time(monkeypatch):
+    """Each step's copy made just before it, each child's fingerprint just after it."""
+    from policykit.explore import search as search_mod
+    monkeypatch.setattr(search_mod, "BATCH_PAGES", 0)
+    monkeypatch.setattr(search_mod._Ahead, "of", staticmethod(lambda *a: None))
+
+
+@pytest.mark.parametrize("variants, batch", [((), 4096), ((), 20), (("thp",), 600)])
+def test_steps_taken_a_batch_at_a_time_reach_and_judge_what_one_at_a_time_does(monkeypatch, variants, batch):
+    """The search copies a state for several of its steps before taking them and takes
+    the children's fingerprints after them: each step still reaches, from its state as it
+    was, what it reaches alone, with the same verdicts, in the same order; and no more
+    than a batch's pages of copies wait (a THP's state: one at a time)."""
+    from policykit.explore import search as search_mod
+    from policykit.explore.search import _Ahead, fingerprinted, transitions, weight
+
+    s = session("linux-5.9")
+    bounds = Bounds(depth=3)
+    space = Space.build(s.registry, bounds, ("write", "fork", "gup", "dma_write", "dma_read", "mprotect", "munmap"))
+
+    def level(depth, nodes, record):
+        nxt = []
+        for node in nodes:
+            steps = space.steps(node[0], depth)
+            for i, step, child, verdicts, twin, fp in fingerprinted(transitions(node, steps, depth)):
+                record.append((i, step.text, twin, fp, [(v.classes, v.point) for v in verdicts]))
+                if child is not None:
+                    nxt.append(child)
+        return nxt
+
+    waiting = []
+    take = _Ahead.take
+
+    def counting(self, i):
+        copy = take(self, i)
+        waiting.append(len(self.made) + (copy is not None))
+        return copy
+    monkeypatch.setattr(search_mod, "BATCH_PAGES", batch)
+    monkeypatch.setattr(_Ahead, "take", counting)
+    start = starts([s], bounds, variants)[0].node
+    batched: list = []
+    nodes = [start]
+    depths = (1, 2) if variants else (1, 2, 3)        # (a THP's states are heavy)
+    for depth in depths:
+        nodes = level(depth, nodes, batched)
+    assert max(waiting) > 1 if not variants else max(waiting) == 1
+    assert max(waiting) <= max(1, batch // weight(start))
+    with monkeypatch.context() as m:
+        _one_at_a_time(m)
+        alone: list = []
+        nodes = [start]
+        for depth in depths:
+            nodes = level(depth, nodes, alone)
+    assert len(batched) > (50 if variants else 200) and batched == alone
+    assert variants or any(classes for *_, verdicts in batched for classes, _ in verdicts)  # violations too
+
+
 def test_a_flag_no_policy_mentions_is_not_tried(tmp_path):
     from policykit import Policy, load_policy
 

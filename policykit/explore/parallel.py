@@ -26,8 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..parallel import WorkerError, stop_worker
-from .canonical import fingerprint
-from .search import SAME, rebuild, transitions, weight
+from .search import SAME, fingerprinted, rebuild, transitions, weight
 from .visited import FingerprintSet
 
 if TYPE_CHECKING:
@@ -251,17 +250,18 @@ def _serve(search: Search, frontier: list[tuple[int, Node]], everything: list[tu
                 steps = space.steps(node[0], level)
                 fps: dict[int, int] = {}
                 mine, taken = len(rows), 0
-                for idx, step, child, verdicts, twin in transitions(node, steps, level, metrics, gid not in base):
+                for idx, step, child, verdicts, twin, fp in fingerprinted(
+                        transitions(node, steps, level, metrics, gid not in base), interesting, node):
                     generated += 1
                     if child is None:               # its twin's state, or its own: seen already
-                        fp, new = fps.get(twin), False  # type: ignore[arg-type]
+                        new = False                 # (its own fingerprint given where interesting)
+                        if twin != SAME:
+                            fp = fps.get(twin)      # type: ignore[arg-type]
                     else:
                         taken += 1
-                        fp = fps[idx] = fingerprint(child)
+                        fps[idx] = fp               # type: ignore[assignment]
                         new = seen.add(fp)
                     hit = interesting(verdicts)
-                    if fp is None and hit:          # (its own, asked for only here)
-                        fp = fps[SAME] = fingerprint(node)
                     if new:
                         room -= weight(child)
                         pending[(gid, idx)] = child if room >= 0 else None

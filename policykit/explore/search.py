@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -173,15 +173,16 @@ def _audit(runner: Runner) -> list[Violation]:
 
 
 def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = (),
-         in_place: bool = False) -> tuple[Node, tuple[Verdict, ...]]:
-    """Copy ``node`` (or, ``in_place``, use it up) and take ``step`` in each of its runs;
-    the new node and the verdicts.  A policy whose place in the node is None rides along
-    the first run (:func:`ride`): its verdict is that run's; if it answers otherwise at a
-    decision of this step, it takes the step again alone, from the state before it."""
+         in_place: bool = False, copy: Runner | None = None) -> tuple[Node, tuple[Verdict, ...]]:
+    """Copy ``node`` (or, ``in_place``, use it up; or take ``copy``, one made ahead of
+    its one run) and take ``step`` in each of its runs; the new node and the verdicts.
+    A policy whose place in the node is None rides along the first run (:func:`ride`):
+    its verdict is that run's; if it answers otherwise at a decision of this step, it
+    takes the step again alone, from the state before it."""
     first = node[0]
     riding = first.engine.riders is not None
     if not riding and len(node) == 1:           # explore's node: one run
-        child, verdict = _take_one(first, first if in_place else None, step, index, copy_metrics)
+        child, verdict = _take_one(first, first if in_place else copy, step, index, copy_metrics)
         return (child,), (verdict,)
     out: list[Runner | None] = [None] * len(node)
     verdicts: list[Verdict | None] = [None] * len(node)
@@ -309,6 +310,7 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     plain: dict[int, tuple[tuple[Verdict, ...], set[str], bool]] = {}
     last = len(steps) - 1 if use_up else -1
     reads_alone = None
+    ahead = _Ahead.of(node, steps, twin, last)
     for i, step in enumerate(steps):
         if twin is not None and (near := twin[i]) is not None and \
                 (j := _repeated(near, differ[i], plain)) is not None:  # type: ignore[index]
@@ -320,21 +322,26 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
             if reads_alone:
                 yield i, step, None, (_judge_in_place(node[0], step, depth, copy_metrics),), SAME
                 continue
+        copy = ahead.take(i) if ahead is not None else None
         if i not in probed:
-            child, verdicts = take(node, step, depth, copy_metrics, i == last)
+            child, verdicts = take(node, step, depth, copy_metrics, i == last, copy)
             yield i, step, child, verdicts, None
             continue
         probe: set[str] = set()
         firsts = [r.engine.machine.next_rid if r is not None else 0 for r in node]
-        for r in node:
-            if r is not None:
-                r.engine.foll_probe = probe
-        try:
-            child, verdicts = take(node, step, depth, copy_metrics, i == last)
-        finally:
+        if copy is not None:
+            copy.engine.foll_probe = probe
+            child, verdicts = take(node, step, depth, copy_metrics, False, copy)
+        else:
             for r in node:
                 if r is not None:
-                    r.engine.foll_probe = None
+                    r.engine.foll_probe = probe
+            try:
+                child, verdicts = take(node, step, depth, copy_metrics, i == last)
+            finally:
+                for r in node:
+                    if r is not None:
+                        r.engine.foll_probe = None
         for r in child:
             if r is not None:
                 r.engine.foll_probe = None
@@ -344,6 +351,83 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
                 probe.add("zap_race")
         plain[i] = (verdicts, probe, _pins_zero_page(firsts, child))
         yield i, step, child, verdicts, None
+
+
+#: how much a state's steps hold at once beyond the state, in pages (see :func:`weight`):
+#: the copies made ahead for them (:class:`_Ahead`), the children waiting for their
+#: fingerprints (:func:`fingerprinted`)
+BATCH_PAGES = 4096
+
+
+class _Ahead:
+    """The copies of a one-run node that its steps will surely be taken on, made a
+    batch at a time before they are taken: a copy costs less beside the others than
+    between two steps, where the other parts of a transition have the caches.  Not for
+    a twin, which may be left out, a device read, which may be judged in place, nor the
+    last step, which may use the state up."""
+
+    __slots__ = ("runner", "wanted", "made", "batch")
+
+    def __init__(self, node: Node, steps: Sequence[Step], twin: Sequence[Any] | None, last: int) -> None:
+        self.runner = node[0]
+        self.wanted = [(twin is None or twin[i] is None) and i != last and step.op not in _READ_ONLY
+                       for i, step in enumerate(steps)]
+        self.made: dict[int, Runner] = {}
+        self.batch = max(1, BATCH_PAGES // weight(node))
+
+    @staticmethod
+    def of(node: Node, steps: Sequence[Step], twin: Sequence[Any] | None, last: int) -> _Ahead | None:
+        if len(node) != 1 or node[0].engine.riders is not None or len(steps) < 2:
+            return None
+        return _Ahead(node, steps, twin, last)
+
+    def take(self, i: int) -> Runner | None:
+        """The copy for step ``i`` (the next batch's made first); None for a step left
+        to :func:`take`."""
+        if not self.wanted[i]:
+            return None
+        made = self.made
+        copy = made.pop(i, None)
+        if copy is None:
+            wanted, runner, n = self.wanted, self.runner, self.batch
+            for k in range(i, len(wanted)):
+                if wanted[k]:
+                    made[k] = runner.copy(fresh=True)
+                    n -= 1
+                    if not n:
+                        break
+            copy = made.pop(i)
+        return copy
+
+
+def fingerprinted(taken: Iterable[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]],
+                  own: Callable[[tuple[Verdict, ...]], bool] | None = None, node: Node | None = None,
+                  ) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]]:
+    """:func:`transitions`' ``taken``, in order, each with the fingerprint of the state
+    it reached (None for a twin's or its parent's own): the fingerprints are taken a
+    batch of children at a time (up to :data:`BATCH_PAGES`), after their steps, where
+    they cost less than between two steps.  ``own``: a step whose state is its parent's
+    (:data:`SAME`) with verdicts ``own`` says yes to gets the fingerprint of ``node``,
+    taken before a later step may use it up."""
+    held: list[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]] = []
+    room = BATCH_PAGES
+    for i, step, child, verdicts, twin in taken:
+        if child is None:
+            mine = own is not None and twin == SAME and own(verdicts)
+            held.append((i, step, child, verdicts, twin, fingerprint(node) if mine else None))  # type: ignore[arg-type]
+            continue
+        held.append((i, step, child, verdicts, twin, None))
+        room -= weight(child)
+        if room < 0:
+            yield from _fingerprint_all(held)
+            held, room = [], BATCH_PAGES
+    yield from _fingerprint_all(held)
+
+
+def _fingerprint_all(held: list[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]],
+                     ) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]]:
+    for i, step, child, verdicts, twin, fp in held:
+        yield i, step, child, verdicts, twin, fingerprint(child) if child is not None else fp
 
 
 def _repeated(near: Sequence[int], differ: Sequence[frozenset[str]],
@@ -552,12 +636,13 @@ class Search:
                     self.progress(st)
             steps = space.steps(node[0], depth)
             # the last step may use the state up: nothing reads it after its level
-            for i, step, child, verdicts, _ in transitions(node, steps, depth, metrics, gid not in self._base):
+            for i, step, child, verdicts, _, fp in fingerprinted(
+                    transitions(node, steps, depth, metrics, gid not in self._base)):
                 st.generated += 1
                 if interesting(verdicts) and judge(gid, step.text, verdicts, depth):
                     st.exhaustive, st.stopped = False, "stopped at the first finding"
                     return nxt, True, False       # the first in the sequential order
-                if child is not None and visited.add(fingerprint(child)):
+                if child is not None and visited.add(fp):
                     st.distinct += 1
                     room -= weight(child)
                     nxt.append((trace.add(gid, i), child if room >= 0 else None))
