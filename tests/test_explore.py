@@ -597,14 +597,14 @@ def test_steps_taken_a_batch_at_a_time_reach_and_judge_what_one_at_a_time_does(m
         return nxt
 
     waiting = []
-    take = _Ahead.take
+    pop = _Ahead.pop
 
     def counting(self, i):
-        copy = take(self, i)
+        copy = pop(self, i)
         waiting.append(len(self.made) + (copy is not None))
         return copy
     monkeypatch.setattr(search_mod, "BATCH_PAGES", batch)
-    monkeypatch.setattr(_Ahead, "take", counting)
+    monkeypatch.setattr(_Ahead, "pop", counting)
     start = starts([s], bounds, variants)[0].node
     batched: list = []
     nodes = [start]

@@ -322,7 +322,7 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
             if reads_alone:
                 yield i, step, None, (_judge_in_place(node[0], step, depth, copy_metrics),), SAME
                 continue
-        copy = ahead.take(i) if ahead is not None else None
+        copy = ahead.pop(i) if ahead is not None else None
         if i not in probed:
             child, verdicts = take(node, step, depth, copy_metrics, i == last, copy)
             yield i, step, child, verdicts, None
@@ -381,7 +381,7 @@ class _Ahead:
             return None
         return _Ahead(node, steps, twin, last)
 
-    def take(self, i: int) -> Runner | None:
+    def pop(self, i: int) -> Runner | None:
         """The copy for step ``i`` (the next batch's made first); None for a step left
         to :func:`take`."""
         if not self.wanted[i]:
