@@ -573,16 +573,22 @@ def _one_at_a_time(monkeypatch):
     monkeypatch.setattr(search_mod._Ahead, "of", staticmethod(lambda *a: None))
 
 
-@pytest.mark.parametrize("variants, batch", [((), 4096), ((), 20), (("thp",), 600)])
-def test_steps_taken_a_batch_at_a_time_reach_and_judge_what_one_at_a_time_does(monkeypatch, variants, batch):
+@pytest.mark.parametrize("policies, variants, batch", [
+    (("linux-5.9",), (), 4096), (("linux-5.9",), (), 20), (("linux-5.9",), ("thp",), 600),
+    (("linux-5.9-rc4", "linux-5.9"), (), 4096),      # diverge's: 5.9 rides along, then goes alone
+    (("linux-5.9", "linux-5.19"), (), 4096),         # diverge's: two runs
+])
+def test_steps_taken_a_batch_at_a_time_reach_and_judge_what_one_at_a_time_does(monkeypatch, policies, variants,
+                                                                                batch):
     """The search copies a state for several of its steps before taking them and takes
     the children's fingerprints after them: each step still reaches, from its state as it
     was, what it reaches alone, with the same verdicts, in the same order; and no more
     than a batch's pages of copies wait (a THP's state: one at a time)."""
     from policykit.explore import search as search_mod
-    from policykit.explore.search import _Ahead, fingerprinted, transitions, weight
+    from policykit.explore.search import _Ahead, fingerprinted, ride, transitions, weight
 
-    s = session("linux-5.9")
+    sessions = [session(name) for name in policies]
+    s = sessions[0]
     bounds = Bounds(depth=3)
     space = Space.build(s.registry, bounds, ("write", "fork", "gup", "dma_write", "dma_read", "mprotect", "munmap"))
 
@@ -605,7 +611,7 @@ def test_steps_taken_a_batch_at_a_time_reach_and_judge_what_one_at_a_time_does(m
         return copy
     monkeypatch.setattr(search_mod, "BATCH_PAGES", batch)
     monkeypatch.setattr(_Ahead, "pop", counting)
-    start = starts([s], bounds, variants)[0].node
+    start = ride(sessions, starts(sessions, bounds, variants)[0].node)
     batched: list = []
     nodes = [start]
     depths = (1, 2) if variants else (1, 2, 3)        # (a THP's states are heavy)

@@ -173,23 +173,24 @@ def _audit(runner: Runner) -> list[Violation]:
 
 
 def take(node: Node, step: Step, index: int, copy_metrics: Sequence[str] = (),
-         in_place: bool = False, copy: Runner | None = None) -> tuple[Node, tuple[Verdict, ...]]:
+         in_place: bool = False, copy: Node | None = None) -> tuple[Node, tuple[Verdict, ...]]:
     """Copy ``node`` (or, ``in_place``, use it up; or take ``copy``, one made ahead of
-    its one run) and take ``step`` in each of its runs; the new node and the verdicts.
+    it) and take ``step`` in each of its runs; the new node and the verdicts.
     A policy whose place in the node is None rides along the first run (:func:`ride`):
     its verdict is that run's; if it answers otherwise at a decision of this step, it
     takes the step again alone, from the state before it."""
     first = node[0]
     riding = first.engine.riders is not None
     if not riding and len(node) == 1:           # explore's node: one run
-        child, verdict = _take_one(first, first if in_place else copy, step, index, copy_metrics)
+        child, verdict = _take_one(first, first if in_place else copy[0] if copy else None, step, index,
+                                   copy_metrics)
         return (child,), (verdict,)
     out: list[Runner | None] = [None] * len(node)
     verdicts: list[Verdict | None] = [None] * len(node)
     for k, runner in enumerate(node):
         if runner is not None:
-            out[k], verdicts[k] = _take_one(runner, runner if in_place and not riding else None, step, index,
-                                            copy_metrics)
+            mine = copy[k] if copy else runner if in_place and not riding else None
+            out[k], verdicts[k] = _take_one(runner, mine, step, index, copy_metrics)
     if riding:
         stepped = out[0]
         riders = stepped.engine.riders  # type: ignore[union-attr]
@@ -330,7 +331,9 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
         probe: set[str] = set()
         firsts = [r.engine.machine.next_rid if r is not None else 0 for r in node]
         if copy is not None:
-            copy.engine.foll_probe = probe
+            for r in copy:
+                if r is not None:
+                    r.engine.foll_probe = probe
             child, verdicts = take(node, step, depth, copy_metrics, False, copy)
         else:
             for r in node:
@@ -360,28 +363,26 @@ BATCH_PAGES = 4096
 
 
 class _Ahead:
-    """The copies of a one-run node that its steps will surely be taken on, made a
-    batch at a time before they are taken: a copy costs less beside the others than
-    between two steps, where the other parts of a transition have the caches.  Not for
-    a twin, which may be left out, a device read, which may be judged in place, nor the
-    last step, which may use the state up."""
+    """The copies of a node that its steps will surely be taken on, made a batch at a
+    time before they are taken: a copy costs less beside the others than between two
+    steps, where the other parts of a transition have the caches.  Not for a twin,
+    which may be left out, a device read, which may be judged in place, nor the last
+    step, which may use the state up."""
 
-    __slots__ = ("runner", "wanted", "made", "batch")
+    __slots__ = ("node", "wanted", "made", "batch")
 
     def __init__(self, node: Node, steps: Sequence[Step], twin: Sequence[Any] | None, last: int) -> None:
-        self.runner = node[0]
+        self.node = node
         self.wanted = [(twin is None or twin[i] is None) and i != last and step.op not in _READ_ONLY
                        for i, step in enumerate(steps)]
-        self.made: dict[int, Runner] = {}
+        self.made: dict[int, Node] = {}
         self.batch = max(1, BATCH_PAGES // weight(node))
 
     @staticmethod
     def of(node: Node, steps: Sequence[Step], twin: Sequence[Any] | None, last: int) -> _Ahead | None:
-        if len(node) != 1 or node[0].engine.riders is not None or len(steps) < 2:
-            return None
-        return _Ahead(node, steps, twin, last)
+        return _Ahead(node, steps, twin, last) if len(steps) > 1 else None
 
-    def pop(self, i: int) -> Runner | None:
+    def pop(self, i: int) -> Node | None:
         """The copy for step ``i`` (the next batch's made first); None for a step left
         to :func:`take`."""
         if not self.wanted[i]:
@@ -389,10 +390,10 @@ class _Ahead:
         made = self.made
         copy = made.pop(i, None)
         if copy is None:
-            wanted, runner, n = self.wanted, self.runner, self.batch
+            wanted, node, n = self.wanted, self.node, self.batch
             for k in range(i, len(wanted)):
                 if wanted[k]:
-                    made[k] = runner.copy(fresh=True)
+                    made[k] = tuple([r.copy(fresh=True) if r is not None else None for r in node])
                     n -= 1
                     if not n:
                         break
