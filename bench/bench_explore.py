@@ -90,8 +90,8 @@ def split(session: Session, bounds: Bounds) -> None:
             steps = space.steps(node[0], bounds.depth)
             timed["next steps"] += clock() - t
             # as the search takes them: a state's copies together, then its steps, then
-            # the children's fingerprints (search.BATCH_PAGES: all of them, for states
-            # this small)
+            # the children's fingerprints (search.BATCH_PAGES: about all of them, for
+            # states this small)
             t = clock()
             copies = [node[0].copy(fresh=True) for _ in steps]
             timed["restore"] += clock() - t
