@@ -292,7 +292,7 @@ def led_to(engine: Engine, decisions: int, pages: Sequence[int]) -> str:
 
 
 def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Sequence[str] = (),
-                use_up: bool = False) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]]:
+                use_up: bool = False) -> Iterator[Taken]:
     """Take each of ``steps`` from ``node`` (``use_up``: the last may use the state
     up): yields (position, step, the state reached, its verdicts, None).  A step that
     repeats an earlier twin whose run consulted none of the flags they differ in (see
@@ -311,7 +311,7 @@ def transitions(node: Node, steps: Sequence[Step], depth: int, copy_metrics: Seq
     plain: dict[int, tuple[tuple[Verdict, ...], set[str], bool]] = {}
     last = len(steps) - 1 if use_up else -1
     reads_alone = None
-    ahead = _Ahead.of(node, steps, twin, last)
+    ahead = _Ahead(node, steps, twin, last) if len(steps) > 1 else None
     for i, step in enumerate(steps):
         if twin is not None and (near := twin[i]) is not None and \
                 (j := _repeated(near, differ[i], plain)) is not None:  # type: ignore[index]
@@ -380,10 +380,6 @@ class _Ahead:
         self.made: dict[int, Node] = {}
         self.batch = max(1, BATCH_PAGES // weight(node))
 
-    @staticmethod
-    def of(node: Node, steps: Sequence[Step], twin: Sequence[Any] | None, last: int) -> _Ahead | None:
-        return _Ahead(node, steps, twin, last) if len(steps) > 1 else None
-
     def pop(self, i: int) -> Node | None:
         """The copy for step ``i`` (the next batch's made first); None for a step left
         to :func:`take`."""
@@ -403,16 +399,21 @@ class _Ahead:
         return copy
 
 
-def fingerprinted(taken: Iterable[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]],
-                  own: Callable[[tuple[Verdict, ...]], bool] | None = None, node: Node | None = None,
-                  ) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]]:
+#: what :func:`transitions` yields: (position, step, the state reached, its verdicts, the
+#: position of the twin whose state it is); :func:`fingerprinted` adds its fingerprint
+Taken = tuple[int, Step, Node | None, tuple[Verdict, ...], int | None]
+Fingerprinted = tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]
+
+
+def fingerprinted(taken: Iterable[Taken], own: Callable[[tuple[Verdict, ...]], bool] | None = None,
+                  node: Node | None = None) -> Iterator[Fingerprinted]:
     """:func:`transitions`' ``taken``, in order, each with the fingerprint of the state
     it reached (None for a twin's or its parent's own): the fingerprints are taken a
     batch of children at a time (up to :data:`BATCH_PAGES`), after their steps, where
     they cost less than between two steps.  ``own``: a step whose state is its parent's
     (:data:`SAME`) with verdicts ``own`` says yes to gets the fingerprint of ``node``,
     taken before a later step may use it up."""
-    held: list[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]] = []
+    held: list[Fingerprinted] = []
     room = BATCH_PAGES
     for i, step, child, verdicts, twin in taken:
         if child is None:
@@ -427,8 +428,7 @@ def fingerprinted(taken: Iterable[tuple[int, Step, Node | None, tuple[Verdict, .
     yield from _fingerprint_all(held)
 
 
-def _fingerprint_all(held: list[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]],
-                     ) -> Iterator[tuple[int, Step, Node | None, tuple[Verdict, ...], int | None, int | None]]:
+def _fingerprint_all(held: list[Fingerprinted]) -> Iterator[Fingerprinted]:
     for i, step, child, verdicts, twin, fp in held:
         yield i, step, child, verdicts, twin, fingerprint(child) if child is not None else fp
 
