@@ -457,6 +457,11 @@ class Oracle:
                     self.follow(child, vpn, followed[1])
         return space
 
+    def _set_marks(self, table: str, pid: int, marks: frozenset[int]) -> None:
+        """``pid``'s pages under one mark (``table``: "dontfork" or "wipeonfork") are now
+        ``marks``: the table is replaced, never changed, as copies share it."""
+        setattr(self, table, {**getattr(self, table), pid: marks})
+
     def before(self, index: int, step: Step, args: dict[str, Any]) -> None:
         """Audit the pages a step is about to take away (exit, munmap, MADV_DONTNEED)."""
         self._step, self._line = index, step.line
@@ -483,11 +488,10 @@ class Oracle:
         for vpn, cell in moved:
             space[vpn + delta] = cell
         for attr in ("dontfork", "wipeonfork"):
-            table = getattr(self, attr)
-            marks = table.get(pid)
+            marks = getattr(self, attr).get(pid)
             if marks:
                 there = {v for v in marks if v in old}
-                setattr(self, attr, {**table, pid: (marks - there) | {v + delta for v in there}})
+                self._set_marks(attr, pid, (marks - there) | {v + delta for v in there})
         for key, (view, source, n, owner, vpn) in list(self.following.items()):
             if owner == pid and vpn in old:
                 self.following[key] = (view, source, n, owner, vpn + delta)
@@ -498,13 +502,13 @@ class Oracle:
     def _op_madvise(self, step: Step, a: dict, out: Outcome) -> None:
         pid, adv, vpns = a["process"], a["advice"], a["region"]
         if adv == "dontfork":
-            self.dontfork = {**self.dontfork, pid: self.dontfork[pid].union(vpns)}
+            self._set_marks("dontfork", pid, self.dontfork[pid].union(vpns))
         elif adv == "dofork":
-            self.dontfork = {**self.dontfork, pid: self.dontfork[pid].difference(vpns)}
+            self._set_marks("dontfork", pid, self.dontfork[pid].difference(vpns))
         elif adv == "wipeonfork":
-            self.wipeonfork = {**self.wipeonfork, pid: self.wipeonfork[pid].union(vpns)}
+            self._set_marks("wipeonfork", pid, self.wipeonfork[pid].union(vpns))
         elif adv == "keeponfork":
-            self.wipeonfork = {**self.wipeonfork, pid: self.wipeonfork[pid].difference(vpns)}
+            self._set_marks("wipeonfork", pid, self.wipeonfork[pid].difference(vpns))
         elif adv == "dontneed":
             # Private memory is dropped: the process sees a new zeroed page, as if it had
             # unmapped and mapped again.  References keep the old content.

@@ -442,7 +442,6 @@ def _shape(runner: Runner) -> tuple:
     small page (:func:`_small`), is what :func:`_allowed` leaves to :func:`_ptes_allow`.
     (Steps are cached by both: what they leave out, steps may not depend on.)"""
     m = runner.engine.machine
-    pages = m.pages
     procs = []
     ptes = []
     for n, pid in runner.pids.items():
@@ -451,8 +450,8 @@ def _shape(runner: Runner) -> tuple:
         procs.append((n, proc.alive and n not in runner.gone,
                       tuple([(v.start, v.end, v.write, v.shared, v.may_write, v.dontcopy, v.wipeonfork,
                               bool(v.attrs.get("vm_file"))) for v in mm.vmas])))
-        ptes.append(tuple(sorted([(vpn, e.writable, (p := pages.get(e.pfn)) is not None and p.folio is None)
-                                  if e.present else (vpn, None, False) for vpn, e in mm.ptes.items()])))
+        ptes.append(tuple(sorted([(vpn, e.writable, _small(m, e.pfn)) if e.present else (vpn, None, False)
+                                  for vpn, e in mm.ptes.items()])))
     refs = tuple((n, r.pin, r.write, len(r.vpns)) if r is not None else (n,)
                  for n, r in ((n, m.refs.get(rid)) for n, rid in runner.rids.items()))
     # the sizes too: a step's text names a region whole ("buf") or by page ("buf[0]")
