@@ -377,6 +377,11 @@ class Engine:
         """Add ``n`` to a declared metric."""
         self.metrics[metric] += n
 
+    def declares_flag(self, owner: str, name: str) -> bool:
+        """Whether the policy declares the flag ``name`` on ``owner`` (``"page"`` or
+        ``"mm"``): a plugin that keeps a flag in step (swap's ``anon_exclusive``) asks."""
+        return FLAG_PREFIX + name in self.defaults[owner]
+
     def flag(self, target: Page | Mm, name: str) -> Any:
         """The value of the policy's flag ``name`` on a page or an mm (its default when
         unset); KeyError when the policy declares no such flag."""
@@ -811,14 +816,17 @@ class Engine:
     # -- faults ------------------------------------------------------------------------
 
     def handle_mm_fault(self, proc: Process, vpn: int, write: bool, unshare: bool = False,
-                        force: bool = False) -> Pte:
+                        force: bool = False, vma: Vma | None = None) -> Pte:
         """Fault in ``vpn`` for reading, writing, or unsharing; return the resulting PTE.
 
         A write to a VMA without VM_WRITE is refused (SIGSEGV) unless ``force``
         (FOLL_FORCE on a COW mapping), which breaks COW but maps the result read-only.
+        ``vma``: the VMA holding ``vpn``, when the caller found it already (a fault
+        changes no VMA: a loop over pages finds each once).
         """
         mm = proc.mm
-        vma = mm.find_vma(vpn)
+        if vma is None:
+            vma = mm.find_vma(vpn)
         if vma is None:
             raise OperationFailed("EFAULT", f"no VMA at page {vpn:#x}")
         if write and not vma.write and not (force and vma.is_cow_mapping):
@@ -1027,16 +1035,20 @@ class Engine:
     def write(self, pid: int, vpns: Iterable[int]) -> list[int]:
         """The process writes a fresh token to each page; returns the tokens."""
         proc = self.process(pid)
-        ptes = proc.mm.ptes
+        mm = proc.mm
+        ptes = mm.ptes
         m = self.machine
         pages = m.pages
         out = []
+        vma = None
         for vpn in vpns:
             pte = ptes.get(vpn)
             if pte is None or not pte.writable:
-                pte = self.handle_mm_fault(proc, vpn, write=True)
+                if vma is None or not vma.start <= vpn < vma.end:
+                    vma = mm.find_vma(vpn)
+                pte = self.handle_mm_fault(proc, vpn, True, False, False, vma)
                 if not pte.writable:            # the fault only mapped the page (a handler
-                    pte = self.handle_mm_fault(proc, vpn, write=True)   # answered it): retry
+                    pte = self.handle_mm_fault(proc, vpn, True, False, False, vma)   # answered it): retry
             tok = m.next_token                  # next_token(), inline: once a page
             m.next_token = tok + 1
             pages[pte.pfn].content = tok
@@ -1048,13 +1060,17 @@ class Engine:
     def read(self, pid: int, vpns: Iterable[int]) -> list[int]:
         """The process reads each page; returns the tokens it saw."""
         proc = self.process(pid)
-        ptes = proc.mm.ptes
+        mm = proc.mm
+        ptes = mm.ptes
         pages = self.machine.pages
         out = []
+        vma = None
         for vpn in vpns:
             pte = ptes.get(vpn)
             if pte is None or not pte.present:
-                pte = self.handle_mm_fault(proc, vpn, write=False)
+                if vma is None or not vma.start <= vpn < vma.end:
+                    vma = mm.find_vma(vpn)
+                pte = self.handle_mm_fault(proc, vpn, False, False, False, vma)
             out.append(pages[pte.pfn].content)
             if self.observed:
                 self.emit(Event("read", pid, vpn, pte.pfn))

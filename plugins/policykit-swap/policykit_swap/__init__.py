@@ -181,8 +181,8 @@ def _sync(engine: Any, slot: int, info: dict[str, Any] | None = None) -> None:
 
 
 def _has_exclusive_flag(engine: Any) -> bool:
-    spec = engine.registry.attributes.get(("page", EXCLUSIVE_FLAG))
-    return spec is not None and spec.flag
+    """Whether the policy declares the page flag ``anon_exclusive``."""
+    return engine.declares_flag("page", EXCLUSIVE_FLAG)
 
 
 def _exclusive(engine: Any, page: Any) -> bool:
@@ -193,19 +193,22 @@ def _exclusive(engine: Any, page: Any) -> bool:
 
 def delete_from_swap_cache(engine: Any, page: Any) -> None:
     """The page leaves the swapcache (its reference dropped); the slot goes when unused."""
-    slot = page.attrs.pop("swap_slot")
-    page.attrs.pop("swapcache", None)
-    page.attrs.pop("swapcount", None)
-    slots = _slots(engine)
-    slots[slot]["pfn"] = None
-    if slots[slot]["count"] == 0:
+    attrs = page.attrs
+    slot = attrs.pop("swap_slot")
+    attrs.pop("swapcache", None)
+    attrs.pop("swapcount", None)
+    slots = engine.machine.attrs["swap"]
+    info = slots[slot]
+    info["pfn"] = None
+    if info["count"] == 0:
         del slots[slot]
     engine.put_page(page)
 
 
 def try_to_free_swap(engine: Any, page: Any) -> bool:
     """Free the swapcache of a page no swap entry needs any more."""
-    if not page.attrs.get("swapcache") or _slots(engine)[page.attrs["swap_slot"]]["count"]:
+    attrs = page.attrs
+    if not attrs.get("swapcache") or engine.machine.attrs["swap"][attrs["swap_slot"]]["count"]:
         return False
     delete_from_swap_cache(engine, page)
     return True
@@ -227,6 +230,8 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
     vpns = args["region"]
     region = None
     vma = None
+    metrics = engine.metrics
+    has_flag = _has_exclusive_flag(engine)
     for vpn in vpns:
         pte = ptes.get(vpn)
         if pte is None or not pte.present:
@@ -247,6 +252,7 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
             pte = ptes[vpn]                                    # a PMD's PTE is now its own
         if engine.decide("reclaim_page", page, pte, vma, mm, pid=proc.pid, vpn=vpn).action != "swap_out":
             continue
+        # (a THP was split above: the page is small, its counts its own)
         attrs = page.attrs
         if "swapcache" not in attrs:                         # add_to_swap()
             slot = m.attrs.get("swap_next", 1)
@@ -254,22 +260,22 @@ def pageout(engine: Any, args: dict[str, Any]) -> Outcome:
             info = slots[slot] = {"content": page.content, "count": 0, "pfn": page.pfn}
             attrs["swapcache"] = True
             attrs["swap_slot"] = slot
-            page.refcount += 1
+            page._refcount += 1
         else:
             slot = attrs["swap_slot"]
             info = slots[slot]
             info["content"] = page.content                   # written back
-        exclusive = page.mapcount == 1 and _exclusive(engine, page)
+        exclusive = page._mapcount == 1 and has_flag and bool(engine.flag(page, EXCLUSIVE_FLAG))
         if exclusive:                     # the exclusivity moves to the swap entry
             engine.set_flag(page, EXCLUSIVE_FLAG, False)
-        mappers = [(proc, vpn, pte)] if page.mapcount == 1 else _mappers(engine, page.pfn)
+        mappers = [(proc, vpn, pte)] if page._mapcount == 1 else _mappers(engine, page.pfn)
         for other, ovpn, opte in mappers:                    # try_to_unmap()
             other.mm.ptes[ovpn] = Pte(-1, False, False, False, {"swap": slot, "swp_exclusive": exclusive})
             info["count"] += 1
-            page.mapcount -= 1
-            page.refcount -= 1
-        engine.metrics["swapouts"] += 1
-        if page.refcount == 1:                               # only the swapcache: freed
+            page._mapcount -= 1
+            page._refcount -= 1
+        metrics["swapouts"] += 1
+        if page._refcount == 1:                              # only the swapcache: freed
             delete_from_swap_cache(engine, page)
         else:
             _sync(engine, slot, info)
@@ -305,12 +311,14 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     pattrs = pte.attrs
     if not pattrs or "swap" not in pattrs:
         return None
-    slots = engine.machine.attrs["swap"]
+    m = engine.machine
+    slots = m.attrs["swap"]
     slot = pattrs["swap"]
     info = slots[slot]
     engine.metrics["swapins"] += 1
-    if info["pfn"] is not None:                               # still in the swapcache
-        page = engine.machine.pages[info["pfn"]]
+    pfn = info["pfn"]
+    if pfn is not None:                                       # still in the swapcache
+        page = m.pages[pfn]
     else:                                                     # swapin_readahead()
         page = engine.alloc_page()
         if page is None:
@@ -320,21 +328,29 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
         info["pfn"] = page.pfn                                # alloc's reference is the swapcache's
     if _has_exclusive_flag(engine):       # the entry's exclusivity comes back with the page
         engine.set_flag(page, EXCLUSIVE_FLAG, bool(pattrs.get("swp_exclusive")))
-    _sync(engine, slot, info)
+    attrs = page.attrs
+    count = info["count"]
+    if count:                                                 # _sync(), inline: once a page
+        attrs["swapcount"] = count
+    else:
+        attrs.pop("swapcount", None)
     writable = False
     mm = proc.mm
     if vma.write:
         point = "swapin" if write else "swapin_read"
         writable = engine.decide(point, page, pte, vma, mm, pid=proc.pid, vpn=vpn).action == "map_writable"
-    info["count"] -= 1                                        # swap_free()
+    count = info["count"] = info["count"] - 1                 # swap_free()
     page.mapcount += 1
     page.refcount += 1
     new = Pte(page.pfn, True, writable, writable)
     mm.ptes[vpn] = new
     if writable and write:            # should_try_to_free_swap(): a read fault keeps it
         try_to_free_swap(engine, page)
-    elif "swapcache" in page.attrs:
-        _sync(engine, slot, info)
+    elif "swapcache" in attrs:
+        if count:
+            attrs["swapcount"] = count
+        else:
+            attrs.pop("swapcount", None)
     if info["count"] == 0 and info["pfn"] is None:
         slots.pop(slot, None)
     if write and not writable:
@@ -354,11 +370,13 @@ def policykit_wp_prepare(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any, p
 @hookimpl
 def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_vma: Any, vpn: int,
                        pte: Any) -> Any:
-    if pte.present or "swap" not in (pte.attrs or {}):
+    pattrs = pte.attrs
+    if pte.present or not pattrs or "swap" not in pattrs:
         return None
-    slot = pte.attrs["swap"]
-    info = _slots(engine)[slot]
-    cached = engine.machine.pages[info["pfn"]] if info["pfn"] is not None else None
+    slot = pattrs["swap"]
+    info = engine.machine.attrs["swap"][slot]
+    pfn = info["pfn"]
+    cached = engine.machine.pages[pfn] if pfn is not None else None
     if engine.decide("fork_swap_entry", cached, pte, src_vma, src_mm, vpn=vpn).action == "copy":
         new = engine.alloc_page()
         if new is None:
@@ -368,9 +386,10 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
         engine.count("fork_copies")
         engine.count("bytes_copied", PAGE_SIZE)
         return Pte(new.pfn, writable=dst_vma.write, dirty=True)
-    info["count"] += 1                                        # swap_duplicate()
-    pte.attrs["swp_exclusive"] = False                        # both entries are shared now
-    _sync(engine, slot)
+    count = info["count"] = info["count"] + 1                 # swap_duplicate()
+    pattrs["swp_exclusive"] = False                           # both entries are shared now
+    if cached is not None:                                    # _sync(), inline: once an entry
+        cached.attrs["swapcount"] = count
     return Pte(-1, present=False, attrs={"swap": slot, "swp_exclusive": False})
 
 
