@@ -23,6 +23,7 @@ from policykit import (
     Violation,
     hookimpl,
     hookspec,
+    load_policy,
 )
 from policykit import hookspecs as specs_module
 
@@ -351,3 +352,17 @@ def test_a_plugin_is_asked_about_ptes_of_vmas_it_owns_and_of_vmas_nobody_declare
     # the THP plugin owns 'thp': its PTEs reach the THP plugin only; a VMA attribute no
     # plugin declared reaches every plugin
     assert watcher.asked == [("fault", mine), ("fault", stray), ("fork", mine), ("fork", stray)]
+
+
+def test_a_plugin_asks_whether_the_policy_declares_a_flag():
+    """``engine.declares_flag()``: true for a flag the policy declares (5.19's
+    ``anon_exclusive``), false under a policy without it, for a plugin's attribute of
+    the same owner, and for another owner's name."""
+    tagger = types.ModuleType("tagger")
+    tagger.policykit_add_attributes = hookimpl(lambda: [AttributeSpec("page", "tag", int, 7)])
+    with_flag = Session(load_policy("linux-5.19"), plugins=[tagger]).start().engine
+    without = Session(load_policy("linux-5.9"), plugins=[tagger]).start().engine
+    assert with_flag.declares_flag("page", "anon_exclusive")
+    assert not without.declares_flag("page", "anon_exclusive")
+    assert not with_flag.declares_flag("page", "tag")
+    assert not with_flag.declares_flag("mm", "anon_exclusive")
