@@ -1400,7 +1400,7 @@ class Engine:
                                 foll = flags.copy()
                             race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
-                        self._gup_handle_fault(proc, vpn, write=False, unshare=True)
+                        self._gup_handle_fault(proc, vma, vpn, False, True)
                 else:
                     # The kernel would retry for ever (follow_page_mask() fails again after
                     # each fault that changed nothing): GUP fails here instead, and the
@@ -1434,11 +1434,12 @@ class Engine:
                             f"ref {rid}: {foll!r}"))
         return rid
 
-    def _gup_handle_fault(self, proc: Process, vpn: int, **how: bool) -> Pte:
+    def _gup_handle_fault(self, proc: Process, vma: Vma, vpn: int, write: bool, unshare: bool = False,
+                          force: bool = False) -> Pte:
         """handle_mm_fault() for GUP: a fault that would signal a CPU access
         (SIGBUS, SIGSEGV) fails GUP with EFAULT (vm_fault_to_errno())."""
         try:
-            return self.handle_mm_fault(proc, vpn, **how)
+            return self.handle_mm_fault(proc, vpn, write, unshare, force, vma)
         except OperationFailed as exc:
             if exc.errno in ("SIGBUS", "SIGSEGV"):
                 raise OperationFailed("EFAULT", f"gup: the fault at page {vpn:#x} failed ({exc.errno}: "
@@ -1467,7 +1468,7 @@ class Engine:
             was = proc.mm.ptes.get(vpn)
             decisions = self.metrics["decisions"]
         # (FOLL_FORCE counts only for a write to a VMA without VM_WRITE: read just then)
-        pte = self._gup_handle_fault(proc, vpn, write=write, force=write and not vma.write and foll.force)
+        pte = self._gup_handle_fault(proc, vma, vpn, write, False, write and not vma.write and foll.force)
         page = self.machine.pages[pte.pfn]
         fresh = probe is not None and was is None and self._refault_same(vma, write, pte, page, decisions)
         # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
