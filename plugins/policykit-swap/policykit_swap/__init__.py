@@ -185,12 +185,6 @@ def _has_exclusive_flag(engine: Any) -> bool:
     return engine.declares_flag("page", EXCLUSIVE_FLAG)
 
 
-def _exclusive(engine: Any, page: Any) -> bool:
-    if not _has_exclusive_flag(engine):
-        return False
-    return bool(engine.flag(page, EXCLUSIVE_FLAG))
-
-
 def delete_from_swap_cache(engine: Any, page: Any) -> None:
     """The page leaves the swapcache (its reference dropped); the slot goes when unused."""
     attrs = page.attrs
