@@ -173,11 +173,15 @@ def _sync(engine: Any, slot: int, info: dict[str, Any] | None = None) -> None:
     if info is None:
         info = _slots(engine)[slot]
     if info["pfn"] is not None:
-        attrs = engine.machine.pages[info["pfn"]].attrs
-        if info["count"]:
-            attrs["swapcount"] = info["count"]
-        else:
-            attrs.pop("swapcount", None)
+        _mirror(engine.machine.pages[info["pfn"]].attrs, info["count"])
+
+
+def _mirror(attrs: dict[str, Any], count: int) -> None:
+    """A swapcache page's attributes take its slot's swap count (none when 0)."""
+    if count:
+        attrs["swapcount"] = count
+    else:
+        attrs.pop("swapcount", None)
 
 
 def _has_exclusive_flag(engine: Any) -> bool:
@@ -323,11 +327,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     if _has_exclusive_flag(engine):       # the entry's exclusivity comes back with the page
         engine.set_flag(page, EXCLUSIVE_FLAG, bool(pattrs.get("swp_exclusive")))
     attrs = page.attrs
-    count = info["count"]
-    if count:                                                 # _sync(), inline: once a page
-        attrs["swapcount"] = count
-    else:
-        attrs.pop("swapcount", None)
+    _mirror(attrs, info["count"])
     writable = False
     mm = proc.mm
     if vma.write:
@@ -341,10 +341,7 @@ def policykit_handle_fault(engine: Any, proc: Any, vma: Any, vpn: int, pte: Any,
     if writable and write:            # should_try_to_free_swap(): a read fault keeps it
         try_to_free_swap(engine, page)
     elif "swapcache" in attrs:
-        if count:
-            attrs["swapcount"] = count
-        else:
-            attrs.pop("swapcount", None)
+        _mirror(attrs, count)
     if info["count"] == 0 and info["pfn"] is None:
         slots.pop(slot, None)
     if write and not writable:
@@ -382,8 +379,8 @@ def policykit_copy_pte(engine: Any, src_mm: Any, dst_mm: Any, src_vma: Any, dst_
         return Pte(new.pfn, writable=dst_vma.write, dirty=True)
     count = info["count"] = info["count"] + 1                 # swap_duplicate()
     pattrs["swp_exclusive"] = False                           # both entries are shared now
-    if cached is not None:                                    # _sync(), inline: once an entry
-        cached.attrs["swapcount"] = count
+    if cached is not None:
+        _mirror(cached.attrs, count)
     return Pte(-1, present=False, attrs={"swap": slot, "swp_exclusive": False})
 
 
