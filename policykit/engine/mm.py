@@ -1046,9 +1046,9 @@ class Engine:
             if pte is None or not pte.writable:
                 if vma is None or not vma.start <= vpn < vma.end:
                     vma = mm.find_vma(vpn)
-                pte = self.handle_mm_fault(proc, vpn, True, False, False, vma)
+                pte = self.handle_mm_fault(proc, vpn, write=True, vma=vma)
                 if not pte.writable:            # the fault only mapped the page (a handler
-                    pte = self.handle_mm_fault(proc, vpn, True, False, False, vma)   # answered it): retry
+                    pte = self.handle_mm_fault(proc, vpn, write=True, vma=vma)   # answered it): retry
             tok = m.next_token                  # next_token(), inline: once a page
             m.next_token = tok + 1
             pages[pte.pfn].content = tok
@@ -1070,7 +1070,7 @@ class Engine:
             if pte is None or not pte.present:
                 if vma is None or not vma.start <= vpn < vma.end:
                     vma = mm.find_vma(vpn)
-                pte = self.handle_mm_fault(proc, vpn, False, False, False, vma)
+                pte = self.handle_mm_fault(proc, vpn, write=False, vma=vma)
             out.append(pages[pte.pfn].content)
             if self.observed:
                 self.emit(Event("read", pid, vpn, pte.pfn))
@@ -1400,7 +1400,7 @@ class Engine:
                                 foll = flags.copy()
                             race = self._gup_fault(proc, vma, vpn, True, foll, race) is not None and race
                     else:
-                        self._gup_handle_fault(proc, vma, vpn, False, True)
+                        self._gup_handle_fault(proc, vma, vpn, write=False, unshare=True)
                 else:
                     # The kernel would retry for ever (follow_page_mask() fails again after
                     # each fault that changed nothing): GUP fails here instead, and the
@@ -1468,7 +1468,7 @@ class Engine:
             was = proc.mm.ptes.get(vpn)
             decisions = self.metrics["decisions"]
         # (FOLL_FORCE counts only for a write to a VMA without VM_WRITE: read just then)
-        pte = self._gup_handle_fault(proc, vma, vpn, write, False, write and not vma.write and foll.force)
+        pte = self._gup_handle_fault(proc, vma, vpn, write, force=write and not vma.write and foll.force)
         page = self.machine.pages[pte.pfn]
         fresh = probe is not None and was is None and self._refault_same(vma, write, pte, page, decisions)
         # COW broken for FOLL_FORCE (VM_FAULT_WRITE): the PTE now maps an anonymous page.  A
